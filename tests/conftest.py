@@ -17,6 +17,8 @@ TONES: dict[str, tuple[list[float], float]] = {
     "a550.m4a": ([550.0], 3.0),
     "b880.webm": ([880.0], 3.0),
     "steps.webm": ([300.0, 500.0, 700.0, 900.0, 1100.0], 1.0),
+    # long enough that ffmpeg outlives the pipe buffer: it stays alive while the track plays
+    "long.mp3": ([330.0], 30.0),
 }
 
 

@@ -1,0 +1,24 @@
+"""Music for Red-DiscordBot: plays the web and the owner's local folder in voice channels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from redbot.core.bot import Red
+from redbot.core.errors import CogLoadError
+
+with open(Path(__file__).parent / "info.json", encoding="utf-8") as _fp:
+    __red_end_user_data_statement__ = json.load(_fp)["end_user_data_statement"]
+
+
+async def setup(bot: Red) -> None:
+    # Core Audio owns the same command names (play, queue, skip...); discord.py would refuse
+    # the duplicates and roll the load back with a confusing error, so say it plainly.
+    if bot.get_cog("Audio") is not None:
+        raise CogLoadError(
+            "The core Audio cog is loaded and uses the same commands; run `[p]unload audio` first, then `[p]load music`."
+        )
+    from .cog import Music
+
+    await bot.add_cog(Music(bot))

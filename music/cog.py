@@ -1,0 +1,236 @@
+"""The Music cog: lifecycle, the ready gate, the supervised advancer and the stream monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from redbot.core import commands
+from redbot.core.bot import Red
+from redbot.core.utils.chat_formatting import escape
+
+from .commands import PlaybackCommands, QueueCommands, SettingsCommands
+from .engine.events import AdvanceKind
+from .player import GuildPlayer, PlayerManager, PlayerState
+from .resolve.resolver import Resolver
+from .store import POSITION_SAVE_INTERVAL, MusicStore
+
+log = logging.getLogger("red.music")
+
+READY_TIMEOUT = 15.0  # how long a command waits for the cog to finish starting
+MONITOR_INTERVAL = 1.0
+STALL_SECONDS = 6.0  # playing, yet the position has not moved for this long: reopen
+SUPERVISOR_MAX_BACKOFF = 30.0
+
+
+class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
+    """Play music from the web or the owner's local folder in voice channels.
+
+    Queues and positions survive reloads and restarts; track changes are gapless."""
+
+    def __init__(self, bot: Red) -> None:
+        super().__init__()
+        self.bot = bot
+        self.store = MusicStore.for_cog(self)
+        self.ready = asyncio.Event()
+        self.shutdown_event = asyncio.Event()
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.resolver: Resolver | None = None
+        self.manager: PlayerManager | None = None
+        self.supervisor_restarts: dict[str, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def cog_load(self) -> None:
+        # Never wait for Red's readiness here: at startup cogs load before the bot connects.
+        self.resolver = Resolver(lambda: self.store.network_policy)
+        self.manager = PlayerManager(self.bot, self.store, self.resolver, self._notify)
+        self._start("advancer", self.manager.run_advancer)
+        self._start("monitor", self._monitor_loop)
+        self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
+        self.tasks["init"] = asyncio.create_task(self._initialize(), name="music-init")
+
+    async def cog_unload(self) -> None:
+        self.shutdown_event.set()
+        manager = self.manager
+        if manager is not None:
+            # save where every player is before anything stops, so a reload resumes there
+            for player in manager.players.values():
+                manager.save(player)
+            snapshots = {gid: p.snapshot() for gid, p in manager.players.items()}
+        else:
+            snapshots = {}
+        for task in self.tasks.values():
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=5.0)
+        self.tasks.clear()
+        if manager is not None:
+            # the snapshots above hold the positions; stopping must not overwrite them
+            for gid, snap in snapshots.items():
+                self.store.mark_dirty(gid, lambda snap=snap: snap)
+            await manager.shutdown()
+        if self.resolver is not None:
+            self.resolver.close()
+        await self.store.flush()
+
+    def _start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        self.tasks[name] = asyncio.create_task(self._supervise(name, factory), name=f"music-{name}")
+
+    async def _supervise(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """Run `factory()` and restart it with backoff if it crashes.
+
+        The advancer's events live in the manager's queue, outside the task, so a restart loses
+        none of them."""
+        backoff = 0.5
+        while not self.shutdown_event.is_set():
+            started = time.monotonic()
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.supervisor_restarts[name] = self.supervisor_restarts.get(name, 0) + 1
+                log.exception("The music %s crashed; restarting it in %.1fs", name, backoff)
+            if time.monotonic() - started > 60:
+                backoff = 0.5  # it ran fine for a while: start over from a short wait
+            await asyncio.sleep(backoff + random.uniform(0, backoff / 4))
+            backoff = min(backoff * 2, SUPERVISOR_MAX_BACKOFF)
+
+    async def _initialize(self) -> None:
+        try:
+            await self.bot.wait_until_red_ready()
+            states = await self.store.load()
+            assert self.manager is not None
+            for guild_id, state in states.items():
+                player = GuildPlayer.from_snapshot(guild_id, state)
+                if player.queue.current is None and not len(player.queue):
+                    continue
+                self.manager.players[guild_id] = player
+                settings = self.store.guild(guild_id)
+                if player.queue.current is not None and player.channel_id and settings.auto_resume:
+                    if self.bot.get_guild(guild_id) is not None:
+                        self.manager.post(guild_id, AdvanceKind.RESCHEDULE)
+            log.info("Music is ready: %d saved queue(s) restored", len(self.manager.players))
+        except Exception:
+            log.exception("Music could not restore its saved state; starting empty")
+        finally:
+            self.ready.set()
+
+    async def cog_before_invoke(self, ctx: commands.Context) -> None:
+        if self.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise commands.UserFeedbackCheckFailure(
+                "Music is still starting up; please try again in a few seconds."
+            ) from None
+
+    # -- the stream monitor ----------------------------------------------------------------------
+
+    async def _monitor_loop(self) -> None:
+        last_save = time.monotonic()
+        while not self.shutdown_event.is_set():
+            await asyncio.sleep(MONITOR_INTERVAL)
+            now = time.monotonic()
+            save_positions = now - last_save >= POSITION_SAVE_INTERVAL
+            if save_positions:
+                last_save = now
+            assert self.manager is not None
+            for player in list(self.manager.players.values()):
+                await self._check_player(player, now, save_positions)
+
+    async def _check_player(self, player: GuildPlayer, now: float, save_positions: bool) -> None:
+        manager = self.manager
+        assert manager is not None
+        settings = self.store.guild(player.guild_id)
+        guild = self.bot.get_guild(player.guild_id)
+        vc = guild.voice_client if guild is not None else None
+        connected = vc is not None and vc.is_connected()
+
+        if player.state is PlayerState.PLAYING:
+            position = player.position
+            if position != player.last_position:
+                player.last_position = position
+                player.last_progress_at = now
+            elif now - player.last_progress_at > STALL_SECONDS:
+                player.last_progress_at = now
+                manager.post(player.guild_id, AdvanceKind.STREAM_STALLED, error="no audio for a while")
+            if save_positions:
+                manager.save(player)
+        if player.state in (PlayerState.PLAYING, PlayerState.PAUSED) and not connected:
+            # the voice connection went away under us (kicked, moved, or dropped)
+            if now - player.last_progress_at > 5.0 and player.channel_id:
+                player.last_progress_at = now
+                manager.post(player.guild_id, AdvanceKind.RESCHEDULE)
+            return
+        if not connected:
+            return
+        assert vc is not None
+        humans = [m for m in vc.channel.members if not m.bot]
+        if humans:
+            player.alone_since = None
+        elif player.alone_since is None:
+            player.alone_since = now
+        elif settings.empty_disconnect and now - player.alone_since >= settings.empty_disconnect:
+            player.alone_since = None
+            await self._notify(player, "Everyone left the voice channel, so I left too. The queue is kept.")
+            manager.post(player.guild_id, AdvanceKind.DISCONNECT)
+            return
+        if player.state is PlayerState.IDLE:
+            if settings.idle_disconnect and now - player.idle_since >= settings.idle_disconnect:
+                player.idle_since = now
+                manager.post(player.guild_id, AdvanceKind.DISCONNECT)
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    async def _notify(self, player: GuildPlayer, text: str) -> None:
+        """Tell the guild's music text channel something. Never raises."""
+        if player.text_channel_id is None:
+            return
+        channel = self.bot.get_channel(player.text_channel_id)
+        if channel is None:
+            return
+        try:
+            await channel.send(
+                escape(text, mass_mentions=True), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException:
+            log.debug("Could not notify guild %s", player.guild_id, exc_info=True)
+
+    async def red_delete_data_for_user(self, *, requester: str, user_id: int) -> None:
+        """Forget who requested queued tracks: the only user data this cog keeps."""
+        await self.ready.wait()
+        assert self.manager is not None
+        for player in self.manager.players.values():
+            changed = False
+            for track in [player.queue.current, *player.queue.upcoming, *player.queue.history]:
+                if track is not None and track.requester_id == user_id:
+                    track.requester_id = 0
+                    changed = True
+            if changed:
+                self.manager.save(player)
+        # queues of guilds without a live player
+        for guild_id, data in (await self.store.config.all_guilds()).items():
+            if guild_id in self.manager.players or not data.get("state"):
+                continue
+            state = data["state"]
+            text = repr(state)
+            if str(user_id) not in text:
+                continue
+            queue = state.get("queue") or {}
+            for key in ("upcoming", "history"):
+                for track in queue.get(key) or []:
+                    if track.get("requester_id") == user_id:
+                        track["requester_id"] = 0
+            if (queue.get("current") or {}).get("requester_id") == user_id:
+                queue["current"]["requester_id"] = 0
+            await self.store.config.guild_from_id(guild_id).state.set(state)
+        await self.store.flush()

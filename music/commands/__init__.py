@@ -1,0 +1,7 @@
+"""Thin command mixins; the decisions live in the engine and the player."""
+
+from .playback import PlaybackCommands
+from .queue import QueueCommands
+from .settings import SettingsCommands
+
+__all__ = ["PlaybackCommands", "QueueCommands", "SettingsCommands"]

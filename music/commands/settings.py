@@ -1,0 +1,221 @@
+"""`musicset`: server settings (admins) and bot-wide settings (owner)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import discord
+from redbot.core import commands
+from redbot.core.utils.chat_formatting import box, humanize_list
+
+from ..audio.ffmpeg import find_ffmpeg
+from ..engine.timefmt import format_duration, parse_duration
+from ..policy import validate_cidr
+from .base import CommandError, MusicMixin
+
+
+def _seconds(text: str) -> int:
+    """`0`, `90`, `5:00` -> seconds, for the duration-valued settings."""
+    try:
+        value = int(parse_duration(text))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if value < 0:
+        raise CommandError("Use a positive number of seconds, or 0 to turn it off.")
+    return value
+
+
+class SettingsCommands(MusicMixin):
+    @commands.group()
+    async def musicset(self, ctx: commands.Context) -> None:
+        """Music settings. Server settings need Manage Server; some are for the bot owner."""
+
+    # -- server settings ------------------------------------------------------------------------
+
+    @musicset.command(name="settings", aliases=["showsettings"])
+    @commands.guild_only()
+    async def musicset_settings(self, ctx: commands.Context) -> None:
+        """Show this server's music settings."""
+        s = self.store.guild(ctx.guild.id)
+        g = self.store.globals
+
+        def seconds(v: int) -> str:
+            return "off" if not v else format_duration(v)
+
+        rows = [
+            ("Default volume", f"{s.volume}%"),
+            ("Longest track", seconds(s.max_length)),
+            ("Queue limit", str(s.max_queue)),
+            ("Playlist limit", str(s.max_playlist)),
+            ("Now-playing messages", "on" if s.notify else "off"),
+            ("Leave when alone after", seconds(s.empty_disconnect)),
+            ("Leave when idle after", seconds(s.idle_disconnect)),
+            ("Resume after restart", "on" if s.auto_resume else "off"),
+            ("Local folder", "set" if g.local_folder else "not set"),
+            ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
+        ]
+        if await ctx.embed_requested():
+            embed = discord.Embed(title="Music settings")
+            for name, value in rows:
+                embed.add_field(name=name, value=value)
+            await ctx.send(embed=embed)
+        else:
+            width = max(len(n) for n, _ in rows)
+            await ctx.send(box("\n".join(f"{n:<{width}}  {v}" for n, v in rows)))
+
+    @musicset.command(name="volume")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_volume(self, ctx: commands.Context, percent: int) -> None:
+        """The volume a new player starts at, from 0 to 150."""
+        if not 0 <= percent <= 150:
+            raise CommandError("Pick a volume from 0 to 150.")
+        await self.store.set_guild(ctx.guild.id, "volume", percent)
+        await self.say(ctx, f"New players will start at {percent}%.")
+
+    @musicset.command(name="maxlength")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_maxlength(self, ctx: commands.Context, length: str) -> None:
+        """The longest track allowed (`10:00`, `600`); `0` for no limit."""
+        seconds = _seconds(length)
+        await self.store.set_guild(ctx.guild.id, "max_length", seconds)
+        await self.say(ctx, f"Longest track: {format_duration(seconds) if seconds else 'no limit'}.")
+
+    @musicset.command(name="maxqueue")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_maxqueue(self, ctx: commands.Context, tracks: int) -> None:
+        """The most tracks the queue may hold (1 to 10000)."""
+        if not 1 <= tracks <= 10_000:
+            raise CommandError("Pick a queue limit from 1 to 10000.")
+        await self.store.set_guild(ctx.guild.id, "max_queue", tracks)
+        await self.say(ctx, f"The queue holds at most {tracks} tracks.")
+
+    @musicset.command(name="maxplaylist")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_maxplaylist(self, ctx: commands.Context, tracks: int) -> None:
+        """The most entries a playlist adds (1 to 5000)."""
+        if not 1 <= tracks <= 5_000:
+            raise CommandError("Pick a playlist limit from 1 to 5000.")
+        await self.store.set_guild(ctx.guild.id, "max_playlist", tracks)
+        await self.say(ctx, f"A playlist adds at most {tracks} tracks.")
+
+    @musicset.command(name="notify")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_notify(self, ctx: commands.Context, on: bool | None = None) -> None:
+        """Turn now-playing messages on or off (toggles with no argument)."""
+        value = (not self.store.guild(ctx.guild.id).notify) if on is None else on
+        await self.store.set_guild(ctx.guild.id, "notify", value)
+        await self.say(ctx, f"Now-playing messages are {'on' if value else 'off'}.")
+
+    @musicset.command(name="emptydisconnect")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_emptydisconnect(self, ctx: commands.Context, seconds: str) -> None:
+        """Leave this long after everyone else left the channel; `0` to stay."""
+        value = _seconds(seconds)
+        await self.store.set_guild(ctx.guild.id, "empty_disconnect", value)
+        await self.say(ctx, f"I'll leave an empty channel after {format_duration(value)}." if value else "I'll stay in empty channels.")
+
+    @musicset.command(name="idledisconnect")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_idledisconnect(self, ctx: commands.Context, seconds: str) -> None:
+        """Leave this long after the music stopped; `0` to stay."""
+        value = _seconds(seconds)
+        await self.store.set_guild(ctx.guild.id, "idle_disconnect", value)
+        await self.say(ctx, f"I'll leave after {format_duration(value)} with nothing playing." if value else "I'll stay when nothing plays.")
+
+    @musicset.command(name="autoresume")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_autoresume(self, ctx: commands.Context, on: bool) -> None:
+        """Rejoin and resume the queue after a bot restart (on by default)."""
+        await self.store.set_guild(ctx.guild.id, "auto_resume", on)
+        await self.say(ctx, f"Resume after restart is {'on' if on else 'off'}.")
+
+    # -- owner settings --------------------------------------------------------------------------
+
+    @musicset.command(name="localfolder")
+    @commands.is_owner()
+    async def musicset_localfolder(self, ctx: commands.Context, *, path: str | None = None) -> None:
+        """Set the folder `local` plays from; with no path, turn local files off."""
+        if path is None:
+            await self.store.set_global("local_folder", None)
+            await self.say(ctx, "Local files are off.")
+            return
+        resolved = await asyncio.to_thread(_existing_folder, path)
+        if resolved is None:
+            raise CommandError("That folder doesn't exist (or isn't a folder).")
+        await self.store.set_global("local_folder", str(resolved))
+        await self.say(ctx, "Local folder set.")
+
+    @musicset.command(name="ffmpeg")
+    @commands.is_owner()
+    async def musicset_ffmpeg(self, ctx: commands.Context, *, path: str | None = None) -> None:
+        """Use another ffmpeg; with no path, go back to the bundled one."""
+        if path is not None:
+            ok = await asyncio.to_thread(_runs_ffmpeg, path)
+            if not ok:
+                raise CommandError("That path doesn't run as ffmpeg (`ffmpeg -version` failed).")
+        await self.store.set_global("ffmpeg_path", path)
+        in_use = find_ffmpeg(path)
+        await self.say(ctx, f"Using ffmpeg at `{in_use}`." if path else "Using the bundled ffmpeg.")
+
+    @musicset.group(name="network")
+    @commands.is_owner()
+    async def musicset_network(self, ctx: commands.Context) -> None:
+        """Networks the bot may fetch media from, beyond the public internet."""
+
+    @musicset_network.command(name="allow")
+    async def network_allow(self, ctx: commands.Context, cidr: str) -> None:
+        """Allow a network (e.g. `192.168.1.0/24`) that is denied by default."""
+        await self._network_edit(ctx, cidr, add_to="network_allow", remove_from="network_deny")
+
+    @musicset_network.command(name="deny")
+    async def network_deny(self, ctx: commands.Context, cidr: str) -> None:
+        """Deny a network, even a public one (and drop it from the allowed list)."""
+        await self._network_edit(ctx, cidr, add_to="network_deny", remove_from="network_allow")
+
+    @musicset_network.command(name="list")
+    async def network_list(self, ctx: commands.Context) -> None:
+        """Show the allowed and denied networks."""
+        g = self.store.globals
+        await ctx.send(
+            box(
+                "Allowed: " + (", ".join(g.network_allow) or "none")
+                + "\nDenied:  " + (", ".join(g.network_deny) or "none")
+                + "\nAlways denied unless allowed: loopback, private, link-local, shared, multicast, metadata."
+            )
+        )
+
+    async def _network_edit(self, ctx: commands.Context, cidr: str, *, add_to: str, remove_from: str) -> None:
+        try:
+            network = validate_cidr(cidr)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        g = self.store.globals
+        target = [n for n in getattr(g, add_to) if n != network] + [network]
+        other = [n for n in getattr(g, remove_from) if n != network]
+        await self.store.set_global(add_to, target)
+        await self.store.set_global(remove_from, other)
+        verb = "Allowed" if add_to == "network_allow" else "Denied"
+        await self.say(ctx, f"{verb} `{network}`.")
+
+
+def _existing_folder(text: str) -> Path | None:
+    folder = Path(text).expanduser()
+    return folder.resolve() if folder.is_dir() else None
+
+
+def _runs_ffmpeg(path: str) -> bool:
+    try:
+        out = subprocess.run([path, "-version"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and b"ffmpeg" in out.stdout.lower()

@@ -1,0 +1,605 @@
+"""Per-guild players and the advancer that drives them.
+
+Every change of a player's state happens in ``PlayerManager.handle`` (run by the advancer task,
+one event at a time), so there are no flag races between commands, the audio thread and the
+monitor. Slow work (yt-dlp, opening ffmpeg, joining voice) runs in load tasks that post an event
+back when done; an event that arrives for a track that is no longer current is dropped.
+
+discord.py's audio thread never touches asyncio objects: the ChainSource callback and the player's
+``after`` callback go through ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from .audio.ffmpeg import find_ffmpeg
+from .audio.source import ChainSource, TrackStream
+from .engine.events import AdvanceEvent, AdvanceKind
+from .engine.queue import QueueModel
+from .engine.track import Track
+from .policy import PolicyError, resolve_local_path
+from .resolve.resolver import ResolveError, Resolver
+
+if TYPE_CHECKING:
+    import discord
+    from redbot.core.bot import Red
+
+    from .store import MusicStore
+
+log = logging.getLogger("red.music.player")
+
+# A remote stream URL this close to its expiry is re-extracted before ffmpeg opens it.
+STREAM_EXPIRY_MARGIN = 120.0
+# How long a loading track may take to give its first packet.
+OPEN_TIMEOUT = 15.0
+# A stream that fails mid-track is reopened at its position this many times in a row.
+MAX_RECOVERIES = 3
+OPUS_CONTAINERS = {"webm", "ogg", "opus", "weba"}
+
+
+class PlayerState(str, Enum):
+    IDLE = "idle"  # nothing playing (the queue may still hold tracks)
+    LOADING = "loading"  # the current track is being resolved or opened
+    PLAYING = "playing"
+    PAUSED = "paused"
+
+
+@dataclass
+class GuildPlayer:
+    """What the cog knows about one guild's playback. Mutated only by PlayerManager.handle."""
+
+    guild_id: int
+    queue: QueueModel = field(default_factory=QueueModel)
+    volume: int = 100
+    state: PlayerState = PlayerState.IDLE
+    channel_id: int | None = None  # the voice channel to be in
+    text_channel_id: int | None = None  # where now-playing and errors go
+    source: ChainSource | None = None
+    start_position: float = 0.0  # where the current track starts when (re)loaded
+    generation: int = 0  # bumps on every load; stale load results are dropped
+    load_task: asyncio.Task[None] | None = None
+    prefetch_task: asyncio.Task[None] | None = None
+    prefetched_id: str | None = None
+    recoveries: int = 0
+    paused_on_load: bool = False  # restored paused: load the track, then pause it
+    # monitor bookkeeping
+    idle_since: float = field(default_factory=time.monotonic)
+    alone_since: float | None = None
+    last_position: float = 0.0
+    last_progress_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def position(self) -> float:
+        """Seconds into the current track."""
+        source = self.source
+        if self.state in (PlayerState.PLAYING, PlayerState.PAUSED) and source is not None:
+            if self.queue.current is not None and source.current_track_id == self.queue.current.id:
+                position = source.position
+                if position is not None:
+                    return position
+        return self.start_position
+
+    def snapshot(self) -> dict[str, Any]:
+        """The persisted form (see store.MusicStore.mark_dirty)."""
+        return {
+            "queue": self.queue.to_dict(),
+            "position": round(self.position, 2),
+            "paused": self.state is PlayerState.PAUSED,
+            "channel_id": self.channel_id,
+            "text_channel_id": self.text_channel_id,
+            "volume": self.volume,
+        }
+
+    @classmethod
+    def from_snapshot(cls, guild_id: int, data: dict[str, Any]) -> GuildPlayer:
+        player = cls(guild_id=guild_id)
+        if data.get("queue"):
+            player.queue = QueueModel.from_dict(data["queue"])
+        player.start_position = float(data.get("position") or 0.0)
+        player.channel_id = data.get("channel_id")
+        player.text_channel_id = data.get("text_channel_id")
+        player.volume = int(data.get("volume", 100))
+        player.paused_on_load = bool(data.get("paused"))
+        return player
+
+
+Notifier = Callable[[GuildPlayer, str], Awaitable[None]]
+
+
+class PlayerManager:
+    """Owns the players, the advance-event queue and the load/prefetch tasks."""
+
+    def __init__(self, bot: Red, store: MusicStore, resolver: Resolver, notify: Notifier) -> None:
+        self.bot = bot
+        self.store = store
+        self.resolver = resolver
+        self.notify = notify
+        self.players: dict[int, GuildPlayer] = {}
+        self.events: asyncio.Queue[AdvanceEvent] = asyncio.Queue()
+        self.loop = asyncio.get_running_loop()
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self.handled = 0
+
+    # -- players ---------------------------------------------------------------------------
+
+    def get(self, guild_id: int) -> GuildPlayer:
+        player = self.players.get(guild_id)
+        if player is None:
+            player = self.players[guild_id] = GuildPlayer(
+                guild_id=guild_id, volume=self.store.guild(guild_id).volume
+            )
+        return player
+
+    def save(self, player: GuildPlayer) -> None:
+        self.store.mark_dirty(player.guild_id, player.snapshot)
+
+    def ffmpeg(self) -> str:
+        return find_ffmpeg(self.store.globals.ffmpeg_path)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def post(self, guild_id: int, kind: AdvanceKind, **fields: Any) -> None:
+        """Queue an event for the advancer (event-loop side)."""
+        self.events.put_nowait(AdvanceEvent(guild_id, kind, **fields))
+
+    def post_threadsafe(self, guild_id: int, kind: AdvanceKind, **fields: Any) -> None:
+        """Queue an event from discord.py's audio thread."""
+        event = AdvanceEvent(guild_id, kind, **fields)
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: the cog is gone, nothing to drive
+            pass
+
+    async def run_advancer(self) -> None:
+        """Consume advance events forever. One bad event is logged, never fatal."""
+        while True:
+            event = await self.events.get()
+            try:
+                await self.handle(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("The advancer could not handle %s", event)
+            finally:
+                self.handled += 1
+
+    # -- the state machine -------------------------------------------------------------------
+
+    async def handle(self, ev: AdvanceEvent) -> None:
+        player = self.players.get(ev.guild_id)
+        if player is None:
+            if ev.payload is not None and hasattr(ev.payload, "close"):
+                self._close_stream_later(ev.payload)
+            return
+        kind = ev.kind
+        current = player.queue.current
+        if kind in (AdvanceKind.RESCHEDULE, AdvanceKind.QUEUE_CHANGED):
+            if player.state is PlayerState.IDLE:
+                if current is None:
+                    current = player.queue.advance()
+                    player.start_position = 0.0
+                if current is not None:
+                    self._start_load(player, current, player.start_position)
+            elif kind is AdvanceKind.RESCHEDULE and player.state is PlayerState.LOADING:
+                # `music reschedule` on a stuck load: start the load over
+                if current is not None:
+                    self._start_load(player, current, player.start_position)
+            elif kind is AdvanceKind.RESCHEDULE and current is not None and not self._voice_playing(player):
+                self._start_load(player, current, player.position)
+            else:
+                self._refresh_prefetch(player)
+        elif kind is AdvanceKind.LOADED:
+            await self._on_loaded(player, ev)
+        elif kind is AdvanceKind.LOAD_FAILED:
+            if ev.generation != player.generation or current is None or current.id != ev.track_id:
+                return
+            await self.notify(player, f"I couldn't play **{current.title}**: {ev.error}")
+            player.recoveries = 0
+            self._advance_and_load(player, skipped=True)
+        elif kind is AdvanceKind.TRACK_END:
+            if current is None or current.id != ev.track_id:
+                return
+            player.recoveries = 0
+            nxt = player.queue.advance()
+            player.start_position = 0.0
+            if nxt is None:
+                self._go_idle(player)
+            elif player.source is not None and player.source.current_track_id == nxt.id:
+                # the chain source already switched to the prefetched track: no gap
+                player.prefetched_id = None
+                player.state = PlayerState.PLAYING
+                player.last_progress_at = time.monotonic()
+                await self._announce(player, nxt)
+                self._refresh_prefetch(player)
+            else:
+                self._start_load(player, nxt, 0.0)
+        elif kind is AdvanceKind.TRACK_ERROR or kind is AdvanceKind.STREAM_STALLED:
+            if current is None or (ev.track_id is not None and current.id != ev.track_id):
+                return
+            if player.state not in (PlayerState.PLAYING, PlayerState.PAUSED):
+                return
+            await self._recover(player, ev.error or "the stream stalled")
+        elif kind is AdvanceKind.PLAYER_ERROR:
+            # discord.py's player stopped (its `after` callback). Expected after stop/disconnect,
+            # and for a source that was already replaced: only the live source matters.
+            if ev.payload is not player.source:
+                return
+            player.source = None
+            if player.state in (PlayerState.PLAYING, PlayerState.PAUSED) and current is not None:
+                await self._recover(player, ev.error or "the voice player stopped")
+        elif kind is AdvanceKind.EXHAUSTED:
+            if player.state is PlayerState.PLAYING and current is not None and current.id == ev.track_id:
+                # the source ran dry before TRACK_END was handled: treat as the end
+                self.post(player.guild_id, AdvanceKind.TRACK_END, track_id=ev.track_id)
+        elif kind is AdvanceKind.SKIP:
+            if current is None:
+                return
+            player.recoveries = 0
+            self._advance_and_load(player, skipped=True)
+        elif kind is AdvanceKind.SKIP_TO:
+            player.recoveries = 0
+            track = player.queue.skip_to(int(ev.position or 1))
+            self._start_load(player, track, 0.0)
+        elif kind is AdvanceKind.PREVIOUS:
+            track = player.queue.previous()
+            if track is not None:
+                self._start_load(player, track, 0.0)
+        elif kind is AdvanceKind.STOP:
+            player.queue.clear()
+            player.queue.current = None
+            self._stop_audio(player)
+            self._go_idle(player)
+        elif kind is AdvanceKind.SEEK:
+            if current is not None and player.state is not PlayerState.IDLE:
+                self._start_load(player, current, float(ev.position or 0.0))
+        elif kind is AdvanceKind.VOLUME:
+            player.volume = int(ev.position or 100)
+            if current is not None and player.state in (PlayerState.PLAYING, PlayerState.PAUSED):
+                self._start_load(player, current, player.position)
+        elif kind is AdvanceKind.PAUSE:
+            vc = self._voice(player)
+            if player.state is PlayerState.PLAYING and vc is not None:
+                vc.pause()
+                player.state = PlayerState.PAUSED
+        elif kind is AdvanceKind.UNPAUSE:
+            vc = self._voice(player)
+            if player.state is PlayerState.PAUSED and vc is not None:
+                vc.resume()
+                player.state = PlayerState.PLAYING
+                player.last_progress_at = time.monotonic()
+        elif kind is AdvanceKind.DISCONNECT:
+            # keep the queue and the position; forget the channel so nothing auto-rejoins
+            player.start_position = player.position
+            self._stop_audio(player)
+            player.state = PlayerState.IDLE
+            player.channel_id = None
+            vc = self._voice(player)
+            if vc is not None:
+                self._spawn(vc.disconnect(force=True))
+        self.save(player)
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _advance_and_load(self, player: GuildPlayer, *, skipped: bool) -> None:
+        nxt = player.queue.advance(skipped=skipped)
+        player.start_position = 0.0
+        if nxt is None:
+            self._stop_audio(player)
+            self._go_idle(player)
+        else:
+            self._start_load(player, nxt, 0.0)
+
+    def _go_idle(self, player: GuildPlayer) -> None:
+        self._cancel(player.load_task)
+        self._cancel(player.prefetch_task)
+        player.prefetched_id = None
+        player.state = PlayerState.IDLE
+        player.idle_since = time.monotonic()
+        player.generation += 1
+
+    async def _recover(self, player: GuildPlayer, reason: str) -> None:
+        current = player.queue.current
+        assert current is not None
+        if player.recoveries >= MAX_RECOVERIES:
+            await self.notify(player, f"**{current.title}** keeps failing ({reason}); skipping it.")
+            player.recoveries = 0
+            self._advance_and_load(player, skipped=True)
+            return
+        player.recoveries += 1
+        position = player.position
+        log.info("Guild %s: reopening %s at %.1fs (%s)", player.guild_id, current.id, position, reason)
+        # force a fresh stream URL: an expired or dropped URL is the usual cause
+        if current.kind == "remote":
+            current.stream_expires = 0.0
+        self._start_load(player, current, position)
+
+    def _start_load(self, player: GuildPlayer, track: Track, start: float) -> None:
+        """Resolve and open `track` at `start` in a task; LOADED or LOAD_FAILED comes back."""
+        self._cancel(player.load_task)
+        player.generation += 1
+        player.start_position = start
+        player.state = PlayerState.LOADING
+        player.load_task = self._spawn(self._load(player, track, start, player.generation))
+
+    async def _load(self, player: GuildPlayer, track: Track, start: float, generation: int) -> None:
+        stream: TrackStream | None = None
+        try:
+            track = await self._playable(track)
+            await self._ensure_voice(player)
+            stream = await self._open_stream(player, track, start)
+        except asyncio.CancelledError:
+            if stream is not None:
+                self._close_stream_later(stream)
+            raise
+        except (ResolveError, PolicyError, VoiceError) as exc:
+            self.post(player.guild_id, AdvanceKind.LOAD_FAILED, track_id=track.id, error=str(exc), generation=generation)
+            return
+        except Exception as exc:  # ffmpeg could not open it, or anything unexpected
+            log.warning("Guild %s: could not open %s", player.guild_id, track.id, exc_info=True)
+            self.post(player.guild_id, AdvanceKind.LOAD_FAILED, track_id=track.id, error=_plain_error(exc), generation=generation)
+            return
+        self.post(player.guild_id, AdvanceKind.LOADED, track_id=track.id, payload=stream, generation=generation)
+
+    async def _on_loaded(self, player: GuildPlayer, ev: AdvanceEvent) -> None:
+        stream: TrackStream = ev.payload
+        current = player.queue.current
+        if ev.generation != player.generation or current is None or current.id != ev.track_id:
+            self._close_stream_later(stream)
+            return
+        vc = self._voice(player)
+        if vc is None:
+            self._close_stream_later(stream)
+            player.state = PlayerState.IDLE
+            await self.notify(player, "I'm not connected to a voice channel any more; use `play` or `summon` to bring me back.")
+            return
+        restarted = player.source is not None and player.source.current_track_id == current.id
+        source = player.source
+        if source is None or source.exhausted or source.closed or not (vc.is_playing() or vc.is_paused()):
+            # a new chain: the old one (if any) has stopped or is about to
+            if vc.is_playing() or vc.is_paused():
+                vc.stop()
+            player.source = source = self._new_source(player)
+            source.play_now(stream, current.id)
+            vc.play(source, after=self._after_callback(player.guild_id, source))
+        else:
+            source.play_now(stream, current.id)
+        if player.paused_on_load:
+            player.paused_on_load = False
+            vc.pause()
+            player.state = PlayerState.PAUSED
+        elif vc.is_paused() and player.state is not PlayerState.PAUSED:
+            vc.resume()
+            player.state = PlayerState.PLAYING
+        else:
+            player.state = PlayerState.PAUSED if vc.is_paused() else PlayerState.PLAYING
+        player.last_progress_at = time.monotonic()
+        player.prefetched_id = None
+        if not restarted and player.recoveries == 0:
+            await self._announce(player, current)
+        self._refresh_prefetch(player)
+
+    def _new_source(self, player: GuildPlayer) -> ChainSource:
+        guild_id = player.guild_id
+        kinds = {
+            "track_end": AdvanceKind.TRACK_END,
+            "track_error": AdvanceKind.TRACK_ERROR,
+            "exhausted": AdvanceKind.EXHAUSTED,
+        }
+
+        def on_event(kind: str, track_id: str | None, error: str | None) -> None:
+            # called from the audio thread
+            mapped = kinds.get(kind)
+            if mapped is not None:
+                self.post_threadsafe(guild_id, mapped, track_id=track_id, error=error)
+
+        return ChainSource(on_event)
+
+    def _after_callback(self, guild_id: int, source: ChainSource) -> Callable[[Exception | None], None]:
+        def after(error: Exception | None) -> None:
+            # called from the audio thread when discord.py's player ends
+            source.cleanup()
+            self.post_threadsafe(
+                guild_id, AdvanceKind.PLAYER_ERROR, error=_plain_error(error) if error else None, payload=source
+            )
+
+        return after
+
+    # -- prefetch: the next track opened ahead, so the change is gapless ---------------------
+
+    def _refresh_prefetch(self, player: GuildPlayer) -> None:
+        if player.source is None or player.state not in (PlayerState.PLAYING, PlayerState.PAUSED):
+            return
+        nxt = player.queue.peek_next()
+        wanted = nxt.id if nxt is not None else None
+        if wanted == player.prefetched_id:
+            return
+        self._cancel(player.prefetch_task)
+        player.source.clear_next()
+        player.prefetched_id = wanted
+        if nxt is not None:
+            player.prefetch_task = self._spawn(self._prefetch(player, nxt, player.generation))
+
+    async def _prefetch(self, player: GuildPlayer, track: Track, generation: int) -> None:
+        stream: TrackStream | None = None
+        try:
+            track = await self._playable(track)
+            stream = await self._open_stream(player, track, 0.0)
+        except asyncio.CancelledError:
+            if stream is not None:
+                self._close_stream_later(stream)
+            raise
+        except Exception:
+            # not fatal: the track is loaded the usual way when its turn comes
+            log.debug("Prefetch of %s failed", track.id, exc_info=True)
+            player.prefetched_id = None
+            return
+        source = player.source
+        if (
+            player.generation != generation
+            or source is None
+            or source.exhausted
+            or source.closed
+            or player.prefetched_id != track.id
+        ):
+            self._close_stream_later(stream)
+            return
+        source.set_next(stream, track.id)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    async def _playable(self, track: Track) -> Track:
+        """Make sure the track has a fresh stream URL (or a valid local path)."""
+        if track.kind == "local":
+            folder = self.store.globals.local_folder
+            if not folder:
+                raise PolicyError("Local files are turned off: the bot owner has not set a local folder.")
+            path = await asyncio.to_thread(resolve_local_path, _path(folder), track.query)
+            track.stream_url = str(path)
+            return track
+        if not track.is_expired(time.time(), STREAM_EXPIRY_MARGIN):
+            return track
+        fresh = await self.resolver.refresh(track)
+        # keep the queue entry itself up to date (same id)
+        for name in ("stream_url", "stream_expires", "http_headers", "acodec", "container", "duration", "title"):
+            setattr(track, name, getattr(fresh, name))
+        return track
+
+    async def _open_stream(self, player: GuildPlayer, track: Track, start: float) -> TrackStream:
+        assert track.stream_url
+        passthrough = (
+            player.volume == 100
+            and (track.acodec or "").lower() == "opus"
+            and (track.container or "").lower() in OPUS_CONTAINERS
+        )
+        stream = TrackStream(
+            self.ffmpeg(),
+            track.stream_url,
+            start=start,
+            volume=player.volume,
+            headers=track.http_headers or None,
+            local=track.kind == "local",
+            passthrough=passthrough,
+        )
+        try:
+            await asyncio.to_thread(_start_and_wait, stream, OPEN_TIMEOUT)
+        except BaseException:
+            self._close_stream_later(stream)
+            raise
+        return stream
+
+    async def _ensure_voice(self, player: GuildPlayer) -> None:
+        if self._voice(player) is not None:
+            return
+        import discord
+
+        guild = self.bot.get_guild(player.guild_id)
+        channel = guild.get_channel(player.channel_id) if guild and player.channel_id else None
+        if not callable(getattr(channel, "connect", None)):  # gone, or not a voice channel
+            raise VoiceError("I don't know which voice channel to join; use `summon` or `play` from a voice channel.")
+        try:
+            await channel.connect(timeout=15.0, self_deaf=True)
+        except TimeoutError:
+            raise VoiceError(f"I couldn't connect to {channel.mention} in time.") from None
+        except discord.ClientException:
+            if self._voice(player) is None:
+                raise VoiceError(f"I couldn't connect to {channel.mention}.") from None
+
+    def _voice(self, player: GuildPlayer) -> discord.VoiceClient | None:
+        guild = self.bot.get_guild(player.guild_id)
+        vc = guild.voice_client if guild is not None else None
+        if vc is None or not vc.is_connected():
+            return None
+        return vc  # type: ignore[return-value]
+
+    def _voice_playing(self, player: GuildPlayer) -> bool:
+        vc = self._voice(player)
+        return vc is not None and (vc.is_playing() or vc.is_paused())
+
+    def _stop_audio(self, player: GuildPlayer) -> None:
+        self._cancel(player.load_task)
+        self._cancel(player.prefetch_task)
+        player.prefetched_id = None
+        vc = self._voice(player)
+        source = player.source
+        player.source = None
+        if vc is not None and (vc.is_playing() or vc.is_paused()):
+            vc.stop()  # the player thread calls source.cleanup() as it ends
+        elif source is not None:
+            self._spawn(asyncio.to_thread(source.cleanup))
+
+    async def _announce(self, player: GuildPlayer, track: Track) -> None:
+        if self.store.guild(player.guild_id).notify:
+            await self.notify(player, f"Now playing: **{track.title}**")
+
+    def _close_stream_later(self, stream: Any) -> None:
+        # closing waits for ffmpeg to exit: never on the event loop
+        self._spawn(asyncio.to_thread(stream.close))
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+        return task
+
+    @staticmethod
+    def _cancel(task: asyncio.Task[Any] | None) -> None:
+        if task is not None and not task.done():
+            task.cancel()
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop every player, end every ffmpeg child, leave voice. Bounded by `timeout`."""
+        for player in self.players.values():
+            self._cancel(player.load_task)
+            self._cancel(player.prefetch_task)
+        sources = [p.source for p in self.players.values() if p.source is not None]
+        for player in self.players.values():
+            vc = self._voice(player)
+            player.source = None
+            if vc is not None:
+                vc.stop()
+        for source in sources:
+            await asyncio.to_thread(source.cleanup)
+        pending = [t for t in self._side_tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for task in list(self._side_tasks):
+            task.cancel()
+        for player in self.players.values():
+            guild = self.bot.get_guild(player.guild_id)
+            if guild is not None and guild.voice_client is not None:
+                try:
+                    await asyncio.wait_for(guild.voice_client.disconnect(force=True), 5.0)
+                except Exception:
+                    log.debug("Disconnect of guild %s failed during unload", player.guild_id, exc_info=True)
+
+
+class VoiceError(Exception):
+    """A voice connection problem, in a sentence for the user."""
+
+
+def _start_and_wait(stream: TrackStream, timeout: float) -> None:
+    stream.start()
+    if not stream.wait_ready(timeout):
+        raise VoiceError(stream.error or "the stream gave no audio in time")
+
+
+def _plain_error(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip() or type(exc).__name__
+    return text[:300]
+
+
+def _path(folder: str):  # small indirection so tests can pass a str
+    from pathlib import Path
+
+    return Path(folder)

@@ -1,0 +1,250 @@
+"""What the bot may fetch and open: the network policy for user URLs and the containment rule
+for the owner's local music folder. Every refusal carries a sentence for the user."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import urlsplit
+
+from music.engine.timefmt import quote_user_text
+
+log = logging.getLogger("red.music.policy")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+MEDIA_SUFFIXES = frozenset(
+    {".mp3", ".ogg", ".opus", ".webm", ".m4a", ".mp4", ".flac", ".wav", ".aac", ".mka", ".mkv"}
+)
+
+# Ranges that are never a public media host. Python's is_private/is_global flags cover most of
+# these, but their exact membership has changed between patch releases, so the list is explicit.
+DEFAULT_DENIED: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local, includes cloud metadata
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, includes broadcast
+        "::/128",
+        "::1/128",
+        "::/96",  # deprecated IPv4-compatible addresses
+        "100::/64",  # discard-only
+        "2001:db8::/32",
+        "fc00::/7",  # unique local, includes fd00:ec2::254
+        "fe80::/10",
+        "fec0::/10",  # deprecated site-local
+        "ff00::/8",
+    )
+)
+# Cloud instance metadata: only an allow entry naming exactly this address opens it, so that an
+# owner allowing a whole link-local or ULA range doesn't expose the host's credentials.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class PolicyError(Exception):
+    """A refusal; `sentence` (also str(self)) is what to tell the user."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
+def validate_cidr(text: str) -> str:
+    """Normalise an address or CIDR typed by the owner (`10.0.0.0/8`, `::1`); ValueError else."""
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise ValueError(
+            f"`{quote_user_text(text)}` isn't an IP address or network: use a form like "
+            "192.168.1.0/24, 10.0.0.5 or 2001:db8::/32."
+        ) from None
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo client, NAT64)."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+class NetworkPolicy:
+    """Which addresses user links may point to.
+
+    Order of rules: an owner deny entry always wins; then an owner allow entry; then the
+    default deny list (local, private, reserved, metadata); everything else is allowed."""
+
+    def __init__(self, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> None:
+        self.allow: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in allow
+        )
+        self.deny: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in deny
+        )
+
+    @staticmethod
+    def _in(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+        return any(address.version == n.version and address in n for n in networks)
+
+    def _verdict(self, address: IPAddress) -> str | None:
+        """None if allowed, else "owner" or "local" (why it's refused)."""
+        if address.version == 6 and address.scope_id:  # type: ignore[union-attr]
+            address = ipaddress.IPv6Address(address.compressed.split("%")[0])
+        embedded = _embedded_ipv4(address)
+        candidates = [address] if embedded is None else [address, embedded]
+        if any(self._in(a, self.deny) for a in candidates):
+            return "owner"
+        if any(a in METADATA_ADDRESSES for a in candidates):
+            exact = any(
+                n.num_addresses == 1 and self._in(a, [n]) for a in candidates for n in self.allow
+            )
+            return None if exact else "local"
+        if any(self._in(a, self.allow) for a in candidates):
+            return None
+        # An embedded IPv4 address decides for the IPv6 wrapper (::ffff:127.0.0.1 is loopback).
+        subject = embedded if embedded is not None else address
+        if self._in(subject, DEFAULT_DENIED):
+            return "local"
+        if subject.is_multicast or subject.is_unspecified or subject.is_reserved:
+            return "local"
+        if subject.is_loopback or subject.is_link_local or subject.is_private:
+            return "local"
+        return None
+
+    def is_address_allowed(self, ip: str | IPAddress) -> bool:
+        """Whether a link may point at this address."""
+        try:
+            address = ipaddress.ip_address(ip) if isinstance(ip, str) else ip
+        except ValueError:
+            return False
+        return self._verdict(address) is None
+
+    def check_url(self, url: str) -> None:
+        """Refuse (PolicyError) anything but an http(s) URL whose host resolves only to
+        allowed addresses. Blocking (DNS): use acheck_url from async code."""
+        shown = quote_user_text(url)
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:
+            raise PolicyError(f"I couldn't read `{shown}` as a link.") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ALLOWED_SCHEMES:
+            what = (
+                f"`{quote_user_text(scheme, 20)}:` links" if scheme else "links without http(s)://"
+            )
+            raise PolicyError(f"I only play http and https links; {what} are refused.")
+        host = parts.hostname
+        if not host:
+            raise PolicyError(f"The link `{shown}` has no host name.")
+        shown_host = quote_user_text(host)
+        try:
+            addresses = [ipaddress.ip_address(host)]
+        except ValueError:
+            addresses = self._lookup(host, port or (443 if scheme == "https" else 80))
+        for address in addresses:
+            verdict = self._verdict(address)
+            if verdict == "owner":
+                raise PolicyError(
+                    f"I won't fetch `{shown_host}`: the bot owner has blocked the address it "
+                    "points to."
+                )
+            if verdict is not None:
+                raise PolicyError(
+                    f"I won't fetch `{shown_host}`: it points to a private or local network "
+                    "address."
+                )
+
+    @staticmethod
+    def _lookup(host: str, port: int) -> list[IPAddress]:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, OSError):
+            raise PolicyError(f"I couldn't find the site `{quote_user_text(host)}`.") from None
+        addresses: list[IPAddress] = []
+        for info in infos:
+            raw = str(info[4][0]).split("%")[0]
+            try:
+                addresses.append(ipaddress.ip_address(raw))
+            except ValueError:
+                continue
+        if not addresses:
+            raise PolicyError(f"I couldn't find the site `{quote_user_text(host)}`.")
+        return addresses
+
+    async def acheck_url(self, url: str) -> None:
+        """check_url in a thread, so DNS never blocks the event loop."""
+        await asyncio.to_thread(self.check_url, url)
+
+    def __repr__(self) -> str:
+        return f"NetworkPolicy(allow={[str(n) for n in self.allow]}, deny={[str(n) for n in self.deny]})"
+
+
+def resolve_local_path(folder: Path, user_text: str) -> Path:
+    """The real path of a media file named (relative) by a user inside `folder`.
+
+    Containment is checked on fully resolved paths (symlinks followed) with is_relative_to,
+    so neither `..`, symlinks pointing out, nor sibling folders sharing a name prefix get out.
+    Glob characters are ordinary characters here."""
+    shown = quote_user_text(user_text)
+    text = user_text.strip()
+    if not text:
+        raise PolicyError("Name a file in the local folder.")
+    if "\x00" in text:
+        raise PolicyError(f"`{shown}` isn't a valid file name.")
+    if (
+        PurePosixPath(text).is_absolute()
+        or PureWindowsPath(text).is_absolute()
+        or PureWindowsPath(text).drive
+        or text.startswith(("/", "\\"))
+    ):
+        raise PolicyError(f"`{shown}` is an absolute path: name a file inside the local folder.")
+    try:
+        base = Path(folder).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise PolicyError(
+            "The local music folder doesn't exist; the bot owner must set it."
+        ) from None
+    try:
+        real = (base / text).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, symlink loop, name too long...
+        raise PolicyError(f"I can't find `{shown}` in the local folder.") from None
+    if not real.is_relative_to(base):
+        raise PolicyError(f"`{shown}` is outside the local folder.")
+    if not real.is_file():
+        raise PolicyError(f"`{shown}` isn't a file.")
+    if real.suffix.lower() not in MEDIA_SUFFIXES:
+        kinds = ", ".join(sorted(s.lstrip(".") for s in MEDIA_SUFFIXES))
+        raise PolicyError(f"`{shown}` isn't an audio or video file I play ({kinds}).")
+    if not os.access(real, os.R_OK):
+        raise PolicyError(f"I'm not allowed to read `{shown}`.")
+    return real

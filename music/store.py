@@ -1,0 +1,172 @@
+"""Red Config schema and a coalescing writer for the per-guild player state.
+
+Config's JSON backend rewrites the cog's whole file on every write, so queue changes are never
+written from a command: the command marks the guild dirty and a flush task writes every dirty
+guild at most every ``FLUSH_INTERVAL`` seconds (one write per guild per interval, whatever the
+burst). A crash therefore loses at most ``FLUSH_INTERVAL`` seconds of queue changes; the playback
+position is refreshed every ``POSITION_SAVE_INTERVAL`` seconds by the monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redbot.core import Config
+
+from .policy import NetworkPolicy
+
+log = logging.getLogger("red.music.store")
+
+CONFIG_IDENTIFIER = 0x6D757369632D636F67  # "music-cog"
+SCHEMA_VERSION = 1
+FLUSH_INTERVAL = 2.0
+POSITION_SAVE_INTERVAL = 5.0
+
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "schema_version": SCHEMA_VERSION,
+    "local_folder": None,
+    "ffmpeg_path": None,
+    "network_allow": [],
+    "network_deny": [],
+}
+
+GUILD_DEFAULTS: dict[str, Any] = {
+    "volume": 100,  # the volume a fresh player starts at
+    "max_length": 0,  # seconds; 0 = no limit
+    "max_queue": 1000,
+    "max_playlist": 500,
+    "notify": True,
+    "empty_disconnect": 60,  # seconds alone in the channel before leaving; 0 = never
+    "idle_disconnect": 300,  # seconds with nothing playing before leaving; 0 = never
+    "auto_resume": True,  # rejoin and resume after a restart
+    "state": {},  # the persisted player: see GuildPlayer.snapshot()
+}
+
+
+@dataclass
+class GuildSettings:
+    """The settings the player and monitor read on hot paths, cached so no tick reads Config."""
+
+    volume: int = 100
+    max_length: int = 0
+    max_queue: int = 1000
+    max_playlist: int = 500
+    notify: bool = True
+    empty_disconnect: int = 60
+    idle_disconnect: int = 300
+    auto_resume: bool = True
+
+    @classmethod
+    def from_config(cls, data: dict[str, Any]) -> GuildSettings:
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: data[k] for k in names if k in data})
+
+
+@dataclass
+class GlobalSettings:
+    local_folder: str | None = None
+    ffmpeg_path: str | None = None
+    network_allow: list[str] = field(default_factory=list)
+    network_deny: list[str] = field(default_factory=list)
+
+
+class MusicStore:
+    """Config access for the cog: cached settings, coalesced state writes."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.register_global(**GLOBAL_DEFAULTS)
+        config.register_guild(**GUILD_DEFAULTS)
+        self._guild_settings: dict[int, GuildSettings] = {}
+        self.globals = GlobalSettings()
+        self.network_policy = NetworkPolicy()
+        self._dirty: dict[int, Callable[[], dict[str, Any]]] = {}
+        self._wake = asyncio.Event()
+        self.writes = 0  # state writes done, for tests and benchmarks
+
+    @classmethod
+    def for_cog(cls, cog: object) -> MusicStore:
+        return cls(Config.get_conf(cog, identifier=CONFIG_IDENTIFIER, force_registration=True))
+
+    async def load(self) -> dict[int, dict[str, Any]]:
+        """Fill the caches; returns the saved player state of every guild that has one."""
+        g = await self.config.all()
+        self.globals = GlobalSettings(
+            local_folder=g["local_folder"],
+            ffmpeg_path=g["ffmpeg_path"],
+            network_allow=list(g["network_allow"]),
+            network_deny=list(g["network_deny"]),
+        )
+        self._rebuild_policy()
+        states: dict[int, dict[str, Any]] = {}
+        for guild_id, data in (await self.config.all_guilds()).items():
+            self._guild_settings[guild_id] = GuildSettings.from_config(data)
+            if data.get("state"):
+                states[guild_id] = data["state"]
+        return states
+
+    def _rebuild_policy(self) -> None:
+        self.network_policy = NetworkPolicy(
+            allow=self.globals.network_allow, deny=self.globals.network_deny
+        )
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def guild(self, guild_id: int) -> GuildSettings:
+        settings = self._guild_settings.get(guild_id)
+        if settings is None:
+            settings = self._guild_settings[guild_id] = GuildSettings()
+        return settings
+
+    async def set_guild(self, guild_id: int, name: str, value: Any) -> None:
+        """Write one guild setting (rare, small) and update the cache."""
+        await self.config.guild_from_id(guild_id).get_attr(name).set(value)
+        setattr(self.guild(guild_id), name, value)
+
+    async def set_global(self, name: str, value: Any) -> None:
+        await self.config.get_attr(name).set(value)
+        setattr(self.globals, name, value)
+        if name in ("network_allow", "network_deny"):
+            self._rebuild_policy()
+
+    # -- player state ------------------------------------------------------------------------
+
+    def mark_dirty(self, guild_id: int, snapshot: Callable[[], dict[str, Any]]) -> None:
+        """Schedule a write of ``snapshot()`` for the guild; bursts collapse into one write.
+
+        The snapshot is taken at flush time, so the newest state is what gets written."""
+        self._dirty[guild_id] = snapshot
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._dirty)
+
+    async def flush(self) -> None:
+        """Write every dirty guild now (used on unload and by the flush loop)."""
+        while self._dirty:
+            guild_id, snapshot = self._dirty.popitem()
+            try:
+                await self.config.guild_from_id(guild_id).state.set(snapshot())
+                self.writes += 1
+            except Exception:
+                log.exception("Could not save the player state of guild %s", guild_id)
+
+    async def clear_state(self, guild_id: int) -> None:
+        self._dirty.pop(guild_id, None)
+        await self.config.guild_from_id(guild_id).state.clear()
+
+    async def flush_loop(self, shutdown: asyncio.Event) -> None:
+        """Write dirty state at most every FLUSH_INTERVAL seconds until shutdown."""
+        while not shutdown.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+            try:
+                await asyncio.wait_for(shutdown.wait(), FLUSH_INTERVAL)
+            except TimeoutError:
+                pass

@@ -1,0 +1,273 @@
+"""The cog inside a real Red bot object with real Config (JSON backend on disk), real yt-dlp on
+local URLs, real ffmpeg and discord.py's real AudioPlayer thread (the voice connection itself is
+a recorder: see tests/support/fakevoice.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+from redbot.core import config as config_module
+from redbot.core._drivers import json as json_driver
+from redbot.core.bot import Red
+
+from music.cog import Music
+from music.commands.base import CommandError
+from music.player import PlayerState
+from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
+from tests.support.fakevoice import FakeContext, FakeGuild, member_in
+
+SECOND = 48000
+
+
+def new_red() -> Red:
+    """A fresh, unconnected Red on the test's data dir, as a new process would see it."""
+    from redbot.core._cli import parse_cli_flags
+
+    config_module._config_cache = weakref.WeakValueDictionary()
+    json_driver._shared_datastore.clear()  # forget what an earlier "process" had in memory
+    return Red(cli_flags=parse_cli_flags(["ignore_me"]), description="test", dm_help=None, owner_ids=set())
+
+
+class World:
+    """A guild with a voice channel and a listener, plugged into a Red bot."""
+
+    def __init__(self, red: Red) -> None:
+        self.guild = FakeGuild()
+        self.voice = self.guild.add_voice_channel()
+        self.member = member_in(self.voice)
+        self.attach(red)
+
+    def attach(self, red: Red) -> None:
+        self.red = red
+        red.get_guild = lambda gid: self.guild if gid == self.guild.id else None  # type: ignore[method-assign]
+        red._red_ready.set()  # an unconnected bot never becomes ready by itself
+
+    def ctx(self) -> FakeContext:
+        return FakeContext(self.red, self.guild, self.member)
+
+
+async def load_cog(red: Red) -> Music:
+    cog = Music(red)
+    await red.add_cog(cog)
+    await asyncio.wait_for(cog.ready.wait(), 10)
+    return cog
+
+
+async def allow_loopback(cog: Music) -> None:
+    await cog.musicset_network.get_command("allow")(FakeContext(cog.bot, FakeGuild(), None), "127.0.0.0/8")
+
+
+def ffmpeg_children() -> list[int]:
+    """PIDs of ffmpeg processes whose parent is this test process."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == me and b"ffmpeg" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def music_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(("music-", "audio-player"))]
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+async def test_load_registers_commands_and_opens_the_gate(red: Red) -> None:
+    World(red)
+    cog = await load_cog(red)
+    for name in ("play", "playnext", "search", "local", "localnext", "now", "pause", "resume", "skip",
+                 "skipto", "prev", "stop", "disconnect", "summon", "seek", "volume", "repeat",
+                 "shuffle", "queue", "musicset", "music"):
+        command = red.get_command(name)
+        assert command is not None, name
+        assert command.help, f"{name} has no help text"
+    assert {"advancer", "monitor", "flusher"} <= set(cog.tasks)
+    assert all(not t.done() for name, t in cog.tasks.items() if name != "init")
+    await red.remove_cog("Music")
+
+
+async def test_loading_next_to_core_audio_fails_with_a_sentence(red: Red) -> None:
+    from redbot.core import commands
+    from redbot.core.errors import CogLoadError
+
+    import music
+
+    class Audio(commands.Cog):
+        pass
+
+    await red.add_cog(Audio())
+    with pytest.raises(CogLoadError, match="unload audio"):
+        await music.setup(red)
+    assert red.get_cog("Music") is None
+
+
+async def test_settings_commands_write_config_and_refuse_bad_values(red: Red) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    ctx = world.ctx()
+    gid = world.guild.id
+    await cog.musicset.get_command("volume")(ctx, 70)
+    await cog.musicset.get_command("maxlength")(ctx, "10:00")
+    await cog.musicset.get_command("emptydisconnect")(ctx, "0")
+    await cog.musicset.get_command("notify")(ctx, False)
+    conf = cog.store.config.guild_from_id(gid)
+    assert await conf.volume() == 70
+    assert await conf.max_length() == 600
+    assert await conf.empty_disconnect() == 0
+    assert await conf.notify() is False
+    for command, bad in (("volume", 151), ("maxlength", "soon"), ("maxqueue", 0)):
+        with pytest.raises(CommandError):
+            await cog.musicset.get_command(command)(ctx, bad)
+    assert await conf.volume() == 70 and await conf.max_length() == 600
+    assert await conf.max_queue() == 1000
+    with pytest.raises(CommandError, match="CIDR|network"):
+        await cog.musicset_network.get_command("allow")(ctx, "not-a-network")
+    assert await cog.store.config.network_allow() == []
+    await cog.musicset.get_command("settings")(ctx)
+    shown = ctx.last
+    assert "70%" in shown and "10:00" in shown
+    await red.remove_cog("Music")
+
+
+async def test_play_two_tracks_in_order_through_the_real_audio_player(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    ctx = world.ctx()
+    await cog.play(ctx, query=media_server.url("a440.webm"))
+    assert "Playing" in ctx.last
+    await cog.play(ctx, query=media_server.url("b880.webm"))
+    assert "position 1" in ctx.last or "next" in ctx.last
+    vc = world.guild.voice_client
+    assert vc is not None
+    player = cog.manager.players[world.guild.id]
+    # both 3 s tracks, back to back
+    await wait_for(lambda: player.state is PlayerState.IDLE and len(vc.packets) > 250, timeout=15)
+    pcm, bad = decode_opus_packets(vc.opus_packets())
+    assert bad == 0, "header or broken packets reached the voice connection"
+    first = pcm[int(0.5 * SECOND) : int(2.5 * SECOND)]
+    second = pcm[int(3.5 * SECOND) : int(5.5 * SECOND)]
+    assert abs(dominant_frequency(first) - 440) < 5
+    assert abs(dominant_frequency(second) - 880) < 5
+    assert 5.7 < len(pcm) / SECOND < 7.5
+    assert player.queue.current is None and [t.title for t in player.queue.history][-2:] == ["a440", "b880"]
+    await red.remove_cog("Music")
+
+
+async def test_bad_input_gets_a_sentence_and_leaves_the_queue_alone(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    ctx = world.ctx()
+    # loopback is denied by default
+    with pytest.raises(CommandError, match="private|local|loopback"):
+        await cog.play(ctx, query=media_server.url("a440.webm"))
+    for bad in ("file:///etc/passwd", "concat:/etc/passwd|/etc/hosts", "data:audio/mp3;base64,AAAA"):
+        with pytest.raises(CommandError):
+            await cog.play(ctx, query=bad)
+    with pytest.raises(CommandError, match="local folder"):
+        await cog.local(ctx, path="../../etc/passwd")
+    player = cog.manager.get(world.guild.id)
+    assert player.queue.current is None and len(player.queue) == 0
+    await red.remove_cog("Music")
+
+
+async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_position(red: Red, media_server, tmp_path) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    ctx = world.ctx()
+    await cog.play(ctx, query=media_server.url("steps.webm"))  # 300,500,700,900,1100 Hz, 1 s each
+    await cog.play(ctx, query=media_server.url("long.mp3"))
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 2.2, timeout=10)
+    # the next track is opened ahead (gapless), and its 30 s ffmpeg is still running
+    assert player.source.next_track_id == player.queue.upcoming[0].id
+    assert ffmpeg_children(), "the prefetched track has a live ffmpeg child"
+    queued_ids = [player.queue.current.id] + [t.id for t in player.queue.upcoming]
+    old_vc = world.guild.voice_client
+
+    await red.remove_cog("Music")
+    assert not old_vc.connected and world.guild.voice_client is None
+    assert all(t.done() for t in cog.tasks.values())
+    await wait_for(lambda: not ffmpeg_children(), timeout=5)
+    await wait_for(lambda: not music_threads(), timeout=5)
+    saved = await cog.store.config.guild_from_id(world.guild.id).state()
+    assert 2.0 < saved["position"] < 4.0
+
+    cog2 = await load_cog(red)
+    player2 = cog2.manager.players[world.guild.id]
+    assert [player2.queue.current.id] + [t.id for t in player2.queue.upcoming] == queued_ids
+    await wait_for(lambda: player2.state is PlayerState.PLAYING, timeout=10)
+    vc = world.guild.voice_client
+    assert vc is not old_vc and world.voice.connects == 2
+    await wait_for(lambda: len(vc.packets) > 25, timeout=5)
+    pcm, _ = decode_opus_packets(vc.opus_packets())
+    # resumed inside the 700 Hz second (2-3 s) or at most one second later
+    assert abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 700) < 10 or abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 900) < 10
+    await red.remove_cog("Music")
+    await wait_for(lambda: not ffmpeg_children(), timeout=5)
+
+
+async def test_the_queue_comes_back_in_a_new_red_on_the_same_data_dir(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    await cog.musicset.get_command("autoresume")(world.ctx(), False)  # keep the queue, don't play
+    player = cog.manager.get(world.guild.id)
+    from music.engine.track import Track
+
+    tracks = [Track(query=f"https://example.com/{i}", title=f"song {i}", duration=60.0 + i) for i in range(5)]
+    player.queue.add(tracks)
+    player.queue.advance()
+    player.queue.repeat = player.queue.repeat.__class__("queue")
+    cog.manager.save(player)
+    await red.remove_cog("Music")
+
+    red2 = new_red()
+    world.attach(red2)
+    cog2 = await load_cog(red2)
+    restored = cog2.manager.players[world.guild.id]
+    assert restored.queue.to_dict() == player.queue.to_dict()
+    assert restored.state is PlayerState.IDLE  # autoresume off: nothing starts by itself
+    assert await cog2.store.config.guild_from_id(world.guild.id).auto_resume() is False
+    await red2.remove_cog("Music")
+
+
+async def test_a_burst_of_queue_changes_costs_one_write(red: Red) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    from music.engine.track import Track
+
+    player = cog.manager.get(world.guild.id)
+    await cog.store.flush()
+    before = cog.store.writes
+    for i in range(100):
+        player.queue.add([Track(query=f"https://example.com/{i}", title=str(i))])
+        cog.manager.save(player)
+    await wait_for(lambda: cog.store.pending == 0 and cog.store.writes > before, timeout=5)
+    await asyncio.sleep(0.2)
+    assert cog.store.writes - before == 1
+    saved = await cog.store.config.guild_from_id(world.guild.id).state()
+    assert len(saved["queue"]["upcoming"]) == 100
+    await red.remove_cog("Music")

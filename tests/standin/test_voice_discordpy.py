@@ -1,0 +1,183 @@
+"""discord.py's real VoiceClient (state machine, handshake, UDP, encryption, AudioPlayer) against
+the voice server, with the main gateway's two voice events played by `VoiceHarness`: playback is
+heard at the right pitch and length, and each fault gets discord.py's documented reaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import discord
+import imageio_ffmpeg
+import pytest
+
+from standin import analysis
+from standin.voice import VoiceServer
+from standin.voice_harness import VoiceHarness
+from tests.support.media import generate_tone
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+# discord.py's connect timeout; also how long it waits for a VOICE_SERVER_UPDATE after a 4014
+CONNECT_TIMEOUT = 4.0
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[VoiceServer]:
+    voice = VoiceServer()
+    await voice.start()
+    yield voice
+    await voice.stop()
+
+
+@pytest.fixture
+async def harness(server: VoiceServer) -> AsyncIterator[VoiceHarness]:
+    h = VoiceHarness(server)
+    yield h
+    await h.close()
+
+
+@pytest.fixture(scope="module")
+def tone_2s(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_tone(tmp_path_factory.mktemp("dpy") / "a440.ogg", 440.0, 2.0)
+
+
+async def play_to_end(vc: discord.VoiceClient, path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[Exception | None] = loop.create_future()
+    # `after` runs in the player thread: hand the result to the loop thread-safely
+    vc.play(discord.FFmpegOpusAudio(str(path), executable=FFMPEG),
+            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
+    assert await asyncio.wait_for(finished, 15) is None
+
+
+async def test_discord_py_plays_a_two_second_tone_that_the_server_hears(
+    server: VoiceServer, harness: VoiceHarness, tone_2s: Path
+) -> None:
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    assert vc.is_connected() and server.is_connected(harness.guild_id)
+    # DAVE stays off: discord.py offered version 1, we answered 0 and it built no DAVE session
+    assert server.connection_info(harness.guild_id)["max_dave_protocol_version"] >= 1
+    assert vc._connection.dave_protocol_version == 0 and vc._connection.dave_session is None
+    assert vc.mode == "aead_xchacha20_poly1305_rtpsize"
+
+    await play_to_end(vc, tone_2s)
+    audio = server.audio(harness.guild_id)
+    await audio.wait_for_quiet(0.2, timeout=5)
+
+    assert abs(analysis.dominant_frequency(audio.pcm()) - 440.0) < 2.0
+    [segment] = analysis.segment_by_frequency(audio)
+    assert abs(segment.frequency - 440.0) < 3.0
+    assert abs(segment.duration - 2.0) < 0.1
+    # real time: 100 frames take ~2 s to arrive, ~20 ms apart
+    assert 1.8 < segment.end - segment.start < 2.3
+    gaps = analysis.inter_arrival_times(audio.packets[segment.first_packet : segment.last_packet + 1])
+    assert 0.018 < float(gaps.mean()) < 0.022
+    assert analysis.sequence_gaps(audio.packets) == 0
+    assert audio.undecodable == 2 == audio.ogg_header_packets  # FFmpegOpusAudio's Ogg headers
+    assert audio.decrypt_failures == 0
+    # the player says "speaking" before the audio and "not speaking" after it
+    speaking = [e.speaking for e in audio.speaking]
+    assert speaking[-2:] == [1, 0]
+    assert server.protocol_errors == []
+
+
+async def test_4006_session_invalid_makes_discord_py_reconnect_with_a_new_identify(
+    server: VoiceServer, harness: VoiceHarness
+) -> None:
+    await harness.connect(timeout=CONNECT_TIMEOUT)
+    first_ssrc = server.connection_info(harness.guild_id)["ssrc"]
+    await server.close_websocket(harness.guild_id, 4006)
+    # not a resume: discord.py leaves (op 4 without channel), rejoins and identifies again
+    identify = await server.wait_for_event(harness.guild_id, "identify", count=2, timeout=10)
+    assert identify.detail["ssrc"] != first_ssrc
+    await server.wait_for_event(harness.guild_id, "ip_discovery", count=2, timeout=5)
+    assert harness.op4_log[:3] == [harness.channel_id, None, harness.channel_id]
+    assert server.events(harness.guild_id, "resume") == []
+    # Completing the handshake is left unasserted on purpose: discord.py's SocketReader may sit
+    # up to 30 s in select() on the closed old UDP socket before it reads the new discovery answer.
+
+
+async def test_1001_going_away_also_reconnects(server: VoiceServer, harness: VoiceHarness) -> None:
+    await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.close_websocket(harness.guild_id, 1001)
+    await server.wait_for_event(harness.guild_id, "identify", count=2, timeout=10)
+    assert server.events(harness.guild_id, "resume") == []
+
+
+async def test_4014_alone_makes_discord_py_wait_for_a_move_then_disconnect(
+    server: VoiceServer, harness: VoiceHarness
+) -> None:
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.close_websocket(harness.guild_id, 4014)
+    # 4014 means "maybe moved": discord.py waits `timeout` for a VOICE_SERVER_UPDATE, and all
+    # that time it still reports itself connected although nothing can be heard
+    await asyncio.sleep(0.5)
+    assert vc.is_connected()
+    await server.wait_for_event(harness.guild_id, "session_closed", timeout=CONNECT_TIMEOUT + 3)
+    assert not vc.is_connected()
+    assert harness.op4_log == [harness.channel_id, None]
+    assert len(server.events(harness.guild_id, "identify")) == 1
+
+
+async def test_kick_closes_with_4014_and_discord_py_disconnects_at_once(
+    server: VoiceServer, harness: VoiceHarness
+) -> None:
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    await harness.kick()
+    closed = await server.wait_for_event(harness.guild_id, "ws_closed", timeout=2)
+    assert closed.detail == {"by": "server", "code": 4014}
+    for _ in range(40):
+        if vc._connection.state is discord.voice_state.ConnectionFlowState.disconnected:
+            break
+        await asyncio.sleep(0.05)
+    assert not vc.is_connected()
+    assert len(server.events(harness.guild_id, "identify")) == 1  # no reconnect attempt
+
+
+async def test_4015_makes_discord_py_try_a_resume_that_ends_in_a_disconnect(
+    server: VoiceServer, harness: VoiceHarness
+) -> None:
+    """discord.py 2.7.1 answers 4015 by re-sending op 4 and waiting for both voice events while it
+    still believes it is connected; the VOICE_SERVER_UPDATE only moves it to
+    got_voice_server_update, so it times out and disconnects. A cog must rejoin by itself."""
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.close_websocket(harness.guild_id, 4015)
+    await server.wait_for_event(harness.guild_id, "session_closed", timeout=CONNECT_TIMEOUT + 3)
+    assert harness.op4_log == [harness.channel_id, harness.channel_id, None]
+    assert not vc.is_connected()
+    assert len(server.events(harness.guild_id, "identify")) == 1
+
+
+async def test_4017_dave_required_is_treated_as_a_plain_reconnect(
+    server: VoiceServer, harness: VoiceHarness
+) -> None:
+    await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.close_websocket(harness.guild_id, 4017)
+    await server.wait_for_event(harness.guild_id, "identify", count=2, timeout=10)
+
+
+async def test_udp_blackhole_means_nothing_is_heard_until_it_is_lifted(
+    server: VoiceServer, harness: VoiceHarness, tmp_path: Path
+) -> None:
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    audio = server.audio(harness.guild_id)
+    server.set_udp_blackhole(harness.guild_id, True)
+    long_tone = generate_tone(tmp_path / "long.ogg", 660.0, 3.0)
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    vc.play(discord.FFmpegOpusAudio(str(long_tone), executable=FFMPEG),
+            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
+    await asyncio.sleep(1.0)
+    assert audio.packets == []
+    assert audio.blackholed >= 40  # ~50 packets a second were sent and dropped
+    assert vc.is_connected()  # UDP loss alone is invisible to discord.py
+
+    server.set_udp_blackhole(harness.guild_id, False)
+    await audio.wait_for_packets(20, timeout=3)
+    assert await asyncio.wait_for(finished, 10) is None
+    await audio.wait_for_quiet(0.2, timeout=3)
+    # only the tail after the blackhole was heard
+    [segment] = analysis.segment_by_frequency(audio)
+    assert abs(segment.frequency - 660.0) < 3.0
+    assert 1.0 < segment.duration < 2.2
