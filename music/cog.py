@@ -163,6 +163,9 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
             elif now - player.last_progress_at > STALL_SECONDS:
                 player.last_progress_at = now
                 manager.post(player.guild_id, AdvanceKind.STREAM_STALLED, error="no audio for a while")
+            if player.prefetched_id is None and manager.in_prefetch_window(player):
+                if player.queue.peek_next() is not None:
+                    manager.post(player.guild_id, AdvanceKind.QUEUE_CHANGED)  # opens the next one
             if save_positions:
                 manager.save(player)
         if player.state in (PlayerState.PLAYING, PlayerState.PAUSED) and not connected:

@@ -39,6 +39,8 @@ log = logging.getLogger("red.music.player")
 STREAM_EXPIRY_MARGIN = 120.0
 # How long a loading track may take to give its first packet.
 OPEN_TIMEOUT = 15.0
+# The next track is resolved and opened this many seconds before the current one ends.
+PREFETCH_WINDOW = 30.0
 # A stream that fails mid-track is reopened at its position this many times in a row.
 MAX_RECOVERIES = 3
 OPUS_CONTAINERS = {"webm", "ogg", "opus", "weba"}
@@ -417,7 +419,7 @@ class PlayerManager:
         if player.source is None or player.state not in (PlayerState.PLAYING, PlayerState.PAUSED):
             return
         nxt = player.queue.peek_next()
-        wanted = nxt.id if nxt is not None else None
+        wanted = nxt.id if nxt is not None and self.in_prefetch_window(player) else None
         if wanted == player.prefetched_id:
             return
         self._cancel(player.prefetch_task)
@@ -425,6 +427,15 @@ class PlayerManager:
         player.prefetched_id = wanted
         if nxt is not None:
             player.prefetch_task = self._spawn(self._prefetch(player, nxt, player.generation))
+
+    @staticmethod
+    def in_prefetch_window(player: GuildPlayer) -> bool:
+        """Open the next track only near the end of this one: an ffmpeg opened an hour early
+        holds an idle connection that the server may drop, and its URL may expire."""
+        current = player.queue.current
+        if current is None or not current.duration:
+            return True
+        return current.duration - player.position <= PREFETCH_WINDOW
 
     async def _prefetch(self, player: GuildPlayer, track: Track, generation: int) -> None:
         stream: TrackStream | None = None

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -109,6 +110,11 @@ class Standin:
         self._runner: web.AppRunner | None = None
         self._waiters: set[asyncio.Future[None]] = set()
         self._world: DefaultWorld | None = None
+        # A person cannot click or react within milliseconds of a message appearing, and bots
+        # rely on that: discord.py registers a View (Red a reaction predicate) only after the
+        # send's REST answer arrives. click()/react() on a bot message wait until it is at
+        # least this old (seconds since created or last edited).
+        self.human_delay = 0.3
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -293,8 +299,14 @@ class Standin:
 
     async def react(self, member: Member, message: Message, emoji: str) -> None:
         """`member` adds `emoji` (unicode, or "name:id") to `message` (MESSAGE_REACTION_ADD)."""
+        await self._human_pause(message)
         self._add_reaction(message, member.id, emoji)
         await asyncio.sleep(0)
+
+    async def _human_pause(self, message: Message) -> None:
+        wait = message.changed_at + self.human_delay - time.monotonic()
+        if wait > 0 and message.author.id == self.bot_user.id:
+            await asyncio.sleep(wait)
 
     async def unreact(self, member: Member, message: Message, emoji: str) -> None:
         self._remove_reaction(message, member.id, emoji)
@@ -307,6 +319,7 @@ class Standin:
         Pick it by `custom_id`, or by its button `label` or `emoji` name; `values` for a select
         menu. Returns the Interaction; see `wait_for_interaction_response`."""
         component = _find_component(message.components, custom_id, label, emoji)
+        await self._human_pause(message)
         interaction = Interaction(
             id=self.ids.next(), token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48), member=member,
             channel_id=message.channel_id, message=message, custom_id=component["custom_id"],
@@ -615,6 +628,7 @@ class Standin:
         channel = self.channels[message.channel_id]
         message.attachments += self._attachments(channel, files)
         message.edited_timestamp = iso_now()
+        message.changed_at = time.monotonic()
         self._dispatch("MESSAGE_UPDATE", self._message_payload(message))
 
     def _delete_message(self, message: Message) -> None:

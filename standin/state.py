@@ -352,6 +352,7 @@ class Message:
     reference_id: int | None = None
     flags: int = 0
     interaction_id: int | None = None  # set on answers to a component interaction
+    changed_at: float = field(default_factory=time.monotonic)  # created or last edited
 
     @property
     def ephemeral(self) -> bool:

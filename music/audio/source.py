@@ -172,7 +172,7 @@ class TrackStream:
                 # Discord: restart transcoding from where the buffered audio ends.
                 log.info("%s: Opus packets are not 20 ms; transcoding from %.2f s",
                          self.source, restart_at)
-                end_process(proc)
+                self._end_while_draining(proc)
                 self._close_stdout(proc)
                 with self._cond:
                     if self._closed:
@@ -234,6 +234,22 @@ class TrackStream:
             self._eof = True
             self._cond.notify_all()
         self._ready.set()
+
+    def _end_while_draining(self, proc: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
+        """End ffmpeg from the reader thread. ffmpeg may be blocked writing into the full pipe,
+        where SIGTERM does not get it out, so read (and discard) until it exits; a timer kills it
+        if it ignores SIGTERM."""
+        killer = threading.Timer(timeout, _kill_quietly, args=(proc,))
+        killer.daemon = True
+        killer.start()
+        try:
+            proc.terminate()
+            self._discard_output(proc)
+            end_process(proc, timeout)
+        except ProcessLookupError:
+            pass
+        finally:
+            killer.cancel()
 
     @staticmethod
     def _discard_output(proc: subprocess.Popen[bytes]) -> None:
@@ -343,6 +359,13 @@ class TrackStream:
         mode = "copy" if self.passthrough else "transcode"
         return (f"<TrackStream {mode} pid={self.pid} pos={self.position:.2f}s "
                 f"buffered={len(self._buffer)} finished={self.finished}>")
+
+
+def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.kill()
+    except (ProcessLookupError, OSError):
+        pass
 
 
 _LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")

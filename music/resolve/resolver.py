@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yt_dlp
-from yt_dlp.utils import DownloadError
+from yt_dlp.utils import DownloadError, YoutubeDLError
 
 from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
@@ -289,8 +289,14 @@ class Resolver:
             raise ResolveError(f"Looking that up timed out after {self.timeout:g} s.") from None
         except PolicyError as exc:
             raise ResolveError(exc.sentence) from None
-        except DownloadError as exc:
+        except (DownloadError, YoutubeDLError) as exc:
             raise ResolveError(describe_error(str(exc), self.timeout)) from None
+        except ResolveError:
+            raise
+        except Exception:
+            # An extractor bug must not escape as an unknown exception into a command.
+            log.exception("yt-dlp failed unexpectedly")
+            raise ResolveError("I couldn't load that: yt-dlp failed unexpectedly.") from None
 
     def _options(
         self, *, flat: bool, limit: int | None = None, single: bool = False

@@ -17,6 +17,7 @@ from redbot.core.bot import Red
 
 from music.cog import Music
 from music.commands.base import CommandError
+from music.engine.events import AdvanceEvent, AdvanceKind
 from music.player import PlayerState
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
@@ -271,3 +272,36 @@ async def test_a_burst_of_queue_changes_costs_one_write(red: Red) -> None:
     saved = await cog.store.config.guild_from_id(world.guild.id).state()
     assert len(saved["queue"]["upcoming"]) == 100
     await red.remove_cog("Music")
+
+
+async def test_a_crashed_advancer_is_restarted_and_loses_no_queued_event(red: Red, caplog) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    manager = cog.manager
+    events = manager.events
+
+    class CrashOnce(asyncio.Queue):
+        crashed = False
+
+        async def get(self):
+            if not CrashOnce.crashed:
+                CrashOnce.crashed = True
+                raise RuntimeError("simulated advancer crash")
+            return await super().get()
+
+    crashing: asyncio.Queue = CrashOnce()
+    while not events.empty():
+        crashing.put_nowait(events.get_nowait())
+    manager.events = crashing
+    # wake the running advancer (it waits on the old queue) so its next get() is the crashing one
+    events.put_nowait(AdvanceEvent(world.guild.id, AdvanceKind.RESCHEDULE))
+    for _ in range(3):
+        manager.post(world.guild.id, AdvanceKind.RESCHEDULE)
+    handled_before = manager.handled
+    await wait_for(lambda: cog.supervisor_restarts.get("advancer") == 1, timeout=5)
+    await wait_for(lambda: manager.handled - handled_before >= 3, timeout=5)
+    assert crashing.empty()
+    assert not cog.tasks["advancer"].done()
+    assert sum("advancer crashed" in r.getMessage() for r in caplog.records) == 1
+    await red.remove_cog("Music")
+

@@ -189,7 +189,7 @@ class RedProcess:
             try:
                 await asyncio.wait_for(proc.wait(), wait)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
         return proc.returncode
 

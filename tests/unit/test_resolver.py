@@ -83,7 +83,16 @@ class FakeSearchIE(SearchInfoExtractor):
             yield self.url_result(f"{self.base_url}/media/{name}", video_title=f"{query} / {name}")
 
 
-EXTRACTORS = [FakePlaylistIE, FakeLeakIE, FakeSneakyIE, FakeSearchIE]
+class FakeBrokenIE(InfoExtractor):
+    """`.../broken`: an extractor with a bug."""
+
+    _VALID_URL = r"https?://127\.0\.0\.1:\d+/broken"
+
+    def _real_extract(self, url: str) -> dict[str, Any]:
+        raise ZeroDivisionError("extractor bug")
+
+
+EXTRACTORS = [FakePlaylistIE, FakeLeakIE, FakeSneakyIE, FakeBrokenIE, FakeSearchIE]
 
 
 @pytest.fixture
@@ -281,6 +290,13 @@ async def test_requests_made_by_extractors_are_policy_checked(
 ) -> None:
     with pytest.raises(ResolveError, match="I won't fetch `192.168.0.1`"):
         await resolver.resolve(f"{media_server.base_url}/sneaky", requester_id=1, limit=1)
+
+
+async def test_extractor_bug_becomes_a_resolve_error(
+    resolver: Resolver, media_server: MediaServer
+) -> None:
+    with pytest.raises(ResolveError, match="yt-dlp failed unexpectedly"):
+        await resolver.resolve(f"{media_server.base_url}/broken", requester_id=1, limit=1)
 
 
 def _can_bind(host: str) -> bool:
