@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -87,7 +88,9 @@ class PacketInfo:
 def classify_packets(audio: GuildAudio, *, threshold: float = SILENCE_RMS) -> list[PacketInfo]:
     """Every received packet with its kind, dominant frequency and level."""
     infos = []
-    for index, (packet, samples) in enumerate(zip(audio.packets, audio.packet_pcm())):
+    decoded = audio.packet_pcm()
+    packets = audio.packets[: len(decoded)]  # more may arrive meanwhile when called from a thread
+    for index, (packet, samples) in enumerate(zip(packets, decoded, strict=True)):
         if samples is None:
             infos.append(PacketInfo(index, packet.arrival, packet.sequence, "undecodable", 0.0, 0.0))
             continue
@@ -209,7 +212,7 @@ def inter_arrival_times(packets: Sequence[ReceivedPacket]) -> np.ndarray:
 def sequence_gaps(packets: Sequence[ReceivedPacket]) -> int:
     """Packets missing according to RTP sequence numbers (mod 2**16), as a receiver counts loss."""
     missing = 0
-    for before, after in zip(packets, packets[1:]):
+    for before, after in pairwise(packets):
         step = (after.sequence - before.sequence) % 65536
         if 1 < step < 32768:
             missing += step - 1

@@ -200,7 +200,7 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "discord-standin-voice")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     public = key.public_key()
     cert = (
         x509.CertificateBuilder()
@@ -328,7 +328,7 @@ class GuildAudio:
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.packets
 
@@ -666,7 +666,7 @@ class VoiceServer:
                 raise TimeoutError(f"guild {guild_id}: no {count}x {kind!r} in {timeout} s; saw {seen}")
             try:
                 await asyncio.wait_for(journal.changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def wait_connected(self, guild_id: int, timeout: float = 10.0) -> None:

@@ -99,8 +99,10 @@ class VoiceHarness:
         guild = _FakeGuild(id=self.guild_id, channels={}, me=SimpleNamespace(voice=None))
         channel = _FakeVoiceChannel(id=self.channel_id, guild=guild, name="harness-voice")
         guild.channels[self.channel_id] = channel
-        HarnessVoiceClient.harness = self  # read by create_connection_state during __init__
-        self.voice_client = HarnessVoiceClient(self.client, channel)  # type: ignore[arg-type]
+        # a subclass per harness: VoiceClient.__init__ calls create_connection_state, which must
+        # already know its harness (several harnesses may share one client)
+        client_class = type("HarnessVoiceClient", (HarnessVoiceClient,), {"harness": self})
+        self.voice_client = client_class(self.client, channel)  # type: ignore[arg-type]
         await self.voice_client.connect(reconnect=reconnect, timeout=timeout)
         return self.voice_client
 

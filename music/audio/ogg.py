@@ -239,7 +239,7 @@ class OggOpusReader:
                 # (end <= 0) keeps being dropped; otherwise keep them all
                 end = float("-inf") if end <= 0 else float("inf")
         ends.reverse()
-        kept = [packet for packet, packet_end in zip(packets, ends) if packet_end > 0]
+        kept = [packet for packet, packet_end in zip(packets, ends, strict=True) if packet_end > 0]
         self.preroll_dropped += len(packets) - len(kept)
         return kept
 

@@ -107,15 +107,24 @@ class TrackStream:
                 return self
             self._started = True
             self._started_at = time.perf_counter()
-            try:
-                self._proc = self._spawn(self.passthrough, self.start_position)
-            except OSError as exc:
+        # Spawning takes milliseconds: never under the lock read_packet() takes.
+        try:
+            proc = self._spawn(self.passthrough, self.start_position)
+        except OSError as exc:
+            with self._cond:
                 self._error = f"ffmpeg could not be started: {exc}"
                 self._eof = True
-                self._ready.set()
-                return self
+            self._ready.set()
+            return self
+        with self._cond:
+            self._proc = proc
+            closed_meanwhile = self._closed
+        if closed_meanwhile:  # close() ran while we spawned and could not see the process
+            end_process(proc)
+            self._close_stdout(proc)
+            return self
         self._reader = threading.Thread(
-            target=self._read_loop, name=f"music-ffmpeg-reader:{self._proc.pid}", daemon=True
+            target=self._read_loop, name=f"music-ffmpeg-reader:{proc.pid}", daemon=True
         )
         self._reader.start()
         return self
@@ -174,16 +183,19 @@ class TrackStream:
                          self.source, restart_at)
                 self._end_while_draining(proc)
                 self._close_stdout(proc)
+                if self._closed:
+                    return
+                try:
+                    new_proc = self._spawn(False, restart_at)
+                except OSError as exc:
+                    self._error = f"ffmpeg could not be restarted: {exc}"
+                    return
                 with self._cond:
-                    if self._closed:
-                        return
                     self.passthrough = passthrough = False
                     self.fell_back_to_transcode = True
-                    try:
-                        proc = self._proc = self._spawn(False, restart_at)
-                    except OSError as exc:
-                        self._error = f"ffmpeg could not be restarted: {exc}"
-                        return
+                    proc = self._proc = new_proc
+                    if self._closed:
+                        return  # close() saw the old process; _finish ends this one
         except Exception as exc:  # never let the reader die silently
             log.exception("reader of %s failed", self.source)
             self._error = f"Reading ffmpeg's output failed: {exc}"
@@ -212,9 +224,9 @@ class TrackStream:
 
     def _finish(self, proc: subprocess.Popen[bytes]) -> None:
         if self._closed:
-            # close() is ending ffmpeg; it may be blocked writing into the full pipe and only
-            # notices SIGTERM once that write returns, so keep the pipe flowing until EOF.
-            self._discard_output(proc)
+            # Being closed: ffmpeg may be blocked writing into the full pipe, where it only
+            # notices SIGTERM once that write returns, so end it while draining the pipe.
+            self._end_while_draining(proc)
         try:
             returncode = proc.wait(_EXIT_WAIT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -389,7 +401,7 @@ def _duration_or_zero(packet: bytes) -> float:
         return 0.0
 
 
-EventCallback = Callable[[str, "str | None", "str | None"], None]
+EventCallback = Callable[[str, str | None, str | None], None]
 
 
 @dataclass
@@ -451,14 +463,15 @@ class ChainSource(discord.AudioSource):
 
     def play_now(self, stream: TrackStream, track_id: str) -> None:
         """Replace the current stream (the old one is closed in the background). The prepared
-        next stream is kept."""
+        next stream is kept. Starts ``stream`` if needed; spawning ffmpeg takes milliseconds, so
+        from the event loop call ``stream.start()`` in a worker thread first."""
         with self._lock:
             self._check_open()
             old = self._current
             self._current, self._current_id, self._current_started = stream, track_id, False
             self._idle_frames = 0
+            self._retire(old)
         stream.start()
-        self._retire(old)
 
     def set_next(self, stream: TrackStream, track_id: str) -> None:
         """Prepare the stream that follows the current one without a gap (replacing an earlier
@@ -468,14 +481,14 @@ class ChainSource(discord.AudioSource):
             old = self._next
             self._next, self._next_id = stream, track_id
             self._idle_frames = 0
+            self._retire(old)
         stream.start()
-        self._retire(old)
 
     def clear_next(self) -> TrackStream | None:
         """Drop the prepared next stream (closed in the background)."""
         with self._lock:
             old, self._next, self._next_id = self._next, None, None
-        self._retire(old)
+            self._retire(old)
         return old
 
     def skip(self) -> str | None:
@@ -486,7 +499,7 @@ class ChainSource(discord.AudioSource):
             self._current, self._current_id, self._current_started = None, None, False
             self._idle_frames = 0
             next_id = self._next_id
-        self._retire(old)
+            self._retire(old)
         return next_id
 
     def _check_open(self) -> None:
@@ -504,8 +517,9 @@ class ChainSource(discord.AudioSource):
         retired: list[TrackStream] = []
         with self._lock:
             packet = self._read_locked(events, retired)
-        for stream in retired:
-            self._closer_queue.put(stream)
+            # queued under the lock so a concurrent cleanup() cannot put its end marker first
+            for stream in retired:
+                self._closer_queue.put(stream)
         for kind, track_id, error in events:
             self._emit(kind, track_id, error)
         return packet
@@ -562,12 +576,11 @@ class ChainSource(discord.AudioSource):
             if self._closed:
                 return
             self._closed = True
-            streams = [s for s in (self._current, self._next) if s is not None]
+            for stream in (self._current, self._next):
+                self._retire(stream)
             self._current = self._next = None
             self._current_id = self._next_id = None
-        for stream in streams:
-            self._closer_queue.put(stream)
-        self._closer_queue.put(None)  # ends the closer thread after the streams
+            self._closer_queue.put(None)  # ends the closer thread after the streams
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until cleanup() finished closing every stream (for unload and tests)."""
@@ -577,6 +590,7 @@ class ChainSource(discord.AudioSource):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _retire(self, stream: TrackStream | None) -> None:
+        """Queue a stream for closing (call with the lock held; never blocks)."""
         if stream is not None:
             self._closer_queue.put(stream)
 

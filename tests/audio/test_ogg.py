@@ -156,7 +156,7 @@ def test_preroll_packets_before_the_start_are_dropped():
     ends = [-1896, -936, 24, 984, 1944]
     audio = [audio_packet(i) for i in range(len(ends))]
     pages += [page_of_packets(30, 2 + i, [p], granule=end + PRE_SKIP)
-              for i, (p, end) in enumerate(zip(audio, ends))]
+              for i, (p, end) in enumerate(zip(audio, ends, strict=True))]
     reader = OggOpusReader(io.BytesIO(b"".join(pages)))
     assert list(reader) == audio[2:]  # the packet ending 0.5 ms after the start is kept
     assert reader.preroll_dropped == 2
