@@ -12,7 +12,6 @@ from typing import Any
 import discord
 from redbot.core import commands
 from redbot.core.bot import Red
-from redbot.core.utils.chat_formatting import escape
 
 from .commands import PlaybackCommands, QueueCommands, SettingsCommands
 from .engine.events import AdvanceKind
@@ -202,9 +201,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         if channel is None:
             return
         try:
-            await channel.send(
-                escape(text, mass_mentions=True), allowed_mentions=discord.AllowedMentions.none()
-            )
+            # `text` is our sentence with any remote text already made `safe`
+            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException:
             log.debug("Could not notify guild %s", player.guild_id, exc_info=True)
 

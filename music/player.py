@@ -24,6 +24,7 @@ from .audio.source import ChainSource, TrackStream
 from .engine.events import AdvanceEvent, AdvanceKind
 from .engine.queue import QueueModel
 from .engine.track import Track
+from .formatting import safe, track_line
 from .policy import PolicyError, resolve_local_path
 from .resolve.resolver import ResolveError, Resolver
 
@@ -202,7 +203,7 @@ class PlayerManager:
         elif kind is AdvanceKind.LOAD_FAILED:
             if ev.generation != player.generation or current is None or current.id != ev.track_id:
                 return
-            await self.notify(player, f"I couldn't play **{current.title}**: {ev.error}")
+            await self.notify(player, f"I couldn't play {track_line(current)}: {safe(ev.error, limit=300)}")
             player.recoveries = 0
             self._advance_and_load(player, skipped=True)
         elif kind is AdvanceKind.TRACK_END:
@@ -310,7 +311,7 @@ class PlayerManager:
         current = player.queue.current
         assert current is not None
         if player.recoveries >= MAX_RECOVERIES:
-            await self.notify(player, f"**{current.title}** keeps failing ({reason}); skipping it.")
+            await self.notify(player, f"{track_line(current)} keeps failing ({safe(reason, limit=200)}); skipping it.")
             player.recoveries = 0
             self._advance_and_load(player, skipped=True)
             return
@@ -369,7 +370,14 @@ class PlayerManager:
                 vc.stop()
             player.source = source = self._new_source(player)
             source.play_now(stream, current.id)
-            vc.play(source, after=self._after_callback(player.guild_id, source))
+            try:
+                vc.play(source, after=self._after_callback(player.guild_id, source))
+            except Exception as exc:  # the connection dropped between the check and now
+                source.cleanup()
+                player.source = None
+                player.state = PlayerState.IDLE
+                await self.notify(player, f"I couldn't start playing: {safe(_plain_error(exc), limit=200)}")
+                return
         else:
             source.play_now(stream, current.id)
         if player.paused_on_load:
@@ -547,7 +555,7 @@ class PlayerManager:
 
     async def _announce(self, player: GuildPlayer, track: Track) -> None:
         if self.store.guild(player.guild_id).notify:
-            await self.notify(player, f"Now playing: **{track.title}**")
+            await self.notify(player, f"Now playing: {track_line(track)}")
 
     def _close_stream_later(self, stream: Any) -> None:
         # closing waits for ffmpeg to exit: never on the event loop

@@ -17,6 +17,7 @@ and returns every reply with how long each step took. Used by the end-to-end tes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -113,6 +114,13 @@ class InstallReport:
         return ", ".join(parts)
 
 
+def _install_msg(info_json: Path) -> str:
+    try:
+        return str(json.loads(info_json.read_text(encoding="utf-8")).get("install_msg") or "")
+    except (OSError, ValueError):
+        return ""
+
+
 async def _ask(
     standin: Standin, owner: Member, channel: Channel, content: str,
     done: Callable[[Message], bool], *, timeout: float,
@@ -171,6 +179,9 @@ async def install_music_cog(
                                      lambda m: "repo" in m.content.lower(), timeout=60)
         replies += more
         secs += more_secs
+    if "successfully added" in replies[-1].content and _install_msg(snapshot / "info.json"):
+        # Red follows with the repository's install_msg; keep it with this step
+        replies.append(await standin.wait_for_message(channel, after=replies[-1], timeout=10))
     _check(step(command, replies, secs),
            lambda t: "successfully added" in t or "already in use" in t, "add the repository")
 
@@ -178,13 +189,9 @@ async def install_music_cog(
     replies, secs = await _ask(standin, owner, channel, command,
                                lambda m: m.content.rstrip().endswith("---"),
                                timeout=COG_INSTALL_TIMEOUT)
-    # the cog's install_msg follows Downloader's summary; it is part of the conversation
-    if "Successfully installed" in replies[-1].content:
-        try:
-            more = await standin.wait_for_message(channel, after=replies[-1], timeout=5)
-            replies.append(more)
-        except TimeoutError:
-            pass
+    if "Successfully installed" in replies[-1].content and _install_msg(snapshot / cog_name / "info.json"):
+        # Red follows Downloader's summary with the cog's install_msg
+        replies.append(await standin.wait_for_message(channel, after=replies[-1], timeout=10))
     _check(step(command, replies, secs),
            lambda t: "Successfully installed" in t or "already installed" in t, "install the cog")
 

@@ -1,0 +1,151 @@
+"""End-to-end fixtures: the Discord stand-in, a real Red bot subprocess with the music cog
+installed by the owner through Downloader (from a git snapshot of this working tree), and small
+helpers to talk to it and to read what the voice channel heard.
+
+One stand-in and one Red per test module (module-scoped, on the module's event loop); the git
+snapshot is made once per session. Modules choose what the owner allows with the
+`allowed_networks` fixture (default: loopback, where the test media server listens).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from standin import Channel, Member, Message, Standin
+from standin.analysis import PacketInfo, classify_packets
+from standin.server import DefaultWorld
+from standin.voice import GuildAudio
+from tests.support.install import InstallReport, install_music_cog, snapshot_working_tree
+from tests.support.redbot import RedInstance, RedProcess
+
+# Default prefix of the harness
+P = "!"
+
+
+@pytest.fixture(scope="session")
+def cog_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-commit git repository of the current working tree (what Downloader clones)."""
+    return snapshot_working_tree(tmp_path_factory.mktemp("snapshot") / "music-cog")
+
+
+@pytest.fixture(scope="module")
+def allowed_networks() -> tuple[str, ...]:
+    return ("127.0.0.0/8",)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def standin():
+    s = Standin()
+    await s.start()
+    s.default_world()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture(scope="module")
+def world(standin: Standin) -> DefaultWorld:
+    return standin.default_world()
+
+
+@dataclass
+class MusicBot:
+    """The Red process plus what its install did, and chat helpers bound to the default world."""
+
+    standin: Standin
+    world: DefaultWorld
+    red: RedProcess
+    install: InstallReport
+
+    @property
+    def audio(self) -> GuildAudio:
+        return self.standin.voice.audio(self.world.guild.id)
+
+    async def ask(self, member: Member, content: str, *, expect: Callable[[Message], bool] | None = None,
+                  timeout: float = 20.0, channel: Channel | None = None) -> Message:
+        """`member` says `content`; the bot's first answer (not counting its "Now playing"
+        announcements, which can land at any time) or the first matching `expect`."""
+        channel = channel or self.world.general
+        said = await self.standin.say(member, channel, content)
+
+        def answer(m: Message) -> bool:
+            if expect is not None:
+                return expect(m)
+            return not m.content.startswith("Now playing:")
+
+        try:
+            return await self.standin.wait_for_message(channel, answer, after=said, timeout=timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"no answer to {content!r}; Red log tail:\n{self.red.log_tail(40)}") from exc
+
+    def saved_state(self) -> dict:
+        """The cog's persisted player state for the default guild, read from Red's JSON
+        Config file (what a restart would load)."""
+        path = self.red.instance.data_dir / "cogs" / "Music" / "settings.json"
+        data = json.loads(path.read_text())
+        (per_identifier,) = data.values()
+        return per_identifier["GUILD"][str(self.world.guild.id)]["state"]
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
+                    allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory):
+    instance = RedInstance.create(tmp_path_factory.mktemp("red"))
+    # no --no-cogs: a restart on the same data dir must load the installed cog again
+    red = RedProcess(standin, instance, extra_args=[])
+    await red.start()
+    try:
+        report = await install_music_cog(standin, world.owner, world.general, cog_snapshot,
+                                         allow_networks=allowed_networks)
+    except BaseException:
+        print(red.log_tail(80))
+        await red.stop()
+        raise
+    print(f"\ninstall through Downloader: {report.summary()}")
+    yield MusicBot(standin, world, red, report)
+    code = await red.stop()
+    assert code == 0, red.log_tail()
+
+
+# -- what the channel heard ------------------------------------------------------------------
+
+
+def sound_after(audio: GuildAudio, after: float) -> list[PacketInfo]:
+    """Packets with sound that arrived after monotonic time `after`."""
+    return [p for p in classify_packets(audio) if p.arrival > after and p.kind == "sound"]
+
+
+def near(hz: float, target: float, tolerance: float = 15.0) -> bool:
+    return abs(hz - target) <= tolerance
+
+
+async def wait_for_tone(standin: Standin, audio: GuildAudio, hz: float, *, after: float = 0.0,
+                        packets: int = 10, timeout: float = 15.0) -> list[PacketInfo]:
+    """Wait until `packets` sound packets at `hz` arrived after `after`; returns them."""
+
+    def heard() -> list[PacketInfo] | None:
+        found = [p for p in sound_after(audio, after) if near(p.frequency, hz)]
+        return found if len(found) >= packets else None
+
+    # the stand-in wakes waiters on every packet it records
+    return await standin.wait_until(heard, timeout, f"{packets} packets of {hz} Hz")
+
+
+def queue_lines(message: Message) -> list[str]:
+    """The numbered entries of a `queue` answer (`1.` **title** (0:03)), position-free."""
+    return [line for line in message.text.splitlines() if re.match(r"^`?\d+\.`? ", line)]
+
+
+def now_line(message: Message) -> str:
+    return next((line for line in message.text.splitlines() if line.startswith("Now:")), "")
+
+
+def since(started: float) -> float:
+    return time.monotonic() - started
