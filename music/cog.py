@@ -15,6 +15,7 @@ from redbot.core.bot import Red
 
 from .commands import PlaybackCommands, QueueCommands, SettingsCommands
 from .engine.events import AdvanceKind
+from .engine.queue import QueueModel
 from .player import GuildPlayer, PlayerManager, PlayerState
 from .resolve.resolver import Resolver
 from .store import POSITION_SAVE_INTERVAL, MusicStore
@@ -211,27 +212,25 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         await self.ready.wait()
         assert self.manager is not None
         for player in self.manager.players.values():
-            changed = False
-            for track in [player.queue.current, *player.queue.upcoming, *player.queue.history]:
-                if track is not None and track.requester_id == user_id:
-                    track.requester_id = 0
-                    changed = True
-            if changed:
+            if _forget_requester(player.queue, user_id):
                 self.manager.save(player)
-        # queues of guilds without a live player
+        # queues saved for guilds that have no live player
         for guild_id, data in (await self.store.config.all_guilds()).items():
-            if guild_id in self.manager.players or not data.get("state"):
+            state = data.get("state") or {}
+            if guild_id in self.manager.players or not state.get("queue"):
                 continue
-            state = data["state"]
-            text = repr(state)
-            if str(user_id) not in text:
-                continue
-            queue = state.get("queue") or {}
-            for key in ("upcoming", "history"):
-                for track in queue.get(key) or []:
-                    if track.get("requester_id") == user_id:
-                        track["requester_id"] = 0
-            if (queue.get("current") or {}).get("requester_id") == user_id:
-                queue["current"]["requester_id"] = 0
-            await self.store.config.guild_from_id(guild_id).state.set(state)
+            queue = QueueModel.from_dict(state["queue"])
+            if _forget_requester(queue, user_id):
+                state["queue"] = queue.to_dict()
+                await self.store.config.guild_from_id(guild_id).state.set(state)
         await self.store.flush()
+
+
+def _forget_requester(queue: QueueModel, user_id: int) -> bool:
+    """Replace `user_id` as requester with 0 everywhere in the queue; True if anything changed."""
+    changed = False
+    for track in [queue.current, *queue.upcoming, *queue.history]:
+        if track is not None and track.requester_id == user_id:
+            track.requester_id = 0
+            changed = True
+    return changed

@@ -86,6 +86,7 @@ class MusicStore:
         self.network_policy = NetworkPolicy()
         self._dirty: dict[int, Callable[[], dict[str, Any]]] = {}
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self.writes = 0  # state writes done, for tests and benchmarks
 
     @classmethod
@@ -147,14 +148,18 @@ class MusicStore:
         return len(self._dirty)
 
     async def flush(self) -> None:
-        """Write every dirty guild now (used on unload and by the flush loop)."""
-        while self._dirty:
-            guild_id, snapshot = self._dirty.popitem()
-            try:
-                await self.config.guild_from_id(guild_id).state.set(snapshot())
-                self.writes += 1
-            except Exception:
-                log.exception("Could not save the player state of guild %s", guild_id)
+        """Write every dirty guild now (used on unload and by the flush loop).
+
+        Serialized: a caller that finds nothing dirty still waits for a write in flight, so
+        after `await flush()` everything marked before it is on disk."""
+        async with self._flush_lock:
+            while self._dirty:
+                guild_id, snapshot = self._dirty.popitem()
+                try:
+                    await self.config.guild_from_id(guild_id).state.set(snapshot())
+                    self.writes += 1
+                except Exception:
+                    log.exception("Could not save the player state of guild %s", guild_id)
 
     async def clear_state(self, guild_id: int) -> None:
         self._dirty.pop(guild_id, None)

@@ -305,3 +305,26 @@ async def test_a_crashed_advancer_is_restarted_and_loses_no_queued_event(red: Re
     assert sum("advancer crashed" in r.getMessage() for r in caplog.records) == 1
     await red.remove_cog("Music")
 
+
+
+async def test_deleting_a_users_data_removes_their_id_from_every_queue(red: Red) -> None:
+    from music.engine.track import Track
+
+    world = World(red)
+    cog = await load_cog(red)
+    user, other = 111111111111111111, 222222222222222222
+    player = cog.manager.get(world.guild.id)
+    player.queue.add([Track(query="https://example.com/a", title="a", requester_id=user),
+                      Track(query="https://example.com/b", title="b", requester_id=other)])
+    cog.manager.save(player)
+    # a second guild whose queue is only in Config (no live player)
+    await cog.store.config.guild_from_id(42).state.set(
+        {"queue": {"upcoming": [Track(query="https://example.com/c", title="c", requester_id=user).to_dict()]}}
+    )
+    await cog.red_delete_data_for_user(requester="user", user_id=user)
+    assert [t.requester_id for t in player.queue.upcoming] == [0, other]
+    saved = await cog.store.config.guild_from_id(world.guild.id).state()
+    assert [t["requester_id"] for t in saved["queue"]["upcoming"]] == [0, other]
+    offline = await cog.store.config.guild_from_id(42).state()
+    assert offline["queue"]["upcoming"][0]["requester_id"] == 0
+    await red.remove_cog("Music")
