@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audio.ffmpeg import find_ffmpeg
@@ -341,7 +342,7 @@ class PlayerManager:
             if stream is not None:
                 self._close_stream_later(stream)
             raise
-        except (ResolveError, PolicyError, VoiceError) as exc:
+        except (ResolveError, PolicyError, VoiceError, StreamOpenError) as exc:
             self.post(player.guild_id, AdvanceKind.LOAD_FAILED, track_id=track.id, error=str(exc), generation=generation)
             return
         except Exception as exc:  # ffmpeg could not open it, or anything unexpected
@@ -479,7 +480,7 @@ class PlayerManager:
             folder = self.store.globals.local_folder
             if not folder:
                 raise PolicyError("Local files are turned off: the bot owner has not set a local folder.")
-            path = await asyncio.to_thread(resolve_local_path, _path(folder), track.query)
+            path = await asyncio.to_thread(resolve_local_path, Path(folder), track.query)
             track.stream_url = str(path)
             return track
         if not track.is_expired(time.time(), STREAM_EXPIRY_MARGIN):
@@ -586,7 +587,10 @@ class PlayerManager:
             if vc is not None:
                 vc.stop()
         for source in sources:
-            await asyncio.to_thread(source.cleanup)
+            source.cleanup()  # hands its streams to its closer thread; never blocks
+        for source in sources:
+            # ffmpeg children end there (terminate, then kill): wait for them, bounded
+            await asyncio.to_thread(source.wait_closed, timeout)
         pending = [t for t in self._side_tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=timeout)
@@ -605,10 +609,14 @@ class VoiceError(Exception):
     """A voice connection problem, in a sentence for the user."""
 
 
+class StreamOpenError(Exception):
+    """ffmpeg could not open a track, in a sentence for the user."""
+
+
 def _start_and_wait(stream: TrackStream, timeout: float) -> None:
     stream.start()
     if not stream.wait_ready(timeout):
-        raise VoiceError(stream.error or "the stream gave no audio in time")
+        raise StreamOpenError(stream.error or "the stream gave no audio in time")
 
 
 def _plain_error(exc: BaseException | None) -> str:
@@ -617,8 +625,3 @@ def _plain_error(exc: BaseException | None) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text[:300]
 
-
-def _path(folder: str):  # small indirection so tests can pass a str
-    from pathlib import Path
-
-    return Path(folder)

@@ -91,7 +91,7 @@ class GatewayConnection:
         self._out.put_nowait(None)
         try:
             await asyncio.wait_for(self._writer, 5)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             self._writer.cancel()
 
 
@@ -109,6 +109,13 @@ class Gateway:
         self.identify_count = 0
         self.resume_count = 0
         self.on_voice_state: Callable[[GatewaySession, dict[str, Any]], None] | None = None
+        # Discord answers op 4 tens of milliseconds later, and discord.py depends on it:
+        # VoiceConnectionState._voice_disconnect sends op 4 and only then clears its
+        # `_disconnected` event, so an answer processed in between (possible when the send
+        # yields to drain) is lost and disconnect() waits its whole 30 s timeout.
+        self.voice_state_latency = 0.03
+        self._voice_ops: asyncio.Queue[tuple[float, GatewaySession, dict[str, Any]]] = asyncio.Queue()
+        self._voice_worker: asyncio.Task[None] | None = None
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -191,14 +198,39 @@ class Gateway:
             if conn.session is None:
                 await conn.close(4003)  # not authenticated
                 return
-            if self.on_voice_state is not None:
-                self.on_voice_state(conn.session, data or {})
+            if self._voice_worker is None:
+                self._voice_worker = asyncio.create_task(self._answer_voice_ops())
+            due = asyncio.get_running_loop().time() + self.voice_state_latency
+            self._voice_ops.put_nowait((due, conn.session, data or {}))
         elif op == REQUEST_MEMBERS:
             if conn.session is not None:
                 self._request_members(conn.session, data or {})
         else:
             log.warning("gateway: unhandled op %r", op)
         self.standin._changed()
+
+    async def _answer_voice_ops(self) -> None:
+        """Answer op 4s in order, each `voice_state_latency` after it arrived."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due, session, data = await self._voice_ops.get()
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            if self.on_voice_state is not None and session.valid:
+                try:
+                    self.on_voice_state(session, data)
+                except Exception:
+                    log.exception("gateway: op 4 handling failed for %r", data)
+            self.standin._changed()
+
+    async def stop(self) -> None:
+        await self.drop(1001)
+        if self._voice_worker is not None:
+            self._voice_worker.cancel()
+            try:
+                await self._voice_worker
+            except asyncio.CancelledError:
+                pass
+            self._voice_worker = None
 
     async def _identify(self, conn: GatewayConnection, data: dict[str, Any]) -> None:
         if data.get("token") != self.standin.token:

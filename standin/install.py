@@ -17,6 +17,7 @@ and returns every reply with how long each step took. Used by the end-to-end tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -121,6 +122,13 @@ def _install_msg(info_json: Path) -> str:
         return ""
 
 
+async def _human_pause(standin: Standin, prompt: Message) -> None:
+    delay = getattr(standin, "human_delay", 0.3)
+    wait = prompt.changed_at + delay - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
+
+
 async def _ask(
     standin: Standin, owner: Member, channel: Channel, content: str,
     done: Callable[[Message], bool], *, timeout: float,
@@ -174,7 +182,10 @@ async def install_music_cog(
         standin, owner, channel, command,
         lambda m: agreement in m.content or "repo" in m.content.lower(), timeout=60)
     if agreement in replies[-1].content:
-        # Red asks once per boot; answering is part of what an owner does
+        # Red asks once per boot; answering is part of what an owner does. Red starts listening
+        # for the answer only after its prompt's POST returns, so an instant answer can be
+        # missed: answer after a human's pause, as Standin.react does for reactions.
+        await _human_pause(standin, replies[-1])
         more, more_secs = await _ask(standin, owner, channel, "I agree",
                                      lambda m: "repo" in m.content.lower(), timeout=60)
         replies += more

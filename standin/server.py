@@ -140,7 +140,7 @@ class Standin:
         return self
 
     async def stop(self) -> None:
-        await self.gateway.drop(1001)
+        await self.gateway.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -427,7 +427,7 @@ class Standin:
             self._waiters.add(fut)
             try:
                 await asyncio.wait_for(fut, remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             finally:
                 self._waiters.discard(fut)

@@ -58,7 +58,7 @@ class Snowflakes:
 
 
 def iso_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 @dataclass(eq=False)

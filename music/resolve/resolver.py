@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import enum
+import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yt_dlp
-from yt_dlp.utils import DownloadError, YoutubeDLError
+from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.utils import DownloadError, PagedList, YoutubeDLError
 
 from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
@@ -67,14 +71,30 @@ _KNOWN_SCHEMES = frozenset(
 _BARE_HOST = re.compile(r"^[\w-]+(\.[\w-]+)+(:\d+)?/\S*$")
 _EXPIRE = re.compile(r"[/?&]expire[=/](\d{9,11})(?:[/&]|$)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HTTP_STATUS = re.compile(r"http error (\d{3})")
+
+
+class ErrorKind(str, enum.Enum):
+    """What a failure says about retrying and about the site's health."""
+
+    PERMANENT = "permanent"  # this video/link: private, unavailable, 404... no retry
+    TRANSIENT = "transient"  # timeouts, HTTP 5xx, 429, dropped connections: retry with backoff
+    BROKEN = "broken"  # the extractor or the site's treatment of the bot: no retry, but it
+    # counts against the site's circuit breaker like a transient failure
 
 
 class ResolveError(Exception):
     """Resolving failed; `sentence` (also str(self)) is what to tell the user."""
 
-    def __init__(self, sentence: str) -> None:
+    def __init__(self, sentence: str, kind: ErrorKind = ErrorKind.PERMANENT) -> None:
         super().__init__(sentence)
         self.sentence = sentence
+        self.kind = kind
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying (read by the job scheduler)."""
+        return self.kind is ErrorKind.TRANSIENT
 
 
 @dataclass
@@ -126,37 +146,163 @@ def stream_expiry(url: str, now: float | None = None) -> float:
 
 def describe_error(message: str, timeout: float) -> str:
     """A plain sentence for a yt-dlp error message."""
+    return classify_error(message, timeout)[1]
+
+
+def classify_error(message: str, timeout: float) -> tuple[ErrorKind, str]:
+    """What kind of failure a yt-dlp error message is, and a plain sentence for it."""
     text = _ANSI.sub("", message).replace("ERROR: ", "", 1).strip()
     lower = text.lower()
+    status_match = _HTTP_STATUS.search(lower)
+    status = int(status_match[1]) if status_match else None
+    permanent, transient, broken = ErrorKind.PERMANENT, ErrorKind.TRANSIENT, ErrorKind.BROKEN
     if "unsupported url" in lower:
-        return "I can't play that link: the site isn't supported."
+        return permanent, "I can't play that link: the site isn't supported."
     if "private video" in lower or "video is private" in lower:
-        return "That video is private."
+        return permanent, "That video is private."
     if "not a bot" in lower:
-        return (
+        return broken, (
             "The site asked the bot to sign in to prove it isn't a bot; the bot owner may need "
             "to update yt-dlp or give it cookies."
         )
     if "sign in to confirm your age" in lower or "age-restricted" in lower:
-        return "That video is age-restricted and needs a signed-in account."
+        return permanent, "That video is age-restricted and needs a signed-in account."
     if "members" in lower and "only" in lower or "join this channel" in lower:
-        return "That video is for channel members only."
-    if "http error 404" in lower:
-        return "There's nothing at that link (the site answered 404 Not Found)."
-    if "http error 403" in lower:
-        return "The site refused access to that link (403 Forbidden)."
-    if "http error 429" in lower:
-        return "The site is rate-limiting the bot (429 Too Many Requests); try again later."
+        return permanent, "That video is for channel members only."
+    if (
+        "your country" in lower
+        or "your location" in lower
+        or "geo restrict" in lower
+        or "geo-restrict" in lower
+    ):
+        return permanent, "That video isn't available in the bot's country."
+    if status == 404 or status == 410:
+        return permanent, "There's nothing at that link (the site answered 404 Not Found)."
+    if status == 403:
+        return broken, "The site refused access to that link (403 Forbidden)."
+    if status == 429:
+        return transient, "The site is rate-limiting the bot (429 Too Many Requests); try again later."
+    if status is not None and 500 <= status <= 599:
+        return transient, f"The site is having trouble (it answered HTTP {status}); try again later."
     if "timed out" in lower or "timeout" in lower:
-        return f"Looking that up timed out after {timeout:g} s."
+        return transient, f"Looking that up timed out after {timeout:g} s."
     if "live event will begin" in lower or "premieres in" in lower:
-        return "That stream hasn't started yet."
+        return permanent, "That stream hasn't started yet."
     if "unavailable" in lower or "not available" in lower or "has been removed" in lower:
-        return "That video is unavailable."
+        return permanent, "That video is unavailable."
     if "name or service not known" in lower or "getaddrinfo" in lower or "resolve host" in lower:
-        return "I couldn't reach that site."
+        return permanent, "I couldn't reach that site."
+    if (
+        "connection reset" in lower
+        or "connection refused" in lower
+        or "remote end closed" in lower
+        or "temporary failure" in lower
+        or "incompleteread" in lower
+    ):
+        return transient, "I couldn't reach that site; the connection dropped."
     first_line = text.splitlines()[0] if text else "unknown error"
-    return f"I couldn't load that: {quote_user_text(first_line, 150)}"
+    sentence = f"I couldn't load that: {quote_user_text(first_line, 150)}"
+    if "unable to extract" in lower or "report this issue" in lower:
+        return broken, sentence  # the site changed under yt-dlp
+    return permanent, sentence
+
+
+def to_resolve_error(exc: BaseException, timeout: float) -> ResolveError:
+    """Any failure during a lookup as a ResolveError with a sentence and a kind."""
+    if isinstance(exc, ResolveError):
+        return exc
+    if isinstance(exc, PolicyError):
+        return ResolveError(exc.sentence)
+    if isinstance(exc, (DownloadError, YoutubeDLError)):
+        return ResolveError(*reversed(classify_error(str(exc), timeout)))
+    if isinstance(exc, TimeoutError):
+        return ResolveError(f"Looking that up timed out after {timeout:g} s.", ErrorKind.TRANSIENT)
+    # An extractor bug must not escape as an unknown exception into a command.
+    log.error("yt-dlp failed unexpectedly", exc_info=exc)
+    return ResolveError("I couldn't load that: yt-dlp failed unexpectedly.", ErrorKind.BROKEN)
+
+
+def extractor_family(ie_name: str) -> str:
+    """`youtube:tab` -> `youtube`: one breaker per site, whatever part of it a link names."""
+    return ie_name.split(":", 1)[0].strip().lower() or "generic"
+
+
+def apply_fresh(track: Track, fresh: Track) -> Track:
+    """A copy of `track` (same id) with the stream and missing details taken from `fresh`."""
+    placeholder_title = not track.title or track.title == track.query
+    return track.copy(
+        stream_url=fresh.stream_url,
+        stream_expires=fresh.stream_expires,
+        http_headers=dict(fresh.http_headers),
+        acodec=fresh.acodec,
+        container=fresh.container,
+        is_live=fresh.is_live,
+        duration=track.duration if track.duration is not None else fresh.duration,
+        title=fresh.title if placeholder_title else track.title,
+        uploader=track.uploader or fresh.uploader,
+        webpage_url=track.webpage_url or fresh.webpage_url,
+        extractor=fresh.extractor or track.extractor,
+    )
+
+
+class PlaylistReader:
+    """A playlist whose entries are read lazily (page by page, as the extractor fetches them),
+    so the first entries are available before the rest are listed. Iterate it inside the
+    `Resolver.open_link_sync` block; it yields Tracks (unresolved placeholders unless yt-dlp
+    already resolved the entry) and None for entries without a usable link. After the loop,
+    `truncated` says whether more than `limit` entries existed."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        info: dict[str, Any],
+        policy: NetworkPolicy,
+        requester_id: int,
+        limit: int,
+    ) -> None:
+        self._resolver = resolver
+        self._info = info
+        self._policy = policy
+        self._requester_id = requester_id
+        self.limit = max(1, limit)
+        self.title: str | None = info.get("title")
+        count = info.get("playlist_count")
+        self.count: int | None = count if isinstance(count, int) else None
+        entries = info.get("entries")
+        if self.count is None and isinstance(entries, (list, tuple)):
+            self.count = len(entries)
+        self.truncated = False
+
+    @property
+    def expected(self) -> int | None:
+        """How many entries this will yield at most, when known."""
+        return None if self.count is None else min(self.count, self.limit)
+
+    def _raw_entries(self) -> Iterator[Any]:
+        entries = self._info.get("entries") or []
+        if isinstance(entries, PagedList):
+            # getslice fetches only the pages it needs
+            for start in itertools.count(0, 50):
+                chunk = entries.getslice(start, start + 50)
+                yield from chunk
+                if len(chunk) < 50:
+                    return
+        else:
+            yield from entries
+
+    def __iter__(self) -> Iterator[Track | None]:
+        # One more than the limit tells whether the playlist was cut.
+        for index, entry in enumerate(itertools.islice(self._raw_entries(), self.limit + 1)):
+            if index == self.limit:
+                self.truncated = True
+                return
+            yield (
+                self._resolver._entry_track(entry, self._policy, self._requester_id)
+                if isinstance(entry, dict)
+                else None
+            )
+        if self.count is not None and self.count > self.limit:
+            self.truncated = True
 
 
 class _YtdlLogger:
@@ -268,6 +414,73 @@ class Resolver:
         """Stop accepting work; don't wait for a yt-dlp call that hangs (sockets time out)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # ---- blocking building blocks for the job scheduler (music.resolve.service) -------
+
+    def policy(self) -> NetworkPolicy:
+        """The network policy in force now (read at every request)."""
+        return self._policy_getter()
+
+    def extractor_family_sync(self, target: str) -> str:
+        """Which site a link or search (`ytsearch1:words`) belongs to: `youtube`,
+        `soundcloud`, ..., `generic`. Blocking: it asks every extractor (the first call
+        compiles their patterns, ~0.4 s; later ~10 ms)."""
+        for ie in itertools.chain(self.extra_extractors, gen_extractor_classes()):
+            if ie.ie_key() == "Generic":
+                continue
+            try:
+                if ie.suitable(target):
+                    return extractor_family(ie.IE_NAME)
+            except Exception:  # a broken pattern in one extractor must not stop the lookup
+                continue
+        return "generic"
+
+    def search_target(self, text: str, n: int = 1) -> str:
+        """The yt-dlp target for searching `text` with this resolver's search prefix."""
+        return f"{self.search_prefix}{max(1, n)}:{text}"
+
+    @contextlib.contextmanager
+    def open_link_sync(
+        self, url: str, policy: NetworkPolicy, requester_id: int, limit: int
+    ) -> Iterator[Track | PlaylistReader]:
+        """Blocking. A fully resolved Track for a single video, or a PlaylistReader whose
+        entries are listed lazily while the block is open (yt-dlp stays open for its pages).
+        The URL itself must have passed the policy already; every request yt-dlp makes does."""
+        opts = self._options(flat=True)
+        with PolicedYoutubeDL(opts, policy, self.extra_extractors) as ydl:
+            # process=False: the playlist's entries stay a lazy generator/paged list instead
+            # of being listed in full before anything is returned.
+            raw = ydl.extract_info(url, download=False, process=False)
+            if not raw:
+                raise ResolveError("I found nothing at that link.")
+            if raw.get("_type") in ("playlist", "multi_video"):
+                yield PlaylistReader(self, raw, policy, requester_id, limit)
+                return
+            # A video, or a link that redirects elsewhere: let yt-dlp finish (format choice,
+            # following `url` results) exactly as extract_info(process=True) would.
+            info = ydl.process_ie_result(raw, download=False)
+            if not info:
+                raise ResolveError("I found nothing at that link.")
+            if info.get("_type") in ("playlist", "multi_video"):
+                yield PlaylistReader(self, info, policy, requester_id, limit)
+                return
+            yield self._full_track(info, policy, requester_id, url)
+
+    def resolve_search_sync(self, text: str, policy: NetworkPolicy, requester_id: int) -> Track:
+        """Blocking: the first search result, fully resolved."""
+        return self._resolve_search_sync(text, policy, requester_id).tracks[0]
+
+    def search_sync(
+        self, text: str, n: int, policy: NetworkPolicy, requester_id: int
+    ) -> list[Track]:
+        """Blocking: up to n unresolved search results."""
+        return self._search_sync(text, n, policy, requester_id)
+
+    def refresh_sync(self, track: Track, policy: NetworkPolicy) -> Track:
+        """Blocking: refresh() without the executor. The page URL must have passed the policy."""
+        if track.kind == "local":
+            return track.copy()
+        return self._refresh_sync(track, as_url(track.webpage_url or track.query), policy)
+
     # ---- plumbing ---------------------------------------------------------------------
 
     @staticmethod
@@ -285,18 +498,10 @@ class Resolver:
             raise ResolveError("The music player is shutting down.") from None
         try:
             return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            raise ResolveError(f"Looking that up timed out after {self.timeout:g} s.") from None
-        except PolicyError as exc:
-            raise ResolveError(exc.sentence) from None
-        except (DownloadError, YoutubeDLError) as exc:
-            raise ResolveError(describe_error(str(exc), self.timeout)) from None
         except ResolveError:
             raise
-        except Exception:
-            # An extractor bug must not escape as an unknown exception into a command.
-            log.exception("yt-dlp failed unexpectedly")
-            raise ResolveError("I couldn't load that: yt-dlp failed unexpectedly.") from None
+        except Exception as exc:
+            raise to_resolve_error(exc, self.timeout) from None
 
     def _options(
         self, *, flat: bool, limit: int | None = None, single: bool = False
@@ -390,20 +595,7 @@ class Resolver:
                     raise ResolveError("That link no longer has anything I can play.")
                 info = entries[0]
             fresh = self._full_track(info, policy, track.requester_id, url)
-        placeholder_title = not track.title or track.title == track.query
-        return track.copy(
-            stream_url=fresh.stream_url,
-            stream_expires=fresh.stream_expires,
-            http_headers=dict(fresh.http_headers),
-            acodec=fresh.acodec,
-            container=fresh.container,
-            is_live=fresh.is_live,
-            duration=track.duration if track.duration is not None else fresh.duration,
-            title=fresh.title if placeholder_title else track.title,
-            uploader=track.uploader or fresh.uploader,
-            webpage_url=track.webpage_url or fresh.webpage_url,
-            extractor=fresh.extractor or track.extractor,
-        )
+        return apply_fresh(track, fresh)
 
     def _full_track(
         self, info: dict[str, Any], policy: NetworkPolicy, requester_id: int, query: str | None

@@ -15,19 +15,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from standin import Channel, Member, Message, Standin
-from standin.analysis import PacketInfo, classify_packets
+from standin.analysis import SILENCE_RMS, PacketInfo, dominant_frequency, rms
 from standin.server import DefaultWorld
 from standin.voice import GuildAudio
 from tests.support.install import InstallReport, install_music_cog, snapshot_working_tree
 from tests.support.redbot import RedInstance, RedProcess
 
-# Default prefix of the harness
-P = "!"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +65,18 @@ class MusicBot:
     red: RedProcess
     install: InstallReport
 
+    heard: Heard | None = None
+
     @property
     def audio(self) -> GuildAudio:
         return self.standin.voice.audio(self.world.guild.id)
+
+    @property
+    def ears(self) -> Heard:
+        """What the voice channel heard, classified (see Heard)."""
+        if self.heard is None or self.heard.audio is not self.audio:
+            self.heard = Heard(self.audio)
+        return self.heard
 
     async def ask(self, member: Member, content: str, *, expect: Callable[[Message], bool] | None = None,
                   timeout: float = 20.0, channel: Channel | None = None) -> Message:
@@ -117,25 +127,75 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
 # -- what the channel heard ------------------------------------------------------------------
 
 
-def sound_after(audio: GuildAudio, after: float) -> list[PacketInfo]:
-    """Packets with sound that arrived after monotonic time `after`."""
-    return [p for p in classify_packets(audio) if p.arrival > after and p.kind == "sound"]
+class Heard:
+    """Classifies the guild's received packets incrementally (decoding and an FFT per packet
+    once, not on every check) and waits on packet arrival.
+
+    `Standin.wait_until` is not woken by voice packets (only by gateway/REST changes), so audio
+    waits here block on `GuildAudio.wait_for_packets` instead."""
+
+    def __init__(self, audio: GuildAudio) -> None:
+        self.audio = audio
+        self._infos: list[PacketInfo] = []
+        self._packets_seen: list | None = None
+
+    def infos(self) -> list[PacketInfo]:
+        if self.audio.packets is not self._packets_seen:  # GuildAudio.clear() swaps the list
+            self._packets_seen = self.audio.packets
+            self._infos = []
+        decoded = self.audio.packet_pcm()
+        packets = self.audio.packets
+        for index in range(len(self._infos), min(len(decoded), len(packets))):
+            samples = decoded[index]
+            packet = packets[index]
+            if samples is None:
+                self._infos.append(PacketInfo(index, packet.arrival, packet.sequence, "undecodable", 0.0, 0.0))
+                continue
+            level = rms(samples)
+            if level < SILENCE_RMS:
+                self._infos.append(PacketInfo(index, packet.arrival, packet.sequence, "silence", 0.0, level))
+            else:
+                self._infos.append(PacketInfo(index, packet.arrival, packet.sequence, "sound",
+                                              dominant_frequency(samples), level))
+        return self._infos
+
+    def sound_after(self, after: float) -> list[PacketInfo]:
+        """Packets with sound that arrived after monotonic time `after`."""
+        return [p for p in self.infos() if p.arrival > after and p.kind == "sound"]
+
+    async def wait_for(self, check: Callable[[], T | None], timeout: float, what: str) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"timed out after {timeout}s waiting for {what}; heard "
+                                   f"{len(self.audio.packets)} packets")
+            try:
+                await self.audio.wait_for_packets(len(self.audio.packets) + 1, remaining)
+            except TimeoutError:
+                pass
+
+    async def wait_for_tone(self, hz: float, *, after: float = 0.0, packets: int = 10,
+                            timeout: float = 15.0) -> list[PacketInfo]:
+        """Wait until `packets` sound packets at `hz` arrived after `after`; returns them."""
+
+        def heard() -> list[PacketInfo] | None:
+            found = [p for p in self.sound_after(after) if near(p.frequency, hz)]
+            return found if len(found) >= packets else None
+
+        return await self.wait_for(heard, timeout, f"{packets} packets of {hz} Hz")
+
+    def level(self, packets: list[PacketInfo]) -> float:
+        """RMS of the decoded samples of `packets` together."""
+        decoded = self.audio.packet_pcm()
+        return rms(np.concatenate([decoded[p.index] for p in packets]))
 
 
 def near(hz: float, target: float, tolerance: float = 15.0) -> bool:
     return abs(hz - target) <= tolerance
-
-
-async def wait_for_tone(standin: Standin, audio: GuildAudio, hz: float, *, after: float = 0.0,
-                        packets: int = 10, timeout: float = 15.0) -> list[PacketInfo]:
-    """Wait until `packets` sound packets at `hz` arrived after `after`; returns them."""
-
-    def heard() -> list[PacketInfo] | None:
-        found = [p for p in sound_after(audio, after) if near(p.frequency, hz)]
-        return found if len(found) >= packets else None
-
-    # the stand-in wakes waiters on every packet it records
-    return await standin.wait_until(heard, timeout, f"{packets} packets of {hz} Hz")
 
 
 def queue_lines(message: Message) -> list[str]:

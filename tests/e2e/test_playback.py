@@ -15,12 +15,10 @@ import pytest
 from standin.analysis import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
-    classify_packets,
     packets_between_tones,
-    rms,
     segment_by_frequency,
 )
-from tests.e2e.conftest import MusicBot, near, queue_lines, since, sound_after, wait_for_tone
+from tests.e2e.conftest import MusicBot, near, queue_lines, since
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -62,7 +60,8 @@ async def test_two_queued_tracks_play_in_order_at_their_frequencies(music_bot: M
     assert music_bot.standin.bot_voice_channel(music_bot.world.guild) is music_bot.world.music
 
     audio = music_bot.audio
-    await wait_for_tone(music_bot.standin, audio, 880, packets=100, timeout=20)
+    ears = music_bot.ears
+    await ears.wait_for_tone(880, packets=100, timeout=20)
     await audio.wait_for_quiet(1.0, timeout=10)  # the queue ran out: the bot stops sending
 
     segments = segment_by_frequency(audio)
@@ -82,28 +81,29 @@ async def test_pause_silences_the_channel_and_resume_continues_where_it_was(musi
     # steps.webm is 300, 500, 700, 900, 1100 Hz, one second each: the tone says where we are
     await join(music_bot)
     audio = music_bot.audio
+    ears = music_bot.ears
     await play(music_bot, "steps.webm", media_server)
-    await wait_for_tone(music_bot.standin, audio, 500, packets=5)
+    await ears.wait_for_tone(500, packets=5)
 
     paused = await music_bot.ask(music_bot.world.member, "!pause")
     assert paused.content == "Paused."
     paused_at = time.monotonic()
-    last_before = sound_after(audio, 0)[-1].frequency
+    last_before = ears.sound_after(0)[-1].frequency
     # Observing an absence needs a stretch of time: 1.5 s, of which the first 0.3 s may still
     # carry the frames already on their way and discord.py's five trailing silence frames.
     await asyncio.sleep(1.5)
-    during = [p for p in classify_packets(audio) if p.arrival > paused_at + 0.3]
+    during = [p for p in ears.infos() if p.arrival > paused_at + 0.3]
     assert all(p.kind == "silence" for p in during), [(p.kind, round(p.frequency)) for p in during]
 
     resumed = await music_bot.ask(music_bot.world.member, "!resume")
     assert resumed.content == "Resumed."
     resumed_at = time.monotonic()
-    after = await wait_for_tone(music_bot.standin, audio, 900, after=resumed_at, packets=5, timeout=10)
-    first_after = sound_after(audio, resumed_at)[0]
+    after = await ears.wait_for_tone(900, after=resumed_at, packets=5, timeout=10)
+    first_after = ears.sound_after(resumed_at)[0]
     # the same step as before the pause, or the next one; never the start of the track again
     assert near(first_after.frequency, last_before) or near(first_after.frequency, last_before + 200), (
         last_before, first_after)
-    assert not any(near(p.frequency, 300) for p in sound_after(audio, resumed_at))
+    assert not any(near(p.frequency, 300) for p in ears.sound_after(resumed_at))
     assert after
     await audio.wait_for_quiet(1.0, timeout=10)
 
@@ -111,15 +111,16 @@ async def test_pause_silences_the_channel_and_resume_continues_where_it_was(musi
 async def test_skip_moves_to_the_next_track(music_bot: MusicBot, media_server) -> None:
     await join(music_bot)
     audio = music_bot.audio
+    ears = music_bot.ears
     await play(music_bot, "long.mp3", media_server)  # 330 Hz for 30 s
     await play(music_bot, "b880.webm", media_server)
-    await wait_for_tone(music_bot.standin, audio, 330, packets=25)
+    await ears.wait_for_tone(330, packets=25)
 
     skipped = await music_bot.ask(music_bot.world.member, "!skip")
     assert skipped.content == "Skipped **long** (0:30)."
     skipped_at = time.monotonic()
-    await wait_for_tone(music_bot.standin, audio, 880, after=skipped_at, packets=5, timeout=5)
-    first_880 = next(p for p in sound_after(audio, skipped_at) if near(p.frequency, 880))
+    await ears.wait_for_tone(880, after=skipped_at, packets=5, timeout=5)
+    first_880 = next(p for p in ears.sound_after(skipped_at) if near(p.frequency, 880))
     assert first_880.arrival - skipped_at < 2.0
     await audio.wait_for_quiet(1.0, timeout=10)
     # long.mp3 was cut after a second or two, not played out
@@ -130,13 +131,14 @@ async def test_skip_moves_to_the_next_track(music_bot: MusicBot, media_server) -
 async def test_seek_lands_at_the_asked_offset(music_bot: MusicBot, media_server) -> None:
     await join(music_bot)
     audio = music_bot.audio
+    ears = music_bot.ears
     await play(music_bot, "steps.webm", media_server)
-    await wait_for_tone(music_bot.standin, audio, 300, packets=10)
+    await ears.wait_for_tone(300, packets=10)
 
     sought = await music_bot.ask(music_bot.world.member, "!seek 3")
     assert sought.content == "Seeking to 0:03."
     sought_at = time.monotonic()
-    await wait_for_tone(music_bot.standin, audio, 900, after=sought_at, packets=10, timeout=5)
+    await ears.wait_for_tone(900, after=sought_at, packets=10, timeout=5)
     await audio.wait_for_quiet(1.0, timeout=10)
     after = [s for s in segment_by_frequency(audio, min_packets=3) if s.start > sought_at]
     # 3 s into steps.webm is the 900 Hz step; 500 and 700 Hz are jumped over
@@ -146,17 +148,17 @@ async def test_seek_lands_at_the_asked_offset(music_bot: MusicBot, media_server)
 
 async def test_volume_50_halves_the_level(music_bot: MusicBot, media_server) -> None:
     await join(music_bot)
-    audio = music_bot.audio
+    ears = music_bot.ears
     await play(music_bot, "long.mp3", media_server)
-    full = await wait_for_tone(music_bot.standin, audio, 330, packets=60)
-    level_100 = rms_of(audio, full[10:60])  # past the first frames (encoder ramp-up)
+    full = await ears.wait_for_tone(330, packets=60)
+    level_100 = ears.level(full[10:60])  # past the first frames (encoder ramp-up)
 
     changed = await music_bot.ask(music_bot.world.member, "!volume 50")
     assert changed.content == "Volume set to 50%."
     changed_at = time.monotonic()
-    half = await wait_for_tone(music_bot.standin, audio, 330, after=changed_at, packets=90, timeout=10)
+    half = await ears.wait_for_tone(330, after=changed_at, packets=90, timeout=10)
     # skip the frames already buffered at the old volume and the restart's ramp-up
-    level_50 = rms_of(audio, half[40:90])
+    level_50 = ears.level(half[40:90])
     ratio = level_50 / level_100
     print(f"\nRMS at 100%: {level_100:.4f}, at 50%: {level_50:.4f}, ratio {ratio:.3f}")
     assert 0.4 <= ratio <= 0.6
@@ -168,20 +170,14 @@ async def test_volume_50_halves_the_level(music_bot: MusicBot, media_server) -> 
     await stop_and_wait_quiet(music_bot)
 
 
-def rms_of(audio, packets) -> float:
-    decoded = audio.packet_pcm()
-    import numpy as np
-
-    return rms(np.concatenate([decoded[p.index] for p in packets]))
-
-
 async def test_stop_ends_the_audio_and_empties_the_queue(music_bot: MusicBot, media_server) -> None:
     await join(music_bot)
     audio = music_bot.audio
+    ears = music_bot.ears
     await play(music_bot, "long.mp3", media_server)
     await play(music_bot, "b880.webm", media_server)
     await play(music_bot, "a440.webm", media_server)
-    await wait_for_tone(music_bot.standin, audio, 330, packets=10)
+    await ears.wait_for_tone(330, packets=10)
     before = await music_bot.ask(music_bot.world.member, "!queue")
     assert len(queue_lines(before)) == 2, before.text
 
@@ -190,7 +186,7 @@ async def test_stop_ends_the_audio_and_empties_the_queue(music_bot: MusicBot, me
     stopped_at = time.monotonic()
     await audio.wait_for_quiet(1.0, timeout=5)
     assert audio.packets[-1].arrival - stopped_at < 1.0  # it stopped promptly
-    assert not any(near(p.frequency, 880) or near(p.frequency, 440) for p in sound_after(audio, 0))
+    assert not any(near(p.frequency, 880) or near(p.frequency, 440) for p in ears.sound_after(0))
     after = await music_bot.ask(music_bot.world.member, "!queue")
     assert after.text == "The queue is empty."
 
@@ -201,7 +197,7 @@ async def test_the_bot_leaves_when_the_channel_empties(music_bot: MusicBot, medi
     assert setting.content == "I'll leave an empty channel after 0:02."
     await join(music_bot)
     await play(music_bot, "long.mp3", media_server)
-    await wait_for_tone(music_bot.standin, music_bot.audio, 330, packets=10)
+    await music_bot.ears.wait_for_tone(330, packets=10)
     assert music_bot.standin.bot_voice_channel(w.guild) is w.music
 
     await music_bot.standin.leave_voice(w.member)
