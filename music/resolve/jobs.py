@@ -375,7 +375,9 @@ class JobScheduler:
         if job is None:
             return False
         if not is_admin and by_user_id != job.requester_id:
-            raise JobNotAllowed("Only the member who asked for that lookup, or an admin, can cancel it.")
+            raise JobNotAllowed(
+                "Only the member who asked for that lookup, or an admin, can cancel it."
+            )
         self.cancel_job(job)
         return True
 
@@ -449,7 +451,9 @@ class JobScheduler:
         self._closed = True
         for job in list(self._jobs.values()):
             self._withdraw(job)
-            self._finish(job, Stage.CANCELLED, error=SchedulerClosed("The music player is shutting down."))
+            self._finish(
+                job, Stage.CANCELLED, error=SchedulerClosed("The music player is shutting down.")
+            )
         for worker in self._idle:
             worker.inbox.put(None)
         self._idle.clear()
@@ -524,7 +528,9 @@ class JobScheduler:
             return
         idle = self._loop.time() - job.last_activity
         if idle < self.timeout:  # it reported progress: wait for the rest of the window
-            job.timer = self._loop.call_later(self.timeout - idle, self._check_timeout, job, context)
+            job.timer = self._loop.call_later(
+                self.timeout - idle, self._check_timeout, job, context
+            )
             return
         self._abandon_attempt(job)
         self._failed(job, JobTimedOut(f"Looking that up timed out after {self.timeout:g} s."))

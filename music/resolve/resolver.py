@@ -181,9 +181,15 @@ def classify_error(message: str, timeout: float) -> tuple[ErrorKind, str]:
     if status == 403:
         return broken, "The site refused access to that link (403 Forbidden)."
     if status == 429:
-        return transient, "The site is rate-limiting the bot (429 Too Many Requests); try again later."
+        return (
+            transient,
+            "The site is rate-limiting the bot (429 Too Many Requests); try again later.",
+        )
     if status is not None and 500 <= status <= 599:
-        return transient, f"The site is having trouble (it answered HTTP {status}); try again later."
+        return (
+            transient,
+            f"The site is having trouble (it answered HTTP {status}); try again later.",
+        )
     if "timed out" in lower or "timeout" in lower:
         return transient, f"Looking that up timed out after {timeout:g} s."
     if "live event will begin" in lower or "premieres in" in lower:

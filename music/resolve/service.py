@@ -144,7 +144,9 @@ class PlaylistExpansion:
                 )
             error = error or done.error
         if error:
-            self.errors.append(f"I stopped loading the playlist after {self.received} entries: {error}")
+            self.errors.append(
+                f"I stopped loading the playlist after {self.received} entries: {error}"
+            )
         self._batches.put_nowait(None)
         self._done.set()
 
@@ -221,7 +223,9 @@ class ResolveService:
             try:
                 await self.cache.save(self.cache_path)
             except OSError:
-                log.warning("Could not save the resolve cache to %s", self.cache_path, exc_info=True)
+                log.warning(
+                    "Could not save the resolve cache to %s", self.cache_path, exc_info=True
+                )
 
     def configure(self, *, workers: int | None = None, timeout: float | None = None) -> None:
         """Apply changed owner settings without restarting."""
@@ -268,7 +272,11 @@ class ResolveService:
         if url is None:
             job: Job[Any] = self._submit(
                 functools.partial(self._search_first_work, text, policy, requester_id),
-                guild_id, requester_id, priority, text, on_progress,
+                guild_id,
+                requester_id,
+                priority,
+                text,
+                on_progress,
             )
             track = await self._await(job)
             self._remember(track, key)
@@ -276,10 +284,12 @@ class ResolveService:
 
         expansion = PlaylistExpansion(asyncio.get_running_loop())
         job = self._submit(
-            functools.partial(
-                self._link_work, url, policy, requester_id, max(1, limit), expansion
-            ),
-            guild_id, requester_id, priority, text, on_progress,
+            functools.partial(self._link_work, url, policy, requester_id, max(1, limit), expansion),
+            guild_id,
+            requester_id,
+            priority,
+            text,
+            on_progress,
         )
         expansion.job_id, expansion._job = job.id, job
         job.future.add_done_callback(functools.partial(self._expansion_ended, expansion))
@@ -327,13 +337,17 @@ class ResolveService:
         if job is None or job.future.done():
             job = self._submit(
                 functools.partial(self._refresh_work, track, url, policy),
-                guild_id, track.requester_id, priority, track.title or page, on_progress,
+                guild_id,
+                track.requester_id,
+                priority,
+                track.title or page,
+                on_progress,
             )
             self._refreshing[stream_key] = job
             job.future.add_done_callback(
-                lambda _f, k=stream_key, j=job: self._refreshing.pop(k, None)
-                if self._refreshing.get(k) is j
-                else None
+                lambda _f, k=stream_key, j=job: (
+                    self._refreshing.pop(k, None) if self._refreshing.get(k) is j else None
+                )
             )
         else:
             self.scheduler.promote(job, priority)
@@ -359,7 +373,11 @@ class ResolveService:
         policy = self.resolver.policy()
         job: Job[list[Track]] = self._submit(
             functools.partial(self._search_list_work, text, max(1, n), policy, requester_id),
-            guild_id, requester_id, priority, text, on_progress,
+            guild_id,
+            requester_id,
+            priority,
+            text,
+            on_progress,
         )
         return await self._await(job)
 

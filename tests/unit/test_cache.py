@@ -141,7 +141,12 @@ async def test_a_damaged_file_means_an_empty_cache(tmp_path: Path, content: str)
 async def test_malformed_rows_are_skipped(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "c.json"
-    rows = [["ok", clock.now + 10, {"title": "t"}], ["bad"], [1, clock.now + 10, {}], ["x", "soon", {}]]
+    rows = [
+        ["ok", clock.now + 10, {"title": "t"}],
+        ["bad"],
+        [1, clock.now + 10, {}],
+        ["x", "soon", {}],
+    ]
     path.write_text(json.dumps({"version": 1, "meta": rows, "streams": "nope"}))
     cache = ResolveCache(clock=clock)
     assert await cache.load(path) == 1

@@ -50,7 +50,9 @@ def recorder(log: list[Any], tag: Any) -> Callable[[JobContext], Any]:
     return work
 
 
-def blocker(gate: threading.Event, started: threading.Event | None = None) -> Callable[[JobContext], str]:
+def blocker(
+    gate: threading.Event, started: threading.Event | None = None
+) -> Callable[[JobContext], str]:
     """Work that holds its worker until the test opens the gate."""
 
     def work(ctx: JobContext) -> str:
@@ -74,13 +76,17 @@ async def test_urgent_job_submitted_after_20_low_jobs_runs_first(scheduler: JobS
     order: list[str] = []
     first = scheduler.submit(blocker(gate), guild_id=1, requester_id=1, priority=Priority.LOW)
     lows = [
-        scheduler.submit(recorder(order, f"low{i}"), guild_id=1, requester_id=1, priority=Priority.LOW)
+        scheduler.submit(
+            recorder(order, f"low{i}"), guild_id=1, requester_id=1, priority=Priority.LOW
+        )
         for i in range(20)
     ]
     urgent = scheduler.submit(
         recorder(order, "urgent"), guild_id=1, requester_id=1, priority=Priority.URGENT
     )
-    high = scheduler.submit(recorder(order, "high"), guild_id=1, requester_id=1, priority=Priority.HIGH)
+    high = scheduler.submit(
+        recorder(order, "high"), guild_id=1, requester_id=1, priority=Priority.HIGH
+    )
     gate.set()
     await asyncio.gather(first.future, urgent.future, high.future, *(j.future for j in lows))
     assert order == ["urgent", "high"] + [f"low{i}" for i in range(20)]
@@ -93,10 +99,14 @@ async def test_another_guild_is_not_stuck_behind_a_1000_entry_playlist(
     order: list[tuple[str, int]] = []
     holder = scheduler.submit(blocker(gate), guild_id=1, requester_id=1, priority=Priority.LOW)
     guild_a = [
-        scheduler.submit(recorder(order, ("A", i)), guild_id=100, requester_id=7, priority=Priority.LOW)
+        scheduler.submit(
+            recorder(order, ("A", i)), guild_id=100, requester_id=7, priority=Priority.LOW
+        )
         for i in range(1000)
     ]
-    b_low = scheduler.submit(recorder(order, ("B-low", 0)), guild_id=200, requester_id=8, priority=Priority.LOW)
+    b_low = scheduler.submit(
+        recorder(order, ("B-low", 0)), guild_id=200, requester_id=8, priority=Priority.LOW
+    )
     b_normal = scheduler.submit(
         recorder(order, ("B-normal", 0)), guild_id=200, requester_id=8, priority=Priority.NORMAL
     )
@@ -112,8 +122,12 @@ async def test_members_of_one_guild_take_turns(scheduler: JobScheduler) -> None:
     gate = threading.Event()
     order: list[str] = []
     holder = scheduler.submit(blocker(gate), guild_id=1, requester_id=1)
-    jobs = [scheduler.submit(recorder(order, f"m1-{i}"), guild_id=5, requester_id=1) for i in range(5)]
-    jobs += [scheduler.submit(recorder(order, f"m2-{i}"), guild_id=5, requester_id=2) for i in range(2)]
+    jobs = [
+        scheduler.submit(recorder(order, f"m1-{i}"), guild_id=5, requester_id=1) for i in range(5)
+    ]
+    jobs += [
+        scheduler.submit(recorder(order, f"m2-{i}"), guild_id=5, requester_id=2) for i in range(2)
+    ]
     gate.set()
     await asyncio.gather(holder.future, *(j.future for j in jobs))
     assert order == ["m1-0", "m2-0", "m1-1", "m2-1", "m1-2", "m1-3", "m1-4"]
@@ -181,13 +195,18 @@ async def test_cancel_a_running_job_answers_at_once_and_frees_the_worker_later(
     gate, started = threading.Event(), threading.Event()
     stages: list[Stage] = []
     job = scheduler.submit(
-        blocker(gate, started), guild_id=1, requester_id=5, on_progress=lambda p: stages.append(p.stage)
+        blocker(gate, started),
+        guild_id=1,
+        requester_id=5,
+        on_progress=lambda p: stages.append(p.stage),
     )
     await asyncio.to_thread(started.wait, 5)
     after: list[str] = []
     queued = scheduler.submit(recorder(after, "next"), guild_id=1, requester_id=5)
     assert scheduler.cancel(job.id, by_user_id=5, is_admin=False)
-    with pytest.raises(JobCancelled, match="can't be interrupted, so its result will be thrown away"):
+    with pytest.raises(
+        JobCancelled, match="can't be interrupted, so its result will be thrown away"
+    ):
         await job.future
     assert stages[-1] is Stage.CANCELLED
     assert after == []  # the worker is still held by the cancelled call
@@ -223,10 +242,11 @@ async def test_transient_failures_retry_with_growing_backoff() -> None:
         job = sched.submit(flaky, guild_id=1, requester_id=1, on_progress=progress.append)
         assert await job.future == "ok"
         assert job.attempt == 3
-        gaps = [b - a for a, b in zip(calls, calls[1:])]
+        gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
         # attempt 1 waits 0.05-0.1 s, attempt 2 waits 0.1-0.2 s
-        assert 0.05 <= gaps[0] < 0.1 + 0.08
-        assert 0.1 <= gaps[1] < 0.2 + 0.08
+        # (upper bounds leave room for a loaded machine; the lower ones are the real check)
+        assert 0.05 <= gaps[0] < 0.1 + 0.3
+        assert 0.1 <= gaps[1] < 0.2 + 0.3
         assert [p.stage for p in progress].count(Stage.RETRYING) == 2
         assert progress[-1].stage is Stage.READY and progress[-1].attempt == 3
         assert sched.status()["counts"]["retried"] == 2
@@ -302,11 +322,18 @@ async def test_status_counts_pending_and_running_per_priority() -> None:
     gate, started = threading.Event(), threading.Event()
     try:
         running = [
-            sched.submit(blocker(gate, started), guild_id=1, requester_id=1, priority=Priority.URGENT),
+            sched.submit(
+                blocker(gate, started), guild_id=1, requester_id=1, priority=Priority.URGENT
+            ),
             sched.submit(blocker(gate), guild_id=2, requester_id=2, priority=Priority.LOW),
         ]
-        pending = [sched.submit(blocker(gate), guild_id=1, requester_id=1, priority=Priority.LOW) for _ in range(3)]
-        pending.append(sched.submit(blocker(gate), guild_id=3, requester_id=3, priority=Priority.HIGH))
+        pending = [
+            sched.submit(blocker(gate), guild_id=1, requester_id=1, priority=Priority.LOW)
+            for _ in range(3)
+        ]
+        pending.append(
+            sched.submit(blocker(gate), guild_id=3, requester_id=3, priority=Priority.HIGH)
+        )
         status = sched.status()
         assert status["workers"] == {"size": 2, "busy": 2, "abandoned": 0}
         assert status["running"] == {"urgent": 1, "high": 0, "normal": 0, "low": 1}
@@ -379,11 +406,15 @@ async def test_resize_shrinks_and_grows_the_pool() -> None:
 
     try:
         sched.resize(1)
-        await asyncio.gather(*(sched.submit(work, guild_id=i, requester_id=i).future for i in range(6)))
+        await asyncio.gather(
+            *(sched.submit(work, guild_id=i, requester_id=i).future for i in range(6))
+        )
         assert peak == 1
         sched.resize(3)
         peak = 0
-        await asyncio.gather(*(sched.submit(work, guild_id=i, requester_id=i).future for i in range(9)))
+        await asyncio.gather(
+            *(sched.submit(work, guild_id=i, requester_id=i).future for i in range(9))
+        )
         assert peak == 3
     finally:
         sched.close()
