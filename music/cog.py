@@ -12,12 +12,14 @@ from typing import Any
 import discord
 from redbot.core import commands
 from redbot.core.bot import Red
+from redbot.core.data_manager import cog_data_path
 
 from .commands import PlaybackCommands, QueueCommands, SettingsCommands
 from .engine.events import AdvanceKind
 from .engine.queue import QueueModel
 from .player import GuildPlayer, PlayerManager, PlayerState
 from .resolve.resolver import Resolver
+from .resolve.service import ResolveService
 from .store import POSITION_SAVE_INTERVAL, MusicStore
 
 log = logging.getLogger("red.music")
@@ -41,6 +43,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         self.shutdown_event = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.resolver: Resolver | None = None
+        self.service: ResolveService | None = None
         self.manager: PlayerManager | None = None
         self.supervisor_restarts: dict[str, int] = {}
 
@@ -49,7 +52,11 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
     async def cog_load(self) -> None:
         # Never wait for Red's readiness here: at startup cogs load before the bot connects.
         self.resolver = Resolver(lambda: self.store.network_policy)
-        self.manager = PlayerManager(self.bot, self.store, self.resolver, self._notify)
+        self.service = ResolveService(
+            self.resolver, cache_path=cog_data_path(self) / "resolve_cache.json"
+        )
+        await self.service.start()  # loads the cache (in a thread)
+        self.manager = PlayerManager(self.bot, self.store, self.service, self._notify)
         self._start("advancer", self.manager.run_advancer)
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
@@ -75,6 +82,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
             for gid, snap in snapshots.items():
                 self.store.mark_dirty(gid, lambda snap=snap: snap)
             await manager.shutdown()
+        if self.service is not None:
+            await self.service.close()  # fails pending jobs with a sentence, saves the cache
         if self.resolver is not None:
             self.resolver.close()
         await self.store.flush()

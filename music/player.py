@@ -27,12 +27,14 @@ from .engine.queue import QueueModel
 from .engine.track import Track
 from .formatting import safe, track_line
 from .policy import PolicyError, resolve_local_path
-from .resolve.resolver import ResolveError, Resolver
+from .resolve.jobs import Priority
+from .resolve.resolver import ResolveError
 
 if TYPE_CHECKING:
     import discord
     from redbot.core.bot import Red
 
+    from .resolve.service import ResolveService
     from .store import MusicStore
 
 log = logging.getLogger("red.music.player")
@@ -120,10 +122,10 @@ Notifier = Callable[[GuildPlayer, str], Awaitable[None]]
 class PlayerManager:
     """Owns the players, the advance-event queue and the load/prefetch tasks."""
 
-    def __init__(self, bot: Red, store: MusicStore, resolver: Resolver, notify: Notifier) -> None:
+    def __init__(self, bot: Red, store: MusicStore, service: ResolveService, notify: Notifier) -> None:
         self.bot = bot
         self.store = store
-        self.resolver = resolver
+        self.service = service
         self.notify = notify
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[AdvanceEvent] = asyncio.Queue()
@@ -286,7 +288,7 @@ class PlayerManager:
             player.channel_id = None
             vc = self._voice(player)
             if vc is not None:
-                self._spawn(vc.disconnect(force=True))
+                self.spawn(vc.disconnect(force=True))
         self.save(player)
 
     # -- transitions ---------------------------------------------------------------------------
@@ -330,12 +332,12 @@ class PlayerManager:
         player.generation += 1
         player.start_position = start
         player.state = PlayerState.LOADING
-        player.load_task = self._spawn(self._load(player, track, start, player.generation))
+        player.load_task = self.spawn(self._load(player, track, start, player.generation))
 
     async def _load(self, player: GuildPlayer, track: Track, start: float, generation: int) -> None:
         stream: TrackStream | None = None
         try:
-            track = await self._playable(track)
+            track = await self._playable(player, track, Priority.URGENT)
             await self._ensure_voice(player)
             stream = await self._open_stream(player, track, start)
         except asyncio.CancelledError:
@@ -435,7 +437,7 @@ class PlayerManager:
         player.source.clear_next()
         player.prefetched_id = wanted
         if nxt is not None:
-            player.prefetch_task = self._spawn(self._prefetch(player, nxt, player.generation))
+            player.prefetch_task = self.spawn(self._prefetch(player, nxt, player.generation))
 
     @staticmethod
     def in_prefetch_window(player: GuildPlayer) -> bool:
@@ -449,7 +451,7 @@ class PlayerManager:
     async def _prefetch(self, player: GuildPlayer, track: Track, generation: int) -> None:
         stream: TrackStream | None = None
         try:
-            track = await self._playable(track)
+            track = await self._playable(player, track, Priority.HIGH)
             stream = await self._open_stream(player, track, 0.0)
         except asyncio.CancelledError:
             if stream is not None:
@@ -474,7 +476,7 @@ class PlayerManager:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def _playable(self, track: Track) -> Track:
+    async def _playable(self, player: GuildPlayer, track: Track, priority: Priority) -> Track:
         """Make sure the track has a fresh stream URL (or a valid local path)."""
         if track.kind == "local":
             folder = self.store.globals.local_folder
@@ -485,7 +487,7 @@ class PlayerManager:
             return track
         if not track.is_expired(time.time(), STREAM_EXPIRY_MARGIN):
             return track
-        fresh = await self.resolver.refresh(track)
+        fresh = await self.service.refresh(track, guild_id=player.guild_id, priority=priority)
         # keep the queue entry itself up to date (same id)
         for name in ("stream_url", "stream_expires", "http_headers", "acodec", "container", "duration", "title"):
             setattr(track, name, getattr(fresh, name))
@@ -552,7 +554,7 @@ class PlayerManager:
         if vc is not None and (vc.is_playing() or vc.is_paused()):
             vc.stop()  # the player thread calls source.cleanup() as it ends
         elif source is not None:
-            self._spawn(asyncio.to_thread(source.cleanup))
+            self.spawn(asyncio.to_thread(source.cleanup))
 
     async def _announce(self, player: GuildPlayer, track: Track) -> None:
         if self.store.guild(player.guild_id).notify:
@@ -560,9 +562,9 @@ class PlayerManager:
 
     def _close_stream_later(self, stream: Any) -> None:
         # closing waits for ffmpeg to exit: never on the event loop
-        self._spawn(asyncio.to_thread(stream.close))
+        self.spawn(asyncio.to_thread(stream.close))
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)

@@ -41,10 +41,17 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 
-from .analysis import SAMPLE_RATE, Segment, dominant_frequency, rms, segment_by_frequency
+from .analysis import (
+    SAMPLE_RATE,
+    SILENCE_RMS,
+    Segment,
+    dominant_frequency,
+    rms,
+    segment_by_frequency,
+)
 from .install import REPO_ROOT, InstallError, snapshot_and_install
 from .server import Standin
-from .state import Channel, Message
+from .state import Channel
 
 # name, frequency (Hz): different notes, WebM/Opus (copied to Discord) and MP3 (transcoded) mixed
 PLAYLIST: list[tuple[str, float]] = [
@@ -69,7 +76,8 @@ def generate_tone(path: Path, hz: float, seconds: float, title: str) -> Path:
     """A sine tone at half amplitude, encoded by the suffix of `path` (bundled static ffmpeg)."""
     import imageio_ffmpeg
 
-    source = f"sine=frequency={hz}:sample_rate=48000:duration={seconds},volume=0.5,aformat=channel_layouts=stereo"
+    # peak 0.5: -9 dBFS RMS, loud and clear of clipping after Opus
+    source = f"aevalsrc='0.5*sin(2*PI*{hz}*t)':s=48000:c=stereo:d={seconds}"
     subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
          "-f", "lavfi", "-i", source, "-metadata", f"title={title}",
@@ -135,7 +143,13 @@ class RedBot:
             )
         owner = self.standin.guilds[channel.guild_id].members[self.standin.owner.id]
         deadline = time.monotonic() + timeout
-        # Red queues commands until it is ready, so one answered ping means it is fully up
+        # a message said before Red is connected would never reach it: wait for IDENTIFY, then
+        # one ping is enough, because Red queues commands until it is ready
+        while not self.standin.gateway.identify_count:
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Red did not connect (exit code {self.proc.returncode}); see {self.log_path}")
+            with contextlib.suppress(TimeoutError):
+                await self.standin.wait_for_session(timeout=1.0)
         probe = await self.standin.say(owner, channel, f"{PREFIX}ping")
         while True:
             if self.proc.returncode is not None:
@@ -209,6 +223,22 @@ def match_tracks(segments: list[Segment], expected: Sequence[tuple[str, float]],
             20 * math.log10(level) if level > 0 else -math.inf, frames_before,
         ))
     return reports
+
+
+def _silent_tail(packet_pcm: list[np.ndarray | None]) -> int:
+    """Frames of silence (or undecodable) at the end of the recording."""
+    count = 0
+    for samples in reversed(packet_pcm):
+        if samples is not None and rms(samples) >= SILENCE_RMS:
+            break
+        count += 1
+    return count
+
+
+def _keep_log(log: Path, output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    if log.exists():
+        shutil.copy(log, output / "red.log")
 
 
 def write_wav(path: Path, pcm: np.ndarray) -> None:
@@ -287,8 +317,7 @@ async def run_demo(tracks: int, output: Path, workdir: Path) -> int:
             return_code = 1
         finally:
             code = await red.stop()
-            output.mkdir(parents=True, exist_ok=True)
-            shutil.copy(red.log_path, output / "red.log")
+            await asyncio.to_thread(_keep_log, red.log_path, output)
 
         print(f"\nChat transcript (#{world.general.name}):")
         print("\n".join(transcript(standin, world.general)))
@@ -299,6 +328,8 @@ async def run_demo(tracks: int, output: Path, workdir: Path) -> int:
         print(f"\nWhat #{world.music.name} heard ({len(audio.packets)} packets, "
               f"{len(pcm) / SAMPLE_RATE:.2f} s of audio, {audio.undecodable} undecodable):")
         print("\n".join(table(reports)))
+        tail = _silent_tail(audio.packet_pcm())
+        print(f"  then {tail} silence frames ({tail * 0.02:.2f} s) before the bot stopped sending")
         wav = output / "received.wav"
         write_wav(wav, pcm)
         print(f"\nThe received audio is in {wav.resolve()} (48 kHz mono 16-bit); Red's log in "

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from ..player import GuildPlayer, PlayerManager
     from ..resolve.resolver import Resolver
+    from ..resolve.service import ResolveService
     from ..store import MusicStore
 
 NO_MENTIONS = discord.AllowedMentions.none()
@@ -34,6 +35,7 @@ class MusicMixin:
     store: MusicStore
     manager: PlayerManager | None
     resolver: Resolver | None
+    service: ResolveService | None
     ready: asyncio.Event
 
     async def say(self, ctx: commands.Context, text: str) -> discord.Message:

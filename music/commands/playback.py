@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import discord
 from redbot.core import commands
@@ -16,13 +17,16 @@ from ..engine.track import Track
 from ..formatting import safe, track_line
 from ..player import PlayerState
 from ..policy import PolicyError, resolve_local_path
+from ..resolve.jobs import Priority
 from ..resolve.local import list_local_files, resolve_local
 from ..resolve.resolver import ResolveError
+from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
 
 MAX_QUERY_LENGTH = 500
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
+PROGRESS_EDIT_INTERVAL = 1.0  # seconds between edits of a playlist's progress line
 
 
 class PlaybackCommands(MusicMixin):
@@ -50,15 +54,91 @@ class PlaybackCommands(MusicMixin):
             raise CommandError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
         await self.join_author(ctx)
         settings = self.store.guild(ctx.guild.id)
-        assert self.resolver is not None
+        player = self.player(ctx)
+        # the track that will play at once goes ahead of everyone's background work
+        idle = player.queue.current is None and player.state is PlayerState.IDLE
+        assert self.service is not None
         async with ctx.typing():
             try:
-                result = await self.resolver.resolve(
-                    query, requester_id=ctx.author.id, limit=max(1, settings.max_playlist)
+                result = await self.service.resolve(
+                    query,
+                    guild_id=ctx.guild.id,
+                    requester_id=ctx.author.id,
+                    limit=max(1, settings.max_playlist),
+                    priority=Priority.URGENT if idle else Priority.NORMAL,
                 )
             except (ResolveError, PolicyError) as exc:
                 raise CommandError(str(exc)) from None
-        await self._enqueue(ctx, result.tracks, front=front, title=result.title, errors=result.errors)
+        if result.rest is None:
+            await self._enqueue(ctx, result.tracks, front=front, title=result.title, errors=result.errors)
+            return
+        # a playlist: its first entry is queued (and plays) now; the rest arrive in batches
+        try:
+            position, reply = await self._enqueue(ctx, result.tracks, front=front, title=result.title)
+        except CommandError:
+            self.service.cancel(result.rest.job_id or 0, by_user_id=ctx.author.id, is_admin=True)
+            raise
+        insert_at = position + len(result.tracks) if front else None
+        assert self.manager is not None
+        self.manager.spawn(self._expand_playlist(ctx, result.rest, reply, insert_at))
+
+    async def _expand_playlist(
+        self,
+        ctx: commands.Context,
+        rest: PlaylistExpansion,
+        reply: discord.Message,
+        insert_at: int | None,
+    ) -> None:
+        """Queue a playlist's remaining batches and keep the reply's progress line current
+        (at most one edit a second, within Discord's rate limits)."""
+        player = self.player(ctx)
+        settings = self.store.guild(ctx.guild.id)
+        added, left_out = 1, 0
+        last_edit = 0.0
+        title = safe(rest.title) or "the playlist"
+
+        async def show(final: bool) -> None:
+            nonlocal last_edit
+            now = asyncio.get_running_loop().time()
+            if not final and now - last_edit < PROGRESS_EDIT_INTERVAL:
+                return
+            last_edit = now
+            expected = rest.expected or max(rest.received, 1)
+            if final:
+                parts = [f"Queued {added} track{'s' if added != 1 else ''} from **{title}**."]
+                if left_out:
+                    parts.append(f"{left_out} left out by this server's queue or length limits.")
+                if rest.truncated:
+                    parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
+                parts += [safe(e, limit=300) for e in rest.errors]
+                text = " ".join(parts)
+            else:
+                bar = progress_bar(rest.received, expected, width=20)
+                text = (
+                    f"Loading **{title}**: `{bar}` {rest.received}/{expected} "
+                    f"(`music cancel {rest.job_id}` stops it)"
+                )
+            with contextlib.suppress(discord.HTTPException):
+                await reply.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+        try:
+            async for batch in rest:
+                limit = settings.max_length
+                usable = [t for t in batch if not (limit and t.duration and t.duration > limit)]
+                room = max(0, settings.max_queue - len(player.queue))
+                left_out += len(batch) - min(len(usable), room)
+                usable = usable[:room]
+                if usable:
+                    position = player.queue.add(usable, at=insert_at)
+                    if insert_at is not None:
+                        insert_at = position + len(usable)
+                    added += len(usable)
+                    assert self.manager is not None
+                    self.manager.save(player)
+                    self.post(ctx, AdvanceKind.QUEUE_CHANGED)
+                await show(final=False)
+        finally:
+            await show(final=True)
 
     async def _enqueue(
         self,
@@ -68,7 +148,8 @@ class PlaybackCommands(MusicMixin):
         front: bool,
         title: str | None = None,
         errors: list[str] | None = None,
-    ) -> None:
+    ) -> tuple[int, discord.Message]:
+        """Queue `tracks` within the server's limits and reply; returns (position, reply)."""
         settings = self.store.guild(ctx.guild.id)
         player = self.player(ctx)
         notes: list[str] = []
@@ -101,7 +182,8 @@ class PlaybackCommands(MusicMixin):
             reply = f"Playing {track_line(tracks[0])}."
         else:
             reply = self.queued_reply(tracks, position, title)
-        await self.say(ctx, " ".join([reply, *notes]))
+        message = await self.say(ctx, " ".join([reply, *notes]))
+        return position, message
 
     @commands.command()
     @commands.guild_only()
@@ -109,10 +191,12 @@ class PlaybackCommands(MusicMixin):
         """Search and pick a result to queue by typing its number."""
         if len(query) > MAX_QUERY_LENGTH:
             raise CommandError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
-        assert self.resolver is not None
+        assert self.service is not None
         async with ctx.typing():
             try:
-                results = await self.resolver.search(query, n=SEARCH_RESULTS)
+                results = await self.service.search(
+                    query, n=SEARCH_RESULTS, guild_id=ctx.guild.id, requester_id=ctx.author.id
+                )
             except (ResolveError, PolicyError) as exc:
                 raise CommandError(str(exc)) from None
         if not results:
@@ -134,7 +218,7 @@ class PlaybackCommands(MusicMixin):
             return
         picked = results[int(choice) - 1]
         await self.join_author(ctx)
-        await self._enqueue(ctx, [picked], front=False)
+        await self._enqueue(ctx, [picked], front=False)  # resolved when its turn comes
 
     @commands.command()
     @commands.guild_only()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import discord
 from redbot.core import commands
+from redbot.core.utils.chat_formatting import box
 from redbot.core.utils.menus import menu
 
 from ..engine.events import AdvanceKind
 from ..engine.queue import QueueError
 from ..engine.timefmt import format_duration
-from ..formatting import track_line
+from ..formatting import safe, track_line
+from ..resolve.jobs import JobNotAllowed
 from .base import CommandError, MusicMixin
 
 PAGE_SIZE = 10
@@ -107,3 +109,43 @@ class QueueCommands(MusicMixin):
         player = self.player(ctx)
         self.post(ctx, AdvanceKind.RESCHEDULE)
         await self.say(ctx, f"Rescheduled: the player was {player.state.value}; it will pick up the queue again.")
+
+    @music_group.command(name="status")
+    async def music_status(self, ctx: commands.Context) -> None:
+        """Show the track-lookup workers: jobs waiting and running, failures, cache, breakers."""
+        assert self.service is not None
+        status = self.service.status()
+        order = ("urgent", "high", "normal", "low")
+        workers = status["workers"]
+        lines = [
+            f"Workers: {workers['busy']}/{workers['size']} busy"
+            + (f", {workers['abandoned']} stuck in a cancelled lookup" if workers.get("abandoned") else ""),
+            "Waiting: " + ", ".join(f"{p} {status['pending'].get(p, 0)}" for p in order),
+            "Running: " + ", ".join(f"{p} {status['running'].get(p, 0)}" for p in order),
+        ]
+        for job in status["running_jobs"][:10]:
+            progress = f"{job['done']}/{job['total']}" if job.get("total") else f"{job.get('percent') or 0:.0f}%"
+            lines.append(f"  job {job['id']}: {job['stage']} {progress} {safe(job['description'], limit=60)}")
+        hit_rate = status["cache"].get("hit_rate")
+        lines.append("Cache hit rate: " + (f"{hit_rate:.0%}" if hit_rate is not None else "no lookups yet"))
+        breakers = [f"{name} {b['state']}" + (f" (retry in {b['retry_in']:.0f}s)" if b["state"] == "open" else "")
+                    for name, b in status["breakers"].items()]
+        lines.append("Sites: " + (", ".join(breakers) if breakers else "none used yet"))
+        failures = status["recent_failures"][-5:]
+        if failures:
+            lines.append("Recent failures:")
+            lines += [f"  {safe(f['description'], limit=50)}: {safe(f['reason'], limit=150)}" for f in failures]
+        await self.say(ctx, box("\n".join(lines)))
+
+    @music_group.command(name="cancel")
+    async def music_cancel(self, ctx: commands.Context, job: int) -> None:
+        """Cancel a track lookup (yours, or anyone's if you are an admin)."""
+        assert self.service is not None
+        is_admin = await ctx.bot.is_admin(ctx.author) or await ctx.bot.is_owner(ctx.author)
+        try:
+            cancelled = self.service.cancel(job, by_user_id=ctx.author.id, is_admin=is_admin)
+        except JobNotAllowed as exc:
+            raise CommandError(exc.sentence) from None
+        if not cancelled:
+            raise CommandError(f"There is no unfinished lookup with job number {job}.")
+        await self.say(ctx, f"Cancelled job {job}.")

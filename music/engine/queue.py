@@ -80,8 +80,11 @@ class QueueModel:
             ids.add(self.current.id)
         return ids
 
-    def add(self, tracks: Track | Iterable[Track], *, front: bool = False) -> int:
-        """Queue tracks at the end (or the front); returns the 1-based position of the first.
+    def add(
+        self, tracks: Track | Iterable[Track], *, front: bool = False, at: int | None = None
+    ) -> int:
+        """Queue tracks at the end, the front, or before 1-based position `at` (clamped);
+        returns the 1-based position of the first.
 
         A track whose id is already in the queue or history is added as a copy with a new id."""
         batch = [tracks] if isinstance(tracks, Track) else list(tracks)
@@ -93,8 +96,11 @@ class QueueModel:
             seen.add(track.id)
             fresh.append(track)
         if front:
-            self.upcoming[0:0] = fresh
-            return 1
+            at = 1
+        if at is not None:
+            index = min(max(at, 1), len(self.upcoming) + 1) - 1
+            self.upcoming[index:index] = fresh
+            return index + 1
         position = len(self.upcoming) + 1
         self.upcoming.extend(fresh)
         return position

@@ -328,3 +328,61 @@ async def test_deleting_a_users_data_removes_their_id_from_every_queue(red: Red)
     offline = await cog.store.config.guild_from_id(42).state()
     assert offline["queue"]["upcoming"][0]["requester_id"] == 0
     await red.remove_cog("Music")
+
+
+def use_fake_site(cog: Music, media_server) -> None:
+    """Teach the cog's yt-dlp the tests' fake video site (see tests/support/fakesite.py)."""
+    from tests.support import fakesite
+
+    fakesite.FakeSiteSearchIE.base_url = media_server.base_url
+    cog.resolver.extra_extractors = fakesite.EXTRACTORS
+    cog.resolver.search_prefix = "fakesearch"
+
+
+async def test_a_playlist_starts_at_once_and_its_reply_ends_with_what_was_added(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    use_fake_site(cog, media_server)
+    ctx = world.ctx()
+    await cog.musicset.get_command("maxplaylist")(ctx, 120)
+    await cog.play(ctx, query=f"{media_server.base_url}/site/list/1000")
+    reply = ctx.messages[-1]
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: any(e and e.startswith("Queued 120 tracks") for e in reply.edits), timeout=20)
+    final = reply.edits[-1]
+    assert "Fake list" in final and "limit of 120" in final
+    assert len(player.queue) + (player.queue.current is not None) == 120
+    # entries stay in playlist order
+    titles = [t.title for t in player.queue.upcoming[:3]]
+    assert titles == ["Entry 1", "Entry 2", "Entry 3"], titles
+    await wait_for(lambda: player.state is PlayerState.PLAYING, timeout=10)
+    assert player.queue.current.stream_url.endswith("/media/a440.webm")  # resolved when its turn came
+    await cog.music_group.get_command("status")(ctx)
+    assert "Cache hit rate" in ctx.last and "fakesite" in ctx.last
+    await red.remove_cog("Music")
+
+
+async def test_search_lists_results_and_queues_the_pick(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    use_fake_site(cog, media_server)
+    ctx = world.ctx()
+    author_reply = asyncio.get_running_loop().create_future()
+
+    async def fake_wait_for(event, *, check, timeout):
+        return await author_reply
+
+    red.wait_for = fake_wait_for  # type: ignore[method-assign]
+    task = asyncio.create_task(cog.search(ctx, query="@everyone tones"))
+    await wait_for(lambda: len(ctx.sent) >= 1)
+    listing = ctx.last
+    assert "1." in listing and "b880.webm" in listing
+    assert "@everyone" not in listing  # the echoed query is defused
+    author_reply.set_result(type("Msg", (), {"content": "2"})())
+    await task
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.queue.current is not None and player.state is PlayerState.PLAYING)
+    assert player.queue.current.title.endswith("b880.webm")
+    await red.remove_cog("Music")

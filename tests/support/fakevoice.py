@@ -129,6 +129,20 @@ class FakeGuild:
         return channel
 
 
+class FakeMessage:
+    """A sent message; `edits` records every later content."""
+
+    def __init__(self, content: str | None) -> None:
+        self.id = next(_ids)
+        self.content = content
+        self.edits: list[str | None] = []
+
+    async def edit(self, *, content: str | None = None, **_: Any) -> FakeMessage:
+        self.content = content
+        self.edits.append(content)
+        return self
+
+
 class FakeContext:
     """A command context: replies are collected in `sent`."""
 
@@ -138,11 +152,14 @@ class FakeContext:
         self.author = author
         self.channel = SimpleNamespace(id=next(_ids))
         self.sent: list[dict[str, Any]] = []
+        self.messages: list[FakeMessage] = []
         self._embeds = embeds
 
-    async def send(self, content: str | None = None, **kwargs: Any) -> Any:
+    async def send(self, content: str | None = None, **kwargs: Any) -> FakeMessage:
         self.sent.append({"content": content, **kwargs})
-        return SimpleNamespace(id=next(_ids), content=content)
+        message = FakeMessage(content)
+        self.messages.append(message)
+        return message
 
     async def embed_requested(self) -> bool:
         return self._embeds

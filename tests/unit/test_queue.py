@@ -239,3 +239,16 @@ def test_from_dict_tolerates_missing_and_bad_values() -> None:
     queue = QueueModel.from_dict({"repeat": "sideways"})
     assert queue.repeat is RepeatMode.OFF
     assert queue.current is None and queue.upcoming == [] and not queue.shuffle
+
+
+def test_add_at_a_position_keeps_order_and_clamps() -> None:
+    from music.engine.queue import QueueModel
+    from music.engine.track import Track
+
+    queue = QueueModel()
+    queue.add([Track(query=str(i), title=str(i)) for i in range(3)])
+    assert queue.add([Track(query="x", title="x"), Track(query="y", title="y")], at=2) == 2
+    assert [t.title for t in queue.upcoming] == ["0", "x", "y", "1", "2"]
+    assert queue.add(Track(query="z", title="z"), at=99) == 6
+    assert queue.add(Track(query="w", title="w"), at=0) == 1
+    assert [t.title for t in queue.upcoming] == ["w", "0", "x", "y", "1", "2", "z"]

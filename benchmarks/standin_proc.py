@@ -1,0 +1,178 @@
+"""The stand-in's voice server and a media HTTP server in their own process, for the benchmarks.
+
+Receiving packets (UDP reads, decryption, Opus decoding for analysis) then costs the measured bot
+process nothing and cannot delay its audio threads through the GIL. Driven over stdin/stdout with
+one JSON object per line: requests ``{"id", "op", ...args}``, answers ``{"id", "result"}`` or
+``{"id", "error"}``. The first line written is ``{"endpoint", "ca_file", "media_base"}``.
+
+Run by ``benchmarks.common.StandinProcess``; not meant to be started by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from standin import analysis
+from standin.voice import VoiceServer
+
+# Discord clients decode this 3-byte Opus frame as 20 ms of silence (discord.opus.OPUS_SILENCE).
+OPUS_SILENCE = b"\xf8\xff\xfe"
+LATE_SECONDS = 0.040
+
+
+class Controller:
+    def __init__(self, voice: VoiceServer) -> None:
+        self.voice = voice
+
+    async def op_open_session(self, guild_id: int, user_id: int, session_id: str) -> str:
+        return self.voice.open_session(guild_id, user_id, session_id)
+
+    async def op_close_session(self, guild_id: int) -> None:
+        self.voice.close_session(guild_id)
+
+    async def op_clear(self, guild_ids: list[int]) -> None:
+        for guild_id in guild_ids:
+            self.voice.audio(guild_id).clear()
+
+    async def op_connected(self, guild_ids: list[int]) -> int:
+        return sum(1 for g in guild_ids if self.voice.is_connected(g))
+
+    async def op_packets(self, guild_id: int, classify: bool = True) -> dict[str, Any]:
+        """Every packet of a guild: [arrival, sequence, kind, frequency, is_silence_frame]."""
+        audio = self.voice.audio(guild_id)
+        if classify:
+            infos = analysis.classify_packets(audio)
+            rows = [[i.arrival, i.sequence, i.kind, round(i.frequency, 1),
+                     audio.packets[i.index].opus == OPUS_SILENCE] for i in infos]
+        else:
+            rows = [[p.arrival, p.sequence, "", 0.0, p.opus == OPUS_SILENCE] for p in audio.packets]
+        return {"packets": rows, "ogg_headers": audio.ogg_header_packets,
+                "decrypt_failures": audio.decrypt_failures}
+
+    async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
+        """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""
+        diffs: list[np.ndarray] = []
+        missing = packets = 0
+        for guild_id in guild_ids:
+            chosen = [p for p in self.voice.audio(guild_id).packets if since <= p.arrival <= until]
+            packets += len(chosen)
+            missing += analysis.sequence_gaps(chosen)
+            if len(chosen) > 1:
+                diffs.append(analysis.inter_arrival_times(chosen))
+        all_diffs = np.concatenate(diffs) if diffs else np.zeros(0)
+        if len(all_diffs) == 0:
+            return {"packets": packets, "intervals": 0}
+        return {
+            "packets": packets,
+            "intervals": int(len(all_diffs)),
+            "p50_ms": float(np.median(all_diffs) * 1000),
+            "p99_ms": float(np.percentile(all_diffs, 99) * 1000),
+            "max_ms": float(all_diffs.max() * 1000),
+            "late_share": float(np.mean(all_diffs > LATE_SECONDS)),
+            "sequence_gaps": missing,
+            # packets expected at 50/s per guild over the window vs received
+            "expected": int(round((until - since) * 50 * len(guild_ids))),
+        }
+
+
+def paced_handler(root: Path):
+    """Serve a file at real-time rate: ``lead`` seconds of audio at once, then ``seconds``-long
+    media paced to its duration, with one pause of ``stall`` seconds after ``stall_at`` seconds
+    of audio (a network stall in the middle of a track)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = (root / request.match_info["name"]).resolve()
+        if root.resolve() not in path.parents or not path.is_file():
+            raise web.HTTPNotFound()
+        data = path.read_bytes()
+        seconds = float(request.query["seconds"])
+        lead = float(request.query.get("lead", "0.5"))
+        stall_at = float(request.query.get("stall_at", "-1"))
+        stall = float(request.query.get("stall", "0"))
+        rate = len(data) / seconds  # bytes per second of audio
+        response = web.StreamResponse(headers={"Content-Type": "audio/webm"})
+        response.content_length = len(data)
+        await response.prepare(request)
+        sent = 0
+        chunk = max(1, int(rate / 50))  # 20 ms of audio per write
+        started = time.monotonic()
+        stalled = stall <= 0
+        while sent < len(data):
+            audio_sent = sent / rate
+            if not stalled and audio_sent >= stall_at:
+                stalled = True
+                await asyncio.sleep(stall)
+                started += stall
+            due = started + max(0.0, audio_sent - lead)
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await response.write(data[sent : sent + chunk])
+            sent += chunk
+        await response.write_eof()
+        return response
+
+    return handle
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--media", required=True)
+    args = parser.parse_args()
+    root = Path(args.media)
+
+    voice = VoiceServer()
+    await voice.start()
+    app = web.Application()
+    app.router.add_static("/media/", str(root), show_index=False)
+    app.router.add_get("/paced/{name}", paced_handler(root))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    out = sys.stdout
+    out.write(json.dumps({"endpoint": voice.endpoint, "ca_file": voice.ca_file,
+                          "media_base": f"http://127.0.0.1:{port}"}) + "\n")
+    out.flush()
+
+    controller = Controller(voice)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(request: dict[str, Any]) -> None:
+        request_id = request.pop("id")
+        op = request.pop("op")
+        try:
+            result = await getattr(controller, f"op_{op}")(**request)
+            line = {"id": request_id, "result": result}
+        except Exception as exc:  # the caller gets the message instead of a hang
+            line = {"id": request_id, "error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(line) + "\n")
+        out.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        task = asyncio.create_task(answer(json.loads(line)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await runner.cleanup()
+    await voice.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
