@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -17,6 +18,8 @@ from redbot.core.data_manager import cog_data_path
 from .commands import PlaybackCommands, QueueCommands, SettingsCommands
 from .engine.events import AdvanceKind
 from .engine.queue import QueueModel
+from .engine.track import Track
+from .formatting import track_line
 from .player import GuildPlayer, PlayerManager, PlayerState
 from .resolve.resolver import Resolver
 from .resolve.service import ResolveService
@@ -56,7 +59,9 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
             self.resolver, cache_path=cog_data_path(self) / "resolve_cache.json"
         )
         await self.service.start()  # loads the cache (in a thread)
-        self.manager = PlayerManager(self.bot, self.store, self.service, self._notify)
+        self.manager = PlayerManager(
+            self.bot, self.store, self.service, self._notify, self._announce_now_playing
+        )
         self._start("advancer", self.manager.run_advancer)
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
@@ -187,6 +192,13 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
             return
         assert vc is not None
         humans = [m for m in vc.channel.members if not m.bot]
+        if humans and player.auto_paused:
+            player.auto_paused = False
+            if player.state is PlayerState.PAUSED:
+                manager.post(player.guild_id, AdvanceKind.UNPAUSE)
+        if not humans and settings.pause_when_alone and player.state is PlayerState.PLAYING:
+            player.auto_paused = True
+            manager.post(player.guild_id, AdvanceKind.PAUSE)
         if humans:
             player.alone_since = None
         elif player.alone_since is None:
@@ -215,6 +227,30 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException:
             log.debug("Could not notify guild %s", player.guild_id, exc_info=True)
+
+    async def _announce_now_playing(self, player: GuildPlayer, track: Track) -> None:
+        """Post "Now playing", replacing the previous one so the channel holds one at a time."""
+        settings = self.store.guild(player.guild_id)
+        channel_id = settings.np_channel or player.text_channel_id
+        channel = self.bot.get_channel(channel_id) if channel_id else None
+        if channel is None:
+            return
+        previous, player.np_message = player.np_message, None
+        if previous is not None:
+            old_channel = self.bot.get_channel(previous[0])
+            if old_channel is not None:
+                with contextlib.suppress(discord.HTTPException):
+                    await old_channel.get_partial_message(previous[1]).delete()
+        requester = f" (asked for by <@{track.requester_id}>)" if track.requester_id else ""
+        try:
+            message = await channel.send(
+                f"Now playing: {track_line(track)}{requester}",
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.HTTPException:
+            log.debug("Could not announce in guild %s", player.guild_id, exc_info=True)
+            return
+        player.np_message = (channel.id, message.id)
 
     async def red_delete_data_for_user(self, *, requester: str, user_id: int) -> None:
         """Forget who requested queued tracks: the only user data this cog keeps."""

@@ -75,6 +75,9 @@ class GuildPlayer:
     prefetched_id: str | None = None
     recoveries: int = 0
     paused_on_load: bool = False  # restored paused: load the track, then pause it
+    auto_paused: bool = False  # paused by the monitor because everyone left
+    skip_votes: dict[str, set[int]] = field(default_factory=dict)  # track id -> member ids
+    np_message: tuple[int, int] | None = None  # (channel id, message id) of the last now-playing
     # monitor bookkeeping
     idle_since: float = field(default_factory=time.monotonic)
     alone_since: float | None = None
@@ -117,16 +120,25 @@ class GuildPlayer:
 
 
 Notifier = Callable[[GuildPlayer, str], Awaitable[None]]
+Announcer = Callable[[GuildPlayer, Track], Awaitable[None]]
 
 
 class PlayerManager:
     """Owns the players, the advance-event queue and the load/prefetch tasks."""
 
-    def __init__(self, bot: Red, store: MusicStore, service: ResolveService, notify: Notifier) -> None:
+    def __init__(
+        self,
+        bot: Red,
+        store: MusicStore,
+        service: ResolveService,
+        notify: Notifier,
+        announce: Announcer | None = None,
+    ) -> None:
         self.bot = bot
         self.store = store
         self.service = service
         self.notify = notify
+        self.announce = announce
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[AdvanceEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -289,6 +301,10 @@ class PlayerManager:
             vc = self._voice(player)
             if vc is not None:
                 self.spawn(vc.disconnect(force=True))
+        current = player.queue.current
+        if player.skip_votes and (current is None or set(player.skip_votes) != {current.id}):
+            # votes count for one track only
+            player.skip_votes = {k: v for k, v in player.skip_votes.items() if current and k == current.id}
         self.save(player)
 
     # -- transitions ---------------------------------------------------------------------------
@@ -557,7 +573,11 @@ class PlayerManager:
             self.spawn(asyncio.to_thread(source.cleanup))
 
     async def _announce(self, player: GuildPlayer, track: Track) -> None:
-        if self.store.guild(player.guild_id).notify:
+        if not self.store.guild(player.guild_id).notify:
+            return
+        if self.announce is not None:
+            await self.announce(player, track)
+        else:
             await self.notify(player, f"Now playing: {track_line(track)}")
 
     def _close_stream_later(self, stream: Any) -> None:

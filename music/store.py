@@ -43,6 +43,13 @@ GUILD_DEFAULTS: dict[str, Any] = {
     "empty_disconnect": 60,  # seconds alone in the channel before leaving; 0 = never
     "idle_disconnect": 300,  # seconds with nothing playing before leaving; 0 = never
     "auto_resume": True,  # rejoin and resume after a restart
+    "dj_role": None,  # role id; with it set, only DJs (and mods) skip/stop/seek/move/clear
+    "vote_percent": 50,  # share of human listeners whose skip votes skip a track
+    "max_per_member": 0,  # upcoming tracks one member may have queued; 0 = no limit
+    "fair_queue": False,  # round-robin between requesters
+    "pause_when_alone": False,
+    "np_channel": None,  # channel id for now-playing messages; None = where music was asked for
+    "background": None,  # a URL that plays while the queue is empty
     "state": {},  # the persisted player: see GuildPlayer.snapshot()
 }
 
@@ -59,6 +66,13 @@ class GuildSettings:
     empty_disconnect: int = 60
     idle_disconnect: int = 300
     auto_resume: bool = True
+    dj_role: int | None = None
+    vote_percent: int = 50
+    max_per_member: int = 0
+    fair_queue: bool = False
+    pause_when_alone: bool = False
+    np_channel: int | None = None
+    background: str | None = None
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> GuildSettings:

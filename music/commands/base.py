@@ -70,6 +70,36 @@ class MusicMixin:
             return
         raise CommandError(f"Join {vc.channel.mention} to control the music.")
 
+    async def is_dj(self, ctx: commands.Context) -> bool:
+        """DJs, moderators, admins and the owner; everyone when no DJ role is set."""
+        if self.store.guild(ctx.guild.id).dj_role is None:
+            return True
+        return await self.is_privileged(ctx)
+
+    async def is_privileged(self, ctx: commands.Context) -> bool:
+        """Holders of the DJ role (when set), moderators, admins and the owner."""
+        dj_role = self.store.guild(ctx.guild.id).dj_role
+        if dj_role is not None and any(r.id == dj_role for r in getattr(ctx.author, "roles", ())):
+            return True
+        return await ctx.bot.is_mod(ctx.author) or await ctx.bot.is_owner(ctx.author)
+
+    async def require_dj(self, ctx: commands.Context, action: str, *, requester_may: bool = False) -> None:
+        """With a DJ role set, only DJs (and mods) may `action`; the current track's requester
+        too when `requester_may`. Everyone must also be listening (see require_listener)."""
+        await self.require_listener(ctx)
+        if await self.is_dj(ctx):
+            return
+        current = self.player(ctx).queue.current
+        if requester_may and current is not None and current.requester_id == ctx.author.id:
+            return
+        raise CommandError(f"Only DJs can {action} here.")
+
+    def human_listeners(self, ctx: commands.Context) -> list[discord.Member]:
+        vc = ctx.guild.voice_client
+        if vc is None or not vc.is_connected():
+            return []
+        return [m for m in vc.channel.members if not m.bot]
+
     async def join_author(self, ctx: commands.Context) -> discord.VoiceProtocol:
         """Connect to (or move to) the author's voice channel, with clear refusals."""
         guild = ctx.guild

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 import discord
 from redbot.core import commands
@@ -166,6 +167,14 @@ class PlaybackCommands(MusicMixin):
         room = settings.max_queue - len(player.queue)
         if room <= 0:
             raise CommandError(f"The queue is full ({settings.max_queue} tracks).")
+        if settings.max_per_member and not await self.is_privileged(ctx):
+            mine = player.queue.count_by(ctx.author.id)
+            member_room = settings.max_per_member - mine
+            if member_room <= 0:
+                raise CommandError(f"You already have {mine} tracks queued, this server's limit per member.")
+            if len(tracks) > member_room:
+                notes.append(f"{len(tracks) - member_room} track(s) were left out by the per-member limit of {settings.max_per_member}.")
+                tracks = tracks[:member_room]
         if len(tracks) > room:
             notes.append(f"The queue is full: {len(tracks) - room} track(s) were left out.")
             tracks = tracks[:room]
@@ -174,7 +183,8 @@ class PlaybackCommands(MusicMixin):
         if errors:
             notes.append(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be read.")
         starting = player.queue.current is None and player.state is PlayerState.IDLE
-        position = player.queue.add(tracks, front=front)
+        at = player.queue.fair_position(ctx.author.id) if settings.fair_queue and not front else None
+        position = player.queue.add(tracks, front=front, at=at)
         assert self.manager is not None
         self.manager.save(player)
         self.post(ctx, AdvanceKind.QUEUE_CHANGED)
@@ -322,9 +332,21 @@ class PlaybackCommands(MusicMixin):
     @commands.command()
     @commands.guild_only()
     async def skip(self, ctx: commands.Context) -> None:
-        """Skip the current track."""
+        """Skip the current track (with a DJ role set, others vote to skip)."""
         await self.require_listener(ctx)
         track = self.current_or_fail(ctx)
+        player = self.player(ctx)
+        if not await self.is_dj(ctx) and track.requester_id != ctx.author.id:
+            voters = player.skip_votes.setdefault(track.id, set())
+            voters.add(ctx.author.id)
+            listeners = {m.id for m in self.human_listeners(ctx)}
+            percent = self.store.guild(ctx.guild.id).vote_percent
+            needed = max(1, math.ceil(len(listeners) * percent / 100))
+            votes = len(voters & listeners)
+            if votes < needed:
+                await self.say(ctx, f"Vote to skip counted: {votes}/{needed}.")
+                return
+            await self.say(ctx, f"Vote passed ({votes}/{needed}).")
         self.post(ctx, AdvanceKind.SKIP)
         await self.say(ctx, f"Skipped {track_line(track)}.")
 
@@ -332,7 +354,7 @@ class PlaybackCommands(MusicMixin):
     @commands.guild_only()
     async def skipto(self, ctx: commands.Context, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "skip ahead")
         player = self.player(ctx)
         if not 1 <= position <= len(player.queue):
             raise CommandError(f"Pick a position from 1 to {len(player.queue)}." if len(player.queue) else "The queue is empty.")
@@ -357,7 +379,7 @@ class PlaybackCommands(MusicMixin):
     @commands.guild_only()
     async def stop(self, ctx: commands.Context) -> None:
         """Stop the music and clear the queue."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "stop the music")
         player = self.player(ctx)
         if player.queue.current is None and not len(player.queue):
             raise CommandError("Nothing is playing and the queue is empty.")
@@ -368,7 +390,7 @@ class PlaybackCommands(MusicMixin):
     @commands.guild_only()
     async def disconnect(self, ctx: commands.Context) -> None:
         """Leave the voice channel. The queue is kept."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "disconnect me")
         vc = ctx.guild.voice_client
         if vc is None:
             raise CommandError("I'm not in a voice channel.")
@@ -389,7 +411,7 @@ class PlaybackCommands(MusicMixin):
     @commands.guild_only()
     async def seek(self, ctx: commands.Context, position: str) -> None:
         """Jump within the track: `90`, `1:30`, `+10` or `-10`."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "seek", requester_may=True)
         player = self.player(ctx)
         track = self.current_or_fail(ctx)
         if track.is_live:
@@ -409,7 +431,7 @@ class PlaybackCommands(MusicMixin):
         if percent is None:
             await self.say(ctx, f"Volume: {player.volume}%.")
             return
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "change the volume")
         if not 0 <= percent <= 150:
             raise CommandError("Pick a volume from 0 to 150.")
         if player.queue.current is None or player.state is PlayerState.IDLE:

@@ -51,9 +51,11 @@ class QueueCommands(MusicMixin):
 
     @queue.command(name="remove")
     async def queue_remove(self, ctx: commands.Context, position: int) -> None:
-        """Remove the track at a position of the queue."""
+        """Remove the track at a position of the queue (DJs: any; others: their own)."""
         await self.require_listener(ctx)
         player = self.player(ctx)
+        if 1 <= position <= len(player.queue) and player.queue.upcoming[position - 1].requester_id != ctx.author.id:
+            await self.require_dj(ctx, "remove other members' tracks")
         try:
             track = player.queue.remove(position)
         except QueueError as exc:
@@ -64,7 +66,7 @@ class QueueCommands(MusicMixin):
     @queue.command(name="move")
     async def queue_move(self, ctx: commands.Context, from_position: int, to_position: int) -> None:
         """Move a track to another position of the queue."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "move tracks")
         player = self.player(ctx)
         try:
             track = player.queue.move(from_position, to_position)
@@ -76,7 +78,7 @@ class QueueCommands(MusicMixin):
     @queue.command(name="clear")
     async def queue_clear(self, ctx: commands.Context) -> None:
         """Remove every queued track (the current one keeps playing)."""
-        await self.require_listener(ctx)
+        await self.require_dj(ctx, "clear the queue")
         removed = self.player(ctx).queue.clear()
         self._changed(ctx)
         await self.say(ctx, f"Cleared {removed} track(s) from the queue.")

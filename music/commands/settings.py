@@ -53,6 +53,12 @@ class SettingsCommands(MusicMixin):
             ("Leave when alone after", seconds(s.empty_disconnect)),
             ("Leave when idle after", seconds(s.idle_disconnect)),
             ("Resume after restart", "on" if s.auto_resume else "off"),
+            ("DJ role", f"<@&{s.dj_role}>" if s.dj_role else "off"),
+            ("Vote to skip", f"{s.vote_percent}%"),
+            ("Tracks per member", str(s.max_per_member) if s.max_per_member else "no limit"),
+            ("Fair queue", "on" if s.fair_queue else "off"),
+            ("Pause when alone", "on" if s.pause_when_alone else "off"),
+            ("Now-playing channel", f"<#{s.np_channel}>" if s.np_channel else "where asked"),
             ("Local folder", "set" if g.local_folder else "not set"),
             ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
         ]
@@ -138,6 +144,67 @@ class SettingsCommands(MusicMixin):
         """Rejoin and resume the queue after a bot restart (on by default)."""
         await self.store.set_guild(ctx.guild.id, "auto_resume", on)
         await self.say(ctx, f"Resume after restart is {'on' if on else 'off'}.")
+
+    @musicset.command(name="dj")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_dj(self, ctx: commands.Context, *, role: str) -> None:
+        """Set the DJ role (`off` to turn it off). With it on, only DJs, mods and the track's
+        requester control playback; others vote to skip."""
+        if role.lower() in ("off", "none"):
+            await self.store.set_guild(ctx.guild.id, "dj_role", None)
+            await self.say(ctx, "The DJ role is off: every listener controls the music.")
+            return
+        try:
+            found = await commands.RoleConverter().convert(ctx, role)
+        except commands.BadArgument:
+            raise CommandError("I couldn't find that role.") from None
+        await self.store.set_guild(ctx.guild.id, "dj_role", found.id)
+        await self.say(ctx, f"DJ role set to {found.mention}. Other listeners now vote to skip.")
+
+    @musicset.command(name="vote")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_vote(self, ctx: commands.Context, percent: int) -> None:
+        """The share of listeners (1-100%) whose votes skip a track when the DJ role is on."""
+        if not 1 <= percent <= 100:
+            raise CommandError("Pick a percentage from 1 to 100.")
+        await self.store.set_guild(ctx.guild.id, "vote_percent", percent)
+        await self.say(ctx, f"A track skips when {percent}% of the listeners vote.")
+
+    @musicset.command(name="memberlimit")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_memberlimit(self, ctx: commands.Context, tracks: int) -> None:
+        """The most tracks one member may have queued (DJs are exempt); `0` for no limit."""
+        if not 0 <= tracks <= 10_000:
+            raise CommandError("Pick a limit from 0 to 10000.")
+        await self.store.set_guild(ctx.guild.id, "max_per_member", tracks)
+        await self.say(ctx, f"Each member may queue {tracks} tracks." if tracks else "Members may queue any number of tracks.")
+
+    @musicset.command(name="fairqueue")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_fairqueue(self, ctx: commands.Context, on: bool) -> None:
+        """Take turns between requesters instead of first come, first served."""
+        await self.store.set_guild(ctx.guild.id, "fair_queue", on)
+        await self.say(ctx, f"Fair queue is {'on: requesters take turns' if on else 'off'}.")
+
+    @musicset.command(name="pausealone")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_pausealone(self, ctx: commands.Context, on: bool) -> None:
+        """Pause while nobody is listening, and resume when someone comes back."""
+        await self.store.set_guild(ctx.guild.id, "pause_when_alone", on)
+        await self.say(ctx, f"Pause when alone is {'on' if on else 'off'}.")
+
+    @musicset.command(name="npchannel")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_npchannel(self, ctx: commands.Context, channel: discord.TextChannel | None = None) -> None:
+        """Post now-playing messages in one channel; with none, where music was asked for."""
+        await self.store.set_guild(ctx.guild.id, "np_channel", channel.id if channel else None)
+        await self.say(ctx, f"Now-playing messages go to {channel.mention}." if channel else "Now-playing messages go where music was asked for.")
 
     # -- owner settings --------------------------------------------------------------------------
 

@@ -117,6 +117,26 @@ class QueueModel:
             )
         return n - 1
 
+    def fair_position(self, requester_id: int) -> int:
+        """The 1-based position that keeps the queue round-robin between requesters.
+
+        A requester's k-th upcoming track belongs to round k; a new track joins the end of the
+        round after the requester's last one, so one member's twenty tracks never hold back
+        another member's first."""
+        rounds: dict[int, int] = {}
+        new_round = sum(1 for t in self.upcoming if t.requester_id == requester_id)
+        position = 0
+        for index, track in enumerate(self.upcoming):
+            track_round = rounds.get(track.requester_id, 0)
+            rounds[track.requester_id] = track_round + 1
+            if track_round <= new_round:
+                position = index + 1
+        return position + 1
+
+    def count_by(self, requester_id: int) -> int:
+        """How many upcoming tracks this member queued."""
+        return sum(1 for t in self.upcoming if t.requester_id == requester_id)
+
     def remove(self, n: int) -> Track:
         """Remove and return the track at position n."""
         return self.upcoming.pop(self._check_index(n))

@@ -26,6 +26,7 @@ from yt_dlp.utils import DownloadError, PagedList, YoutubeDLError
 from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
 from music.policy import NetworkPolicy, PolicyError
+from music.resolve.jsruntime import ytdlp_js_options
 from music.resolve.local import probe_media
 
 log = logging.getLogger("red.music.resolve")
@@ -530,6 +531,9 @@ class Resolver:
         }
         if limit is not None:
             opts["playlistend"] = max(1, limit)
+        # YouTube needs a JavaScript runtime; Downloader's `pip install -t` hides deno from
+        # yt-dlp's own search, so pass the one we found (runs `--version` once per process).
+        opts.update(ytdlp_js_options())
         return opts
 
     def _extract(self, target: str, policy: NetworkPolicy, opts: dict[str, Any]) -> dict[str, Any]:

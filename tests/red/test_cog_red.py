@@ -386,3 +386,61 @@ async def test_search_lists_results_and_queues_the_pick(red: Red, media_server) 
     await wait_for(lambda: player.queue.current is not None and player.state is PlayerState.PLAYING)
     assert player.queue.current.title.endswith("b880.webm")
     await red.remove_cog("Music")
+
+
+async def test_with_a_dj_role_others_vote_to_skip_and_cannot_stop(red: Red, media_server) -> None:
+    from types import SimpleNamespace
+
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    dj_role = 555
+    await cog.store.set_guild(world.guild.id, "dj_role", dj_role)
+    requester = world.member
+    bea, cal = member_in(world.voice, "bea"), member_in(world.voice, "cal")
+    dee = member_in(world.voice, "dee")
+    dee.roles = [SimpleNamespace(id=dj_role)]
+
+    def ctx_of(member):
+        return FakeContext(red, world.guild, member)
+
+    await cog.play(ctx_of(requester), query=media_server.url("long.mp3"))
+    await cog.play(ctx_of(bea), query=media_server.url("a440.webm"))
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.state is PlayerState.PLAYING)
+    first = player.queue.current.id
+
+    ctx = ctx_of(bea)
+    await cog.skip(ctx)
+    assert ctx.last == "Vote to skip counted: 1/2."  # 4 listeners at 50%
+    await cog.skip(ctx)  # voting twice counts once
+    assert ctx.last == "Vote to skip counted: 1/2."
+    with pytest.raises(CommandError, match="Only DJs"):
+        await cog.stop(ctx_of(cal))
+    with pytest.raises(CommandError, match="Only DJs"):
+        await cog.queue.get_command("clear")(ctx_of(cal))
+    assert player.queue.current.id == first and len(player.queue) == 1
+
+    ctx = ctx_of(cal)
+    await cog.skip(ctx)
+    assert "Vote passed (2/2)" in ctx.sent[-2]["content"] and ctx.last.startswith("Skipped")
+    await wait_for(lambda: player.queue.current is not None and player.queue.current.id != first)
+    await cog.stop(ctx_of(dee))  # the DJ may
+    await wait_for(lambda: player.queue.current is None and len(player.queue) == 0)
+    await red.remove_cog("Music")
+
+
+async def test_the_per_member_limit_refuses_with_a_sentence_and_keeps_the_queue(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    await cog.store.set_guild(world.guild.id, "max_per_member", 1)
+    ctx = world.ctx()
+    await cog.play(ctx, query=media_server.url("long.mp3"))  # playing, not upcoming
+    await cog.play(ctx, query=media_server.url("a440.webm"))
+    player = cog.manager.players[world.guild.id]
+    before = [t.id for t in player.queue.upcoming]
+    with pytest.raises(CommandError, match="limit per member"):
+        await cog.play(ctx, query=media_server.url("b880.webm"))
+    assert [t.id for t in player.queue.upcoming] == before
+    await red.remove_cog("Music")

@@ -252,3 +252,22 @@ def test_add_at_a_position_keeps_order_and_clamps() -> None:
     assert queue.add(Track(query="z", title="z"), at=99) == 6
     assert queue.add(Track(query="w", title="w"), at=0) == 1
     assert [t.title for t in queue.upcoming] == ["w", "0", "x", "y", "1", "2", "z"]
+
+
+def test_fair_position_interleaves_requesters_round_robin() -> None:
+    from music.engine.queue import QueueModel
+    from music.engine.track import Track
+
+    queue = QueueModel()
+
+    def add_fair(who: int, title: str) -> None:
+        queue.add(Track(query=title, title=title, requester_id=who), at=queue.fair_position(who))
+
+    for i in range(4):
+        add_fair(1, f"a{i}")
+    add_fair(2, "b0")
+    add_fair(2, "b1")
+    add_fair(3, "c0")
+    add_fair(1, "a4")
+    assert [t.title for t in queue.upcoming] == ["a0", "b0", "c0", "a1", "b1", "a2", "a3", "a4"]
+    assert queue.count_by(1) == 5 and queue.count_by(2) == 2 and queue.count_by(4) == 0

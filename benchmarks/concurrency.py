@@ -1,0 +1,50 @@
+"""Row 4: many guilds playing at once in one bot process.
+
+For each guild count a fresh bot process (``load_worker``) plays the same WebM/Opus tone (copied)
+into every guild; the stand-in, in its own process so that receiving does not compete with the
+bot for the GIL, records arrival times. Over the measuring window: inter-arrival p50/p99 over all
+guilds' packets, the share of intervals above 40 ms (late), packets received vs expected, and the
+CPU the bot process and the ffmpeg children used (in cores: 1.0 = one core busy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import fmt, print_table
+from .load import run_worker
+from .resources import MEDIA_WEBM
+
+
+async def run(bench: Any, quick: bool) -> str:
+    counts = [1, 25, 50] if quick else [1, 25, 50, 100, 150]
+    warmup, seconds = (1.5, 4.0) if quick else (2.0, 8.0)
+    rows = []
+    failures = []
+    for guilds in counts:
+        for method in ("ours", "baseline"):
+            try:
+                r = await run_worker(bench, method=method, mode="copy", url=bench.url(MEDIA_WEBM),
+                                     guilds=guilds, warmup=warmup, seconds=seconds)
+            except Exception as exc:
+                failures.append(f"{method} x{guilds}: {type(exc).__name__}: {exc}")
+                continue
+            t = r["timing"]
+            rows.append([
+                str(guilds), "ours" if method == "ours" else "baseline FFmpegOpusAudio",
+                fmt(t.get("p50_ms"), 2), fmt(t.get("p99_ms"), 2), fmt(t.get("max_ms"), 1),
+                fmt(100 * t["late_share"], 3) if "late_share" in t else "-",
+                f"{t['packets']}/{t.get('expected', '-')}", str(t.get("sequence_gaps", "-")),
+                fmt(r["bot_cpu_share"], 2), fmt(r["ffmpeg_cpu_share"], 2),
+                "-" if r["underruns"] is None else str(r["underruns"]),
+                fmt(r["connect_seconds"], 1),
+            ])
+    notes = [f"{seconds:g} s window after {warmup:g} s warm-up; each row a fresh bot process; "
+             "the stand-in (receiver) runs in a separate process on the same 2 cores."]
+    notes += [f"failure: {f}" for f in failures]
+    return print_table(
+        "4. Guilds playing at once in one bot process",
+        ["guilds", "method", "inter-arrival p50 ms", "p99 ms", "max ms", "% > 40 ms",
+         "packets recv/expected", "RTP seq gaps", "bot CPU cores", "ffmpeg CPU cores",
+         "underrun frames", "connect s"],
+        rows, notes)

@@ -1,0 +1,102 @@
+"""One measured "bot": N guilds playing at once in a fresh process, for rows 3 and 4.
+
+A fresh process per configuration keeps the figures apart: its memory before the streams start
+is the baseline for "memory per stream", and no earlier configuration's threads or heap linger.
+Reads one JSON object on stdin (see ``benchmarks.load``), prints one JSON object with the results.
+The voice sessions were opened in the stand-in process by the parent, which passes their tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from music.audio.source import ChainSource
+
+from .botside import (
+    ChainEvents, TokenVoiceServer, baseline_pid, baseline_source, close_harnesses,
+    connect_harnesses, open_stream,
+)
+from .common import CpuWindow, pss_bytes
+
+
+async def measure(config: dict[str, Any]) -> dict[str, Any]:
+    guilds = [(g["guild_id"], g["session_id"]) for g in config["guilds"]]
+    server = TokenVoiceServer(config["endpoint"], config["ca_file"],
+                              {g["guild_id"]: g["token"] for g in config["guilds"]})
+    connect_started = time.monotonic()
+    harnesses = await connect_harnesses(server, guilds)
+    connect_seconds = time.monotonic() - connect_started
+    await asyncio.sleep(0.5)  # let the connections settle (speaking state, first heartbeats)
+    idle_pss = pss_bytes(os.getpid()) or 0
+
+    ours = config["method"] == "ours"
+    copy = config["mode"] == "copy"
+    url, ffmpeg = config["url"], config["ffmpeg"]
+    chains: list[ChainSource] = []
+    ffmpeg_pids: list[int] = []
+    if ours:
+        streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30)
+                                         for _ in harnesses))
+        for harness, stream in zip(harnesses, streams, strict=True):
+            chain = ChainSource(ChainEvents())
+            chain.play_now(stream, "load")
+            harness.voice_client.play(chain)
+            chains.append(chain)
+            ffmpeg_pids.append(stream.pid)
+    else:
+        for harness in harnesses:
+            source = baseline_source(ffmpeg, url, copy=copy)
+            harness.voice_client.play(source)
+            if (pid := baseline_pid(source)) is not None:
+                ffmpeg_pids.append(pid)
+
+    await asyncio.sleep(config["warmup"])
+    bot_cpu = CpuWindow([os.getpid()]).start()
+    ffmpeg_cpu = CpuWindow(ffmpeg_pids).start()
+    window_start = time.monotonic()
+    await asyncio.sleep(config["seconds"] / 2)
+    # memory in the middle of the window, when every stream is steady
+    playing_pss = pss_bytes(os.getpid()) or 0
+    ffmpeg_pss = [p for pid in ffmpeg_pids if (p := pss_bytes(pid)) is not None]
+    await asyncio.sleep(config["seconds"] / 2)
+    window_end = time.monotonic()
+    bot_cpu.stop()
+    ffmpeg_cpu.stop()
+    still_playing = sum(1 for h in harnesses if h.voice_client.is_playing())
+    underruns = sum(c.stats.underruns for c in chains)
+
+    for harness in harnesses:
+        harness.voice_client.stop()
+    await asyncio.sleep(0.3)
+    await close_harnesses(harnesses)
+    streams_n = len(harnesses)
+    return {
+        "guilds": streams_n,
+        "connect_seconds": connect_seconds,
+        "window": [window_start, window_end],
+        "still_playing": still_playing,
+        "underruns": underruns if ours else None,
+        "bot_cpu_ms_per_stream_second": bot_cpu.ms_per_stream_second(streams_n),
+        "bot_cpu_share": bot_cpu.used / bot_cpu.seconds if bot_cpu.seconds else None,
+        "ffmpeg_cpu_ms_per_stream_second": ffmpeg_cpu.ms_per_stream_second(),
+        "ffmpeg_counted": ffmpeg_cpu.counted,
+        "ffmpeg_cpu_share": ffmpeg_cpu.used / ffmpeg_cpu.seconds if ffmpeg_cpu.seconds else None,
+        "bot_pss_idle_mb": idle_pss / 2**20,
+        "bot_pss_delta_mb_per_stream": (playing_pss - idle_pss) / 2**20 / streams_n,
+        "ffmpeg_pss_mb_mean": (sum(ffmpeg_pss) / len(ffmpeg_pss) / 2**20) if ffmpeg_pss else None,
+    }
+
+
+def main() -> None:
+    config = json.loads(sys.stdin.read())
+    result = asyncio.run(measure(config))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

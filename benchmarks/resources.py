@@ -1,0 +1,87 @@
+"""Row 3: CPU per stream-second and memory per stream, ffmpeg children and the bot separately.
+
+N guilds play the same long tone at once in a fresh bot process (``load_worker``); after a
+warm-up, CPU is read from /proc/<pid>/stat (utime + stime) at both ends of a measuring window for
+the bot process and every ffmpeg child, and PSS from /proc/<pid>/smaps_rollup in its middle.
+Bot memory per stream is (PSS while playing - PSS with the voice clients connected but idle) / N.
+Four configurations: ours and FFmpegOpusAudio, each copying WebM/Opus and transcoding MP3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import fmt, print_table, ratio, verdict
+from .load import run_worker
+
+MEDIA_WEBM = "load_tone.webm"
+MEDIA_MP3 = "load_tone.mp3"
+#: long enough for the full run's warm-up + window (+ slack for slow starts)
+MEDIA_SECONDS = 20.0
+TARGET_FFMPEG_MS = 1.5
+TARGET_BOT_MS = 6.0
+TARGET_PSS_MB = 12.0
+
+
+async def run(bench: Any, quick: bool) -> str:
+    guilds = 3 if quick else 10
+    warmup, seconds = (1.5, 4.0) if quick else (2.0, 10.0)
+    configs = [
+        ("copy", "ours", MEDIA_WEBM), ("copy", "baseline", MEDIA_WEBM),
+        ("transcode", "ours", MEDIA_MP3), ("transcode", "baseline", MEDIA_MP3),
+    ]
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    failures = []
+    for mode, method, media in configs:
+        try:
+            results[(mode, method)] = await run_worker(
+                bench, method=method, mode=mode, url=bench.url(media), guilds=guilds,
+                warmup=warmup, seconds=seconds)
+        except Exception as exc:
+            failures.append(f"{method} {mode}: {type(exc).__name__}: {exc}")
+
+    def total_pss(r: dict[str, Any]) -> float:
+        return (r["ffmpeg_pss_mb_mean"] or 0.0) + r["bot_pss_delta_mb_per_stream"]
+
+    rows = []
+    for mode in ("copy", "transcode"):
+        for method in ("ours", "baseline"):
+            r = results.get((mode, method))
+            if r is None:
+                rows.append([mode, method] + ["-"] * 8)
+                continue
+            rows.append([
+                mode, "ours" if method == "ours" else "baseline FFmpegOpusAudio",
+                f"{r['ffmpeg_counted']}/{r['guilds']}",
+                fmt(r["ffmpeg_cpu_ms_per_stream_second"], 2), fmt(r["bot_cpu_ms_per_stream_second"], 2),
+                fmt(r["ffmpeg_pss_mb_mean"]), fmt(r["bot_pss_delta_mb_per_stream"], 2),
+                fmt(total_pss(r)), str(r["timing"].get("sequence_gaps", "-")),
+                "-" if r["underruns"] is None else str(r["underruns"]),
+            ])
+        o, b = results.get((mode, "ours")), results.get((mode, "baseline"))
+        if o and b:
+            rows.append([mode, "ratio baseline / ours", "",
+                         ratio(b["ffmpeg_cpu_ms_per_stream_second"], o["ffmpeg_cpu_ms_per_stream_second"]),
+                         ratio(b["bot_cpu_ms_per_stream_second"], o["bot_cpu_ms_per_stream_second"]),
+                         ratio(b["ffmpeg_pss_mb_mean"] or float("nan"), o["ffmpeg_pss_mb_mean"] or float("nan")),
+                         "", ratio(total_pss(b), total_pss(o)), "", ""])
+    notes = [f"{guilds} guilds at once per configuration, {seconds:g} s window after {warmup:g} s "
+             "warm-up, each configuration in a fresh bot process; the stand-in runs in another."]
+    o = results.get(("copy", "ours"))
+    if o:
+        notes.append(
+            f"targets (ours, passthrough): ffmpeg <= {TARGET_FFMPEG_MS:g} ms/stream-s: "
+            f"{verdict(o['ffmpeg_cpu_ms_per_stream_second'], TARGET_FFMPEG_MS)} "
+            f"({fmt(o['ffmpeg_cpu_ms_per_stream_second'], 2)}); bot <= {TARGET_BOT_MS:g} ms/stream-s: "
+            f"{verdict(o['bot_cpu_ms_per_stream_second'], TARGET_BOT_MS)} "
+            f"({fmt(o['bot_cpu_ms_per_stream_second'], 2)}); PSS <= {TARGET_PSS_MB:g} MB/stream: "
+            f"{verdict(total_pss(o), TARGET_PSS_MB)} ({fmt(total_pss(o))})")
+    notes.append("bot idle PSS (voice clients connected, nothing playing): " + ", ".join(
+        f"{m} {mode} {fmt(r['bot_pss_idle_mb'])} MB" for (mode, m), r in results.items()))
+    notes += [f"failure: {f}" for f in failures]
+    return print_table(
+        "3. CPU per stream-second and memory per stream",
+        ["mode", "method", "ffmpeg measured", "ffmpeg CPU ms/stream-s", "bot CPU ms/stream-s",
+         "ffmpeg PSS MB", "bot PSS MB/stream", "total PSS MB/stream", "RTP seq gaps",
+         "underrun frames"],
+        rows, notes)

@@ -1,0 +1,118 @@
+"""Row 5: a 2-second network stall in the middle of a track.
+
+The stand-in's media server sends the WebM/Opus file at real-time rate (half a second ahead, as a
+streaming site does) and pauses 2 s once 3 s of audio went out, so the prebuffers run dry. A
+source that never blocks sends silence frames through the stall and keeps the 20 ms pace; one
+that blocks in ``read()`` makes discord.py's player fall behind and then send the frames it
+missed back to back (the "audio speeds up" bug, discord.py #9120).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from music.audio.source import ChainSource
+
+from .botside import ChainEvents, baseline_source, open_stream
+from .common import fmt, print_table
+
+MEDIA_NAME = "stall_tone.webm"
+TONE_HZ = 500.0
+TONE_SECONDS = 8.0
+LEAD_SECONDS = 0.5
+STALL_AT_SECONDS = 3.0
+STALL_SECONDS = 2.0
+#: an interval this short between two packets is a burst (the pace is 20 ms)
+BURST_MS = 10.0
+
+
+async def _play_ours(bench: Any, url: str) -> dict[str, Any]:
+    events = ChainEvents()
+    chain = ChainSource(events)
+    chain.play_now(await open_stream(bench.ffmpeg, url, passthrough=True), "stalled")
+    bench.vc.play(chain)
+    try:
+        await events.wait_for("track_end", "stalled", TONE_SECONDS + STALL_SECONDS + 15)
+    finally:
+        bench.vc.stop()
+    return {"underruns": chain.stats.underruns}
+
+
+async def _play_baseline(bench: Any, url: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    bench.vc.play(baseline_source(bench.ffmpeg, url, copy=True),
+                  after=lambda error: loop.call_soon_threadsafe(
+                      lambda: finished.done() or finished.set_result(None)))
+    try:
+        await asyncio.wait_for(finished, TONE_SECONDS + STALL_SECONDS + 15)
+    finally:
+        bench.vc.stop()
+    return {"underruns": None}
+
+
+def _analyse(rows: list[list[Any]], started: float) -> dict[str, Any]:
+    sound_indexes = [i for i, r in enumerate(rows) if r[2] == "sound"]
+    if not sound_indexes:
+        return {}
+    first, last = sound_indexes[0], sound_indexes[-1]
+    playing = rows[first : last + 1]  # from the first to the last audible packet
+    arrivals = np.array([r[0] for r in playing])
+    intervals = np.diff(arrivals) * 1000
+    stall_begins = started + STALL_AT_SECONDS - LEAD_SECONDS  # roughly when the buffers run dry
+    after_stall = intervals[arrivals[1:] >= stall_begins]
+    return {
+        "silence": sum(1 for r in playing if r[4]),
+        "sound_seconds": sum(1 for r in playing if r[2] == "sound") * 0.02,
+        "bursts": int(np.sum(after_stall < BURST_MS)),
+        "min_after": float(after_stall.min()) if len(after_stall) else float("nan"),
+        "max": float(intervals.max()) if len(intervals) else float("nan"),
+        "p99": float(np.percentile(intervals, 99)) if len(intervals) else float("nan"),
+        "sound_after_stall": sum(1 for r in playing if r[2] == "sound" and r[0] > stall_begins + STALL_SECONDS) * 0.02,
+    }
+
+
+async def run(bench: Any, quick: bool) -> str:
+    trials = 1 if quick else 2
+    url = bench.standin.stall_url(MEDIA_NAME, lead=LEAD_SECONDS, stall_at=STALL_AT_SECONDS,
+                                  stall=STALL_SECONDS) + f"&seconds={TONE_SECONDS}"
+    methods = [("ours: ChainSource", _play_ours), ("baseline FFmpegOpusAudio", _play_baseline)]
+    rows_out = []
+    failures = []
+    for trial in range(trials):
+        for method, play in (methods if trial % 2 == 0 else methods[::-1]):
+            await bench.clear()
+            started = time.monotonic()
+            try:
+                extra = await play(bench, url)
+            except Exception as exc:
+                failures.append(f"{method}: {type(exc).__name__}: {exc}")
+                extra = {"underruns": None}
+            await asyncio.sleep(0.3)
+            figures = _analyse((await bench.packets())["packets"], started)
+            if not figures:
+                failures.append(f"{method}: nothing audible was received")
+                continue
+            rows_out.append([
+                method, str(trial + 1), str(figures["silence"]),
+                "-" if extra["underruns"] is None else str(extra["underruns"]),
+                str(figures["bursts"]), fmt(figures["min_after"]), fmt(figures["max"]),
+                fmt(figures["p99"]), fmt(figures["sound_seconds"], 2),
+                fmt(figures["sound_after_stall"], 2),
+            ])
+    notes = [
+        f"{TONE_SECONDS:g} s WebM/Opus tone served at real-time rate ({LEAD_SECONDS:g} s ahead), "
+        f"paused {STALL_SECONDS:g} s after {STALL_AT_SECONDS:g} s of audio.",
+        f"burst = an inter-arrival under {BURST_MS:g} ms after the stall began; expected for ours: 0 "
+        "bursts, silence frames roughly the stall minus the buffered lead, all audio still heard.",
+    ] + [f"failure: {f}" for f in failures]
+    return print_table(
+        "5. A 2-second network stall mid-track",
+        ["method", "trial", "silence frames sent", "underrun frames (stats)",
+         "bursts after stall", "min interval after stall ms", "max interval ms",
+         "interval p99 ms", "audio heard s", "audio heard after stall s"],
+        rows_out, notes)
