@@ -17,7 +17,7 @@ _next_guild = FIRST_LOAD_GUILD_ID
 
 
 async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: int,
-                     warmup: float, seconds: float) -> dict[str, Any]:
+                     warmup: float, seconds: float, idle_seconds: float = 1.0) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns the worker's result plus ``timing``
     (inter-arrival statistics at the receiver over the measuring window)."""
     global _next_guild
@@ -31,7 +31,8 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
         sessions.append({"guild_id": guild_id, "session_id": session_id, "token": token})
     config = {"method": method, "mode": mode, "url": url, "ffmpeg": bench.ffmpeg,
               "endpoint": bench.standin.endpoint, "ca_file": bench.standin.ca_file,
-              "guilds": sessions, "warmup": warmup, "seconds": seconds}
+              "guilds": sessions, "warmup": warmup, "seconds": seconds,
+              "idle_seconds": idle_seconds}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_worker", cwd=str(REPO_ROOT),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

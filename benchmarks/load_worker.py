@@ -21,7 +21,7 @@ from .botside import (
     ChainEvents, TokenVoiceServer, baseline_pid, baseline_source, close_harnesses,
     connect_harnesses, open_stream,
 )
-from .common import CpuWindow, pss_bytes
+from .common import CpuWindow, private_bytes, pss_bytes
 
 
 async def measure(config: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +33,12 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     connect_seconds = time.monotonic() - connect_started
     await asyncio.sleep(0.5)  # let the connections settle (speaking state, first heartbeats)
     idle_pss = pss_bytes(os.getpid()) or 0
+    # what the process costs with the voice clients connected and nothing playing, so the
+    # per-stream figure can be given without this fixed part as well
+    idle_cpu = CpuWindow([os.getpid()]).start()
+    await asyncio.sleep(config["idle_seconds"])
+    idle_cpu.stop()
+    idle_share = idle_cpu.used / idle_cpu.seconds
 
     ours = config["method"] == "ours"
     copy = config["mode"] == "copy"
@@ -63,6 +69,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     # memory in the middle of the window, when every stream is steady
     playing_pss = pss_bytes(os.getpid()) or 0
     ffmpeg_pss = [p for pid in ffmpeg_pids if (p := pss_bytes(pid)) is not None]
+    ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
     await asyncio.sleep(config["seconds"] / 2)
     window_end = time.monotonic()
     bot_cpu.stop()
@@ -83,12 +90,17 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "underruns": underruns if ours else None,
         "bot_cpu_ms_per_stream_second": bot_cpu.ms_per_stream_second(streams_n),
         "bot_cpu_share": bot_cpu.used / bot_cpu.seconds if bot_cpu.seconds else None,
+        "bot_cpu_idle_share": idle_share,
+        "bot_cpu_marginal_ms_per_stream_second":
+            1000 * (bot_cpu.used - idle_share * bot_cpu.seconds) / (streams_n * bot_cpu.seconds),
         "ffmpeg_cpu_ms_per_stream_second": ffmpeg_cpu.ms_per_stream_second(),
         "ffmpeg_counted": ffmpeg_cpu.counted,
         "ffmpeg_cpu_share": ffmpeg_cpu.used / ffmpeg_cpu.seconds if ffmpeg_cpu.seconds else None,
         "bot_pss_idle_mb": idle_pss / 2**20,
         "bot_pss_delta_mb_per_stream": (playing_pss - idle_pss) / 2**20 / streams_n,
         "ffmpeg_pss_mb_mean": (sum(ffmpeg_pss) / len(ffmpeg_pss) / 2**20) if ffmpeg_pss else None,
+        "ffmpeg_private_mb_mean":
+            (sum(ffmpeg_private) / len(ffmpeg_private) / 2**20) if ffmpeg_private else None,
     }
 
 

@@ -36,7 +36,7 @@ async def run(bench: Any, quick: bool) -> str:
         try:
             results[(mode, method)] = await run_worker(
                 bench, method=method, mode=mode, url=bench.url(media), guilds=guilds,
-                warmup=warmup, seconds=seconds)
+                warmup=warmup, seconds=seconds, idle_seconds=warmup)
         except Exception as exc:
             failures.append(f"{method} {mode}: {type(exc).__name__}: {exc}")
 
@@ -48,13 +48,15 @@ async def run(bench: Any, quick: bool) -> str:
         for method in ("ours", "baseline"):
             r = results.get((mode, method))
             if r is None:
-                rows.append([mode, method] + ["-"] * 8)
+                rows.append([mode, method] + ["-"] * 10)
                 continue
             rows.append([
                 mode, "ours" if method == "ours" else "baseline FFmpegOpusAudio",
                 f"{r['ffmpeg_counted']}/{r['guilds']}",
                 fmt(r["ffmpeg_cpu_ms_per_stream_second"], 2), fmt(r["bot_cpu_ms_per_stream_second"], 2),
-                fmt(r["ffmpeg_pss_mb_mean"]), fmt(r["bot_pss_delta_mb_per_stream"], 2),
+                fmt(r["bot_cpu_marginal_ms_per_stream_second"], 2),
+                fmt(r["ffmpeg_pss_mb_mean"]), fmt(r["ffmpeg_private_mb_mean"]),
+                fmt(r["bot_pss_delta_mb_per_stream"], 2),
                 fmt(total_pss(r)), str(r["timing"].get("sequence_gaps", "-")),
                 "-" if r["underruns"] is None else str(r["underruns"]),
             ])
@@ -63,10 +65,17 @@ async def run(bench: Any, quick: bool) -> str:
             rows.append([mode, "ratio baseline / ours", "",
                          ratio(b["ffmpeg_cpu_ms_per_stream_second"], o["ffmpeg_cpu_ms_per_stream_second"]),
                          ratio(b["bot_cpu_ms_per_stream_second"], o["bot_cpu_ms_per_stream_second"]),
+                         ratio(b["bot_cpu_marginal_ms_per_stream_second"],
+                               o["bot_cpu_marginal_ms_per_stream_second"]),
                          ratio(b["ffmpeg_pss_mb_mean"] or float("nan"), o["ffmpeg_pss_mb_mean"] or float("nan")),
-                         "", ratio(total_pss(b), total_pss(o)), "", ""])
+                         "", "", ratio(total_pss(b), total_pss(o)), "", ""])
     notes = [f"{guilds} guilds at once per configuration, {seconds:g} s window after {warmup:g} s "
-             "warm-up, each configuration in a fresh bot process; the stand-in runs in another."]
+             "warm-up, each configuration in a fresh bot process; the stand-in runs in another.",
+             "bot CPU minus idle: the process's CPU with the same voice clients connected and "
+             "nothing playing is subtracted (heartbeats, the event loop).",
+             "PSS splits shared pages (the static ffmpeg's code) between the processes mapping "
+             "them, so it falls as streams are added; private = what one more ffmpeg really adds. "
+             "total PSS = ffmpeg PSS + bot PSS per stream."]
     o = results.get(("copy", "ours"))
     if o:
         notes.append(
@@ -76,12 +85,13 @@ async def run(bench: Any, quick: bool) -> str:
             f"{verdict(o['bot_cpu_ms_per_stream_second'], TARGET_BOT_MS)} "
             f"({fmt(o['bot_cpu_ms_per_stream_second'], 2)}); PSS <= {TARGET_PSS_MB:g} MB/stream: "
             f"{verdict(total_pss(o), TARGET_PSS_MB)} ({fmt(total_pss(o))})")
-    notes.append("bot idle PSS (voice clients connected, nothing playing): " + ", ".join(
-        f"{m} {mode} {fmt(r['bot_pss_idle_mb'])} MB" for (mode, m), r in results.items()))
+    notes.append("bot idle (voice clients connected, nothing playing): " + ", ".join(
+        f"{m} {mode} {fmt(r['bot_pss_idle_mb'])} MB PSS, {fmt(100 * r['bot_cpu_idle_share'])}% of a core"
+        for (mode, m), r in results.items()))
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "3. CPU per stream-second and memory per stream",
         ["mode", "method", "ffmpeg measured", "ffmpeg CPU ms/stream-s", "bot CPU ms/stream-s",
-         "ffmpeg PSS MB", "bot PSS MB/stream", "total PSS MB/stream", "RTP seq gaps",
-         "underrun frames"],
+         "bot CPU ms/stream-s minus idle", "ffmpeg PSS MB", "ffmpeg private MB",
+         "bot PSS MB/stream", "total PSS MB/stream", "RTP seq gaps", "underrun frames"],
         rows, notes)

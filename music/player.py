@@ -55,6 +55,7 @@ class PlayerState(str, Enum):
     LOADING = "loading"  # the current track is being resolved or opened
     PLAYING = "playing"
     PAUSED = "paused"
+    BACKGROUND = "background"  # the queue is empty; the server's background stream plays
 
 
 @dataclass
@@ -78,6 +79,7 @@ class GuildPlayer:
     auto_paused: bool = False  # paused by the monitor because everyone left
     skip_votes: dict[str, set[int]] = field(default_factory=dict)  # track id -> member ids
     np_message: tuple[int, int] | None = None  # (channel id, message id) of the last now-playing
+    background: Track | None = None  # the resolved background, while it plays
     # monitor bookkeeping
     idle_since: float = field(default_factory=time.monotonic)
     alone_since: float | None = None
@@ -199,12 +201,15 @@ class PlayerManager:
         kind = ev.kind
         current = player.queue.current
         if kind in (AdvanceKind.RESCHEDULE, AdvanceKind.QUEUE_CHANGED):
-            if player.state is PlayerState.IDLE:
+            if player.state in (PlayerState.IDLE, PlayerState.BACKGROUND):
                 if current is None:
                     current = player.queue.advance()
                     player.start_position = 0.0
                 if current is not None:
+                    # anything queued takes over from the background at once
                     self._start_load(player, current, player.start_position)
+                elif player.state is PlayerState.IDLE and kind is AdvanceKind.RESCHEDULE:
+                    self._start_background(player)
             elif kind is AdvanceKind.RESCHEDULE and player.state is PlayerState.LOADING:
                 # `music reschedule` on a stuck load: start the load over
                 if current is not None:
@@ -222,6 +227,10 @@ class PlayerManager:
             player.recoveries = 0
             self._advance_and_load(player, skipped=True)
         elif kind is AdvanceKind.TRACK_END:
+            if player.state is PlayerState.BACKGROUND and player.background is not None:
+                if ev.track_id == player.background.id:
+                    self._start_background(player)  # it loops until something is queued
+                return
             if current is None or current.id != ev.track_id:
                 return
             player.recoveries = 0
@@ -229,6 +238,7 @@ class PlayerManager:
             player.start_position = 0.0
             if nxt is None:
                 self._go_idle(player)
+                self._start_background(player)
             elif player.source is not None and player.source.current_track_id == nxt.id:
                 # the chain source already switched to the prefetched track: no gap
                 player.prefetched_id = None
@@ -315,6 +325,7 @@ class PlayerManager:
         if nxt is None:
             self._stop_audio(player)
             self._go_idle(player)
+            self._start_background(player)
         else:
             self._start_load(player, nxt, 0.0)
 
@@ -325,6 +336,41 @@ class PlayerManager:
         player.state = PlayerState.IDLE
         player.idle_since = time.monotonic()
         player.generation += 1
+
+    def _start_background(self, player: GuildPlayer) -> None:
+        """Play the server's background (Musicazoo's `bg`) while the queue is empty and we are
+        in a voice channel. It yields the moment something is queued (QUEUE_CHANGED)."""
+        url = self.store.guild(player.guild_id).background
+        if not url or self._voice(player) is None or player.queue.current is not None:
+            return
+        self._cancel(player.load_task)
+        player.generation += 1
+        player.state = PlayerState.BACKGROUND
+        player.load_task = self.spawn(self._load_background(player, url, player.generation))
+
+    async def _load_background(self, player: GuildPlayer, url: str, generation: int) -> None:
+        stream: TrackStream | None = None
+        try:
+            track = player.background
+            if track is None or track.query != url:
+                result = await self.service.resolve(
+                    url, guild_id=player.guild_id, requester_id=0, limit=1, priority=Priority.LOW
+                )
+                track = result.tracks[0]
+            track = await self._playable(player, track, Priority.LOW)
+            player.background = track
+            stream = await self._open_stream(player, track, 0.0)
+        except asyncio.CancelledError:
+            if stream is not None:
+                self._close_stream_later(stream)
+            raise
+        except Exception as exc:
+            log.info("Guild %s: the background could not play: %s", player.guild_id, exc)
+            if player.generation == generation and player.state is PlayerState.BACKGROUND:
+                player.state = PlayerState.IDLE
+                await self.notify(player, f"The background couldn't play: {safe(_plain_error(exc), limit=200)}")
+            return
+        self.post(player.guild_id, AdvanceKind.LOADED, track_id=track.id, payload=stream, generation=generation)
 
     async def _recover(self, player: GuildPlayer, reason: str) -> None:
         current = player.queue.current
@@ -372,6 +418,8 @@ class PlayerManager:
     async def _on_loaded(self, player: GuildPlayer, ev: AdvanceEvent) -> None:
         stream: TrackStream = ev.payload
         current = player.queue.current
+        if player.state is PlayerState.BACKGROUND and player.background is not None:
+            current = player.background  # the background plays outside the queue
         if ev.generation != player.generation or current is None or current.id != ev.track_id:
             self._close_stream_later(stream)
             return
@@ -399,6 +447,10 @@ class PlayerManager:
                 return
         else:
             source.play_now(stream, current.id)
+        if player.state is PlayerState.BACKGROUND:
+            if vc.is_paused():
+                vc.resume()
+            return  # no announcement and no prefetch for the background
         if player.paused_on_load:
             player.paused_on_load = False
             vc.pause()

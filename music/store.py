@@ -148,6 +148,10 @@ class MusicStore:
         if name in ("network_allow", "network_deny"):
             self._rebuild_policy()
 
+    async def network_policy_check(self, url: str) -> None:
+        """Raise PolicyError if the network policy refuses `url` (DNS lookup in a thread)."""
+        await self.network_policy.acheck_url(url)
+
     # -- player state ------------------------------------------------------------------------
 
     def mark_dirty(self, guild_id: int, snapshot: Callable[[], dict[str, Any]]) -> None:

@@ -381,7 +381,7 @@ class PlaybackCommands(MusicMixin):
         """Stop the music and clear the queue."""
         await self.require_dj(ctx, "stop the music")
         player = self.player(ctx)
-        if player.queue.current is None and not len(player.queue):
+        if player.queue.current is None and not len(player.queue) and player.state is not PlayerState.BACKGROUND:
             raise CommandError("Nothing is playing and the queue is empty.")
         self.post(ctx, AdvanceKind.STOP)
         await self.say(ctx, "Stopped, and cleared the queue.")

@@ -11,8 +11,10 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, humanize_list
 
 from ..audio.ffmpeg import find_ffmpeg
+from ..engine.events import AdvanceKind
 from ..engine.timefmt import format_duration, parse_duration
-from ..policy import validate_cidr
+from ..player import PlayerState
+from ..policy import PolicyError, validate_cidr
 from .base import CommandError, MusicMixin
 
 
@@ -59,6 +61,7 @@ class SettingsCommands(MusicMixin):
             ("Fair queue", "on" if s.fair_queue else "off"),
             ("Pause when alone", "on" if s.pause_when_alone else "off"),
             ("Now-playing channel", f"<#{s.np_channel}>" if s.np_channel else "where asked"),
+            ("Background", "set" if s.background else "off"),
             ("Local folder", "set" if g.local_folder else "not set"),
             ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
         ]
@@ -205,6 +208,31 @@ class SettingsCommands(MusicMixin):
         """Post now-playing messages in one channel; with none, where music was asked for."""
         await self.store.set_guild(ctx.guild.id, "np_channel", channel.id if channel else None)
         await self.say(ctx, f"Now-playing messages go to {channel.mention}." if channel else "Now-playing messages go where music was asked for.")
+
+    @musicset.command(name="background")
+    @commands.guild_only()
+    @commands.admin_or_permissions(manage_guild=True)
+    async def musicset_background(self, ctx: commands.Context, *, url: str) -> None:
+        """A stream or track that plays while the queue is empty (`off` to remove it).
+
+        It stops the moment something is queued and comes back when the queue runs out."""
+        url = url.strip().strip("<>")
+        if url.lower() in ("off", "none"):
+            await self.store.set_guild(ctx.guild.id, "background", None)
+            if self.manager is not None and self.manager.get(ctx.guild.id).state is PlayerState.BACKGROUND:
+                self.manager.post(ctx.guild.id, AdvanceKind.STOP)
+            await self.say(ctx, "The background is off.")
+            return
+        if len(url) > 500 or not url.lower().startswith(("http://", "https://")):
+            raise CommandError("The background must be an http(s) link.")
+        try:
+            await self.store.network_policy_check(url)
+        except PolicyError as exc:
+            raise CommandError(str(exc)) from None
+        await self.store.set_guild(ctx.guild.id, "background", url)
+        if self.manager is not None:
+            self.manager.post(ctx.guild.id, AdvanceKind.RESCHEDULE)  # starts it if idle in voice
+        await self.say(ctx, "Background set: it plays whenever the queue is empty.")
 
     # -- owner settings --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ class JsRuntime:
     version: str
     supported: bool  # at least yt-dlp's minimum version for it
     source: str  # where it was found, for the owner: "the deno package", "PATH"
+    minimum: str = ""  # the oldest version yt-dlp supports, e.g. "22.0.0"
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ def _probe(name: str, path: str, source: str) -> JsRuntime | None:
         return None
     if info is None:
         return None
-    return JsRuntime(name, info.path, info.version, bool(info.supported), source)
+    minimum = ".".join(map(str, getattr(runtime_cls, "MIN_SUPPORTED_VERSION", ()) or ()))
+    return JsRuntime(name, info.path, info.version, bool(info.supported), source, minimum)
 
 
 def detect_js_runtime() -> JsRuntimeReport:

@@ -444,3 +444,33 @@ async def test_the_per_member_limit_refuses_with_a_sentence_and_keeps_the_queue(
         await cog.play(ctx, query=media_server.url("b880.webm"))
     assert [t.id for t in player.queue.upcoming] == before
     await red.remove_cog("Music")
+
+
+async def test_the_background_plays_when_idle_yields_to_the_queue_and_comes_back(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    ctx = world.ctx()
+    await cog.summon(ctx)
+    await cog.musicset.get_command("background")(ctx, url=media_server.url("a660.mp3"))
+    player = cog.manager.players[world.guild.id]
+    vc = world.guild.voice_client
+    await wait_for(lambda: player.state is PlayerState.BACKGROUND and len(vc.packets) > 30)
+
+    def recent_frequency(seconds: float = 0.4) -> float:
+        pcm, _ = decode_opus_packets(vc.opus_packets()[-int(seconds / 0.02):])
+        return dominant_frequency(pcm[int(0.06 * SECOND):])  # skip the decoder's warm-up
+
+    assert abs(recent_frequency() - 660) < 10
+    await cog.play(ctx, query=media_server.url("b880.webm"))
+    await wait_for(lambda: player.state is PlayerState.PLAYING)
+    await wait_for(lambda: player.position > 0.6)
+    assert abs(recent_frequency() - 880) < 10, "the queued track took over from the background"
+    assert player.queue.current is not None and player.background is not None
+    # after the 3 s track the background returns
+    await wait_for(lambda: player.state is PlayerState.BACKGROUND and player.queue.current is None, timeout=10)
+    await asyncio.sleep(0.8)
+    assert abs(recent_frequency() - 660) < 10
+    await cog.stop(ctx)  # stop silences the background too
+    await wait_for(lambda: player.state is PlayerState.IDLE)
+    await red.remove_cog("Music")

@@ -1,0 +1,378 @@
+"""`[p]musicset doctor`: what the cog needs from the machine, checked, with what to do.
+
+No Discord here: each check returns a Finding; the command renders them. Checks are blocking
+(they run ffmpeg, deno, node and touch the disk): call `run_checks` (async, one worker thread)
+from the bot, or `run_checks_sync` from a thread or a test. Fix texts say `[p]` for the
+bot's prefix; the command replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import importlib.metadata
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from music.resolve.jsruntime import JsRuntimeReport, js_runtime_report
+
+log = logging.getLogger("red.music.doctor")
+
+# yt-dlp ships fixes for sites every few weeks; older than this and YouTube breakage is likely.
+YTDLP_STALE_DAYS = 60
+# yt-dlp needs an external JavaScript runtime for YouTube from this release on.
+YTDLP_JS_SINCE = (2025, 11, 12)
+# Above this many queued tracks the JSON backend's whole-file rewrites get slow (measured:
+# 85 ms per write with one server of 5,000 tracks, 0.8 s with ten).
+JSON_QUEUE_NOTE_AT = 5000
+COMMAND_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check. `ok` False is a problem; `fix` says what to do (a note when `ok`)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    @property
+    def label(self) -> str:
+        if not self.ok:
+            return "PROBLEM"
+        return "NOTE" if self.fix else "OK"
+
+
+# -- ffmpeg ---------------------------------------------------------------------------------------
+
+
+def _run(args: list[str], timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+    )
+
+
+def ffmpeg_origin(path: str, override: str | None) -> str:
+    """Which ffmpeg this is, in the owner's words."""
+    if override and os.path.realpath(path) == os.path.realpath(override):
+        return "set with `musicset ffmpeg`"
+    if "imageio_ffmpeg" in path:
+        return "bundled (imageio-ffmpeg)"
+    return "from PATH"
+
+
+def check_ffmpeg(override: str | None) -> Finding:
+    from music.audio.ffmpeg import FFmpegNotFound, find_ffmpeg
+
+    name = "ffmpeg"
+    try:
+        path = find_ffmpeg(override)
+    except FFmpegNotFound as exc:
+        return Finding(name, False, "No ffmpeg found.", str(exc))
+    origin = ffmpeg_origin(path, override)
+    if override and origin != "set with `musicset ffmpeg`":
+        note = f" (the configured `{override}` is not an executable file)"
+    else:
+        note = ""
+    try:
+        version_out = _run([path, "-hide_banner", "-version"])
+        encoders_out = _run([path, "-hide_banner", "-encoders"])
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Finding(
+            name,
+            False,
+            f"`{path}` ({origin}) does not run: {exc}.",
+            "Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg, or reinstall it "
+            "with `[p]cog reinstallreqs`.",
+        )
+    if version_out.returncode != 0:
+        return Finding(
+            name,
+            False,
+            f"`{path}` ({origin}) exits with code {version_out.returncode}.",
+            "Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg.",
+        )
+    match = re.search(r"ffmpeg version (\S+)", version_out.stdout)
+    version = match[1] if match else "unknown version"
+    detail = f"{version} at `{path}`, {origin}{note}"
+    if not re.search(r"^\s*A\S*\s+libopus\b", encoders_out.stdout, re.MULTILINE):
+        return Finding(
+            name,
+            False,
+            detail + "; it has no libopus encoder, so anything that isn't Opus already can't play.",
+            "Use an ffmpeg built with libopus: `[p]musicset ffmpeg` with no path picks the "
+            "bundled one, which has it.",
+        )
+    return Finding(name, True, detail + "; runs, has libopus.")
+
+
+# -- yt-dlp and its JavaScript side ---------------------------------------------------------------
+
+
+def version_date(version: str) -> dt.date | None:
+    """`2026.10.26` (or a nightly `2026.10.26.232842`) -> the release date."""
+    match = re.match(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})", version)
+    if match is None:
+        return None
+    try:
+        return dt.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
+    name = "yt-dlp"
+    if version is None:
+        try:
+            from yt_dlp.version import __version__ as version
+        except ImportError:
+            return Finding(name, False, "yt-dlp is not installed.", "Run `[p]cog reinstallreqs`.")
+    released = version_date(version)
+    if released is None:
+        return Finding(name, True, f"{version} (its age is unknown: not a dated release).")
+    age = (today - released).days
+    detail = f"{version}, released {age} day{'s' if age != 1 else ''} ago"
+    if (released.year, released.month, released.day) < YTDLP_JS_SINCE:
+        return Finding(
+            name,
+            False,
+            detail + "; this release can't solve YouTube's JavaScript challenges.",
+            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+        )
+    if age > YTDLP_STALE_DAYS:
+        return Finding(
+            name,
+            False,
+            detail + f"; sites change often and releases older than {YTDLP_STALE_DAYS} days "
+            "tend to break.",
+            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+        )
+    return Finding(name, True, detail + ".")
+
+
+def check_js_runtime(report: JsRuntimeReport) -> Finding:
+    name = "JavaScript runtime (YouTube)"
+    if not report.known:
+        return Finding(
+            name,
+            False,
+            "This yt-dlp predates JavaScript runtimes.",
+            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+        )
+    install = (
+        "Install deno for yt-dlp: `[p]pipinstall deno` (a 42 MB download, 96 MB on disk; the "
+        "cog finds it in Red's library folder), or install node 22 or newer on the system; "
+        "then run `[p]musicset doctor` again (no restart needed)."
+    )
+    if report.chosen is None:
+        too_old = [r for r in report.found if not r.supported]
+        if too_old:
+            seen = ", ".join(
+                f"{r.name} {r.version} from {r.source}"
+                + (f" (yt-dlp needs {r.minimum} or newer)" if r.minimum else "")
+                for r in too_old
+            )
+            detail = f"Only a runtime too old for yt-dlp was found: {seen}. YouTube links will fail."
+        else:
+            detail = "None found (yt-dlp can use deno, node 22+ or bun). YouTube links will fail."
+        return Finding(name, False, detail, install)
+    chosen = report.chosen
+    others = [r for r in report.found if r is not chosen]
+    extra = ""
+    if others:
+        extra = " Also found: " + ", ".join(
+            f"{r.name} {r.version}" + ("" if r.supported else " (too old)") for r in others
+        ) + "."
+    return Finding(
+        name, True, f"{chosen.name} {chosen.version} from {chosen.source} (`{chosen.path}`).{extra}"
+    )
+
+
+def _expected_ejs_version() -> str | None:
+    """The yt-dlp-ejs version the installed yt-dlp was built for (its vendored scripts')."""
+    try:
+        from yt_dlp.extractor.youtube.jsc._builtin.vendor import VERSION
+    except ImportError:
+        return None
+    return str(VERSION)
+
+
+def check_ejs() -> Finding:
+    name = "yt-dlp-ejs"
+    expected = _expected_ejs_version()
+    pin = f"=={expected}" if expected else ""
+    try:
+        module = importlib.import_module("yt_dlp_ejs")
+    except ImportError:
+        return Finding(
+            name,
+            False,
+            "Not installed: yt-dlp has no challenge-solver scripts for YouTube, and the cog "
+            "doesn't let it download them at run time.",
+            f"Run `[p]pipinstall yt-dlp-ejs{pin}` (a 53 kB download).",
+        )
+    version = str(getattr(module, "version", None) or _distribution_version("yt-dlp-ejs") or "unknown")
+    if expected and version.split(".")[:2] != expected.split(".")[:2]:
+        return Finding(
+            name,
+            False,
+            f"{version} is installed but this yt-dlp expects {expected}; yt-dlp will ignore it.",
+            f"Run `[p]pipinstall yt-dlp-ejs{pin}`, or `[p]cog reinstallreqs` to update both.",
+        )
+    return Finding(name, True, f"{version} (the scripts yt-dlp runs for YouTube).")
+
+
+# -- voice ----------------------------------------------------------------------------------------
+
+
+def _distribution_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_pynacl() -> Finding:
+    name = "PyNaCl (voice encryption)"
+    try:
+        import nacl
+    except ImportError:
+        return Finding(
+            name, False, "Not installed: the bot can't send voice.", "Run `[p]cog reinstallreqs`."
+        )
+    version = str(getattr(nacl, "__version__", None) or _distribution_version("PyNaCl") or "")
+    voice_client = sys.modules.get("discord.voice_client")
+    seen_by_discord = getattr(voice_client, "has_nacl", True)
+    if not version.startswith("1.5."):
+        return Finding(
+            name,
+            False,
+            f"{version or 'an unknown version'} is installed; discord.py 2.7 expects 1.5.x.",
+            "Run `[p]cog reinstallreqs` (the cog asks for PyNaCl>=1.5,<1.6).",
+        )
+    if not seen_by_discord:
+        return Finding(
+            name,
+            False,
+            f"{version} is installed but discord.py was loaded before it and still thinks it is "
+            "missing.",
+            "Restart the bot.",
+        )
+    return Finding(name, True, f"{version}.")
+
+
+def check_davey() -> Finding:
+    name = "davey (DAVE voice encryption)"
+    try:
+        import davey  # noqa: F401
+    except ImportError:
+        return Finding(
+            name,
+            False,
+            "Not installed. Discord has refused unencrypted voice since 2 March 2026 (close "
+            "code 4017), so the bot can't join voice channels.",
+            "Run `[p]cog reinstallreqs`, then restart the bot.",
+        )
+    version = _distribution_version("davey") or "installed"
+    voice_state = sys.modules.get("discord.voice_state")
+    if voice_state is not None and not getattr(voice_state, "has_dave", True):
+        return Finding(
+            name,
+            False,
+            f"{version} is installed but discord.py was loaded before it and still thinks it is "
+            "missing, so voice connections fail.",
+            "Restart the bot.",
+        )
+    return Finding(name, True, f"{version}.")
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+def check_config_backend(backend: str, queued_tracks: int) -> Finding:
+    name = "Config backend"
+    kind = backend.lower()
+    if kind.startswith("postgres"):
+        return Finding(name, True, "PostgreSQL: each queue is written on its own.")
+    detail = f"{backend}, {queued_tracks} track{'s' if queued_tracks != 1 else ''} queued in all"
+    if kind == "json" and queued_tracks >= JSON_QUEUE_NOTE_AT:
+        return Finding(
+            name,
+            True,
+            detail + ". JSON rewrites every queue on each save (about 85 ms per save with "
+            "5,000 tracks, 0.8 s with 50,000); saves are batched every 2 s, but they slow "
+            "the bot's other cogs.",
+            "Consider PostgreSQL (`redbot-setup convert <instance> postgres`), or lower "
+            "`[p]musicset maxqueue`.",
+        )
+    return Finding(name, True, detail + ".")
+
+
+def check_data_folder(path: Path) -> Finding:
+    name = "Data folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # the cache and Config write with temp file + replace: test exactly that
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-", delete=True) as handle:
+            handle.write(b"ok")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        return Finding(
+            name,
+            False,
+            f"`{path}` is not writable ({exc.strerror or exc}): the lookup cache and saved "
+            "queues can't be written.",
+            "Give the user the bot runs as write access to that folder.",
+        )
+    return Finding(name, True, f"`{path}` is writable.")
+
+
+# -- all together ---------------------------------------------------------------------------------
+
+
+def run_checks_sync(
+    *,
+    ffmpeg_override: str | None,
+    data_path: Path,
+    storage_backend: str,
+    queued_tracks: int,
+    today: dt.date | None = None,
+) -> list[Finding]:
+    """Every check, in the order the owner should read them. Blocking."""
+    today = today or dt.date.today()
+    # the owner may just have run `[p]pipinstall deno`: forget cached directory listings
+    importlib.invalidate_caches()
+    report = js_runtime_report(refresh=True)
+    checks: list[tuple[str, Callable[[], Finding]]] = [
+        ("ffmpeg", lambda: check_ffmpeg(ffmpeg_override)),
+        ("yt-dlp", lambda: check_ytdlp(today)),
+        ("JavaScript runtime (YouTube)", lambda: check_js_runtime(report)),
+        ("yt-dlp-ejs", check_ejs),
+        ("PyNaCl (voice encryption)", check_pynacl),
+        ("davey (DAVE voice encryption)", check_davey),
+        ("Config backend", lambda: check_config_backend(storage_backend, queued_tracks)),
+        ("Data folder", lambda: check_data_folder(data_path)),
+    ]
+    findings = []
+    for name, check in checks:
+        try:
+            findings.append(check())
+        except Exception as exc:  # one broken check must not hide the others
+            log.exception("The doctor's %s check failed", name)
+            findings.append(Finding(name, False, f"The check itself failed: {exc!r}."))
+    return findings
+
+
+async def run_checks(**kwargs: object) -> list[Finding]:
+    """run_checks_sync in a thread: ffmpeg and the runtimes are started as subprocesses."""
+    return await asyncio.to_thread(run_checks_sync, **kwargs)  # type: ignore[arg-type]
