@@ -66,6 +66,15 @@ def summary(findings: list[Finding]) -> str:
     )
 
 
+def storage_backend(config: object) -> str:
+    """Red's storage backend: "JSON" or "Postgres"."""
+    try:
+        return storage_type()
+    except RuntimeError:  # Red's basic config isn't loaded (a bot built in tests): ask Config's driver
+        driver = type(getattr(config, "_driver", None)).__name__
+        return {"JsonDriver": "JSON", "PostgresDriver": "Postgres"}.get(driver, driver)
+
+
 def _with_prefix(text: str, prefix: str) -> str:
     return text.replace("[p]", prefix)
 
@@ -84,7 +93,7 @@ class OwnerCommands(MusicMixin):
             findings = await run_checks(
                 ffmpeg_override=self.store.globals.ffmpeg_path,
                 data_path=cog_data_path(self),  # type: ignore[arg-type]
-                storage_backend=storage_type(),
+                storage_backend=storage_backend(self.store.config),
                 queued_tracks=queued,
             )
         prefix = ctx.clean_prefix
