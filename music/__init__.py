@@ -22,9 +22,20 @@ async def setup(bot: Red) -> None:
     # Core Audio owns the same command names (play, queue, skip...); discord.py would refuse
     # the duplicates and roll the load back with a confusing error, so say it plainly.
     if bot.get_cog("Audio") is not None:
+        # Red shows this text as it is (it substitutes [p] only in install messages)
+        p = await _display_prefix(bot)
         raise CogLoadError(
-            "The core Audio cog is loaded and uses the same commands; run `[p]unload audio` first, then `[p]load music`."
+            f"The core Audio cog is loaded and uses the same commands; run `{p}unload audio` first, then `{p}load music`."
         )
     from .cog import Music
 
     await bot.add_cog(Music(bot))
+
+
+async def _display_prefix(bot: Red) -> str:
+    """The bot's first prefix that isn't a mention, for sentences that name a command."""
+    try:
+        prefixes = await bot.get_valid_prefixes()
+    except Exception:
+        prefixes = []
+    return next((p for p in prefixes if not p.startswith("<@")), "[p]")

@@ -129,6 +129,11 @@ def version_date(version: str) -> dt.date | None:
         return None
 
 
+def _normal(version: str) -> tuple[int, ...]:
+    """`2026.01.02` and `2026.1.2` are the same release (PyPI drops the zeros)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
 def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
     name = "yt-dlp"
     if version is None:
@@ -136,6 +141,15 @@ def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
             from yt_dlp.version import __version__ as version
         except ImportError:
             return Finding(name, False, "yt-dlp is not installed.", "Run `[p]cog reinstallreqs`.")
+        # `[p]cog reinstallreqs` replaces the files, but the running bot keeps the old module
+        on_disk = _distribution_version("yt-dlp")
+        if on_disk and _normal(on_disk) != _normal(version):
+            return Finding(
+                name,
+                False,
+                f"{on_disk} is installed but the bot still runs {version}.",
+                "Restart the bot to use the new yt-dlp.",
+            )
     released = version_date(version)
     if released is None:
         return Finding(name, True, f"{version} (its age is unknown: not a dated release).")

@@ -237,6 +237,8 @@ class PlayerManager:
             nxt = player.queue.advance()
             player.start_position = 0.0
             if nxt is None:
+                # the queue ran out: stop sending now rather than after the source's grace
+                self._stop_audio(player)
                 self._go_idle(player)
                 self._start_background(player)
             elif player.source is not None and player.source.current_track_id == nxt.id:
