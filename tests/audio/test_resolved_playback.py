@@ -3,6 +3,7 @@ connection would be handed is 20 ms Opus that decodes to the served tone, for it
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -14,6 +15,20 @@ from music.player import wants_passthrough
 from music.policy import NetworkPolicy
 from music.resolve.resolver import Resolver
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
+
+def drain(stream: TrackStream) -> list[bytes]:
+    """Every packet the stream gives, read as the audio thread would (never blocking)."""
+    assert stream.wait_ready(10)
+    packets: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while not stream.finished and time.monotonic() < deadline:
+        packet = stream.read_packet()
+        if packet is None:
+            time.sleep(0.005)
+        else:
+            packets.append(packet)
+    return packets
+
 
 FORMATS = [
     # file, tone, copied rather than transcoded
@@ -35,16 +50,8 @@ async def test_a_resolved_track_plays_as_20ms_opus_of_its_tone(media_server, nam
     assert wants_passthrough(track, 100) is copied
     assert not wants_passthrough(track, 50)  # a volume always needs decoding
     stream = TrackStream(find_ffmpeg(), track.stream_url, passthrough=wants_passthrough(track, 100))
-    packets: list[bytes] = []
     with stream.start():
-        assert stream.wait_ready(10)
-        deadline = time.monotonic() + 20
-        while not stream.finished and time.monotonic() < deadline:
-            packet = stream.read_packet()
-            if packet is None:
-                time.sleep(0.005)
-            else:
-                packets.append(packet)
+        packets = await asyncio.to_thread(drain, stream)
         assert stream.passthrough is copied
     assert all(opus_frame_duration_ms(p) == 20.0 for p in packets)
     assert 147 <= len(packets) <= 153, len(packets)  # a 3 s track is 150 packets of 20 ms
