@@ -16,6 +16,7 @@ from music.policy import NetworkPolicy
 from music.resolve.resolver import Resolver
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 
+
 def drain(stream: TrackStream) -> list[bytes]:
     """Every packet the stream gives, read as the audio thread would (never blocking)."""
     assert stream.wait_ready(10)
