@@ -55,7 +55,12 @@ async def connect_harnesses(server: Any, guilds: Sequence[tuple[int, str]]) -> l
         harnesses.append(harness)
     for begin in range(0, len(harnesses), CONNECT_BATCH):
         batch = harnesses[begin : begin + CONNECT_BATCH]
-        await asyncio.gather(*(h.connect(timeout=CONNECT_TIMEOUT) for h in batch))
+        import sys, time
+        t = time.monotonic()
+        try:
+            await asyncio.gather(*(h.connect(timeout=CONNECT_TIMEOUT) for h in batch))
+        finally:
+            print("DEBUG batch", begin, round(time.monotonic() - t, 2), [h.guild_id for h in batch][:2], file=sys.stderr)
     return harnesses
 
 

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FRAME_SECONDS = 0.020
 
 
@@ -77,29 +76,22 @@ def fmt(value: float, digits: int = 1) -> str:
 # -- /proc ------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time a process's live threads have used, or None if it is gone.
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """CPU nanoseconds used by each live thread of a process ({} if it is gone).
 
-    From /proc/<pid>/task/*/schedstat (nanoseconds): /proc/<pid>/stat's utime + stime count in
-    10 ms clock ticks, too coarse for an ffmpeg that copies Opus (~1 ms per second of audio).
-    Threads that ended are not counted, so windows are taken while the streams play steadily.
-    Falls back to stat's utime + stime when schedstat is not available."""
-    total = 0
+    From /proc/<pid>/task/*/schedstat: /proc/<pid>/stat's utime + stime count 10 ms clock ticks,
+    too coarse for an ffmpeg that copies Opus (~1 ms per second of audio)."""
+    used: dict[int, int] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        for task in tasks:
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, IndexError, ValueError):
-                continue  # the thread ended meanwhile
-        if total:
-            return total / 1e9
-        raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return used
+    for task in tasks:
+        try:
+            used[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return used
 
 
 def pss_bytes(pid: int) -> int | None:
@@ -128,22 +120,24 @@ def private_bytes(pid: int) -> int | None:
 class CpuWindow:
     """CPU seconds used by a set of processes between ``start()`` and ``stop()``.
 
-    Only processes alive at both ends are counted, so a child that ends in the window does not
-    bias the figure (its share is then missing, and ``counted`` says how many were measured)."""
+    Counted per thread alive at both ends (ffmpeg's demuxer threads, for one, end when the input
+    is read), so a thread that ends inside the window is missed rather than making the sum
+    negative; take windows while the streams play steadily. ``counted`` is how many processes
+    were alive at both ends."""
 
     def __init__(self, pids: Sequence[int]) -> None:
         self.pids = list(pids)
-        self.begin: dict[int, float] = {}
-        self.end: dict[int, float] = {}
+        self.begin: dict[int, dict[int, int]] = {}
+        self.end: dict[int, dict[int, int]] = {}
         self.started_at = self.stopped_at = 0.0
 
     def start(self) -> CpuWindow:
         self.started_at = time.monotonic()
-        self.begin = {pid: c for pid in self.pids if (c := cpu_seconds(pid)) is not None}
+        self.begin = {pid: t for pid in self.pids if (t := thread_cpu_ns(pid))}
         return self
 
     def stop(self) -> CpuWindow:
-        self.end = {pid: c for pid in self.pids if (c := cpu_seconds(pid)) is not None}
+        self.end = {pid: t for pid in self.pids if (t := thread_cpu_ns(pid))}
         self.stopped_at = time.monotonic()
         return self
 
@@ -157,7 +151,11 @@ class CpuWindow:
 
     @property
     def used(self) -> float:
-        return sum(self.end[p] - self.begin[p] for p in self.begin.keys() & self.end.keys())
+        total = 0
+        for pid in self.begin.keys() & self.end.keys():
+            before, after = self.begin[pid], self.end[pid]
+            total += sum(after[tid] - before[tid] for tid in before.keys() & after.keys())
+        return total / 1e9
 
     def ms_per_stream_second(self, streams: int | None = None) -> float:
         streams = self.counted if streams is None else streams

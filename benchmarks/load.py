@@ -17,7 +17,8 @@ _next_guild = FIRST_LOAD_GUILD_ID
 
 
 async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: int,
-                     warmup: float, seconds: float, idle_seconds: float = 1.0) -> dict[str, Any]:
+                     warmup: float, seconds: float, idle_seconds: float = 1.0,
+                     measure_memory: bool = True) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns the worker's result plus ``timing``
     (inter-arrival statistics at the receiver over the measuring window)."""
     global _next_guild
@@ -32,7 +33,7 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
     config = {"method": method, "mode": mode, "url": url, "ffmpeg": bench.ffmpeg,
               "endpoint": bench.standin.endpoint, "ca_file": bench.standin.ca_file,
               "guilds": sessions, "warmup": warmup, "seconds": seconds,
-              "idle_seconds": idle_seconds}
+              "idle_seconds": idle_seconds, "measure_memory": measure_memory}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_worker", cwd=str(REPO_ROOT),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -48,7 +49,7 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
         for guild_id in ids:
             await bench.standin.call("close_session", guild_id=guild_id)
     if proc.returncode != 0 or not out.strip():
-        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        tail = err.decode(errors="replace").strip().splitlines()[-30:]
         raise RuntimeError(f"load worker failed ({proc.returncode}): {' | '.join(tail)}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     since, until = result["window"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -24,7 +25,25 @@ from .botside import (
 from .common import CpuWindow, private_bytes, pss_bytes
 
 
+class DroppedPackets(logging.Handler):
+    """Counts discord.py's "A packet has been dropped" (the UDP socket refused a packet; logged
+    at debug level only)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg.startswith("A packet has been dropped"):
+            self.count += 1
+
+
 async def measure(config: dict[str, Any]) -> dict[str, Any]:
+    dropped = DroppedPackets()
+    voice_log = logging.getLogger("discord.voice_client")
+    voice_log.setLevel(logging.DEBUG)
+    voice_log.propagate = False
+    voice_log.addHandler(dropped)
     guilds = [(g["guild_id"], g["session_id"]) for g in config["guilds"]]
     server = TokenVoiceServer(config["endpoint"], config["ca_file"],
                               {g["guild_id"]: g["token"] for g in config["guilds"]})
@@ -65,15 +84,18 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     bot_cpu = CpuWindow([os.getpid()]).start()
     ffmpeg_cpu = CpuWindow(ffmpeg_pids).start()
     window_start = time.monotonic()
-    await asyncio.sleep(config["seconds"] / 2)
-    # memory in the middle of the window, when every stream is steady
-    playing_pss = pss_bytes(os.getpid()) or 0
-    ffmpeg_pss = [p for pid in ffmpeg_pids if (p := pss_bytes(pid)) is not None]
-    ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
-    await asyncio.sleep(config["seconds"] / 2)
+    await asyncio.sleep(config["seconds"])
     window_end = time.monotonic()
     bot_cpu.stop()
     ffmpeg_cpu.stop()
+    # Memory after the window, the streams still playing: reading smaps_rollup of many processes
+    # holds the GIL long enough to delay the audio threads, so never inside the timed window.
+    playing_pss = pss_bytes(os.getpid()) or 0
+    ffmpeg_pss: list[int] = []
+    ffmpeg_private: list[int] = []
+    if config.get("measure_memory", True):
+        ffmpeg_pss = [p for pid in ffmpeg_pids if (p := pss_bytes(pid)) is not None]
+        ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
     still_playing = sum(1 for h in harnesses if h.voice_client.is_playing())
     underruns = sum(c.stats.underruns for c in chains)
 
@@ -85,6 +107,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     return {
         "guilds": streams_n,
         "connect_seconds": connect_seconds,
+        "sender_drops": dropped.count,
         "window": [window_start, window_end],
         "still_playing": still_playing,
         "underruns": underruns if ours else None,

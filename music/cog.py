@@ -15,7 +15,7 @@ from redbot.core import commands
 from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 
-from .commands import PlaybackCommands, QueueCommands, SettingsCommands
+from .commands import OwnerCommands, PlaybackCommands, QueueCommands, SettingsCommands
 from .engine.events import AdvanceKind
 from .engine.queue import QueueModel
 from .engine.track import Track
@@ -23,6 +23,7 @@ from .formatting import track_line
 from .player import GuildPlayer, PlayerManager, PlayerState
 from .resolve.resolver import Resolver
 from .resolve.service import ResolveService
+from .rpc import MusicRPC
 from .store import POSITION_SAVE_INTERVAL, MusicStore
 
 log = logging.getLogger("red.music")
@@ -33,7 +34,7 @@ STALL_SECONDS = 6.0  # playing, yet the position has not moved for this long: re
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
-class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
+class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -49,6 +50,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         self.service: ResolveService | None = None
         self.manager: PlayerManager | None = None
         self.supervisor_restarts: dict[str, int] = {}
+        self.rpc: MusicRPC | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -66,8 +68,12 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
         self.tasks["init"] = asyncio.create_task(self._initialize(), name="music-init")
+        self.rpc = MusicRPC(self)
+        self.rpc.register()  # only with `redbot --rpc`; the handlers wait for `ready`
 
     async def cog_unload(self) -> None:
+        if self.rpc is not None:
+            self.rpc.unregister()  # first: no RPC call may reach a cog that is shutting down
         self.shutdown_event.set()
         manager = self.manager
         if manager is not None:
@@ -121,6 +127,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, commands.Cog):
         try:
             await self.bot.wait_until_red_ready()
             states = await self.store.load()
+            self.apply_resolve_settings()  # the owner's lookup workers and timeout
             assert self.manager is not None
             for guild_id, state in states.items():
                 player = GuildPlayer.from_snapshot(guild_id, state)

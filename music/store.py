@@ -32,6 +32,8 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "ffmpeg_path": None,
     "network_allow": [],
     "network_deny": [],
+    "resolve_workers": 3,  # yt-dlp lookups at once (`musicset resolvers`)
+    "resolve_timeout": 30,  # seconds one lookup may take (`musicset resolvetimeout`)
 }
 
 GUILD_DEFAULTS: dict[str, Any] = {
@@ -86,6 +88,8 @@ class GlobalSettings:
     ffmpeg_path: str | None = None
     network_allow: list[str] = field(default_factory=list)
     network_deny: list[str] = field(default_factory=list)
+    resolve_workers: int = 3
+    resolve_timeout: int = 30
 
 
 class MusicStore:
@@ -115,6 +119,8 @@ class MusicStore:
             ffmpeg_path=g["ffmpeg_path"],
             network_allow=list(g["network_allow"]),
             network_deny=list(g["network_deny"]),
+            resolve_workers=int(g["resolve_workers"]),
+            resolve_timeout=int(g["resolve_timeout"]),
         )
         self._rebuild_policy()
         states: dict[int, dict[str, Any]] = {}

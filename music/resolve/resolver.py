@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yt_dlp
+import yt_dlp.globals
+import yt_dlp.plugins
 from yt_dlp.extractor import gen_extractor_classes
 from yt_dlp.utils import DownloadError, PagedList, YoutubeDLError
 
@@ -431,6 +433,10 @@ class Resolver:
         """Which site a link or search (`ytsearch1:words`) belongs to: `youtube`,
         `soundcloud`, ..., `generic`. Blocking: it asks every extractor (the first call
         compiles their patterns, ~0.4 s; later ~10 ms)."""
+        if not yt_dlp.globals.all_plugins_loaded.value:
+            # yt-dlp loads plugin extractors at the first YoutubeDL(); before that a plugin
+            # site would be misnamed "generic" (and share the generic breaker)
+            yt_dlp.plugins.load_all_plugins()
         for ie in itertools.chain(self.extra_extractors, gen_extractor_classes()):
             if ie.ie_key() == "Generic":
                 continue

@@ -1,0 +1,459 @@
+"""A queue API over Red's RPC server (`redbot --rpc`), after Musicazoo's JSON commands.
+
+Red serves JSON-RPC 2.0 over a websocket on 127.0.0.1 only (`--rpc-port`, default 6133), without
+authentication: whoever can reach that port of the bot's host can call these methods, so they
+are as trusted as the bot owner's shell. They still go through everything a command goes
+through: the network policy (in the resolver), the server's queue and length limits, the
+per-member limit, the fair queue, and the advancer (queue edits + save + QUEUE_CHANGED).
+
+Methods (Red names them `MUSIC__<NAME>`; params by name or position):
+
+    MUSIC__STATUS(guild_id)
+    MUSIC__QUEUE(guild_id, fields=None)
+    MUSIC__ADD(guild_id, query, channel_id=None, text_channel_id=None, requester_id=0, front=False)
+    MUSIC__REMOVE(guild_id, position=None, track_id=None)
+    MUSIC__MOVE(guild_id, position=None, to_position=None, track_id=None)
+    MUSIC__SKIP(guild_id, track_id=None)
+    MUSIC__BACKGROUND(guild_id, url=None)
+
+Every method answers a JSON object: `{"ok": true, ...}` or `{"ok": false, "error": sentence}`
+for input that can't be acted on (unknown server, bad position, a refused URL...). Discord ids
+are accepted as integers or digit strings and returned as strings (JavaScript clients lose
+precision on integers above 2**53).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .engine.events import AdvanceKind
+from .engine.queue import QueueError
+from .engine.timefmt import format_duration
+from .engine.track import Track
+from .player import GuildPlayer, PlayerState
+from .policy import PolicyError
+from .resolve.jobs import Priority
+from .resolve.resolver import ResolveError
+from .resolve.service import PlaylistExpansion
+
+if TYPE_CHECKING:
+    import discord
+
+    from .cog import Music
+
+log = logging.getLogger("red.music.rpc")
+
+RPC_PREFIX = "music"  # Red names the methods MUSIC__<NAME>
+READY_TIMEOUT = 15.0
+MAX_QUERY_LENGTH = 500
+
+# Track fields a client may ask for. Stream URLs and their headers are left out: they are
+# signed, expire, and can reveal the bot's address.
+TRACK_FIELDS = (
+    "id", "title", "duration", "query", "kind", "requester_id", "uploader", "webpage_url", "is_live",
+    "extractor",
+)
+DEFAULT_FIELDS = ("id", "title", "duration", "requester_id", "webpage_url")
+
+
+class RPCError(Exception):
+    """Bad input, as a sentence for the RPC client."""
+
+
+def _handler(method: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Turn RPCError into `{"ok": false, "error": ...}` and add `"ok": true` to results.
+
+    aiohttp-json-rpc maps params by the argument names that `inspect.getfullargspec` finds;
+    that ignores `__wrapped__` but honours `__signature__`, so the wrapper carries the method's."""
+
+    @functools.wraps(method)
+    async def wrapper(self: MusicRPC, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            await self._wait_ready()
+            result = await method(self, *args, **kwargs)
+        except RPCError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": True, **result}
+
+    wrapper.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return wrapper
+
+
+class MusicRPC:
+    """The RPC handlers of one Music cog. `register()` at the end of cog_load, `unregister()`
+    at the start of cog_unload."""
+
+    def __init__(self, cog: Music) -> None:
+        self.cog = cog
+        self.bot = cog.bot
+        self.registered = False
+
+    # -- registration -----------------------------------------------------------------------
+
+    def handlers(self) -> list[Callable[..., Awaitable[dict[str, Any]]]]:
+        return [self.status, self.queue, self.add, self.remove, self.move, self.skip, self.background]
+
+    def register(self) -> None:
+        """Add the handlers to Red's RPC server when it runs (`--rpc`).
+
+        `bot.register_rpc_handler` would name them after this class (MUSICRPC__...); the RPC
+        server's `add_method` with a prefix gives the cog's name, as a method of the cog would."""
+        if not getattr(self.bot, "rpc_enabled", False):
+            return  # no server: nothing to register (and an unconnected bot has no RPC app)
+        for method in self.handlers():
+            self.bot.rpc.add_method(method, prefix=RPC_PREFIX)
+        self.registered = True
+
+    def unregister(self) -> None:
+        if self.registered:
+            self.bot.rpc.remove_methods(RPC_PREFIX.upper())
+            self.registered = False
+
+    # -- the methods -------------------------------------------------------------------------
+
+    @_handler
+    async def status(self, guild_id: int | str) -> dict[str, Any]:
+        """The player of a server: state, current track and position, queue length, settings."""
+        guild = self._guild(guild_id)
+        player = self._player(guild.id)
+        settings = self.cog.store.guild(guild.id)
+        vc = guild.voice_client
+        connected = vc is not None and vc.is_connected()
+        current = player.queue.current
+        return {
+            "guild_id": str(guild.id),
+            "state": player.state.value,
+            "connected": connected,
+            "voice_channel_id": str(vc.channel.id) if connected and vc is not None else None,
+            "current": _track_json(current, DEFAULT_FIELDS) if current else None,
+            "position": round(player.position, 2) if current else None,
+            "paused": player.state is PlayerState.PAUSED,
+            "volume": player.volume,
+            "queue_length": len(player.queue),
+            "queue_duration": player.queue.upcoming_duration(),
+            "repeat": player.queue.repeat.value,
+            "shuffle": player.queue.shuffle,
+            "background": settings.background,
+            "background_playing": player.state is PlayerState.BACKGROUND,
+        }
+
+    @_handler
+    async def queue(self, guild_id: int | str, fields: list[str] | None = None) -> dict[str, Any]:
+        """The current track and the queue, each track with the chosen `fields`
+        (default: id, title, duration, requester_id, webpage_url)."""
+        guild = self._guild(guild_id)
+        chosen = _fields(fields)
+        player = self._player(guild.id)
+        current = player.queue.current
+        return {
+            "current": _track_json(current, chosen) if current else None,
+            "queue": [
+                {"position": n, **_track_json(t, chosen)} for n, t in enumerate(player.queue.upcoming, 1)
+            ],
+        }
+
+    @_handler
+    async def add(
+        self,
+        guild_id: int | str,
+        query: str,
+        channel_id: int | str | None = None,
+        text_channel_id: int | str | None = None,
+        requester_id: int | str = 0,
+        front: bool = False,
+    ) -> dict[str, Any]:
+        """Queue a URL (a playlist adds its entries) or the first search result for text.
+
+        `channel_id`: the voice channel to play in when the bot is in none. `text_channel_id`:
+        where "Now playing" and errors go. `requester_id`: the member it is queued for (their
+        per-member limit and fair-queue turn apply); 0 for the RPC client itself."""
+        guild = self._guild(guild_id)
+        if not isinstance(query, str) or not query.strip():
+            raise RPCError("Give a `query`: a link, or words to search for.")
+        query = query.strip().strip("<>")
+        if len(query) > MAX_QUERY_LENGTH:
+            raise RPCError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
+        requester = _snowflake(requester_id, "requester_id", allow_zero=True)
+        player = self._player(guild.id)
+        self._place(guild, player, channel_id, text_channel_id)
+        settings = self.cog.store.guild(guild.id)
+        idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
+        assert self.cog.service is not None
+        try:
+            result = await self.cog.service.resolve(
+                query,
+                guild_id=guild.id,
+                requester_id=requester,
+                limit=max(1, settings.max_playlist),
+                priority=Priority.URGENT if idle else Priority.NORMAL,
+            )
+        except (ResolveError, PolicyError) as exc:
+            raise RPCError(str(exc)) from None
+        try:
+            position, added, notes = await self._enqueue(guild, player, result.tracks, requester, front=bool(front))
+        except RPCError:
+            if result.rest is not None:
+                self.cog.service.cancel(result.rest.job_id or 0, by_user_id=requester, is_admin=True)
+            raise
+        answer: dict[str, Any] = {
+            "position": position,
+            "added": [_track_json(t, DEFAULT_FIELDS) for t in added],
+            "notes": notes + [str(e) for e in result.errors or ()],
+        }
+        if result.rest is not None:
+            # a playlist: its first entry is queued now, the rest as it is listed
+            insert_at = position + len(added) if front else None
+            assert self.cog.manager is not None
+            self.cog.manager.spawn(self._expand(guild.id, result.rest, insert_at))
+            answer["playlist_job"] = result.rest.job_id
+        return answer
+
+    @_handler
+    async def remove(
+        self, guild_id: int | str, position: int | None = None, track_id: str | None = None
+    ) -> dict[str, Any]:
+        """Remove a queued track by its 1-based `position` or by its `track_id`."""
+        guild = self._guild(guild_id)
+        player = self._player(guild.id)
+        index = self._position(player, position, track_id)
+        try:
+            track = player.queue.remove(index)
+        except QueueError as exc:
+            raise RPCError(exc.sentence) from None
+        self._changed(player)
+        return {"removed": _track_json(track, DEFAULT_FIELDS)}
+
+    @_handler
+    async def move(
+        self,
+        guild_id: int | str,
+        position: int | None = None,
+        to_position: int | None = None,
+        track_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Move a queued track (by `position` or `track_id`) so it ends up at `to_position`."""
+        guild = self._guild(guild_id)
+        player = self._player(guild.id)
+        index = self._position(player, position, track_id)
+        if to_position is None:
+            raise RPCError("Give `to_position`: where the track should end up.")
+        target = _int(to_position, "to_position")
+        try:
+            track = player.queue.move(index, target)
+        except QueueError as exc:
+            raise RPCError(exc.sentence) from None
+        self._changed(player)
+        return {"moved": _track_json(track, DEFAULT_FIELDS), "position": target}
+
+    @_handler
+    async def skip(self, guild_id: int | str, track_id: str | None = None) -> dict[str, Any]:
+        """Skip the current track. With `track_id`, only if that track is still the current one
+        (so a late request never skips the next song)."""
+        guild = self._guild(guild_id)
+        player = self._player(guild.id)
+        current = player.queue.current
+        if current is None:
+            raise RPCError("Nothing is playing.")
+        if track_id is not None and current.id != track_id:
+            raise RPCError(f"Track {track_id} is not the current track any more; nothing was skipped.")
+        assert self.cog.manager is not None
+        self.cog.manager.post(guild.id, AdvanceKind.SKIP)
+        return {"skipped": _track_json(current, DEFAULT_FIELDS)}
+
+    @_handler
+    async def background(self, guild_id: int | str, url: str | None = None) -> dict[str, Any]:
+        """Show (no `url`), set (an http(s) link) or turn off (`"off"`) the server's background:
+        a stream that plays while the queue is empty."""
+        guild = self._guild(guild_id)
+        store = self.cog.store
+        manager = self.cog.manager
+        assert manager is not None
+        if url is None:
+            return {"background": store.guild(guild.id).background}
+        if not isinstance(url, str):
+            raise RPCError("`url` must be a link, or \"off\".")
+        url = url.strip().strip("<>")
+        if url.lower() in ("off", "none", ""):
+            await store.set_guild(guild.id, "background", None)
+            if manager.get(guild.id).state is PlayerState.BACKGROUND:
+                manager.post(guild.id, AdvanceKind.STOP)
+            return {"background": None}
+        if len(url) > MAX_QUERY_LENGTH or not url.lower().startswith(("http://", "https://")):
+            raise RPCError("The background must be an http(s) link.")
+        try:
+            await store.network_policy_check(url)
+        except PolicyError as exc:
+            raise RPCError(str(exc)) from None
+        await store.set_guild(guild.id, "background", url)
+        manager.post(guild.id, AdvanceKind.RESCHEDULE)  # starts it if idle in voice
+        return {"background": url}
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _wait_ready(self) -> None:
+        if self.cog.ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.cog.ready.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise RPCError("Music is still starting up; please try again in a few seconds.") from None
+
+    def _guild(self, guild_id: Any) -> discord.Guild:
+        gid = _snowflake(guild_id, "guild_id")
+        guild = self.bot.get_guild(gid)
+        if guild is None:
+            raise RPCError(f"I'm not in a server with id {gid}.")
+        return guild
+
+    def _player(self, guild_id: int) -> GuildPlayer:
+        assert self.cog.manager is not None
+        return self.cog.manager.get(guild_id)
+
+    @staticmethod
+    def _position(player: GuildPlayer, position: Any, track_id: Any) -> int:
+        if (position is None) == (track_id is None):
+            raise RPCError("Give either `position` (1-based) or `track_id`.")
+        if track_id is not None:
+            for n, track in enumerate(player.queue.upcoming, 1):
+                if track.id == track_id:
+                    return n
+            raise RPCError(f"There's no queued track with id {track_id}.")
+        return _int(position, "position")  # the queue model checks the range, with a sentence
+
+    def _place(self, guild: discord.Guild, player: GuildPlayer, channel_id: Any, text_channel_id: Any) -> None:
+        """Where the music plays and talks; the load path joins `player.channel_id`."""
+        if text_channel_id is not None:
+            text = guild.get_channel(_snowflake(text_channel_id, "text_channel_id"))
+            if text is None or not hasattr(text, "send"):
+                raise RPCError(f"There's no text channel {text_channel_id} in that server.")
+            player.text_channel_id = text.id
+        vc = guild.voice_client
+        connected = vc is not None and vc.is_connected()
+        if channel_id is not None:
+            channel = guild.get_channel(_snowflake(channel_id, "channel_id"))
+            if channel is None or not callable(getattr(channel, "connect", None)):
+                raise RPCError(f"There's no voice channel {channel_id} in that server.")
+            if connected and vc is not None and vc.channel.id != channel.id:
+                raise RPCError(f"I'm already in voice channel {vc.channel.id}; add without `channel_id` to play there.")
+            perms = channel.permissions_for(guild.me)
+            if not (perms.connect and perms.speak):
+                raise RPCError(f"I need the Connect and Speak permissions in voice channel {channel.id}.")
+            player.channel_id = channel.id
+        elif connected and vc is not None:
+            player.channel_id = vc.channel.id
+        elif player.channel_id is None or guild.get_channel(player.channel_id) is None:
+            raise RPCError("I'm not in a voice channel: give `channel_id`, the voice channel to play in.")
+
+    async def _enqueue(
+        self, guild: discord.Guild, player: GuildPlayer, tracks: list[Track], requester: int, *, front: bool
+    ) -> tuple[int, list[Track], list[str]]:
+        """The server's limits, as `play` applies them; returns (position, added, notes)."""
+        settings = self.cog.store.guild(guild.id)
+        notes: list[str] = []
+        if settings.max_length:
+            too_long = [t for t in tracks if t.duration and t.duration > settings.max_length]
+            tracks = [t for t in tracks if t not in too_long]
+            if too_long and not tracks:
+                raise RPCError(
+                    f"{too_long[0].title} is longer than this server's limit of {format_duration(settings.max_length)}."
+                )
+            if too_long:
+                notes.append(f"{len(too_long)} track(s) were longer than {format_duration(settings.max_length)} and were left out.")
+        room = settings.max_queue - len(player.queue)
+        if room <= 0:
+            raise RPCError(f"The queue is full ({settings.max_queue} tracks).")
+        if settings.max_per_member and not await self._privileged(guild, requester):
+            mine = player.queue.count_by(requester)
+            member_room = settings.max_per_member - mine
+            if member_room <= 0:
+                raise RPCError(f"That requester already has {mine} tracks queued, this server's limit per member.")
+            if len(tracks) > member_room:
+                notes.append(f"{len(tracks) - member_room} track(s) were left out by the per-member limit of {settings.max_per_member}.")
+                tracks = tracks[:member_room]
+        if len(tracks) > room:
+            notes.append(f"The queue is full: {len(tracks) - room} track(s) were left out.")
+            tracks = tracks[:room]
+        if not tracks:
+            raise RPCError("I found nothing to play there.")
+        at = player.queue.fair_position(requester) if settings.fair_queue and not front else None
+        position = player.queue.add(tracks, front=front, at=at)
+        self._changed(player)
+        return position, tracks, notes
+
+    async def _privileged(self, guild: discord.Guild, user_id: int) -> bool:
+        """DJs, moderators, admins and the owner are exempt from the per-member limit."""
+        member = guild.get_member(user_id) if user_id else None
+        if member is None:
+            return False
+        dj_role = self.cog.store.guild(guild.id).dj_role
+        if dj_role is not None and any(r.id == dj_role for r in member.roles):
+            return True
+        return await self.bot.is_mod(member) or await self.bot.is_owner(member)
+
+    async def _expand(self, guild_id: int, rest: PlaylistExpansion, insert_at: int | None) -> None:
+        """Queue a playlist's remaining entries as they are listed, within the limits."""
+        manager = self.cog.manager
+        assert manager is not None
+        player = manager.get(guild_id)
+        settings = self.cog.store.guild(guild_id)
+        async for batch in rest:
+            limit = settings.max_length
+            usable = [t for t in batch if not (limit and t.duration and t.duration > limit)]
+            usable = usable[: max(0, settings.max_queue - len(player.queue))]
+            if usable:
+                position = player.queue.add(usable, at=insert_at)
+                if insert_at is not None:
+                    insert_at = position + len(usable)
+                self._changed(player)
+
+    def _changed(self, player: GuildPlayer) -> None:
+        manager = self.cog.manager
+        assert manager is not None
+        manager.save(player)
+        manager.post(player.guild_id, AdvanceKind.QUEUE_CHANGED)
+
+
+# -- JSON shapes ---------------------------------------------------------------------------------
+
+
+def _track_json(track: Track, fields: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(track, name)
+        out[name] = str(value) if name == "requester_id" else value
+    return out
+
+
+def _fields(fields: Any) -> tuple[str, ...]:
+    if fields is None:
+        return DEFAULT_FIELDS
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise RPCError("`fields` must be a list of field names.")
+    unknown = [f for f in fields if f not in TRACK_FIELDS]
+    if unknown:
+        raise RPCError(f"Unknown field(s) {', '.join(unknown)}; choose from {', '.join(TRACK_FIELDS)}.")
+    return tuple(fields)
+
+
+def _snowflake(value: Any, name: str, *, allow_zero: bool = False) -> int:
+    """A Discord id from an int or a digit string."""
+    if isinstance(value, bool):
+        raise RPCError(f"`{name}` must be a Discord id (a number or a string of digits).")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value < 0 or (value == 0 and not allow_zero) or value >= 1 << 64:
+        raise RPCError(f"`{name}` must be a Discord id (a number or a string of digits).")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise RPCError(f"`{name}` must be a whole number.")
+    return value
