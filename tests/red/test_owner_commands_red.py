@@ -48,7 +48,7 @@ async def test_resolvers_and_timeout_apply_live_and_survive_a_restart(red: Red) 
 
 async def test_doctor_reports_every_check_in_a_box_with_the_prefix_filled_in(red: Red) -> None:
     world = World(red)
-    cog = await load_cog(red)
+    await load_cog(red)
     ctx = world.ctx()
     ctx.clean_prefix = "?"
     await red.get_command("musicset doctor")(ctx)
