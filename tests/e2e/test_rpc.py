@@ -194,11 +194,12 @@ async def test_add_edit_and_skip_through_the_api(music_bot: MusicBot, rpc: RpcCl
         assert added["ok"] and added["position"] == position, added
 
     listed = await rpc.call("MUSIC__QUEUE", guild_id=gid, fields=["title", "duration", "requester_id"])
-    assert listed["current"] == {"title": "long", "duration": 30.0, "requester_id": str(w.member.id)}
+    # exactly the chosen fields; durations as the encoder wrote the files (3 s, 30 s)
+    assert listed["current"] == {"title": "long", "duration": pytest.approx(30.0, abs=0.1),
+                                 "requester_id": str(w.member.id)}
     assert listed["queue"] == [
-        {"position": 1, "title": "a440", "duration": 3.0, "requester_id": "0"},
-        {"position": 2, "title": "b880", "duration": 3.0, "requester_id": "0"},
-        {"position": 3, "title": "a660", "duration": 3.0, "requester_id": "0"},
+        {"position": n, "title": title, "duration": pytest.approx(3.0, abs=0.1), "requester_id": "0"}
+        for n, title in enumerate(["a440", "b880", "a660"], 1)
     ]
 
     moved = await rpc.call("MUSIC__MOVE", guild_id=gid, position=3, to_position=1)
