@@ -13,9 +13,11 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import discord
 
 from music.audio.source import ChainSource, TrackStream
+from standin.voice import client_ssl_context
 from standin.voice_harness import VoiceHarness
 
 CONNECT_TIMEOUT = 20.0
@@ -52,16 +54,24 @@ async def connect_harnesses(server: Any, guilds: Sequence[tuple[int, str]]) -> l
         harness.gateway_session_id = session_id
         if client is None:
             client = harness.client = await harness._make_client()
+            await _unlimited_connections(client, server.ca_file)
         harnesses.append(harness)
     for begin in range(0, len(harnesses), CONNECT_BATCH):
         batch = harnesses[begin : begin + CONNECT_BATCH]
-        import sys, time
-        t = time.monotonic()
-        try:
-            await asyncio.gather(*(h.connect(timeout=CONNECT_TIMEOUT) for h in batch))
-        finally:
-            print("DEBUG batch", begin, round(time.monotonic() - t, 2), [h.guild_id for h in batch][:2], file=sys.stderr)
+        await asyncio.gather(*(h.connect(timeout=CONNECT_TIMEOUT) for h in batch))
     return harnesses
+
+
+async def _unlimited_connections(client: discord.Client, ca_file: str) -> None:
+    """Give the shared client an HTTP session without aiohttp's default cap of 100 connections.
+
+    Each voice websocket holds one connection of the session for as long as it is open, so the
+    harness's default session (limit 100) stalls the 101st voice client forever; discord.py's own
+    session uses ``TCPConnector(limit=0)``."""
+    old = client.http._HTTPClient__session  # type: ignore[attr-defined]
+    connector = aiohttp.TCPConnector(limit=0, ssl=client_ssl_context(ca_file))
+    client.http._HTTPClient__session = aiohttp.ClientSession(connector=connector)  # type: ignore[attr-defined]
+    await old.close()
 
 
 async def close_harnesses(harnesses: Sequence[VoiceHarness]) -> None:
@@ -80,9 +90,11 @@ class ChainEvents:
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[tuple[str, str | None]] = asyncio.Queue()
+        self.seen: list[tuple[str, str | None]] = []  # (kind, error) of every event, for reports
 
     def __call__(self, kind: str, track_id: str | None, error: str | None) -> None:
         # called on discord.py's audio thread: never touch the queue from there directly
+        self.seen.append((kind, error))  # list.append is atomic under the GIL
         self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, track_id))
 
     async def wait_for(self, kind: str, track_id: str | None, timeout: float) -> None:

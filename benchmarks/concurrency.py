@@ -26,7 +26,7 @@ async def run(bench: Any, quick: bool) -> str:
             try:
                 r = await run_worker(bench, method=method, mode="copy", url=bench.url(MEDIA_WEBM),
                                      guilds=guilds, warmup=warmup, seconds=seconds,
-                                     measure_memory=False)
+                                     measure_memory=False, timing_only=True)
             except Exception as exc:
                 failures.append(f"{method} x{guilds}: {type(exc).__name__}: {exc}")
                 continue

@@ -18,7 +18,7 @@ _next_guild = FIRST_LOAD_GUILD_ID
 
 async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: int,
                      warmup: float, seconds: float, idle_seconds: float = 1.0,
-                     measure_memory: bool = True) -> dict[str, Any]:
+                     measure_memory: bool = True, timing_only: bool = False) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns the worker's result plus ``timing``
     (inter-arrival statistics at the receiver over the measuring window)."""
     global _next_guild
@@ -28,7 +28,7 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
     for guild_id in ids:
         session_id = new_session_id()
         token = await bench.standin.call("open_session", guild_id=guild_id, user_id=3003,
-                                         session_id=session_id)
+                                         session_id=session_id, timing_only=timing_only)
         sessions.append({"guild_id": guild_id, "session_id": session_id, "token": token})
     config = {"method": method, "mode": mode, "url": url, "ffmpeg": bench.ffmpeg,
               "endpoint": bench.standin.endpoint, "ca_file": bench.standin.ca_file,
@@ -49,7 +49,7 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
         for guild_id in ids:
             await bench.standin.call("close_session", guild_id=guild_id)
     if proc.returncode != 0 or not out.strip():
-        tail = err.decode(errors="replace").strip().splitlines()[-30:]
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"load worker failed ({proc.returncode}): {' | '.join(tail)}")
     result = json.loads(out.decode().strip().splitlines()[-1])
     since, until = result["window"]

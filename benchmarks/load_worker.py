@@ -63,12 +63,16 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     copy = config["mode"] == "copy"
     url, ffmpeg = config["url"], config["ffmpeg"]
     chains: list[ChainSource] = []
+    chain_events: list[ChainEvents] = []
+    opened_at = time.monotonic()
     ffmpeg_pids: list[int] = []
     if ours:
         streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30)
                                          for _ in harnesses))
         for harness, stream in zip(harnesses, streams, strict=True):
-            chain = ChainSource(ChainEvents())
+            events = ChainEvents()
+            chain_events.append(events)
+            chain = ChainSource(events)
             chain.play_now(stream, "load")
             harness.voice_client.play(chain)
             chains.append(chain)
@@ -80,6 +84,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)
 
+    open_seconds = time.monotonic() - opened_at
     await asyncio.sleep(config["warmup"])
     bot_cpu = CpuWindow([os.getpid()]).start()
     ffmpeg_cpu = CpuWindow(ffmpeg_pids).start()
@@ -98,6 +103,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
     still_playing = sum(1 for h in harnesses if h.voice_client.is_playing())
     underruns = sum(c.stats.underruns for c in chains)
+    unexpected = [f"{kind}: {error}" for e in chain_events for kind, error in e.seen
+                  if kind != "track_start"]
 
     for harness in harnesses:
         harness.voice_client.stop()
@@ -108,6 +115,9 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "guilds": streams_n,
         "connect_seconds": connect_seconds,
         "sender_drops": dropped.count,
+        "open_seconds": open_seconds,
+        "unexpected_events": len(unexpected),
+        "unexpected_examples": unexpected[:3],
         "window": [window_start, window_end],
         "still_playing": still_playing,
         "underruns": underruns if ours else None,

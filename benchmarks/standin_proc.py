@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -22,22 +24,47 @@ import numpy as np
 from aiohttp import web
 
 from standin import analysis
-from standin.voice import VoiceServer
+from standin.voice import RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
 # Discord clients decode this 3-byte Opus frame as 20 ms of silence (discord.opus.OPUS_SILENCE).
 OPUS_SILENCE = b"\xf8\xff\xfe"
 LATE_SECONDS = 0.040
+#: a large UDP receive buffer, so a moment without CPU for this process does not drop datagrams
+UDP_RECEIVE_BUFFER = 8 * 1024 * 1024
+
+
+class TimingVoiceServer(VoiceServer):
+    """The stand-in's voice server, able to skip decryption for guilds whose audio content is not
+    needed (the load rows only time packets): a 150-guild load is 7,500 datagrams a second, and
+    decrypting them all in Python would make the receiver, not the bot, the bottleneck."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timing_only: set[int] = set()
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int], arrival: float) -> None:
+        if self.timing_only and len(data) >= RTP_HEADER_SIZE and data[0] & 0xC0 == 0x80:
+            sequence, timestamp, ssrc = struct.unpack_from(">HII", data, 2)
+            conn = self._by_ssrc.get(ssrc)
+            if conn is not None and conn.mode is not None and conn.session.guild_id in self.timing_only:
+                conn.session.audio.packets.append(ReceivedPacket(arrival, sequence, timestamp, ssrc, b""))
+                return
+        super()._on_datagram(data, addr, arrival)
 
 
 class Controller:
-    def __init__(self, voice: VoiceServer) -> None:
+    def __init__(self, voice: TimingVoiceServer) -> None:
         self.voice = voice
 
-    async def op_open_session(self, guild_id: int, user_id: int, session_id: str) -> str:
+    async def op_open_session(self, guild_id: int, user_id: int, session_id: str,
+                              timing_only: bool = False) -> str:
+        if timing_only:
+            self.voice.timing_only.add(guild_id)
         return self.voice.open_session(guild_id, user_id, session_id)
 
     async def op_close_session(self, guild_id: int) -> None:
         self.voice.close_session(guild_id)
+        self.voice.timing_only.discard(guild_id)
 
     async def op_clear(self, guild_ids: list[int]) -> None:
         for guild_id in guild_ids:
@@ -130,8 +157,12 @@ async def main() -> None:
     args = parser.parse_args()
     root = Path(args.media)
 
-    voice = VoiceServer()
+    voice = TimingVoiceServer()
     await voice.start()
+    assert voice._udp is not None and voice._udp.transport is not None
+    udp_socket = voice._udp.transport.get_extra_info("socket")
+    udp_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+    udp_buffer = udp_socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     app = web.Application()
     app.router.add_static("/media/", str(root), show_index=False)
     app.router.add_get("/paced/{name}", paced_handler(root))
@@ -143,7 +174,8 @@ async def main() -> None:
 
     out = sys.stdout
     out.write(json.dumps({"endpoint": voice.endpoint, "ca_file": voice.ca_file,
-                          "media_base": f"http://127.0.0.1:{port}"}) + "\n")
+                          "media_base": f"http://127.0.0.1:{port}",
+                          "udp_receive_buffer": udp_buffer}) + "\n")
     out.flush()
 
     controller = Controller(voice)

@@ -74,6 +74,10 @@ def _handler(method: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., 
     @functools.wraps(method)
     async def wrapper(self: MusicRPC, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
+            if not self.registered:
+                # Red swaps in a new method table on unregister, but a websocket opened
+                # before keeps the old one: its calls still reach this unloaded cog's handlers
+                raise RPCError("Music was unloaded or reloaded; reconnect to the RPC server.")
             await self._wait_ready()
             result = await method(self, *args, **kwargs)
         except RPCError as exc:
@@ -180,7 +184,7 @@ class MusicRPC:
             raise RPCError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
         requester = _snowflake(requester_id, "requester_id", allow_zero=True)
         player = self._player(guild.id)
-        self._place(guild, player, channel_id, text_channel_id)
+        place = self._place(guild, player, channel_id, text_channel_id)
         settings = self.cog.store.guild(guild.id)
         idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
         assert self.cog.service is not None
@@ -195,7 +199,9 @@ class MusicRPC:
         except (ResolveError, PolicyError) as exc:
             raise RPCError(str(exc)) from None
         try:
-            position, added, notes = await self._enqueue(guild, player, result.tracks, requester, front=bool(front))
+            position, added, notes = await self._enqueue(
+                guild, player, result.tracks, requester, front=bool(front), place=place
+            )
         except RPCError:
             if result.rest is not None:
                 self.cog.service.cancel(result.rest.job_id or 0, by_user_id=requester, is_admin=True)
@@ -325,13 +331,17 @@ class MusicRPC:
             raise RPCError(f"There's no queued track with id {track_id}.")
         return _int(position, "position")  # the queue model checks the range, with a sentence
 
-    def _place(self, guild: discord.Guild, player: GuildPlayer, channel_id: Any, text_channel_id: Any) -> None:
-        """Where the music plays and talks; the load path joins `player.channel_id`."""
+    def _place(
+        self, guild: discord.Guild, player: GuildPlayer, channel_id: Any, text_channel_id: Any
+    ) -> tuple[int, int | None]:
+        """(voice channel, text channel) the music will play and talk in; the load path joins
+        `player.channel_id`. Checked before the lookup, applied only when tracks are queued."""
+        text_id = player.text_channel_id
         if text_channel_id is not None:
             text = guild.get_channel(_snowflake(text_channel_id, "text_channel_id"))
             if text is None or not hasattr(text, "send"):
                 raise RPCError(f"There's no text channel {text_channel_id} in that server.")
-            player.text_channel_id = text.id
+            text_id = text.id
         vc = guild.voice_client
         connected = vc is not None and vc.is_connected()
         if channel_id is not None:
@@ -343,14 +353,22 @@ class MusicRPC:
             perms = channel.permissions_for(guild.me)
             if not (perms.connect and perms.speak):
                 raise RPCError(f"I need the Connect and Speak permissions in voice channel {channel.id}.")
-            player.channel_id = channel.id
-        elif connected and vc is not None:
-            player.channel_id = vc.channel.id
-        elif player.channel_id is None or guild.get_channel(player.channel_id) is None:
+            return channel.id, text_id
+        if connected and vc is not None:
+            return vc.channel.id, text_id
+        if player.channel_id is None or guild.get_channel(player.channel_id) is None:
             raise RPCError("I'm not in a voice channel: give `channel_id`, the voice channel to play in.")
+        return player.channel_id, text_id
 
     async def _enqueue(
-        self, guild: discord.Guild, player: GuildPlayer, tracks: list[Track], requester: int, *, front: bool
+        self,
+        guild: discord.Guild,
+        player: GuildPlayer,
+        tracks: list[Track],
+        requester: int,
+        *,
+        front: bool,
+        place: tuple[int, int | None],
     ) -> tuple[int, list[Track], list[str]]:
         """The server's limits, as `play` applies them; returns (position, added, notes)."""
         settings = self.cog.store.guild(guild.id)
@@ -380,6 +398,7 @@ class MusicRPC:
             tracks = tracks[:room]
         if not tracks:
             raise RPCError("I found nothing to play there.")
+        player.channel_id, player.text_channel_id = place
         at = player.queue.fair_position(requester) if settings.fair_queue and not front else None
         position = player.queue.add(tracks, front=front, at=at)
         self._changed(player)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import discord
 from redbot.core import commands
-from redbot.core.utils.chat_formatting import box
+from redbot.core.utils.chat_formatting import box, pagify
 from redbot.core.utils.menus import menu
 
 from ..engine.events import AdvanceKind
@@ -151,3 +151,31 @@ class QueueCommands(MusicMixin):
         if not cancelled:
             raise CommandError(f"There is no unfinished lookup with job number {job}.")
         await self.say(ctx, f"Cancelled job {job}.")
+
+    @music_group.command(name="stats")
+    @commands.is_owner()
+    async def music_stats(self, ctx: commands.Context) -> None:
+        """Per-player audio figures: frames sent, silence sent (nulled), underruns (deficit),
+        gapless track changes, copy or transcode, prebuffer depth and the ffmpeg pid."""
+        assert self.manager is not None
+        rows = []
+        for guild_id, player in sorted(self.manager.players.items()):
+            source = player.source
+            if source is None:
+                rows.append(f"{guild_id}  {player.state.value:<10}  no audio source")
+                continue
+            stats = source.stats
+            stream = source.current_stream
+            mode = ("copy" if stream.passthrough else "transcode") if stream is not None else "-"
+            depth = stream.buffered if stream is not None else 0
+            pid = stream.pid if stream is not None else None
+            rows.append(
+                f"{guild_id}  {player.state.value:<10}  sent {stats.frames_sent}  nulled {stats.frames_silence}"
+                f"  deficit {stats.underruns}  gapless {stats.gapless_switches}  {mode}"
+                f"  buffer {depth}  ffmpeg {pid or '-'}"
+            )
+        if not rows:
+            await self.say(ctx, "No players.")
+            return
+        for page in pagify("\n".join(rows), page_length=1900):
+            await self.say(ctx, box(page))

@@ -147,9 +147,6 @@ async def test_bad_input_gets_a_sentence_and_changes_nothing(music_bot: MusicBot
         (("MUSIC__QUEUE", {"guild_id": "not a number"}),
          "`guild_id` must be a Discord id (a number or a string of digits)."),
         (("MUSIC__QUEUE", {"guild_id": gid, "fields": ["title", "stream_url"]}), "Unknown field(s) stream_url"),
-        # the bot is in no voice channel yet and was not told one
-        (("MUSIC__ADD", {"guild_id": gid, "query": media_server.url("a440.webm")}),
-         "I'm not in a voice channel: give `channel_id`, the voice channel to play in."),
         (("MUSIC__ADD", {"guild_id": gid, "query": "x", "channel_id": w.general.id}),
          f"There's no voice channel {w.general.id} in that server."),
         # the network policy applies to the API as to `play`
@@ -161,6 +158,9 @@ async def test_bad_input_gets_a_sentence_and_changes_nothing(music_bot: MusicBot
         (("MUSIC__REMOVE", {"guild_id": gid, "position": 1}), "The queue is empty."),
         (("MUSIC__REMOVE", {"guild_id": gid}), "Give either `position` (1-based) or `track_id`."),
         (("MUSIC__SKIP", {"guild_id": gid}), "Nothing is playing."),
+        # the bot is in no voice channel yet, and the refused adds above did not leave theirs
+        (("MUSIC__ADD", {"guild_id": gid, "query": media_server.url("a440.webm")}),
+         "I'm not in a voice channel: give `channel_id`, the voice channel to play in."),
     ]
     for (method, params), sentence in refusals:
         answer = await rpc.call(method, **params)
@@ -241,6 +241,33 @@ async def test_add_edit_and_skip_through_the_api(music_bot: MusicBot, rpc: RpcCl
     assert after["state"] == "idle" and after["current"] is None and after["queue_length"] == 0, after
 
 
+async def test_the_servers_limits_apply_to_the_api(music_bot: MusicBot, rpc: RpcClient, media_server) -> None:
+    w = music_bot.world
+    gid = w.guild.id
+    reply = await music_bot.ask(w.owner, "!musicset maxlength 10")
+    assert reply.content == "Longest track: 0:10."
+    too_long = await rpc.call("MUSIC__ADD", guild_id=gid, query=media_server.url("long.mp3"))
+    assert too_long == {"ok": False, "error": "long is longer than this server's limit of 0:10."}
+    assert (await music_bot.ask(w.owner, "!musicset maxlength 0")).content == "Longest track: no limit."
+
+    reply = await music_bot.ask(w.owner, "!musicset memberlimit 1")
+    assert reply.content == "Each member may queue 1 tracks."
+    mine = {"guild_id": gid, "requester_id": str(w.member.id)}
+    playing = await rpc.call("MUSIC__ADD", query=media_server.url("long.mp3"), **mine)
+    assert playing["ok"], playing
+    await music_bot.ears.wait_for_tone(330, packets=5)  # it became the current track
+    queued = await rpc.call("MUSIC__ADD", query=media_server.url("a440.webm"), **mine)
+    assert queued["ok"] and queued["position"] == 1, queued
+    refused = await rpc.call("MUSIC__ADD", query=media_server.url("b880.webm"), **mine)
+    assert refused == {"ok": False, "error": "That requester already has 1 tracks queued, this server's limit per member."}
+    assert titles(await rpc.call("MUSIC__QUEUE", guild_id=gid)) == ["a440"]
+    assert (await music_bot.ask(w.owner, "!musicset memberlimit 0")).content == "Members may queue any number of tracks."
+
+    assert (await rpc.call("MUSIC__REMOVE", guild_id=gid, position=1))["ok"]
+    assert (await rpc.call("MUSIC__SKIP", guild_id=gid))["ok"]
+    await music_bot.audio.wait_for_quiet(1.0, timeout=5)
+
+
 async def test_background_plays_while_idle_and_yields_to_added_tracks(
     music_bot: MusicBot, rpc: RpcClient, media_server
 ) -> None:
@@ -270,3 +297,32 @@ async def test_background_plays_while_idle_and_yields_to_added_tracks(
     await music_bot.audio.wait_for_quiet(1.0, timeout=5)
     status = await rpc.call("MUSIC__STATUS", guild_id=gid)
     assert status["background"] is None and status["state"] == "idle", status
+
+
+async def test_unload_removes_the_methods_and_load_restores_them(
+    music_bot: MusicBot, rpc: RpcClient, rpc_port: int
+) -> None:
+    w = music_bot.world
+    unloaded = await music_bot.ask(w.owner, "!unload music", expect=lambda m: "music" in m.content.lower())
+    assert unloaded.content == "The following package was unloaded: `music`.", unloaded.content
+    # Red's RPC server gives each websocket the method table of its connection time, so the
+    # connection opened before the unload still reaches the old handlers: they must refuse
+    stale = await rpc.call("MUSIC__STATUS", guild_id=w.guild.id)
+    assert stale == {"ok": False, "error": "Music was unloaded or reloaded; reconnect to the RPC server."}
+    fresh = await RpcClient(f"ws://127.0.0.1:{rpc_port}/").connect()
+    try:
+        listed = await fresh.request("GET_METHODS")
+        assert not MUSIC_METHODS & set(listed["result"]), listed
+        gone = await fresh.request("MUSIC__STATUS", {"guild_id": w.guild.id})
+        assert gone["error"]["code"] == -32601, gone  # method not found
+    finally:
+        await fresh.close()
+
+    loaded = await music_bot.ask(w.owner, "!load music", expect=lambda m: "music" in m.content.lower())
+    assert loaded.content == "Loaded `music`.", loaded.content
+    fresh = await RpcClient(f"ws://127.0.0.1:{rpc_port}/").connect()
+    try:
+        status = await fresh.call("MUSIC__STATUS", guild_id=w.guild.id)
+        assert status["ok"] and status["state"] == "idle", status
+    finally:
+        await fresh.close()

@@ -474,3 +474,20 @@ async def test_the_background_plays_when_idle_yields_to_the_queue_and_comes_back
     await cog.stop(ctx)  # stop silences the background too
     await wait_for(lambda: player.state is PlayerState.IDLE)
     await red.remove_cog("Music")
+
+
+async def test_music_stats_shows_frames_mode_and_ffmpeg_of_a_playing_guild(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    ctx = world.ctx()
+    await cog.play(ctx, query=media_server.url("long.mp3"))
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 0.5)
+    await cog.music_group.get_command("stats")(ctx)
+    line = ctx.last
+    sent = int(line.split("sent ")[1].split()[0])
+    assert sent >= 20 and "transcode" in line  # MP3 can't be copied
+    pid = int(line.split("ffmpeg ")[1].split()[0])
+    assert pid == player.source.current_stream.pid
+    await red.remove_cog("Music")

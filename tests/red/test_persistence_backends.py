@@ -16,18 +16,7 @@ beside Config, not just what Config hands back.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import weakref
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import pytest
-from redbot.core import config as config_module
-from redbot.core import data_manager
-from redbot.core._drivers import JsonDriver, PostgresDriver
-from redbot.core._drivers import json as json_driver
 from redbot.core.bot import Red
 
 from music.cog import Music
@@ -35,100 +24,7 @@ from music.engine.queue import RepeatMode
 from music.engine.track import Track
 from music.store import FLUSH_INTERVAL
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
-from tests.support.postgres import PostgresServer, PostgresUnavailable
-
-BACKENDS = ["json", "postgres"]
-_database_numbers = itertools.count(1)
-
-
-# -- the backends ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One server for the session, started only when a postgres test runs. Missing server
-    binaries or asyncpg FAIL the postgres tests with the reason: a silent skip would hide that
-    half of the matrix never ran."""
-    try:
-        import asyncpg  # noqa: F401  (Red's Postgres driver needs it: Red-DiscordBot[postgres])
-    except ModuleNotFoundError:
-        pytest.fail("asyncpg is not installed: Red's PostgreSQL driver needs it "
-                    "(pip install 'Red-DiscordBot[postgres]==3.5.24' or asyncpg==0.30.0)", pytrace=False)
-    try:
-        # fsync off: these tests check what is stored, not how fast; the benchmark keeps fsync on
-        server = PostgresServer.start(durable=False)
-    except PostgresUnavailable as exc:
-        reason = str(exc)
-    else:
-        reason = ""
-    if reason:
-        pytest.fail(f"cannot start a PostgreSQL server for the postgres backend tests: {reason}", pytrace=False)
-    yield server
-    server.stop()
-
-
-@dataclass
-class Backend:
-    name: str
-    storage_details: dict[str, Any] | None = None  # Postgres: the pool's connection arguments
-
-    @property
-    def driver_class(self) -> type:
-        return PostgresDriver if self.name == "postgres" else JsonDriver
-
-    async def new_process(self) -> None:
-        """Forget everything a process keeps in memory: Config objects, the JSON driver's copy of
-        each cog's file, and (Postgres) the connection pool, which is reopened as a new bot
-        would open it at start."""
-        config_module._config_cache = weakref.WeakValueDictionary()
-        json_driver._shared_datastore.clear()
-        if self.storage_details is not None:
-            await PostgresDriver.teardown()
-            await PostgresDriver.initialize(**self.storage_details)
-
-    async def stored_guild(self, cog: Music, guild_id: int) -> dict[str, Any]:
-        """The guild's document as the backend stores it, read without Config."""
-        config = cog.store.config
-        if self.name == "json":
-            driver = config._driver
-            on_disk = json.loads(driver.data_path.read_text(encoding="utf-8"))
-            return on_disk[config.unique_identifier]["GUILD"][str(guild_id)]
-        import asyncpg
-
-        assert self.storage_details is not None
-        connection = await asyncpg.connect(**self.storage_details)
-        try:
-            # Red's layout: schema "<cog>.<identifier>", one table per category, one row per guild
-            schema = f"{config.cog_name}.{config.unique_identifier}"
-            raw = await connection.fetchval(
-                f'SELECT json_data FROM "{schema}"."GUILD" WHERE primary_key_1::text = $1', str(guild_id)
-            )
-        finally:
-            await connection.close()
-        assert raw is not None, f"no row for guild {guild_id} in {schema}.GUILD"
-        return json.loads(raw)
-
-
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, override_data_path: None,
-                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
-    if request.param == "json":
-        yield Backend("json")
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    details = server.create_database(f"music_test_{next(_database_numbers)}")
-    # a copy: override_data_path hands out data_manager.basic_config_default itself, and the
-    # next test must start on JSON again
-    monkeypatch.setattr(data_manager, "basic_config", {
-        **data_manager.basic_config, "STORAGE_TYPE": "Postgres", "STORAGE_DETAILS": details,
-    })
-    await PostgresDriver.initialize(**details)
-    try:
-        yield Backend("postgres", details)
-    finally:
-        await PostgresDriver.teardown()
-        PostgresDriver._pool = None
-
+from tests.support.postgres import Backend, backend  # noqa: F401  (backend is a fixture)
 
 # -- the cog in a Red bot (as in test_cog_red.py) ---------------------------------------------------
 
@@ -182,7 +78,7 @@ async def test_settings_are_stored_and_come_back_in_a_new_red(red: Red, backend:
     await cog.musicset.get_command("volume")(ctx, 70)
     await cog.musicset.get_command("maxqueue")(ctx, 250)
     await cog.musicset.get_command("autoresume")(ctx, False)
-    stored = await backend.stored_guild(cog, gid)
+    stored = await backend.stored_guild(cog.store.config, gid)
     assert (stored["volume"], stored["max_queue"], stored["auto_resume"]) == (70, 250, False)
     await red.remove_cog("Music")
 
@@ -214,7 +110,7 @@ async def test_a_queue_with_repeat_and_shuffle_survives_a_reload_and_a_new_red(r
     assert expected["shuffle_next"] is not None
 
     await red.remove_cog("Music")  # unload flushes
-    stored = (await backend.stored_guild(cog, gid))["state"]
+    stored = (await backend.stored_guild(cog.store.config, gid))["state"]
     assert stored["queue"] == expected and stored["position"] == 42.5
 
     cog_reloaded = await load_cog(red, backend)  # the same bot: `[p]reload music`
@@ -258,7 +154,7 @@ async def test_a_burst_of_100_queue_changes_costs_one_write_of_what_is_in_memory
     await asyncio.sleep(FLUSH_INTERVAL + 0.5)  # past the interval: the write, and nothing after it
     assert cog.store.pending == 0
     assert cog.store.writes - writes_before == 1
-    stored = (await backend.stored_guild(cog, gid))["state"]
+    stored = (await backend.stored_guild(cog.store.config, gid))["state"]
     assert stored["queue"] == player.queue.to_dict()
     assert len(stored["queue"]["upcoming"]) == 101
     assert [t["title"] for t in stored["queue"]["upcoming"][:3]] == ["burst 99", "burst 89", "burst 79"]

@@ -196,3 +196,125 @@ class PostgresServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+# -- pytest glue: the `backend` fixture, parametrized over Red's two Config backends ---------------
+#
+# Red picks a cog's Config driver from `data_manager.basic_config["STORAGE_TYPE"]` when the cog
+# calls `Config.get_conf`, and the Postgres driver keeps one class-level asyncpg pool that
+# `PostgresDriver.initialize(**STORAGE_DETAILS)` opens (as redbot/__main__.py does at start).
+# redbot.pytest's autouse `override_data_path` resets basic_config to the JSON default before
+# every test; `backend` switches a copy of it to Postgres and opens the pool on the test's loop.
+# Import `backend` (and `Backend`) into a test module to use it.
+
+import itertools  # noqa: E402
+import json  # noqa: E402
+import weakref  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+BACKENDS = ["json", "postgres"]
+_shared: PostgresServer | None = None
+_shared_error: str | None = None
+_database_numbers = itertools.count(1)
+
+
+def shared_server() -> PostgresServer:
+    """One server per test process, started on first use (only postgres tests start it), stopped
+    at exit. Missing binaries or asyncpg FAIL the test with the reason: a silent skip would hide
+    that half of the matrix never ran."""
+    global _shared, _shared_error
+    if _shared is None and _shared_error is None:
+        try:
+            import asyncpg  # noqa: F401  (Red's Postgres driver needs it)
+        except ModuleNotFoundError:
+            _shared_error = ("asyncpg is not installed: Red's PostgreSQL driver needs it "
+                             "(Red-DiscordBot[postgres]==3.5.24, i.e. asyncpg==0.30.0)")
+        else:
+            try:
+                # fsync off: tests check what is stored, not how fast (the benchmark keeps fsync on)
+                _shared = PostgresServer.start(durable=False)
+            except PostgresUnavailable as exc:
+                _shared_error = str(exc)
+    if _shared_error is not None:
+        pytest.fail(f"cannot run the postgres backend tests: {_shared_error}", pytrace=False)
+    assert _shared is not None
+    return _shared
+
+
+@dataclass
+class Backend:
+    name: str
+    storage_details: dict[str, Any] | None = None  # Postgres: the pool's connection arguments
+
+    @property
+    def driver_class(self) -> type:
+        from redbot.core._drivers import JsonDriver, PostgresDriver
+
+        return PostgresDriver if self.name == "postgres" else JsonDriver
+
+    async def new_process(self) -> None:
+        """Forget what a process keeps in memory: Config objects, the JSON driver's copy of each
+        cog's file, and (Postgres) the pool, reopened as a new bot would open it at start."""
+        from redbot.core import config as config_module
+        from redbot.core._drivers import PostgresDriver
+        from redbot.core._drivers import json as json_driver
+
+        config_module._config_cache = weakref.WeakValueDictionary()
+        json_driver._shared_datastore.clear()
+        if self.storage_details is not None:
+            await PostgresDriver.teardown()
+            await PostgresDriver.initialize(**self.storage_details)
+
+    async def stored_document(self, config: Any, category: str, *keys: int | str) -> dict[str, Any]:
+        """A Config document as the backend stores it, read without Config: settings.json on
+        disk, or the row in Red's Postgres layout (schema "<cog>.<identifier>", one table per
+        category, one row per full primary key)."""
+        if self.name == "json":
+            on_disk = json.loads(config._driver.data_path.read_text(encoding="utf-8"))
+            document = on_disk[config.unique_identifier][category]
+            for key in keys:
+                document = document[str(key)]
+            return document
+        import asyncpg
+
+        assert self.storage_details is not None
+        schema = f"{config.cog_name}.{config.unique_identifier}"
+        where = " AND ".join(f"primary_key_{i}::text = ${i}" for i in range(1, len(keys) + 1))
+        connection = await asyncpg.connect(**self.storage_details)
+        try:
+            raw = await connection.fetchval(f'SELECT json_data FROM "{schema}"."{category}" WHERE {where}',
+                                            *map(str, keys))
+        finally:
+            await connection.close()
+        if raw is None:
+            raise KeyError(f"no row {keys} in {schema}.{category}")
+        return json.loads(raw)
+
+    async def stored_guild(self, config: Any, guild_id: int) -> dict[str, Any]:
+        return await self.stored_document(config, "GUILD", guild_id)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, override_data_path: None,
+                  monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    from redbot.core import data_manager
+    from redbot.core._drivers import PostgresDriver
+
+    if request.param == "json":
+        yield Backend("json")
+        return
+    server = shared_server()
+    details = server.create_database(f"music_test_{os.getpid()}_{next(_database_numbers)}")
+    # a copy: override_data_path hands out data_manager.basic_config_default itself, and the
+    # next test must start on JSON again
+    monkeypatch.setattr(data_manager, "basic_config", {
+        **data_manager.basic_config, "STORAGE_TYPE": "Postgres", "STORAGE_DETAILS": details,
+    })
+    await PostgresDriver.initialize(**details)
+    try:
+        yield Backend("postgres", details)
+    finally:
+        await PostgresDriver.teardown()
+        PostgresDriver._pool = None

@@ -1,0 +1,86 @@
+"""The chunked queue layout prototype (music/store_chunks.py) on both Config backends: a change
+writes only the chunks around it, and what is stored always reads back as the queue in memory."""
+
+from __future__ import annotations
+
+from redbot.core import Config
+
+from music.engine.queue import QueueModel, RepeatMode
+from music.engine.track import Track
+from music.store_chunks import CHUNK_GROUP, CHUNK_MAX, ChunkedQueueWriter, split_into_chunks
+from tests.support.postgres import Backend, backend  # noqa: F401  (backend is a fixture)
+
+GUILD = 424242
+HEAD = {"position": 12.5, "paused": False, "channel_id": 7, "text_channel_id": 8, "volume": 80}
+
+
+def new_config() -> Config:
+    return Config.get_conf(None, identifier=0x6368756E6B73, cog_name="MusicChunks", force_registration=True)
+
+
+def queue_of(n: int) -> QueueModel:
+    queue = QueueModel()
+    queue.add([Track(query=f"https://example.com/{i}", title=f"song {i}", duration=100.0 + i,
+                     requester_id=10 + i % 5) for i in range(n + 1)])
+    queue.advance()
+    queue.repeat = RepeatMode.QUEUE
+    queue.shuffle = True
+    return queue
+
+
+async def reloaded(backend: Backend) -> tuple[ChunkedQueueWriter, dict, QueueModel]:
+    await backend.new_process()
+    writer = ChunkedQueueWriter(new_config())
+    loaded = await writer.load(GUILD)
+    assert loaded is not None
+    return writer, loaded[0], loaded[1]
+
+
+def test_chunks_are_content_defined_so_an_insert_keeps_the_other_chunks() -> None:
+    tracks = queue_of(2000).upcoming
+    before = split_into_chunks(tracks)
+    assert 10 < len(before) < 2000 // 8  # neither one blob nor one row per track
+    assert all(len(chunk) <= CHUNK_MAX for _, chunk in before)
+    tracks.insert(0, Track(query="https://example.com/new", title="new"))
+    after = split_into_chunks(tracks)
+    assert len({k for k, _ in before} - {k for k, _ in after}) == 1  # only the first chunk differs
+
+
+async def test_a_move_writes_a_few_chunks_and_the_stored_queue_equals_memory(backend: Backend) -> None:
+    writer = ChunkedQueueWriter(new_config())
+    queue = queue_of(3000)
+    first = await writer.write(GUILD, HEAD, queue)
+    assert first.chunks_written == first.chunks_total > 10
+
+    queue.move(len(queue), 1)  # the last track to the front
+    moved = await writer.write(GUILD, HEAD, queue)
+    assert 1 <= moved.chunks_written <= 3 and moved.chunks_deleted <= 3
+    # each chunk is its own document (its own row on PostgreSQL)
+    head = await backend.stored_guild(writer.config, GUILD)
+    rows = [await backend.stored_document(writer.config, CHUNK_GROUP, GUILD, name) for name in head["queue_head"]["chunks"]]
+    assert [t["id"] for row in rows for t in row["tracks"]] == [t.id for t in queue.upcoming]
+
+    _, head_back, queue_back = await reloaded(backend)
+    assert head_back == HEAD
+    assert queue_back.to_dict() == queue.to_dict()
+
+
+async def test_an_edit_inside_a_track_is_seen_and_a_reload_rewrites_nothing(backend: Backend) -> None:
+    writer = ChunkedQueueWriter(new_config())
+    queue = queue_of(1000)
+    await writer.write(GUILD, HEAD, queue)
+    queue.upcoming[500].requester_id = 0  # in place, as red_delete_data_for_user does
+    edited = await writer.write(GUILD, HEAD, queue)
+    assert edited.chunks_written == 1 and edited.chunks_deleted == 1
+
+    writer2, _, queue_back = await reloaded(backend)
+    assert queue_back.upcoming[500].requester_id == 0
+    assert queue_back.to_dict() == queue.to_dict()
+    again = await writer2.write(GUILD, HEAD, queue_back)  # a new process knows what is stored
+    assert again.chunks_written == 0 and again.chunks_deleted == 0
+
+    queue_back.clear()
+    emptied = await writer2.write(GUILD, HEAD, queue_back)
+    assert emptied.chunks_written == 0 and emptied.chunks_deleted == edited.chunks_total
+    _, _, queue_empty = await reloaded(backend)
+    assert queue_empty.upcoming == [] and queue_empty.current is not None
