@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from music.audio.source import ChainSource, TrackStream
+from music.audio.source import TrackStream
 from standin.voice import client_ssl_context
 from standin.voice_harness import VoiceHarness
 

@@ -39,14 +39,19 @@ async def run(bench: Any, quick: bool) -> str:
                 str(r["sender_drops"]),
                 fmt(r["bot_cpu_share"], 2), fmt(r["ffmpeg_cpu_share"], 2),
                 "-" if r["underruns"] is None else str(r["underruns"]),
-                fmt(r["connect_seconds"], 1),
+                f"{r['still_playing']}/{r['guilds']}", fmt(r["warmup_seconds"], 1),
+                str(r["unexpected_events"]),
             ])
-    notes = [f"{seconds:g} s window after {warmup:g} s warm-up; each row a fresh bot process; "
-             "the stand-in (receiver) runs in a separate process on the same 2 cores."]
+    notes = [f"{seconds:g} s window after {warmup:g} s warm-up (a longer 'warm-up took' means the "
+             "bot's event loop could not get the GIL); each row a fresh bot process; the stand-in "
+             "(receiver) runs in a separate process on the same 2 cores and only times these "
+             "packets (no decryption), with a large UDP receive buffer: RTP gaps there are losses.",
+             "dropped by sender: discord.py's 'A packet has been dropped' (socket refused it)."]
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "4. Guilds playing at once in one bot process",
         ["guilds", "method", "inter-arrival p50 ms", "p99 ms", "max ms", "% > 40 ms",
          "packets recv/expected", "RTP seq gaps", "dropped by sender", "bot CPU cores", "ffmpeg CPU cores",
-         "underrun frames", "connect s"],
+         "underrun frames", "playing at window end", "warm-up took s",
+         "track ends/errors early"],
         rows, notes)

@@ -70,8 +70,8 @@ def transitions_in(packets: list[list[Any]]) -> list[Transition]:
             continue
         if last_tone is not None and current != last_tone:
             between = packets[last_index + 1 : index]
-            steps = [(b[1] - a[1]) % 65536 for a, b in zip(packets[last_index:index],
-                                                            packets[last_index + 1 : index + 1])]
+            steps = [(b[1] - a[1]) % 65536 for a, b in zip(
+                packets[last_index:index], packets[last_index + 1 : index + 1], strict=True)]
             found.append(Transition(
                 interval_ms=(row[0] - packets[last_index][0]) * 1000,
                 silence=sum(1 for b in between if b[2] == "silence"),

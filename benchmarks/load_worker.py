@@ -19,8 +19,13 @@ from typing import Any
 from music.audio.source import ChainSource
 
 from .botside import (
-    ChainEvents, TokenVoiceServer, baseline_pid, baseline_source, close_harnesses,
-    connect_harnesses, open_stream,
+    ChainEvents,
+    TokenVoiceServer,
+    baseline_pid,
+    baseline_source,
+    close_harnesses,
+    connect_harnesses,
+    open_stream,
 )
 from .common import CpuWindow, private_bytes, pss_bytes
 
@@ -85,7 +90,10 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
                 ffmpeg_pids.append(pid)
 
     open_seconds = time.monotonic() - opened_at
+    warmup_started = time.monotonic()
     await asyncio.sleep(config["warmup"])
+    # longer than asked when the event loop cannot get the GIL (too many busy audio threads)
+    warmup_seconds = time.monotonic() - warmup_started
     bot_cpu = CpuWindow([os.getpid()]).start()
     ffmpeg_cpu = CpuWindow(ffmpeg_pids).start()
     window_start = time.monotonic()
@@ -116,6 +124,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "connect_seconds": connect_seconds,
         "sender_drops": dropped.count,
         "open_seconds": open_seconds,
+        "warmup_seconds": warmup_seconds,
         "unexpected_events": len(unexpected),
         "unexpected_examples": unexpected[:3],
         "window": [window_start, window_end],

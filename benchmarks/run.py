@@ -106,6 +106,8 @@ async def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         await bench.start()
+        print(f"- stand-in UDP receive buffer: {bench.standin.info['udp_receive_buffer']} bytes\n",
+              flush=True)
         for name in chosen:
             try:
                 await BENCHMARKS[name](bench, args.quick)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .audio.ffmpeg import find_ffmpeg
 from .audio.source import ChainSource, TrackStream
+from .engine.admission import admit_batch
 from .engine.events import AdvanceEvent, AdvanceKind
 from .engine.queue import QueueModel
 from .engine.track import Track
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     import discord
     from redbot.core.bot import Red
 
-    from .resolve.service import ResolveService
+    from .resolve.service import PlaylistExpansion, ResolveService
     from .store import MusicStore
 
 log = logging.getLogger("red.music.player")
@@ -160,6 +161,36 @@ class PlayerManager:
     def save(self, player: GuildPlayer) -> None:
         self.store.mark_dirty(player.guild_id, player.snapshot)
 
+    def queue_changed(self, player: GuildPlayer) -> None:
+        """After any edit of a guild's queue: save it (coalesced) and let the advancer react."""
+        self.save(player)
+        self.post(player.guild_id, AdvanceKind.QUEUE_CHANGED)
+
+    async def queue_playlist_rest(
+        self,
+        player: GuildPlayer,
+        rest: PlaylistExpansion,
+        insert_at: int | None,
+        on_batch: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> tuple[int, int]:
+        """Queue a loading playlist's later batches as they arrive, within the server's
+        limits, in playlist order (at the end, or from `insert_at` on). Returns (added,
+        left out); `on_batch(added, left_out)` runs after every batch."""
+        settings = self.store.guild(player.guild_id)
+        added = left_out = 0
+        async for batch in rest:
+            usable, dropped = admit_batch(player.queue, batch, settings)
+            left_out += dropped
+            if usable:
+                position = player.queue.add(usable, at=insert_at)
+                if insert_at is not None:
+                    insert_at = position + len(usable)
+                added += len(usable)
+                self.queue_changed(player)
+            if on_batch is not None:
+                await on_batch(added, left_out)
+        return added, left_out
+
     def ffmpeg(self) -> str:
         return find_ffmpeg(self.store.globals.ffmpeg_path)
 
@@ -255,7 +286,9 @@ class PlayerManager:
                 return
             if player.state not in (PlayerState.PLAYING, PlayerState.PAUSED):
                 return
-            await self._recover(player, ev.error or "the stream stalled")
+            # TRACK_ERROR carries where the failed stream stopped: the source has dropped it,
+            # so `player.position` no longer knows (it would restart the track from the top)
+            await self._recover(player, ev.error or "the stream stalled", position=ev.position)
         elif kind is AdvanceKind.PLAYER_ERROR:
             # discord.py's player stopped (its `after` callback). Expected after stop/disconnect,
             # and for a source that was already replaced: only the live source matters.
@@ -263,7 +296,9 @@ class PlayerManager:
                 return
             player.source = None
             if player.state in (PlayerState.PLAYING, PlayerState.PAUSED) and current is not None:
-                await self._recover(player, ev.error or "the voice player stopped")
+                # the after callback saw where the track was before the source was cleaned up
+                position = ev.position if ev.track_id == current.id else None
+                await self._recover(player, ev.error or "the voice player stopped", position=position)
         elif kind is AdvanceKind.EXHAUSTED:
             if player.state is PlayerState.PLAYING and current is not None and current.id == ev.track_id:
                 # the source ran dry before TRACK_END was handled: treat as the end
@@ -374,7 +409,9 @@ class PlayerManager:
             return
         self.post(player.guild_id, AdvanceKind.LOADED, track_id=track.id, payload=stream, generation=generation)
 
-    async def _recover(self, player: GuildPlayer, reason: str) -> None:
+    async def _recover(self, player: GuildPlayer, reason: str, *, position: float | None = None) -> None:
+        """Reopen the current track at `position` (default: where it is now) with a fresh stream
+        URL, or skip it after MAX_RECOVERIES failures in a row."""
         current = player.queue.current
         assert current is not None
         if player.recoveries >= MAX_RECOVERIES:
@@ -383,12 +420,24 @@ class PlayerManager:
             self._advance_and_load(player, skipped=True)
             return
         player.recoveries += 1
-        position = player.position
+        if position is None:
+            position = player.position
         log.info("Guild %s: reopening %s at %.1fs (%s)", player.guild_id, current.id, position, reason)
         # force a fresh stream URL: an expired or dropped URL is the usual cause
         if current.kind == "remote":
             current.stream_expires = 0.0
+            self._forget_cached_stream(current)
         self._start_load(player, current, position)
+
+    def _forget_cached_stream(self, track: Track) -> None:
+        """Drop the resolve cache's stream URL for `track`: `service.refresh` would otherwise
+        hand the URL that just failed (a 403 for an expired link) straight back.
+        (The key is ResolveService._remember's; a `forget_stream` method there would be the
+        better seam.)"""
+        cache = getattr(self.service, "cache", None)
+        streams = getattr(cache, "streams", None)
+        if streams is not None:
+            streams.discard(f"stream:{track.webpage_url or track.query}")
 
     def _start_load(self, player: GuildPlayer, track: Track, start: float) -> None:
         """Resolve and open `track` at `start` in a task; LOADED or LOAD_FAILED comes back."""
@@ -477,19 +526,26 @@ class PlayerManager:
         }
 
         def on_event(kind: str, track_id: str | None, error: str | None) -> None:
-            # called from the audio thread
+            # called from the audio thread, right after the read() that ended the stream, so
+            # `last_end` is that stream's: where it stopped, for a recovery at the position
             mapped = kinds.get(kind)
             if mapped is not None:
-                self.post_threadsafe(guild_id, mapped, track_id=track_id, error=error)
+                end = source.last_end
+                position = end[1] if end is not None and end[0] == track_id else None
+                self.post_threadsafe(guild_id, mapped, track_id=track_id, error=error, position=position)
 
-        return ChainSource(on_event)
+        source = ChainSource(on_event)
+        return source
 
     def _after_callback(self, guild_id: int, source: ChainSource) -> Callable[[Exception | None], None]:
         def after(error: Exception | None) -> None:
-            # called from the audio thread when discord.py's player ends
+            # called from the audio thread when discord.py's player ends (an error, or the voice
+            # connection went away); note the position before cleanup() drops the streams
+            track_id, position = source.current_track_id, source.position
             source.cleanup()
             self.post_threadsafe(
-                guild_id, AdvanceKind.PLAYER_ERROR, error=_plain_error(error) if error else None, payload=source
+                guild_id, AdvanceKind.PLAYER_ERROR, error=_plain_error(error) if error else None, payload=source,
+                track_id=track_id, position=position,
             )
 
         return after
@@ -573,6 +629,9 @@ class PlayerManager:
             headers=track.http_headers or None,
             local=track.kind == "local",
             passthrough=wants_passthrough(track, player.volume),
+            # lets the stream tell a cut-short end (ffmpeg exits 0 when its reconnect fails)
+            # from the real one; live streams have no end to compare with
+            expected_end=None if track.is_live else track.duration,
         )
         try:
             await asyncio.to_thread(_start_and_wait, stream, OPEN_TIMEOUT)

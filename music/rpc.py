@@ -31,15 +31,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .engine.admission import AdmissionError, admit
 from .engine.events import AdvanceKind
 from .engine.queue import QueueError
-from .engine.timefmt import format_duration
 from .engine.track import Track
+from .permissions import is_privileged
 from .player import GuildPlayer, PlayerState
 from .policy import PolicyError
 from .resolve.jobs import Priority
 from .resolve.resolver import ResolveError
-from .resolve.service import PlaylistExpansion
 
 if TYPE_CHECKING:
     import discord
@@ -215,7 +215,8 @@ class MusicRPC:
             # a playlist: its first entry is queued now, the rest as it is listed
             insert_at = position + len(added) if front else None
             assert self.cog.manager is not None
-            self.cog.manager.spawn(self._expand(guild.id, result.rest, insert_at))
+            manager = self.cog.manager
+            manager.spawn(manager.queue_playlist_rest(player, result.rest, insert_at))
             answer["playlist_job"] = result.rest.job_id
         return answer
 
@@ -370,71 +371,29 @@ class MusicRPC:
         front: bool,
         place: tuple[int, int | None],
     ) -> tuple[int, list[Track], list[str]]:
-        """The server's limits, as `play` applies them; returns (position, added, notes)."""
+        """The server's limits, exactly as `play` applies them; returns (position, added, notes)."""
         settings = self.cog.store.guild(guild.id)
-        notes: list[str] = []
-        if settings.max_length:
-            too_long = [t for t in tracks if t.duration and t.duration > settings.max_length]
-            tracks = [t for t in tracks if t not in too_long]
-            if too_long and not tracks:
-                raise RPCError(
-                    f"{too_long[0].title} is longer than this server's limit of {format_duration(settings.max_length)}."
-                )
-            if too_long:
-                notes.append(f"{len(too_long)} track(s) were longer than {format_duration(settings.max_length)} and were left out.")
-        room = settings.max_queue - len(player.queue)
-        if room <= 0:
-            raise RPCError(f"The queue is full ({settings.max_queue} tracks).")
-        if settings.max_per_member and not await self._privileged(guild, requester):
-            mine = player.queue.count_by(requester)
-            member_room = settings.max_per_member - mine
-            if member_room <= 0:
-                raise RPCError(f"That requester already has {mine} tracks queued, this server's limit per member.")
-            if len(tracks) > member_room:
-                notes.append(f"{len(tracks) - member_room} track(s) were left out by the per-member limit of {settings.max_per_member}.")
-                tracks = tracks[:member_room]
-        if len(tracks) > room:
-            notes.append(f"The queue is full: {len(tracks) - room} track(s) were left out.")
-            tracks = tracks[:room]
-        if not tracks:
-            raise RPCError("I found nothing to play there.")
+        member = guild.get_member(requester) if requester else None
+        try:
+            admission = admit(
+                player.queue,
+                tracks,
+                settings,
+                requester_id=requester,
+                privileged=await is_privileged(self.bot, settings.dj_role, member),
+                front=front,
+                requester_is_you=False,
+            )
+        except AdmissionError as exc:
+            raise RPCError(exc.sentence) from None
         player.channel_id, player.text_channel_id = place
-        at = player.queue.fair_position(requester) if settings.fair_queue and not front else None
-        position = player.queue.add(tracks, front=front, at=at)
+        position = player.queue.add(admission.tracks, front=front, at=admission.at)
         self._changed(player)
-        return position, tracks, notes
-
-    async def _privileged(self, guild: discord.Guild, user_id: int) -> bool:
-        """DJs, moderators, admins and the owner are exempt from the per-member limit."""
-        member = guild.get_member(user_id) if user_id else None
-        if member is None:
-            return False
-        dj_role = self.cog.store.guild(guild.id).dj_role
-        if dj_role is not None and any(r.id == dj_role for r in member.roles):
-            return True
-        return await self.bot.is_mod(member) or await self.bot.is_owner(member)
-
-    async def _expand(self, guild_id: int, rest: PlaylistExpansion, insert_at: int | None) -> None:
-        """Queue a playlist's remaining entries as they are listed, within the limits."""
-        manager = self.cog.manager
-        assert manager is not None
-        player = manager.get(guild_id)
-        settings = self.cog.store.guild(guild_id)
-        async for batch in rest:
-            limit = settings.max_length
-            usable = [t for t in batch if not (limit and t.duration and t.duration > limit)]
-            usable = usable[: max(0, settings.max_queue - len(player.queue))]
-            if usable:
-                position = player.queue.add(usable, at=insert_at)
-                if insert_at is not None:
-                    insert_at = position + len(usable)
-                self._changed(player)
+        return position, admission.tracks, admission.notes
 
     def _changed(self, player: GuildPlayer) -> None:
-        manager = self.cog.manager
-        assert manager is not None
-        manager.save(player)
-        manager.post(player.guild_id, AdvanceKind.QUEUE_CHANGED)
+        assert self.cog.manager is not None
+        self.cog.manager.queue_changed(player)
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------

@@ -41,6 +41,11 @@ DEFAULT_PREBUFFER_PACKETS = 50
 STDERR_TAIL_LINES = 20
 #: How long the reader waits for ffmpeg's exit code after its output ended.
 _EXIT_WAIT_SECONDS = 5.0
+#: A remote stream whose audio ends more than this many seconds before the track's duration was
+#: cut short. ffmpeg exits with code 0 when its HTTP connection drops and its reconnect fails
+#: (an expired URL answering 403, a server that went away): without this check such a track
+#: would count as finished and the player would move on. Durations from sites are whole seconds.
+SHORT_END_TOLERANCE = 3.0
 
 
 class TrackStream:
@@ -64,6 +69,7 @@ class TrackStream:
         local: bool = False,
         passthrough: bool,
         prebuffer_packets: int = DEFAULT_PREBUFFER_PACKETS,
+        expected_end: float | None = None,
     ) -> None:
         if prebuffer_packets < 1:
             raise ValueError("The prebuffer must hold at least one packet.")
@@ -73,6 +79,9 @@ class TrackStream:
         self.volume = volume
         self.headers = dict(headers) if headers else None
         self.local = local
+        #: where the track's audio should end (its duration), for a remote, non-live track: a
+        #: stream that ends well before it was cut short (see SHORT_END_TOLERANCE)
+        self.expected_end = expected_end if expected_end and not local else None
         # Copying cannot change the volume: a volume other than 100 forces transcoding.
         self.passthrough = passthrough and volume == 100
         self.fell_back_to_transcode = False
@@ -243,9 +252,21 @@ class TrackStream:
                         f"ffmpeg exited with code {returncode}.")
                 elif self._packets_buffered == 0:
                     self._error = "ffmpeg produced no audio for this track."
+                elif (self.expected_end is not None
+                      and self._end_position() < self.expected_end - SHORT_END_TOLERANCE):
+                    cause = _error_text(self._stderr_tail, self.source)
+                    self._error = (
+                        f"the stream ended at {self._end_position():.1f} s of "
+                        f"{self.expected_end:.1f} s (the connection was lost)"
+                        + (f": {cause}" if cause else ".")
+                    )
             self._eof = True
             self._cond.notify_all()
         self._ready.set()
+
+    def _end_position(self) -> float:
+        """Where in the track the audio ffmpeg produced ends."""
+        return self.start_position + self._packets_buffered * FRAME_SECONDS
 
     def _end_while_draining(self, proc: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
         """End ffmpeg from the reader thread. ffmpeg may be blocked writing into the full pipe,
@@ -450,6 +471,13 @@ class ChainSource(discord.AudioSource):
         self._idle_frames = 0
         self._exhausted = False
         self._closed = False
+        # After a stream fails mid-track the next one is not spliced in: the player reopens the
+        # failed track at its position, and splicing would first play a snippet of the next
+        # track. Cleared by play_now() and skip().
+        self._holding = False
+        #: (track id, position in seconds) of the last stream that ended, error or not; read by
+        #: the event callback so the player knows where a failed track stopped
+        self.last_end: tuple[str | None, float] | None = None
         self._stats = FrameStats()
         # Retired streams are closed here: TrackStream.close() blocks (it reaps ffmpeg), which
         # neither the audio thread nor the event loop may do. Started now so read() never pays
@@ -470,7 +498,13 @@ class ChainSource(discord.AudioSource):
             old = self._current
             self._current, self._current_id, self._current_started = stream, track_id, False
             self._idle_frames = 0
+            self._holding = False
             self._retire(old)
+            if self._next is not None and self._next_id == track_id:
+                # the prepared next is this very track (opened ahead, then loaded again by a
+                # skip or a recovery): keeping it would play the track a second time
+                self._retire(self._next)
+                self._next = self._next_id = None
         stream.start()
 
     def set_next(self, stream: TrackStream, track_id: str) -> None:
@@ -498,6 +532,7 @@ class ChainSource(discord.AudioSource):
             old = self._current
             self._current, self._current_id, self._current_started = None, None, False
             self._idle_frames = 0
+            self._holding = False
             next_id = self._next_id
             self._retire(old)
         return next_id
@@ -534,7 +569,7 @@ class ChainSource(discord.AudioSource):
         while True:
             stream = self._current
             if stream is None:
-                if self._next is not None:
+                if self._next is not None and not self._holding:
                     self._current, self._current_id = self._next, self._next_id
                     self._current_started = False
                     self._next = self._next_id = None
@@ -563,8 +598,11 @@ class ChainSource(discord.AudioSource):
                 return SILENCE_FRAME
 
             error = stream.error
+            self.last_end = (self._current_id, stream.position)
             events.append(("track_error" if error else "track_end", self._current_id, error))
             retired.append(stream)
+            if error and self._current_started:
+                self._holding = True  # see __init__: the player reopens it at its position
             self._current = self._current_id = None
             self._current_started = False
             self._idle_frames = 0

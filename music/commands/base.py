@@ -10,6 +10,7 @@ from redbot.core import commands
 from ..engine.events import AdvanceKind
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..permissions import is_privileged
 
 if TYPE_CHECKING:
     import asyncio
@@ -78,10 +79,7 @@ class MusicMixin:
 
     async def is_privileged(self, ctx: commands.Context) -> bool:
         """Holders of the DJ role (when set), moderators, admins and the owner."""
-        dj_role = self.store.guild(ctx.guild.id).dj_role
-        if dj_role is not None and any(r.id == dj_role for r in getattr(ctx.author, "roles", ())):
-            return True
-        return await ctx.bot.is_mod(ctx.author) or await ctx.bot.is_owner(ctx.author)
+        return await is_privileged(ctx.bot, self.store.guild(ctx.guild.id).dj_role, ctx.author)
 
     async def require_dj(self, ctx: commands.Context, action: str, *, requester_may: bool = False) -> None:
         """With a DJ role set, only DJs (and mods) may `action`; the current track's requester

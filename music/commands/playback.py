@@ -11,6 +11,7 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
 from redbot.core.utils.predicates import MessagePredicate
 
+from ..engine.admission import AdmissionError, admit
 from ..engine.events import AdvanceKind
 from ..engine.queue import RepeatMode
 from ..engine.timefmt import format_duration, parse_seek, progress_bar
@@ -94,52 +95,41 @@ class PlaybackCommands(MusicMixin):
         (at most one edit a second, within Discord's rate limits)."""
         player = self.player(ctx)
         settings = self.store.guild(ctx.guild.id)
-        added, left_out = 1, 0
         last_edit = 0.0
         title = safe(rest.title) or "the playlist"
+        counts = [0, 0]  # added, left out: kept here so a cancelled load still reports them
 
-        async def show(final: bool) -> None:
+        async def show_progress(added: int, left_out: int) -> None:
             nonlocal last_edit
+            counts[:] = [added, left_out]
             now = asyncio.get_running_loop().time()
-            if not final and now - last_edit < PROGRESS_EDIT_INTERVAL:
+            if now - last_edit < PROGRESS_EDIT_INTERVAL:
                 return
             last_edit = now
             expected = rest.expected or max(rest.received, 1)
-            if final:
-                parts = [f"Queued {added} track{'s' if added != 1 else ''} from **{title}**."]
-                if left_out:
-                    parts.append(f"{left_out} left out by this server's queue or length limits.")
-                if rest.truncated:
-                    parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
-                parts += [safe(e, limit=300) for e in rest.errors]
-                text = " ".join(parts)
-            else:
-                bar = progress_bar(rest.received, expected, width=20)
-                text = (
-                    f"Loading **{title}**: `{bar}` {rest.received}/{expected} "
-                    f"(`music cancel {rest.job_id}` stops it)"
-                )
+            bar = progress_bar(rest.received, expected, width=20)
+            await edit(
+                f"Loading **{title}**: `{bar}` {rest.received}/{expected} "
+                f"(`music cancel {rest.job_id}` stops it)"
+            )
+
+        async def edit(text: str) -> None:
             with contextlib.suppress(discord.HTTPException):
                 await reply.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
 
+        assert self.manager is not None
         try:
-            async for batch in rest:
-                limit = settings.max_length
-                usable = [t for t in batch if not (limit and t.duration and t.duration > limit)]
-                room = max(0, settings.max_queue - len(player.queue))
-                left_out += len(batch) - min(len(usable), room)
-                usable = usable[:room]
-                if usable:
-                    position = player.queue.add(usable, at=insert_at)
-                    if insert_at is not None:
-                        insert_at = position + len(usable)
-                    added += len(usable)
-                    assert self.manager is not None
-                    self.manager.save(player)
-                    self.post(ctx, AdvanceKind.QUEUE_CHANGED)
-                await show(final=False)
+            counts[:] = await self.manager.queue_playlist_rest(player, rest, insert_at, show_progress)
         finally:
-            await show(final=True)
+            added, left_out = counts
+            total = added + 1  # the first entry was queued with the reply
+            parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
+            if left_out:
+                parts.append(f"{left_out} left out by this server's queue or length limits.")
+            if rest.truncated:
+                parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
+            parts += [safe(e, limit=300) for e in rest.errors]
+            await edit(" ".join(parts))
 
     async def _enqueue(
         self,
@@ -151,43 +141,26 @@ class PlaybackCommands(MusicMixin):
         errors: list[str] | None = None,
     ) -> tuple[int, discord.Message]:
         """Queue `tracks` within the server's limits and reply; returns (position, reply)."""
-        settings = self.store.guild(ctx.guild.id)
         player = self.player(ctx)
-        notes: list[str] = []
-        if settings.max_length:
-            too_long = [t for t in tracks if t.duration and t.duration > settings.max_length]
-            tracks = [t for t in tracks if t not in too_long]
-            if too_long and not tracks:
-                raise CommandError(
-                    f"{track_line(too_long[0])} is longer than this server's limit of "
-                    f"{format_duration(settings.max_length)}."
-                )
-            if too_long:
-                notes.append(f"{len(too_long)} track(s) were longer than {format_duration(settings.max_length)} and were left out.")
-        room = settings.max_queue - len(player.queue)
-        if room <= 0:
-            raise CommandError(f"The queue is full ({settings.max_queue} tracks).")
-        if settings.max_per_member and not await self.is_privileged(ctx):
-            mine = player.queue.count_by(ctx.author.id)
-            member_room = settings.max_per_member - mine
-            if member_room <= 0:
-                raise CommandError(f"You already have {mine} tracks queued, this server's limit per member.")
-            if len(tracks) > member_room:
-                notes.append(f"{len(tracks) - member_room} track(s) were left out by the per-member limit of {settings.max_per_member}.")
-                tracks = tracks[:member_room]
-        if len(tracks) > room:
-            notes.append(f"The queue is full: {len(tracks) - room} track(s) were left out.")
-            tracks = tracks[:room]
-        if not tracks:
-            raise CommandError("I found nothing to play there.")
+        try:
+            admission = admit(
+                player.queue,
+                tracks,
+                self.store.guild(ctx.guild.id),
+                requester_id=ctx.author.id,
+                privileged=await self.is_privileged(ctx),
+                front=front,
+                describe=track_line,
+            )
+        except AdmissionError as exc:
+            raise CommandError(exc.sentence) from None
+        tracks, notes = admission.tracks, admission.notes
         if errors:
             notes.append(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be read.")
         starting = player.queue.current is None and player.state is PlayerState.IDLE
-        at = player.queue.fair_position(ctx.author.id) if settings.fair_queue and not front else None
-        position = player.queue.add(tracks, front=front, at=at)
+        position = player.queue.add(tracks, front=front, at=admission.at)
         assert self.manager is not None
-        self.manager.save(player)
-        self.post(ctx, AdvanceKind.QUEUE_CHANGED)
+        self.manager.queue_changed(player)
         if starting and len(tracks) == 1:
             reply = f"Playing {track_line(tracks[0])}."
         else:

@@ -183,7 +183,7 @@ class SettingsCommands(MusicMixin):
         if not 0 <= tracks <= 10_000:
             raise CommandError("Pick a limit from 0 to 10000.")
         await self.store.set_guild(ctx.guild.id, "max_per_member", tracks)
-        await self.say(ctx, f"Each member may queue {tracks} tracks." if tracks else "Members may queue any number of tracks.")
+        await self.say(ctx, f"Each member may queue {tracks} track{'s' if tracks != 1 else ''}." if tracks else "Members may queue any number of tracks.")
 
     @musicset.command(name="fairqueue")
     @commands.guild_only()

@@ -259,7 +259,7 @@ async def test_the_servers_limits_apply_to_the_api(music_bot: MusicBot, rpc: Rpc
     queued = await rpc.call("MUSIC__ADD", query=media_server.url("a440.webm"), **mine)
     assert queued["ok"] and queued["position"] == 1, queued
     refused = await rpc.call("MUSIC__ADD", query=media_server.url("b880.webm"), **mine)
-    assert refused == {"ok": False, "error": "That requester already has 1 tracks queued, this server's limit per member."}
+    assert refused == {"ok": False, "error": "That member already has 1 track(s) queued, this server's limit per member."}
     assert titles(await rpc.call("MUSIC__QUEUE", guild_id=gid)) == ["a440"]
     assert (await music_bot.ask(w.owner, "!musicset memberlimit 0")).content == "Members may queue any number of tracks."
 

@@ -24,7 +24,7 @@ from music.engine.queue import RepeatMode
 from music.engine.track import Track
 from music.store import FLUSH_INTERVAL
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
-from tests.support.postgres import Backend, backend  # noqa: F401  (backend is a fixture)
+from tests.support.postgres import Backend, backend_fixture  # noqa: F401  (the `backend` fixture)
 
 # -- the cog in a Red bot (as in test_cog_red.py) ---------------------------------------------------
 

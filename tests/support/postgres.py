@@ -296,8 +296,8 @@ class Backend:
         return await self.stored_document(config, "GUILD", guild_id)
 
 
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, override_data_path: None,
+@pytest.fixture(params=BACKENDS, name="backend")
+async def backend_fixture(request: pytest.FixtureRequest, override_data_path: None,
                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
     from redbot.core import data_manager
     from redbot.core._drivers import PostgresDriver
