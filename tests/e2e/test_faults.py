@@ -127,24 +127,32 @@ class FaultMedia:
     def url(self, path: str) -> str:
         return f"{self.server.base_url}{path}"
 
-    async def _cut_short(self, request: web.Request, file: Path) -> web.StreamResponse:
-        """Send a third of the file under headers promising all of it, then drop the connection."""
+    async def _cut_short(self, request: web.Request, file: Path) -> bool:
+        """Send a third of the file under headers promising all of it, then drop the connection.
+        False when the client hung up first: a probe that reads only the header (the resolver
+        runs one on a direct link) is not the player's stream, so the fault stays armed."""
         data = file.read_bytes()
         response = web.StreamResponse(headers={
             "Content-Type": "audio/webm", "Accept-Ranges": "bytes", "Content-Length": str(len(data))})
         await response.prepare(request)
-        await response.write(data[: int(len(data) * self.DROP_FRACTION)])
-        await asyncio.sleep(0.2)
-        assert request.transport is not None
-        request.transport.close()
-        return response
+        try:
+            await response.write(data[: int(len(data) * self.DROP_FRACTION)])
+        except ConnectionError:
+            return False
+        await asyncio.sleep(0.5)  # a probe has read its header and exited by now
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.close()
+        return True
 
     async def _drop(self, request: web.Request) -> web.StreamResponse:
         file = self.root / request.match_info["name"]
         if self.drop_armed:
-            self.drop_armed = False
-            self.log.append((request.path, request.headers.get("Range", ""), 200))
-            return await self._cut_short(request, file)
+            dropped = await self._cut_short(request, file)
+            self.drop_armed = not dropped
+            self.log.append((request.path, request.headers.get("Range", ""), 200 if dropped else 499))
+            raise ConnectionResetError("dropped on purpose")
         self.log.append((request.path, request.headers.get("Range", ""), 206))
         return web.FileResponse(file)  # honours Range: ffmpeg's reconnect continues at its offset
 
@@ -155,10 +163,12 @@ class FaultMedia:
             self.log.append((request.path, request.headers.get("Range", ""), 403))
             return web.Response(status=403, text="This link has expired.")
         if self.expiry_armed:
-            self.expiry_armed = False
-            self.expired.add(token)  # every later request for this URL: 403
-            self.log.append((request.path, request.headers.get("Range", ""), 200))
-            return await self._cut_short(request, file)
+            dropped = await self._cut_short(request, file)
+            if dropped:
+                self.expiry_armed = False
+                self.expired.add(token)  # every later request for this URL: 403
+            self.log.append((request.path, request.headers.get("Range", ""), 200 if dropped else 499))
+            raise ConnectionResetError("dropped on purpose")
         self.log.append((request.path, request.headers.get("Range", ""), 206))
         return web.FileResponse(file)
 
@@ -342,12 +352,15 @@ async def test_a_dropped_connection_is_picked_up_by_ffmpeg_with_nothing_lost(
     music_bot: MusicBot, fault_media: FaultMedia
 ) -> None:
     fault_media.drop_armed = True
-    started = time.monotonic()
     await play_clock(music_bot, fault_media.url("/drop/clock.webm"))
+    # judged from 1 s in: the first frames of a track may arrive unevenly as discord.py starts
+    started = (await wait_for_clock(music_bot, 1.0)).arrival
     # the drop happens ~10 s into the file, several seconds ahead of what is playing
     await wait_for_clock(music_bot, 15.0, timeout=25)
     drops = [entry for entry in fault_media.log if entry[0] == "/drop/clock.webm"]
-    assert drops[0][2] == 200 and any(r.startswith("bytes=") and r != "bytes=0-" for _, r, _ in drops[1:]), drops
+    [cut] = [i for i, entry in enumerate(drops) if entry[2] == 200]
+    # ffmpeg came back for the rest with a Range request past the start
+    assert any(r.startswith("bytes=") and r != "bytes=0-" for _, r, _ in drops[cut + 1:]), drops
     heal = heal_across(music_bot, "HTTP connection dropped mid-stream (then Range requests work)", started)
     heal.report()
     assert heal.gap < 0.1 and abs(heal.loss) < 0.1, heal  # ffmpeg's reconnect: seamless
@@ -392,18 +405,21 @@ async def test_a_hanging_extractor_times_out_with_a_sentence_and_the_queue_goes_
         reply = await music_bot.ask(w.member, f"!play {fault_media.url('/faultsite/hang/forever')}", timeout=30)
         answered_after = time.monotonic() - asked
         print(f"\nBAD INPUT | a page whose extraction hangs | {reply.content!r} after {answered_after:.1f} s")
-        assert reply.content == "Looking that up timed out after 5 s.", reply.content
-        assert 4.5 <= answered_after <= 12.0
+        # the scheduler retries a timed-out lookup (3 attempts of 5 s, with a short backoff)
+        assert reply.content.startswith("Looking that up timed out after 5 s."), reply.content
+        assert 4.5 <= answered_after <= 3 * 5 + 5
         # the queue goes on: the clock played on meanwhile, and the next request is served
         heal = heal_across(music_bot, "the extractor hangs (the job times out)", asked)
         assert heal.gap < 0.1, heal
+        asked_again = time.monotonic()
         queued = await music_bot.ask(w.member, f"!play {fault_media.server.url('low200.webm')}")
+        print(f"BAD INPUT | the next play after the hang | {queued.content!r} after {time.monotonic() - asked_again:.1f} s")
         assert queued.content.startswith("Queued **low200**"), queued.content
         assert (await music_bot.ask(w.member, "!skip")).content.startswith("Skipped")
         await music_bot.ears.wait_for_tone(LOW_HZ, after=asked, packets=10, timeout=10)
     finally:
         await music_bot.ask(w.owner, "!musicset resolvetimeout 30")
-    await music_bot.audio.wait_for_quiet(1.0, timeout=10)
+        await stop(music_bot)
 
 
 # -- Discord ------------------------------------------------------------------------------------

@@ -251,7 +251,7 @@ async def test_the_servers_limits_apply_to_the_api(music_bot: MusicBot, rpc: Rpc
     assert (await music_bot.ask(w.owner, "!musicset maxlength 0")).content == "Longest track: no limit."
 
     reply = await music_bot.ask(w.owner, "!musicset memberlimit 1")
-    assert reply.content == "Each member may queue 1 tracks."
+    assert reply.content == "Each member may queue 1 track."
     mine = {"guild_id": gid, "requester_id": str(w.member.id)}
     playing = await rpc.call("MUSIC__ADD", query=media_server.url("long.mp3"), **mine)
     assert playing["ok"], playing
