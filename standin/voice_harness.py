@@ -83,7 +83,9 @@ class VoiceHarness:
     async def _make_client(self) -> discord.Client:
         client = discord.Client(intents=discord.Intents.none())
         await client._async_setup_hook()  # binds the running loop, as login() would
-        connector = aiohttp.TCPConnector(ssl=client_ssl_context(self.server.ca_file))
+        # limit=0 like discord.py's own session: every voice websocket holds a connection open,
+        # so the default 100 would hang the 101st harness sharing a client
+        connector = aiohttp.TCPConnector(ssl=client_ssl_context(self.server.ca_file), limit=0)
         # discord.py opens the voice websocket through its HTTP session (filled in static_login)
         client.http._HTTPClient__session = aiohttp.ClientSession(connector=connector)  # type: ignore[attr-defined]
         client._connection.user = discord.ClientUser(
