@@ -3,7 +3,8 @@ in the same run.
 
     python -m benchmarks.run [--quick] [--only NAME ...]
 
-NAME is one of: gap, first_packet, resources, stall, concurrency. See benchmarks/README.md.
+NAME is one of: gap, first_packet, resources, stall, concurrency, resolution, persistence.
+See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,12 +29,31 @@ from . import concurrency, first_packet, gap, resources, stall
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
 
+
+async def in_own_process(module: str, *args: str) -> None:
+    """Run a benchmark module that sets up its own world (a fake video site, a PostgreSQL
+    cluster) in a separate process, so it neither loads nor is loaded by this one."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, *args)
+    if await proc.wait() != 0:
+        raise RuntimeError(f"{module} exited with {proc.returncode}")
+
+
+async def resolution_rows(bench: Bench, quick: bool) -> None:
+    await in_own_process("benchmarks.resolution", "--reps", "2" if quick else "5")
+
+
+async def persistence_rows(bench: Bench, quick: bool) -> None:
+    await in_own_process("benchmarks.persistence", *(["--quick"] if quick else []))
+
+
 BENCHMARKS = {
     "gap": gap.run,
     "first_packet": first_packet.run,
     "resources": resources.run,
     "stall": stall.run,
     "concurrency": concurrency.run,
+    "resolution": resolution_rows,
+    "persistence": persistence_rows,
 }
 ENGINE_GUILD_ID = 1001
 
