@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import weakref
 from pathlib import Path
 
 import pytest
-from redbot.core import config as config_module
-from redbot.core._drivers import json as json_driver
 from redbot.core.bot import Red
 
 from music.cog import Music
@@ -21,42 +18,9 @@ from music.engine.events import AdvanceEvent, AdvanceKind
 from music.player import PlayerState
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
+from tests.support.redlevel import World, load_cog, new_red
 
 SECOND = 48000
-
-
-def new_red() -> Red:
-    """A fresh, unconnected Red on the test's data dir, as a new process would see it."""
-    from redbot.core._cli import parse_cli_flags
-
-    config_module._config_cache = weakref.WeakValueDictionary()
-    json_driver._shared_datastore.clear()  # forget what an earlier "process" had in memory
-    return Red(cli_flags=parse_cli_flags(["ignore_me"]), description="test", dm_help=None, owner_ids=set())
-
-
-class World:
-    """A guild with a voice channel and a listener, plugged into a Red bot."""
-
-    def __init__(self, red: Red) -> None:
-        self.guild = FakeGuild()
-        self.voice = self.guild.add_voice_channel()
-        self.member = member_in(self.voice)
-        self.attach(red)
-
-    def attach(self, red: Red) -> None:
-        self.red = red
-        red.get_guild = lambda gid: self.guild if gid == self.guild.id else None  # type: ignore[method-assign]
-        red._red_ready.set()  # an unconnected bot never becomes ready by itself
-
-    def ctx(self) -> FakeContext:
-        return FakeContext(self.red, self.guild, self.member)
-
-
-async def load_cog(red: Red) -> Music:
-    cog = Music(red)
-    await red.add_cog(cog)
-    await asyncio.wait_for(cog.ready.wait(), 10)
-    return cog
 
 
 async def allow_loopback(cog: Music) -> None:

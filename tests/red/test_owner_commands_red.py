@@ -7,7 +7,7 @@ import pytest
 from redbot.core.bot import Red
 
 from music.commands.base import CommandError
-from tests.red.test_cog_red import World, load_cog, new_red
+from tests.support.redlevel import World, load_cog, new_red
 
 
 async def test_owner_commands_are_subcommands_of_musicset_bound_to_the_cog(red: Red) -> None:

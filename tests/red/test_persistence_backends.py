@@ -23,41 +23,21 @@ from music.cog import Music
 from music.engine.queue import RepeatMode
 from music.engine.track import Track
 from music.store import FLUSH_INTERVAL
-from tests.support.fakevoice import FakeContext, FakeGuild, member_in
+from tests.support import redlevel
 from tests.support.postgres import Backend, backend_fixture  # noqa: F401  (the `backend` fixture)
+from tests.support.redlevel import World
 
 # -- the cog in a Red bot (as in test_cog_red.py) ---------------------------------------------------
 
 
 def new_red() -> Red:
-    """A fresh, unconnected Red, as a new process on the same data would build it."""
-    from redbot.core._cli import parse_cli_flags
-
-    return Red(cli_flags=parse_cli_flags(["ignore_me"]), description="test", dm_help=None, owner_ids=set())
-
-
-class World:
-    """A guild with a voice channel and a listener, plugged into a Red bot."""
-
-    def __init__(self, red: Red) -> None:
-        self.guild = FakeGuild()
-        self.voice = self.guild.add_voice_channel()
-        self.member = member_in(self.voice)
-        self.attach(red)
-
-    def attach(self, red: Red) -> None:
-        self.red = red
-        red.get_guild = lambda gid: self.guild if gid == self.guild.id else None  # type: ignore[method-assign]
-        red._red_ready.set()  # an unconnected bot never becomes ready by itself
-
-    def ctx(self) -> FakeContext:
-        return FakeContext(self.red, self.guild, self.member)
+    """A fresh, unconnected Red, as a new process on the same data would build it (the
+    backend fixture manages the drivers' state itself)."""
+    return redlevel.new_red(forget_json_cache=False)
 
 
 async def load_cog(red: Red, backend: Backend) -> Music:
-    cog = Music(red)
-    await red.add_cog(cog)
-    await asyncio.wait_for(cog.ready.wait(), 10)
+    cog = await redlevel.load_cog(red)
     assert isinstance(cog.store.config._driver, backend.driver_class), "the cog is not on the backend under test"
     return cog
 
