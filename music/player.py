@@ -649,6 +649,16 @@ class PlayerManager:
         channel = guild.get_channel(player.channel_id) if guild and player.channel_id else None
         if not callable(getattr(channel, "connect", None)):  # gone, or not a voice channel
             raise VoiceError("I don't know which voice channel to join; use `summon` or `play` from a voice channel.")
+        stale = guild.voice_client if guild is not None else None
+        if stale is not None:
+            # discord.py gave up on this connection (a 4015 whose resume timed out, a 4014 with
+            # no move, a 4006 reconnect stuck in IP discovery) but left its voice client in
+            # place, and connect() refuses while one exists: end it and connect afresh
+            log.info("Guild %s: replacing a voice connection that is not connected", player.guild_id)
+            try:
+                await asyncio.wait_for(stale.disconnect(force=True), 10.0)
+            except Exception:
+                log.debug("Ending the stale voice client of guild %s failed", player.guild_id, exc_info=True)
         try:
             await channel.connect(timeout=15.0, self_deaf=True)
         except TimeoutError:

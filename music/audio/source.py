@@ -452,7 +452,10 @@ class ChainSource(discord.AudioSource):
 
     * ``track_start`` when a stream's first audio packet is handed out;
     * ``track_end`` when a stream ended normally and was drained; ``track_error`` (with ffmpeg's
-      message) when it ended with an error, including one that never produced audio;
+      message) when it ended with an error, including one that never produced audio. After an
+      error mid-track (the stream had played) the prepared next stream is *not* spliced in: the
+      chain sends silence until :meth:`play_now` (the player reopening the track at
+      ``last_end``'s position) or :meth:`skip`;
     * ``exhausted`` when nothing was left to play for ``idle_grace`` seconds; ``read()`` then
       returns b"" and discord.py stops the player (and calls :meth:`cleanup`).
 
