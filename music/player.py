@@ -426,18 +426,9 @@ class PlayerManager:
         # force a fresh stream URL: an expired or dropped URL is the usual cause
         if current.kind == "remote":
             current.stream_expires = 0.0
-            self._forget_cached_stream(current)
+            # or `service.refresh` would hand back the URL that just failed
+            self.service.forget_stream(current)
         self._start_load(player, current, position)
-
-    def _forget_cached_stream(self, track: Track) -> None:
-        """Drop the resolve cache's stream URL for `track`: `service.refresh` would otherwise
-        hand the URL that just failed (a 403 for an expired link) straight back.
-        (The key is ResolveService._remember's; a `forget_stream` method there would be the
-        better seam.)"""
-        cache = getattr(self.service, "cache", None)
-        streams = getattr(cache, "streams", None)
-        if streams is not None:
-            streams.discard(f"stream:{track.webpage_url or track.query}")
 
     def _start_load(self, player: GuildPlayer, track: Track, start: float) -> None:
         """Resolve and open `track` at `start` in a task; LOADED or LOAD_FAILED comes back."""

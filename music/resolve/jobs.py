@@ -484,11 +484,20 @@ class JobScheduler:
         # after a shrink, stop surplus idle threads
         while self._idle and len(self._idle) + len(self._busy) > self._size:
             self._idle.pop().inbox.put(None)
-        while len(self._busy) < self._size:
+        while self._live_busy() < self._size:
             job = self._pop_next()
             if job is None:
                 return
             self._start(job)
+
+    def _live_busy(self) -> int:
+        """Busy workers that still count against the pool size.
+
+        A thread stuck inside yt-dlp after its job timed out or was cancelled would otherwise
+        hold its slot until yt-dlp returns, so one stuck site could stall every lookup. Up to
+        `size` such threads are replaced by new ones (at most twice the pool in threads);
+        beyond that they count again, so a hostile site can't make threads grow without bound."""
+        return len(self._busy) - min(self._abandoned_running, self._size)
 
     def _pop_next(self) -> Job[Any] | None:
         for priority in Priority:
@@ -559,13 +568,15 @@ class JobScheduler:
         self, worker: _Worker, job: Job[Any], context: JobContext, ok: bool, value: Any
     ) -> None:
         self._busy.discard(worker)
-        if self._closed or len(self._idle) + len(self._busy) >= self._size:
+        late = job.context is not context  # timed out or cancelled meanwhile
+        if late:
+            self._abandoned_running -= 1
+        if self._closed or len(self._idle) + self._live_busy() >= self._size:
             worker.inbox.put(None)
         else:
             self._idle.append(worker)
-        if job.context is not context:
-            # timed out or cancelled meanwhile: the caller was already answered
-            self._abandoned_running -= 1
+        if late:
+            # the caller was already answered
             log.debug("Dropped the late result of job %s (attempt %s)", job.id, context.attempt)
         else:
             if job.timer is not None:

@@ -328,7 +328,7 @@ class ResolveService:
         policy = self.resolver.policy()
         page = track.webpage_url or track.query
         url = as_url(page)
-        stream_key = f"stream:{page}"
+        stream_key = self._stream_key(page)
         stream = self.cache.get_stream(stream_key)
         if stream is not None and stream.get("stream_url"):
             await self._check_policy(policy, url, stream["stream_url"])
@@ -508,6 +508,15 @@ class ResolveService:
         except PolicyError as exc:
             raise ResolveError(exc.sentence) from None
 
+    def forget_stream(self, track: Track) -> None:
+        """Drop the cached stream URL of `track`'s page: it failed (a 403 for an expired link,
+        a dropped connection), so the next refresh must extract afresh."""
+        self.cache.streams.discard(self._stream_key(track.webpage_url or track.query))
+
+    @staticmethod
+    def _stream_key(page: str) -> str:
+        return f"stream:{page}"
+
     def _remember(self, track: Track, key: str | None) -> None:
         """Cache a resolved track's metadata under `key` (and its page URL) and its stream."""
         if track.kind != "remote":
@@ -520,7 +529,7 @@ class ResolveService:
         # A live stream's URL is a manifest that changes; it is never reused.
         if track.stream_url and not track.is_live:
             stream = {k: data[k] for k in _STREAM_FIELDS}
-            self.cache.put_stream(f"stream:{page}", stream, track.stream_expires)
+            self.cache.put_stream(self._stream_key(page), stream, track.stream_expires)
 
     # ---- blocking work (worker threads) -----------------------------------------------
 

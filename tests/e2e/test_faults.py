@@ -576,11 +576,6 @@ async def test_a_crashed_task_is_restarted_by_its_supervisor_and_playback_goes_o
 # -- last: it leaves the lookup workers stuck for HANG_SECONDS ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "music/resolve/jobs.py: a timed-out attempt keeps its worker thread, and a timeout is retried, "
-    "so one extraction stuck outside any socket holds all 3 workers (3 attempts) until it returns; "
-    "every lookup after it waits. Fix there: no retry after a timeout, or a replacement worker "
-    "for an abandoned attempt (bounded)."))
 async def test_an_extraction_stuck_outside_any_socket_does_not_hold_up_the_next_lookup(
     music_bot: MusicBot, fault_media: FaultMedia
 ) -> None:

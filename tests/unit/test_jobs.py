@@ -209,9 +209,36 @@ async def test_cancel_a_running_job_answers_at_once_and_frees_the_worker_later(
     ):
         await job.future
     assert stages[-1] is Stage.CANCELLED
-    assert after == []  # the worker is still held by the cancelled call
+    # the cancelled call still holds its thread, but a replacement worker runs the next job
+    assert await asyncio.wait_for(queued.future, 5) == "next"
+    assert not gate.is_set()
     gate.set()
-    assert await queued.future == "next"
+
+
+async def test_stuck_attempts_are_replaced_but_only_up_to_the_pool_size() -> None:
+    """An extraction stuck outside any socket must not stall every later lookup, nor make a
+    hostile site grow threads without bound: at most `workers` stuck threads are replaced."""
+    sched = JobScheduler(workers=1, timeout=0.2, max_attempts=1, thread_name_prefix="stuck-test")
+    gate = threading.Event()
+    try:
+        for _ in range(2):  # two stuck lookups: the first gets a replacement, the second not
+            stuck = sched.submit(blocker(gate, threading.Event()), guild_id=1, requester_id=1)
+            with pytest.raises(JobTimedOut):
+                await stuck.future
+        assert sched.status()["workers"]["abandoned"] == 2
+        after: list[str] = []
+        waiting = sched.submit(recorder(after, "next"), guild_id=2, requester_id=2)
+        await asyncio.sleep(0.3)
+        assert after == [] and sched.status()["workers"]["busy"] == 2  # the cap holds
+        gate.set()
+        assert await asyncio.wait_for(waiting.future, 5) == "next"
+        await wait_until(lambda: sched.status()["workers"]["busy"] == 0)
+        # the replacement's extra thread ends once the stuck ones are back: one worker again
+        await wait_until(lambda: len([t for t in threading.enumerate() if t.name.startswith("stuck-test")]) <= 1)
+    finally:
+        gate.set()
+        sched.close()
+        assert sched.join(5)
 
 
 async def test_only_the_requester_or_an_admin_may_cancel(scheduler: JobScheduler) -> None:
