@@ -12,7 +12,7 @@ commit. `install_music_cog` then, as the owner in a text channel of the stand-in
     !musicset network allow <cidr>        (for each network asked for, e.g. 127.0.0.0/8)
 
 and returns every reply with how long each step took. Used by the end-to-end tests
-(tests/support/install.py re-exports it) and by the demo (standin.demo).
+(tests/e2e) and by the demo (standin.demo).
 """
 
 from __future__ import annotations

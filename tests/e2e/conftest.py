@@ -23,9 +23,9 @@ import pytest_asyncio
 
 from standin import Channel, Member, Message, Standin
 from standin.analysis import SILENCE_RMS, PacketInfo, dominant_frequency, rms
+from standin.install import InstallReport, install_music_cog, snapshot_working_tree
 from standin.server import DefaultWorld
 from standin.voice import GuildAudio
-from tests.support.install import InstallReport, install_music_cog, snapshot_working_tree
 from tests.support.redbot import RedInstance, RedProcess
 
 T = TypeVar("T")

@@ -34,9 +34,9 @@ import pytest_asyncio
 from aiohttp import web
 
 from standin import Standin
+from standin.install import install_music_cog
 from standin.server import DefaultWorld
 from tests.e2e.conftest import MusicBot, near
-from tests.support.install import install_music_cog
 from tests.support.media import _FORMATS, FFMPEG, MediaServer, generate_tone
 from tests.support.redbot import REPO_ROOT, RedInstance, RedProcess
 

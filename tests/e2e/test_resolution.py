@@ -21,9 +21,9 @@ import pytest
 import pytest_asyncio
 
 from standin import Message, Standin
+from standin.install import install_music_cog
 from standin.server import DefaultWorld
 from tests.e2e.conftest import MusicBot, since
-from tests.support.install import install_music_cog
 from tests.support.redbot import REPO_ROOT, RedInstance, RedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

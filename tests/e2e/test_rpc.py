@@ -20,9 +20,9 @@ import pytest
 import pytest_asyncio
 
 from standin import Standin
+from standin.install import install_music_cog
 from standin.server import DefaultWorld
 from tests.e2e.conftest import MusicBot, near
-from tests.support.install import install_music_cog
 from tests.support.redbot import RedInstance, RedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
