@@ -635,11 +635,15 @@ class PlayerManager:
         if self._voice(player) is not None:
             return
         import discord
+        import discord.voice_state
 
         guild = self.bot.get_guild(player.guild_id)
         channel = guild.get_channel(player.channel_id) if guild and player.channel_id else None
         if not callable(getattr(channel, "connect", None)):  # gone, or not a voice channel
             raise VoiceError("I don't know which voice channel to join; use `summon` or `play` from a voice channel.")
+        if not getattr(discord.voice_state, "has_dave", True):
+            # Discord closes voice without DAVE (close code 4017) since 2026-03-02
+            raise VoiceError("I can't join voice: DAVE encryption support is missing; the bot owner should install `davey` and restart.")
         stale = guild.voice_client if guild is not None else None
         if stale is not None:
             # discord.py gave up on this connection (a 4015 whose resume timed out, a 4014 with

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
+def discord_has_dave() -> bool:
+    """Whether discord.py found `davey` when it was imported (it decides once, at import)."""
+    from discord import voice_state
+
+    return bool(getattr(voice_state, "has_dave", True))
+
+
 class CommandError(commands.UserFeedbackCheckFailure):
     """A sentence for the user; raising it ends the command and changes nothing."""
 
@@ -107,6 +114,12 @@ class MusicMixin:
         if voice is None or voice.channel is None:
             raise CommandError("Join a voice channel first.")
         channel = voice.channel
+        if not discord_has_dave():
+            # Discord closes voice without DAVE (close code 4017) since 2026-03-02
+            raise CommandError(
+                "I can't join voice: DAVE encryption support is missing. The bot owner should run "
+                f"`{ctx.clean_prefix}pipinstall davey` (or `{ctx.clean_prefix}cog reinstallreqs`) and restart the bot."
+            )
         perms = channel.permissions_for(guild.me)
         if not (perms.connect and perms.speak):
             raise CommandError(f"I need the Connect and Speak permissions in {channel.mention}.")

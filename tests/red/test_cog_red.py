@@ -455,3 +455,17 @@ async def test_music_stats_shows_frames_mode_and_ffmpeg_of_a_playing_guild(red: 
     pid = int(line.split("ffmpeg ")[1].split()[0])
     assert pid == player.source.current_stream.pid
     await red.remove_cog("Music")
+
+
+async def test_without_dave_support_joining_is_refused_with_what_to_install(red: Red, media_server, monkeypatch) -> None:
+    from discord import voice_state
+
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    monkeypatch.setattr(voice_state, "has_dave", False)  # as if davey were not installed
+    with pytest.raises(CommandError, match="pipinstall davey"):
+        await cog.play(world.ctx(), query=media_server.url("a440.webm"))
+    assert world.voice.connects == 0  # Discord would close with 4017: don't even try
+    assert cog.manager.get(world.guild.id).queue.current is None
+    await red.remove_cog("Music")

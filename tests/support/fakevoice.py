@@ -153,6 +153,7 @@ class FakeContext:
         self.channel = SimpleNamespace(id=next(_ids))
         self.sent: list[dict[str, Any]] = []
         self.messages: list[FakeMessage] = []
+        self.clean_prefix = "!"
         self._embeds = embeds
 
     async def send(self, content: str | None = None, **kwargs: Any) -> FakeMessage:
