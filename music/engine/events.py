@@ -32,7 +32,6 @@ class AdvanceKind(str, Enum):
     RESCHEDULE = "reschedule"  # re-examine the player (restore, `music reschedule`)
     # from the monitor
     STREAM_STALLED = "stream_stalled"  # no progress for a while: reopen at the position
-    RESUME = "resume"  # restore after a restart/reconnect at `position`
 
 
 @dataclass(frozen=True)
