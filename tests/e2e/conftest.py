@@ -9,10 +9,11 @@ snapshot is made once per session. Modules choose what the owner allows with the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -107,9 +108,28 @@ class MusicBot:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
                     allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory):
+    async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory) as bot:
+        print(f"\ninstall through Downloader: {bot.install.summary()}")
+        yield bot
+
+
+@contextlib.asynccontextmanager
+async def running_music_bot(
+    standin: Standin,
+    world: DefaultWorld,
+    cog_snapshot: Path,
+    allowed_networks: tuple[str, ...],
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[MusicBot]:
+    """A real Red bot (a new instance) with the cog installed through Downloader; it must exit
+    cleanly at the end. Modules that need Red started differently (`--dev`, `--rpc`, a yt-dlp
+    plugin on PYTHONPATH) pass `extra_args` / `env` to their own `music_bot` fixture."""
     instance = RedInstance.create(tmp_path_factory.mktemp("red"))
     # no --no-cogs: a restart on the same data dir must load the installed cog again
-    red = RedProcess(standin, instance, extra_args=[])
+    red = RedProcess(standin, instance, extra_args=extra_args or [], env=env)
     await red.start()
     try:
         report = await install_music_cog(standin, world.owner, world.general, cog_snapshot,
@@ -118,7 +138,6 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
         print(red.log_tail(80))
         await red.stop()
         raise
-    print(f"\ninstall through Downloader: {report.summary()}")
     yield MusicBot(standin, world, red, report)
     code = await red.stop()
     assert code == 0, red.log_tail()

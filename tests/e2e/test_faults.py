@@ -34,11 +34,10 @@ import pytest_asyncio
 from aiohttp import web
 
 from standin import Standin
-from standin.install import install_music_cog
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, near
+from tests.e2e.conftest import MusicBot, near, running_music_bot
 from tests.support.media import _FORMATS, FFMPEG, MediaServer, generate_tone
-from tests.support.redbot import REPO_ROOT, RedInstance, RedProcess
+from tests.support.redbot import REPO_ROOT, RedProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -226,25 +225,14 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
                     allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
                     plugin_dir: Path):
     """conftest's music_bot with `--dev` (for `[p]eval`) and the fault site's yt-dlp plugin."""
-    instance = RedInstance.create(tmp_path_factory.mktemp("red"))
     env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "FAULTSITE_HANG_SECONDS": str(HANG_SECONDS),
     }
-    red = RedProcess(standin, instance, extra_args=["--dev"], env=env)
-    await red.start()
-    try:
-        report = await install_music_cog(standin, world.owner, world.general, cog_snapshot,
-                                         allow_networks=allowed_networks)
-    except BaseException:
-        print(red.log_tail(80))
-        await red.stop()
-        raise
-    bot = MusicBot(standin, world, red, report)
-    await standin.join_voice(world.member, world.music)
-    yield bot
-    code = await red.stop()
-    assert code == 0, red.log_tail()
+    async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
+                                 extra_args=["--dev"], env=env) as bot:
+        await standin.join_voice(world.member, world.music)
+        yield bot
 
 
 @pytest_asyncio.fixture(autouse=True, loop_scope="module")

@@ -21,10 +21,9 @@ import pytest
 import pytest_asyncio
 
 from standin import Message, Standin
-from standin.install import install_music_cog
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, since
-from tests.support.redbot import REPO_ROOT, RedInstance, RedProcess
+from tests.e2e.conftest import MusicBot, running_music_bot, since
+from tests.support.redbot import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -77,21 +76,10 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
                     allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
                     media_server):
     """conftest's music_bot, with the fake-site plugin on the Red process's PYTHONPATH."""
-    instance = RedInstance.create(tmp_path_factory.mktemp("red"))
-    red = RedProcess(standin, instance, extra_args=[], env=plugin_env(media_server.base_url))
-    await red.start()
-    try:
-        report = await install_music_cog(standin, world.owner, world.general, cog_snapshot,
-                                         allow_networks=allowed_networks)
-    except BaseException:
-        print(red.log_tail(80))
-        await red.stop()
-        raise
-    bot = MusicBot(standin, world, red, report)
-    await standin.join_voice(world.member, world.music)
-    yield bot
-    code = await red.stop()
-    assert code == 0, red.log_tail()
+    async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
+                                 env=plugin_env(media_server.base_url)) as bot:
+        await standin.join_voice(world.member, world.music)
+        yield bot
 
 
 @pytest.fixture(autouse=True)

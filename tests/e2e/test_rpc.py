@@ -20,10 +20,8 @@ import pytest
 import pytest_asyncio
 
 from standin import Standin
-from standin.install import install_music_cog
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, near
-from tests.support.redbot import RedInstance, RedProcess
+from tests.e2e.conftest import MusicBot, near, running_music_bot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -101,19 +99,9 @@ def rpc_port() -> int:
 async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path, rpc_port: int,
                     allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory):
     """conftest's music_bot, with Red's RPC server on `rpc_port`."""
-    instance = RedInstance.create(tmp_path_factory.mktemp("red"))
-    red = RedProcess(standin, instance, extra_args=["--rpc", "--rpc-port", str(rpc_port)])
-    await red.start()
-    try:
-        report = await install_music_cog(standin, world.owner, world.general, cog_snapshot,
-                                         allow_networks=allowed_networks)
-    except BaseException:
-        print(red.log_tail(80))
-        await red.stop()
-        raise
-    yield MusicBot(standin, world, red, report)
-    code = await red.stop()
-    assert code == 0, red.log_tail()
+    async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
+                                 extra_args=["--rpc", "--rpc-port", str(rpc_port)]) as bot:
+        yield bot
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
