@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from .analysis import (
     segment_by_frequency,
 )
 from .install import REPO_ROOT, InstallError, snapshot_and_install
+from .process import stop_red
 from .server import Standin
 from .state import Channel
 
@@ -163,18 +163,7 @@ class RedBot:
 
     async def stop(self) -> int | None:
         """SIGINT (Red's graceful shutdown), then SIGTERM, then SIGKILL."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return None if proc is None else proc.returncode
-        for sig, wait in ((signal.SIGINT, 20.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                await asyncio.wait_for(proc.wait(), wait)
-                break
-            except TimeoutError:
-                continue
-        return proc.returncode
+        return await stop_red(self.proc)
 
 
 @dataclass

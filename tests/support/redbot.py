@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from standin import Channel, Member, Message, Standin
+from standin.process import stop_red
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,18 +180,7 @@ class RedProcess:
 
     async def stop(self, *, timeout: float = 20.0) -> int | None:
         """SIGINT (Red's graceful shutdown), then SIGTERM, then SIGKILL. Returns the exit code."""
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return None if proc is None else proc.returncode
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
-            try:
-                await asyncio.wait_for(proc.wait(), wait)
-                break
-            except TimeoutError:
-                continue
-        return proc.returncode
+        return await stop_red(self.proc, graceful_wait=timeout)
 
     async def restart(self, *, ready_timeout: float = 60.0) -> None:
         """Stop and start again on the same data dir (persistence across restarts)."""
