@@ -2,7 +2,8 @@
 connected to the stand-in process, and the two ways of playing that are compared.
 
 * ours: one ``ChainSource`` per guild playing ``TrackStream``s, opened and made ready in a worker
-  thread first, the way the cog's player does (``music/player.py``);
+  thread first, sent by the one ``SharedSender`` thread of the process (``play_ours``), the way
+  the cog's player does (``music/player.py``);
 * the baseline: ``discord.FFmpegOpusAudio`` per track, the next track started from ``after``.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 import aiohttp
 import discord
 
-from music.audio.source import TrackStream
+from music.audio.sender import AfterCallback, SharedSender
+from music.audio.source import ChainSource, TrackStream
 from standin.voice import client_ssl_context
 from standin.voice_harness import VoiceHarness
 
@@ -120,6 +122,23 @@ async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: floa
     stream = TrackStream(ffmpeg, url, passthrough=passthrough)
     await asyncio.to_thread(_start_and_wait, stream, timeout)
     return stream
+
+
+_ours_sender: SharedSender | None = None
+
+
+def ours_sender() -> SharedSender:
+    """The process's one audio sender, as the cog has one (``PlayerManager.sender``)."""
+    global _ours_sender
+    if _ours_sender is None:
+        _ours_sender = SharedSender()
+    return _ours_sender
+
+
+def play_ours(vc: Any, chain: ChainSource, after: AfterCallback | None = None) -> None:
+    """Play a chain the way the cog does: on the shared sender, not ``vc.play`` (a thread per
+    guild). ``vc.stop()``, ``vc.is_playing()`` and the rest keep working (see music.audio.sender)."""
+    ours_sender().play(vc, chain, after=after)
 
 
 def baseline_source(ffmpeg: str, url: str, *, copy: bool) -> discord.FFmpegOpusAudio:

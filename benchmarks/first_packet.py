@@ -18,7 +18,7 @@ from typing import Any
 
 from music.audio.source import ChainSource
 
-from .botside import ChainEvents, baseline_source, open_stream
+from .botside import ChainEvents, baseline_source, open_stream, play_ours
 from .common import fmt, median, p99, print_table, ratio, verdict
 
 TARGET_MEDIAN_MS = 60.0
@@ -30,7 +30,7 @@ async def _play_ours(bench: Any, url: str, copy: bool) -> None:
     stream = await open_stream(bench.ffmpeg, url, passthrough=copy)
     chain = ChainSource(ChainEvents())
     chain.play_now(stream, "first")
-    bench.vc.play(chain)
+    play_ours(bench.vc, chain)
 
 
 async def _play_baseline(bench: Any, url: str, copy: bool) -> None:

@@ -22,7 +22,7 @@ import discord
 
 from music.audio.source import ChainSource
 
-from .botside import ChainEvents, baseline_source, open_stream
+from .botside import ChainEvents, baseline_source, open_stream, play_ours
 from .common import fmt, median, p99, print_table, ratio, verdict
 
 TONE_A_HZ = 440.0
@@ -89,7 +89,7 @@ async def _trial_ours(bench: Any, urls: list[str], method: Method) -> None:
     chain = ChainSource(events)
     first = await open_stream(bench.ffmpeg, urls[0], passthrough=True)
     chain.play_now(first, "0")
-    vc.play(chain)
+    play_ours(vc, chain)
     try:
         for index in range(1, len(urls)):
             await events.wait_for("track_start", str(index - 1), 10)

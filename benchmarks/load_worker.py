@@ -26,6 +26,8 @@ from .botside import (
     close_harnesses,
     connect_harnesses,
     open_stream,
+    ours_sender,
+    play_ours,
 )
 from .common import CpuWindow, private_bytes, pss_bytes
 
@@ -79,7 +81,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
             chain_events.append(events)
             chain = ChainSource(events)
             chain.play_now(stream, "load")
-            harness.voice_client.play(chain)
+            play_ours(harness.voice_client, chain)
             chains.append(chain)
             ffmpeg_pids.append(stream.pid)
     else:
@@ -117,6 +119,9 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     for harness in harnesses:
         harness.voice_client.stop()
     await asyncio.sleep(0.3)
+    if ours:
+        sender_stats = ours_sender().stats
+        await asyncio.to_thread(ours_sender().close, 5.0)
     await close_harnesses(harnesses)
     streams_n = len(harnesses)
     return {
@@ -130,6 +135,10 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "window": [window_start, window_end],
         "still_playing": still_playing,
         "underruns": underruns if ours else None,
+        # how the shared sender kept time (ticks more than half a frame late, slots skipped)
+        "sender_late_ticks": sender_stats.late_ticks if ours else None,
+        "sender_skipped_slots": sender_stats.skipped_slots if ours else None,
+        "sender_max_tick_ms": sender_stats.max_tick_ms if ours else None,
         "bot_cpu_ms_per_stream_second": bot_cpu.ms_per_stream_second(streams_n),
         "bot_cpu_share": bot_cpu.used / bot_cpu.seconds if bot_cpu.seconds else None,
         "bot_cpu_idle_share": idle_share,

@@ -3,7 +3,7 @@ in the same run.
 
     python -m benchmarks.run [--quick] [--only NAME ...]
 
-NAME is one of: gap, first_packet, resources, stall, concurrency, resolution, persistence.
+NAME is one of: gap, first_packet, first_packet_red, resources, stall, concurrency, resolution, persistence.
 See benchmarks/README.md.
 """
 
@@ -25,7 +25,7 @@ import discord
 
 from music.audio.ffmpeg import find_ffmpeg
 
-from . import concurrency, first_packet, gap, resources, stall
+from . import concurrency, first_packet, first_packet_red, gap, resources, stall
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
 
@@ -49,6 +49,7 @@ async def persistence_rows(bench: Bench, quick: bool) -> None:
 BENCHMARKS = {
     "gap": gap.run,
     "first_packet": first_packet.run,
+    "first_packet_red": first_packet_red.run,
     "resources": resources.run,
     "stall": stall.run,
     "concurrency": concurrency.run,

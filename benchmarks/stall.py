@@ -16,7 +16,7 @@ import numpy as np
 
 from music.audio.source import ChainSource
 
-from .botside import ChainEvents, baseline_source, open_stream
+from .botside import ChainEvents, baseline_source, open_stream, play_ours
 from .common import fmt, print_table
 
 MEDIA_NAME = "stall_tone.webm"
@@ -33,7 +33,7 @@ async def _play_ours(bench: Any, url: str) -> dict[str, Any]:
     events = ChainEvents()
     chain = ChainSource(events)
     chain.play_now(await open_stream(bench.ffmpeg, url, passthrough=True), "stalled")
-    bench.vc.play(chain)
+    play_ours(bench.vc, chain)
     try:
         await events.wait_for("track_end", "stalled", TONE_SECONDS + STALL_SECONDS + 15)
     finally:

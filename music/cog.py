@@ -20,11 +20,14 @@ from .engine.events import AdvanceKind
 from .engine.queue import QueueModel
 from .engine.track import Track
 from .formatting import track_line
+from .netguard import NetworkGuard
 from .player import GuildPlayer, PlayerManager, PlayerState
+from .policy import ExtractorPolicy
 from .resolve.resolver import Resolver
 from .resolve.service import ResolveService
 from .rpc import MusicRPC
 from .store import POSITION_SAVE_INTERVAL, MusicStore
+from .store_chunks import PlayerCapture
 
 log = logging.getLogger("red.music")
 
@@ -47,6 +50,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         self.shutdown_event = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.resolver: Resolver | None = None
+        self.guard: NetworkGuard | None = None
         self.service: ResolveService | None = None
         self.manager: PlayerManager | None = None
         self.supervisor_restarts: dict[str, int] = {}
@@ -56,7 +60,15 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
 
     async def cog_load(self) -> None:
         # Never wait for Red's readiness here: at startup cogs load before the bot connects.
-        self.resolver = Resolver(lambda: self.store.network_policy)
+        # Every connection yt-dlp and ffmpeg make for users goes through the guard, which
+        # checks the address it connects to (DNS rebinding, redirects, HLS segments).
+        self.guard = NetworkGuard(lambda: self.store.network_policy)
+        proxy = await self.guard.start()
+        self.resolver = Resolver(
+            lambda: self.store.network_policy,
+            proxy=proxy,
+            extractor_policy_getter=lambda: ExtractorPolicy(self.store.globals.extractors),
+        )
         self.service = ResolveService(
             self.resolver, cache_path=cog_data_path(self) / "resolve_cache.json"
         )
@@ -80,7 +92,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             # save where every player is before anything stops, so a reload resumes there
             for player in manager.players.values():
                 manager.save(player)
-            snapshots = {gid: p.snapshot() for gid, p in manager.players.items()}
+            # captures, not snapshot(): list copies, no serialization of every queue on the loop
+            snapshots = {gid: p.capture() for gid, p in manager.players.items()}
         else:
             snapshots = {}
         for task in self.tasks.values():
@@ -97,6 +110,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             await self.service.close()  # fails pending jobs with a sentence, saves the cache
         if self.resolver is not None:
             self.resolver.close()
+        if self.guard is not None:
+            await self.guard.close()  # after the players: it cuts the streams it relays
         await self.store.flush()
 
     def _start(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
@@ -266,16 +281,16 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         for player in self.manager.players.values():
             if _forget_requester(player.queue, user_id):
                 self.manager.save(player)
-        # queues saved for guilds that have no live player
-        for guild_id, data in (await self.store.config.all_guilds()).items():
-            state = data.get("state") or {}
-            if guild_id in self.manager.players or not state.get("queue"):
-                continue
-            queue = QueueModel.from_dict(state["queue"])
-            if _forget_requester(queue, user_id):
-                state["queue"] = queue.to_dict()
-                await self.store.config.guild_from_id(guild_id).state.set(state)
         await self.store.flush()
+
+        # queues saved for guilds that have no live player (chunked or old layout)
+        def forget(state: dict[str, Any]) -> PlayerCapture | None:
+            queue = QueueModel.from_dict(state.get("queue") or {})
+            if not _forget_requester(queue, user_id):
+                return None
+            return PlayerCapture.of({k: v for k, v in state.items() if k != "queue"}, queue)
+
+        await self.store.rewrite_saved(forget, skip=set(self.manager.players))
 
 
 def _forget_requester(queue: QueueModel, user_id: int) -> bool:

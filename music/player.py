@@ -5,8 +5,8 @@ one event at a time), so there are no flag races between commands, the audio thr
 monitor. Slow work (yt-dlp, opening ffmpeg, joining voice) runs in load tasks that post an event
 back when done; an event that arrives for a track that is no longer current is dropped.
 
-discord.py's audio thread never touches asyncio objects: the ChainSource callback and the player's
-``after`` callback go through ``loop.call_soon_threadsafe``.
+The audio thread (music.audio.sender) never touches asyncio objects: the ChainSource callback
+and the player's ``after`` callback go through ``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audio.ffmpeg import find_ffmpeg
+from .audio.sender import SharedSender
 from .audio.source import ChainSource, TrackStream
 from .engine.admission import admit_batch
 from .engine.events import AdvanceEvent, AdvanceKind
@@ -30,6 +31,7 @@ from .formatting import safe, track_line
 from .policy import PolicyError, resolve_local_path
 from .resolve.jobs import Priority
 from .resolve.resolver import ResolveError
+from .store_chunks import PlayerCapture
 
 if TYPE_CHECKING:
     import discord
@@ -98,16 +100,24 @@ class GuildPlayer:
                     return position
         return self.start_position
 
-    def snapshot(self) -> dict[str, Any]:
-        """The persisted form (see store.MusicStore.mark_dirty)."""
+    def head(self) -> dict[str, Any]:
+        """The small persisted values (everything but the queue)."""
         return {
-            "queue": self.queue.to_dict(),
             "position": round(self.position, 2),
             "paused": self.state is PlayerState.PAUSED,
             "channel_id": self.channel_id,
             "text_channel_id": self.text_channel_id,
             "volume": self.volume,
         }
+
+    def capture(self) -> PlayerCapture:
+        """What store.MusicStore.mark_dirty writes: the head and list copies of the queue, cheap
+        enough for the event loop (the tracks are serialized in a thread)."""
+        return PlayerCapture.of(self.head(), self.queue)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole persisted form as one dict (serializes every track: not for hot paths)."""
+        return {"queue": self.queue.to_dict(), **self.head()}
 
     @classmethod
     def from_snapshot(cls, guild_id: int, data: dict[str, Any]) -> GuildPlayer:
@@ -146,6 +156,10 @@ class PlayerManager:
         self.events: asyncio.Queue[AdvanceEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self._side_tasks: set[asyncio.Task[Any]] = set()
+        # One thread paces every guild's audio (discord.py's vc.play runs a thread per guild).
+        # It installs itself as each voice client's player, so vc.pause/resume/stop and
+        # vc.is_playing/is_paused below, and discord.py's own stop on disconnect, reach it.
+        self.sender = SharedSender()
         self.handled = 0
 
     # -- players ---------------------------------------------------------------------------
@@ -159,7 +173,7 @@ class PlayerManager:
         return player
 
     def save(self, player: GuildPlayer) -> None:
-        self.store.mark_dirty(player.guild_id, player.snapshot)
+        self.store.mark_dirty(player.guild_id, player.capture)
 
     def queue_changed(self, player: GuildPlayer) -> None:
         """After any edit of a guild's queue: save it (coalesced) and let the advancer react."""
@@ -480,7 +494,7 @@ class PlayerManager:
             player.source = source = self._new_source(player)
             source.play_now(stream, current.id)
             try:
-                vc.play(source, after=self._after_callback(player.guild_id, source))
+                self.sender.play(vc, source, after=self._after_callback(player.guild_id, source))
             except Exception as exc:  # the connection dropped between the check and now
                 source.cleanup()
                 player.source = None
@@ -530,7 +544,7 @@ class PlayerManager:
 
     def _after_callback(self, guild_id: int, source: ChainSource) -> Callable[[Exception | None], None]:
         def after(error: Exception | None) -> None:
-            # called from the audio thread when discord.py's player ends (an error, or the voice
+            # called from the sender's helper thread when the playback ends (an error, or the voice
             # connection went away); note the position before cleanup() drops the streams
             track_id, position = source.current_track_id, source.position
             source.cleanup()
@@ -623,6 +637,8 @@ class PlayerManager:
             # lets the stream tell a cut-short end (ffmpeg exits 0 when its reconnect fails)
             # from the real one; live streams have no end to compare with
             expected_end=None if track.is_live else track.duration,
+            # the network guard: ffmpeg connects only to addresses the policy allows
+            proxy=self.service.resolver.proxy,
         )
         try:
             await asyncio.to_thread(_start_and_wait, stream, OPEN_TIMEOUT)
@@ -738,6 +754,8 @@ class PlayerManager:
                     await asyncio.wait_for(guild.voice_client.disconnect(force=True), 5.0)
                 except Exception:
                     log.debug("Disconnect of guild %s failed during unload", player.guild_id, exc_info=True)
+        # every playback was stopped above: this ends the sending thread and its helper
+        await asyncio.to_thread(self.sender.close, timeout)
 
 
 class VoiceError(Exception):

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import re
 import socket
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -69,6 +70,17 @@ class PolicyError(Exception):
     def __init__(self, sentence: str) -> None:
         super().__init__(sentence)
         self.sentence = sentence
+
+
+def refusal_sentence(host: str, verdict: str) -> str:
+    """What to tell the user when `host` is refused: verdict "owner" (an owner deny entry),
+    "local" (private/local/special address) or "lookup" (the name doesn't resolve)."""
+    shown_host = quote_user_text(host)
+    if verdict == "lookup":
+        return f"I couldn't find the site `{shown_host}`."
+    if verdict == "owner":
+        return f"I won't fetch `{shown_host}`: the bot owner has blocked the address it points to."
+    return f"I won't fetch `{shown_host}`: it points to a private or local network address."
 
 
 def validate_cidr(text: str) -> str:
@@ -140,6 +152,12 @@ class NetworkPolicy:
             return "local"
         return None
 
+    def verdict(self, address: IPAddress) -> str | None:
+        """None if a connection to `address` is allowed, else why not: "owner" (an owner deny
+        entry) or "local" (a private, local or special address). Used by the network guard on
+        the address it is about to connect to."""
+        return self._verdict(address)
+
     def is_address_allowed(self, ip: str | IPAddress) -> bool:
         """Whether a link may point at this address."""
         try:
@@ -166,30 +184,21 @@ class NetworkPolicy:
         host = parts.hostname
         if not host:
             raise PolicyError(f"The link `{shown}` has no host name.")
-        shown_host = quote_user_text(host)
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
             addresses = self._lookup(host, port or (443 if scheme == "https" else 80))
         for address in addresses:
             verdict = self._verdict(address)
-            if verdict == "owner":
-                raise PolicyError(
-                    f"I won't fetch `{shown_host}`: the bot owner has blocked the address it "
-                    "points to."
-                )
             if verdict is not None:
-                raise PolicyError(
-                    f"I won't fetch `{shown_host}`: it points to a private or local network "
-                    "address."
-                )
+                raise PolicyError(refusal_sentence(host, verdict))
 
     @staticmethod
     def _lookup(host: str, port: int) -> list[IPAddress]:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, OSError):
-            raise PolicyError(f"I couldn't find the site `{quote_user_text(host)}`.") from None
+            raise PolicyError(refusal_sentence(host, "lookup")) from None
         addresses: list[IPAddress] = []
         for info in infos:
             raw = str(info[4][0]).split("%")[0]
@@ -198,7 +207,7 @@ class NetworkPolicy:
             except ValueError:
                 continue
         if not addresses:
-            raise PolicyError(f"I couldn't find the site `{quote_user_text(host)}`.")
+            raise PolicyError(refusal_sentence(host, "lookup"))
         return addresses
 
     async def acheck_url(self, url: str) -> None:
@@ -207,6 +216,100 @@ class NetworkPolicy:
 
     def __repr__(self) -> str:
         return f"NetworkPolicy(allow={[str(n) for n in self.allow]}, deny={[str(n) for n in self.deny]})"
+
+
+# The yt-dlp extractor families allowed unless the owner changes the list: the common music
+# sites (YouTube incl. YouTube Music, SoundCloud, Bandcamp, Audiomack, Mixcloud) and the video
+# sites people share music from (Vimeo, Twitch VODs/streams). Each is a well-maintained
+# extractor for a site that serves media to anonymous users. "generic" here means direct media
+# only (a link whose response is an audio/video file): yt-dlp's generic extractor also digs
+# embeds out of any web page, which is a much larger surface ("generic:all" opens it).
+DEFAULT_EXTRACTORS: tuple[str, ...] = (
+    "youtube",
+    "soundcloud",
+    "bandcamp",
+    "audiomack",
+    "mixcloud",
+    "vimeo",
+    "twitch",
+    "generic",
+)
+GENERIC_ALL = "generic:all"
+_EXTRACTOR_NAME = re.compile(r"^[a-z0-9_.-]{1,64}(:all)?$")
+
+
+def normalise_extractor(text: str) -> str:
+    """An extractor family as the owner typed it (`SoundCloud`, `youtube:tab`) -> `soundcloud`,
+    `youtube`; `generic:all` stays itself. ValueError with a sentence for anything else."""
+    name = text.strip().lower()
+    if name != GENERIC_ALL:
+        name = name.split(":", 1)[0]
+    if not _EXTRACTOR_NAME.match(name):
+        raise ValueError(
+            f"`{quote_user_text(text)}` isn't an extractor name: use a yt-dlp extractor family "
+            "such as youtube, soundcloud or bandcamp, or generic:all."
+        )
+    return name
+
+
+class ExtractorPolicy:
+    """Which yt-dlp extractor families may handle a user's link (`None` = the defaults).
+
+    "generic" allows yt-dlp's generic extractor for direct media only; "generic:all" allows it
+    on any web page (embeds found in the page's HTML)."""
+
+    def __init__(self, allowed: Iterable[str] | None = None) -> None:
+        names = DEFAULT_EXTRACTORS if allowed is None else allowed
+        self.allowed: frozenset[str] = frozenset(normalise_extractor(n) for n in names)
+
+    @property
+    def generic_pages(self) -> bool:
+        """Whether the generic extractor may read web pages, not only direct media."""
+        return GENERIC_ALL in self.allowed
+
+    def allows(self, family: str) -> bool:
+        family = family.lower()
+        if family == "generic":
+            return "generic" in self.allowed or self.generic_pages
+        return family in self.allowed
+
+    def check(self, family: str) -> None:
+        """PolicyError naming the site and the owner's command when `family` isn't allowed."""
+        if self.allows(family):
+            return
+        shown = quote_user_text(family, 40)
+        if family.lower() == "generic":
+            raise PolicyError(
+                "I can't play that link: it isn't from a site I support, and the bot owner has "
+                "turned off links to other sites (the owner can allow direct media links with "
+                "`musicset extractors allow generic`)."
+            )
+        raise PolicyError(
+            f"I can't play links from `{shown}`: the bot owner hasn't allowed that site (the "
+            f"owner can allow it with `musicset extractors allow {shown}`)."
+        )
+
+    def check_generic_result(self, info: dict, url: str) -> None:
+        """After the generic extractor ran on `url`: unless web pages are allowed, only direct
+        media may be played - a media file (yt-dlp marks it `direct`) or a streaming manifest
+        (HLS/DASH) served at `url` itself - not something found inside a page."""
+        if self.generic_pages or info.get("direct"):
+            return
+        formats = info.get("formats") or []
+        if (
+            info.get("_type", "video") == "video"
+            and formats
+            and all(isinstance(f, dict) and f.get("manifest_url") == url for f in formats)
+        ):
+            return
+        raise PolicyError(
+            "I can't play that link: it's a web page, not a direct link to an audio or video "
+            "file, and the site has no dedicated support (the bot owner can allow web pages "
+            "with `musicset extractors allow generic:all`)."
+        )
+
+    def __repr__(self) -> str:
+        return f"ExtractorPolicy({sorted(self.allowed)})"
 
 
 def resolve_local_path(folder: Path, user_text: str) -> Path:

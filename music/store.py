@@ -1,10 +1,15 @@
 """Red Config schema and a coalescing writer for the per-guild player state.
 
-Config's JSON backend rewrites the cog's whole file on every write, so queue changes are never
-written from a command: the command marks the guild dirty and a flush task writes every dirty
-guild at most every ``FLUSH_INTERVAL`` seconds (one write per guild per interval, whatever the
-burst). A crash therefore loses at most ``FLUSH_INTERVAL`` seconds of queue changes; the playback
-position is refreshed every ``POSITION_SAVE_INTERVAL`` seconds by the monitor.
+Queue changes are never written from a command: the command marks the guild dirty (O(1)) and a
+flush task writes every dirty guild at most every ``FLUSH_INTERVAL`` seconds (one write per guild
+per interval, whatever the burst). A crash therefore loses at most ``FLUSH_INTERVAL`` seconds of
+queue changes; the playback position is refreshed every ``POSITION_SAVE_INTERVAL`` seconds by the
+monitor.
+
+The player state is stored as a small head plus content-defined queue chunks (store_chunks.py):
+a write stores only the chunks that changed, in one transaction on PostgreSQL and one file save
+on JSON, with the splitting and serialization in a thread. A guild saved in the old layout (one
+`state` value holding the whole snapshot) still loads, and its first write migrates it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from redbot.core import Config
 
 from .policy import NetworkPolicy
+from .store_chunks import ChunkedQueueWriter, ChunkWriteStats, PlayerCapture
 
 log = logging.getLogger("red.music.store")
 
@@ -34,6 +40,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "network_deny": [],
     "resolve_workers": 3,  # yt-dlp lookups at once (`musicset resolvers`)
     "resolve_timeout": 30,  # seconds one lookup may take (`musicset resolvetimeout`)
+    # yt-dlp extractor families links may use (`musicset extractors`); None = the defaults
+    # (policy.DEFAULT_EXTRACTORS), so a newer default list reaches owners who never changed it
+    "extractors": None,
 }
 
 GUILD_DEFAULTS: dict[str, Any] = {
@@ -52,8 +61,12 @@ GUILD_DEFAULTS: dict[str, Any] = {
     "pause_when_alone": False,
     "np_channel": None,  # channel id for now-playing messages; None = where music was asked for
     "background": None,  # a URL that plays while the queue is empty
-    "state": {},  # the persisted player: see GuildPlayer.snapshot()
+    "queue_head": {},  # the persisted player, small part + chunk names: see store_chunks.py
+    "state": {},  # the old layout (the whole GuildPlayer.snapshot()), read and migrated
 }
+
+# what mark_dirty takes: a callable returning the state to write at flush time
+StateSource = Callable[[], "PlayerCapture | dict[str, Any]"]
 
 
 @dataclass
@@ -90,6 +103,7 @@ class GlobalSettings:
     network_deny: list[str] = field(default_factory=list)
     resolve_workers: int = 3
     resolve_timeout: int = 30
+    extractors: list[str] | None = None
 
 
 class MusicStore:
@@ -102,10 +116,12 @@ class MusicStore:
         self._guild_settings: dict[int, GuildSettings] = {}
         self.globals = GlobalSettings()
         self.network_policy = NetworkPolicy()
-        self._dirty: dict[int, Callable[[], dict[str, Any]]] = {}
+        self.chunks = ChunkedQueueWriter(config)
+        self._dirty: dict[int, StateSource] = {}
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.writes = 0  # state writes done, for tests and benchmarks
+        self.last_write = ChunkWriteStats()
 
     @classmethod
     def for_cog(cls, cog: object) -> MusicStore:
@@ -121,14 +137,14 @@ class MusicStore:
             network_deny=list(g["network_deny"]),
             resolve_workers=int(g["resolve_workers"]),
             resolve_timeout=int(g["resolve_timeout"]),
+            extractors=None if g["extractors"] is None else list(g["extractors"]),
         )
         self._rebuild_policy()
-        states: dict[int, dict[str, Any]] = {}
         for guild_id, data in (await self.config.all_guilds()).items():
             self._guild_settings[guild_id] = GuildSettings.from_config(data)
-            if data.get("state"):
-                states[guild_id] = data["state"]
-        return states
+        async with self._flush_lock:
+            saved = await self.chunks.read_all()
+        return {guild_id: guild.state for guild_id, guild in saved.items()}
 
     def _rebuild_policy(self) -> None:
         self.network_policy = NetworkPolicy(
@@ -160,11 +176,13 @@ class MusicStore:
 
     # -- player state ------------------------------------------------------------------------
 
-    def mark_dirty(self, guild_id: int, snapshot: Callable[[], dict[str, Any]]) -> None:
-        """Schedule a write of ``snapshot()`` for the guild; bursts collapse into one write.
+    def mark_dirty(self, guild_id: int, capture: StateSource) -> None:
+        """Schedule a write of ``capture()`` for the guild; bursts collapse into one write.
 
-        The snapshot is taken at flush time, so the newest state is what gets written."""
-        self._dirty[guild_id] = snapshot
+        `capture` is called at flush time, so the newest state is what gets written; it should
+        return a PlayerCapture (GuildPlayer.capture: list copies, no serialization on the loop).
+        A snapshot dict (the old form) is accepted too."""
+        self._dirty[guild_id] = capture
         self._wake.set()
 
     @property
@@ -178,16 +196,48 @@ class MusicStore:
         after `await flush()` everything marked before it is on disk."""
         async with self._flush_lock:
             while self._dirty:
-                guild_id, snapshot = self._dirty.popitem()
+                guild_id, source = self._dirty.popitem()
                 try:
-                    await self.config.guild_from_id(guild_id).state.set(snapshot())
+                    captured = source()
+                    if isinstance(captured, dict):
+                        captured = PlayerCapture.from_snapshot(captured)
+                    self.last_write = await self.chunks.write(guild_id, captured)
                     self.writes += 1
                 except Exception:
                     log.exception("Could not save the player state of guild %s", guild_id)
 
     async def clear_state(self, guild_id: int) -> None:
+        """Forget the guild's saved player (head, chunks, legacy state)."""
         self._dirty.pop(guild_id, None)
-        await self.config.guild_from_id(guild_id).state.clear()
+        async with self._flush_lock:
+            self._dirty.pop(guild_id, None)
+            await self.chunks.clear(guild_id)
+
+    async def saved_states(self) -> dict[int, dict[str, Any]]:
+        """Every guild's saved player state as stored now (GuildPlayer.snapshot() form), after
+        writing what is pending."""
+        await self.flush()
+        async with self._flush_lock:
+            saved = await self.chunks.read_all()
+        return {guild_id: guild.state for guild_id, guild in saved.items()}
+
+    async def rewrite_saved(self, edit: Callable[[dict[str, Any]], PlayerCapture | None],
+                            skip: set[int]) -> int:
+        """Apply `edit` to every saved state except the `skip` guilds' (those with a live
+        player, saved through mark_dirty); `edit` returns what to write, or None to keep it.
+        Returns how many guilds were rewritten."""
+        await self.flush()
+        rewritten = 0
+        async with self._flush_lock:
+            for guild_id, guild in (await self.chunks.read_all()).items():
+                if guild_id in skip:
+                    continue
+                capture = edit(guild.state)
+                if capture is not None:
+                    self.last_write = await self.chunks.write(guild_id, capture)
+                    self.writes += 1
+                    rewritten += 1
+        return rewritten
 
     async def flush_loop(self, shutdown: asyncio.Event) -> None:
         """Write dirty state at most every FLUSH_INTERVAL seconds until shutdown."""

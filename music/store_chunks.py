@@ -1,11 +1,8 @@
-"""Prototype (issue #6): persist a guild's queue in chunks so one change writes only what changed.
+"""The storage layout of the player state (issue #6): a small head plus content-defined queue chunks.
 
-Today `MusicStore.flush` writes `GuildPlayer.snapshot()` as one Config value: every queue change
-re-serializes every track (dataclasses.asdict, ~20 us a track) and rewrites the guild's whole
-document (the whole file on JSON, the guild's whole jsonb row on PostgreSQL). At 5,000 tracks that
-is far over the 20 ms target whatever the backend (see benchmarks/persistence.py).
-
-Layout written here, beside the current `state` value (nothing of store.py changes):
+Writing a guild's whole queue as one Config value re-serializes every track on every change and
+rewrites the guild's whole document (242 ms per change at 50 guilds x 5,000 tracks on PostgreSQL,
+plus 200-500 ms of event-loop stall for snapshot + JSON). Here a change writes only what changed:
 
 - guild `queue_head`: everything small (position, paused, channels, volume, repeat, shuffle, the
   current track, history) and `chunks`, the ordered list of chunk names of the upcoming tracks;
@@ -14,60 +11,226 @@ Layout written here, beside the current `state` value (nothing of store.py chang
 
 Chunk boundaries are content-defined (after a track whose id's CRC32 is 0 mod CHUNK_AVERAGE, and
 at CHUNK_MAX), so an insert, move or removal changes the one or two chunks around it and the
-boundaries after it fall in the same places again. Whether a chunk changed is found without
-serializing it: a chunk's key is the hash of its tracks' field values (C-level attrgetter + tuple
-hash), so in-place edits of a track (requester erased, stream refreshed) are seen too. Only new
-chunks are serialized and written; then the head; then chunks no longer referenced are deleted
-(a crash in between leaves the previous head and all its chunks intact).
+boundaries after it fall in the same places again (also across restarts: CRC32 is stable). Whether
+a chunk changed is found without serializing it: a chunk's key is the hash of its tracks' field
+values (C-level attrgetter + tuple hash), so in-place edits of a track (requester erased, stream
+refreshed) are seen too. Chunk names are random and never reused for other content.
 
-Keys use Python's per-process string hash, so after a restart the writer re-learns the stored
-chunks from `load()` instead of trusting stored keys.
+Where the work runs: on the event loop only `PlayerCapture.of` (list copies of the queue, O(1) per
+track); fingerprints, boundaries, hashing and the serialization of new chunks run in a thread
+(`plan_write`). A track's fingerprint is read by one C call, so it is consistent even if the loop
+edits the track meanwhile, and what is stored is built from that fingerprint, never re-read from
+the track: the stored content always matches its key. An edit that lands after the capture marks
+the guild dirty again, so the next flush writes it.
+
+How a plan is applied, per Config driver (crash safety: the previous head and its chunks stay
+loadable until the new head is durable):
+
+- PostgreSQL: chunk upserts, the head, the legacy `state` clear and the chunk deletes in ONE
+  transaction on one connection of Red's asyncpg pool, through the same server functions Red's
+  driver calls (`red_config.set` / `red_config.clear`), so Config reads see exactly this data:
+  one commit (one fsync) per flush instead of one per statement;
+- JSON: Red's driver keeps the cog's file in memory and rewrites all of it on every set, so the
+  whole plan is applied to that in-memory document under the driver's lock and saved ONCE (the
+  file is replaced atomically: a crash leaves the previous file);
+- any other driver: separate Config calls in a safe order: new chunks, then the head, then the
+  deletes; chunks orphaned by a crash in between are deleted at the next load or write.
+
+Keys use Python's per-process hash, so after a restart the writer re-learns the stored chunks when
+the state is loaded (`read_all`) instead of trusting stored keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
+import json
+import logging
 import operator
 import uuid
 import zlib
-from typing import Any
-
-from redbot.core import Config
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from .engine.queue import QueueModel
 from .engine.track import Track
 
+if TYPE_CHECKING:
+    from redbot.core import Config
+
+log = logging.getLogger("red.music.store")
+
 CHUNK_GROUP = "QUEUE_CHUNK"
+HEAD = "queue_head"  # guild value: the head of the chunked layout
+LEGACY_STATE = "state"  # guild value: the old whole-snapshot layout, migrated on first write
 CHUNK_AVERAGE = 64  # tracks per chunk on average
 CHUNK_MAX = 256  # a chunk is cut here even without a content boundary
 
-_TRACK_FIELDS = tuple(f.name for f in dataclasses.fields(Track) if f.name != "http_headers")
+_FIELDS = tuple(f.name for f in dataclasses.fields(Track))  # to_dict() key order
+_TRACK_FIELDS = tuple(name for name in _FIELDS if name != "http_headers")
 _track_values = operator.attrgetter(*_TRACK_FIELDS)
+_HEAD_BODY_EXCLUDED = ("queue", "chunks")
+
+Fingerprint = tuple[tuple[Any, ...], frozenset[tuple[str, str]] | None]
 
 
-def _fingerprint(track: Track) -> tuple[Any, ...]:
+def _fingerprint(track: Track) -> Fingerprint:
     headers = track.http_headers
     return (_track_values(track), frozenset(headers.items()) if headers else None)
 
 
-def _is_boundary(track: Track) -> bool:
-    return zlib.crc32(track.id.encode()) % CHUNK_AVERAGE == 0
+_track_headers = operator.attrgetter("http_headers")
+_ID_INDEX = _TRACK_FIELDS.index("id")
+_first_value = operator.itemgetter(_ID_INDEX)
+
+
+def _fingerprints(tracks: list[Track]) -> list[Fingerprint]:
+    """_fingerprint of every track, the common case (no headers) at C speed (map/zip): this and
+    the hashing are what a write costs per queued track."""
+    values = list(map(_track_values, tracks))
+    headers = list(map(_track_headers, tracks))
+    if not any(headers):
+        return list(zip(values, itertools.repeat(None)))
+    return [(v, frozenset(h.items()) if h else None) for v, h in zip(values, headers, strict=True)]
+
+
+def _track_dict(fingerprint: Fingerprint) -> dict[str, Any]:
+    """`Track.to_dict()` rebuilt from a fingerprint, so what is stored is what was hashed."""
+    values, headers = fingerprint
+    data = dict(zip(_TRACK_FIELDS, values, strict=True))
+    data["http_headers"] = dict(headers) if headers else {}
+    return {name: data[name] for name in _FIELDS}
+
+
+def _is_boundary(track_id: str) -> bool:
+    return zlib.crc32(track_id.encode()) % CHUNK_AVERAGE == 0
+
+
+def _split(prints: list[Fingerprint]) -> list[tuple[int, list[Fingerprint]]]:
+    """Cut after each content boundary (and at CHUNK_MAX); key each chunk by its content."""
+    crcs = map(zlib.crc32, map(str.encode, map(_first_value, map(operator.itemgetter(0), prints))))
+    boundaries = [i + 1 for i, crc in enumerate(crcs) if crc % CHUNK_AVERAGE == 0]
+    if not boundaries or boundaries[-1] != len(prints):
+        boundaries.append(len(prints))
+    chunks: list[tuple[int, list[Fingerprint]]] = []
+    start = 0
+    for end in boundaries:
+        while end - start > CHUNK_MAX:
+            chunk = prints[start:start + CHUNK_MAX]
+            chunks.append((hash(tuple(chunk)), chunk))
+            start += CHUNK_MAX
+        if end > start:
+            chunk = prints[start:end]
+            chunks.append((hash(tuple(chunk)), chunk))
+            start = end
+    return chunks
 
 
 def split_into_chunks(tracks: list[Track]) -> list[tuple[int, list[Track]]]:
     """[(key, tracks)] in queue order; equal content gives equal keys within this process."""
     chunks: list[tuple[int, list[Track]]] = []
-    current: list[Track] = []
-    prints: list[tuple[Any, ...]] = []
-    for track in tracks:
-        current.append(track)
-        prints.append(_fingerprint(track))
-        if _is_boundary(track) or len(current) >= CHUNK_MAX:
-            chunks.append((hash(tuple(prints)), current))
-            current, prints = [], []
-    if current:
-        chunks.append((hash(tuple(prints)), current))
+    start = 0
+    for key, prints in _split(_fingerprints(tracks)):
+        chunks.append((key, tracks[start:start + len(prints)]))
+        start += len(prints)
     return chunks
+
+
+# -- what a flush persists ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PlayerCapture:
+    """A player's persisted state as captured on the event loop: the small head values and list
+    copies of the queue (cheap: no track is serialized here)."""
+
+    head: dict[str, Any]  # position, paused, channel_id, text_channel_id, volume
+    current: Track | None
+    upcoming: list[Track]
+    history: list[Track]
+    repeat: str = "off"
+    shuffle: bool = False
+    shuffle_next: str | None = None
+
+    @classmethod
+    def of(cls, head: dict[str, Any], queue: QueueModel) -> PlayerCapture:
+        return cls(dict(head), queue.current, list(queue.upcoming), list(queue.history),
+                   queue.repeat.value, queue.shuffle, queue._shuffle_next_id)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: dict[str, Any]) -> PlayerCapture:
+        """From the old whole-snapshot form (GuildPlayer.snapshot(), a legacy `state` value)."""
+        head = {k: v for k, v in snapshot.items() if k != "queue"}
+        return cls.of(head, QueueModel.from_dict(snapshot.get("queue") or {}))
+
+
+@dataclasses.dataclass
+class WritePlan:
+    """What one write stores, computed in a thread from a PlayerCapture."""
+
+    head: Any  # the head document (a dict, or its JSON text for PostgreSQL)
+    new_chunks: dict[str, Any]  # name -> chunk document (dict or JSON text)
+    deletes: list[str]  # chunk names no longer referenced
+    stored: dict[int, str]  # key -> name once this plan is applied
+    chunks_total: int
+
+
+def plan_write(capture: PlayerCapture, stored: dict[int, str], orphans: Iterable[str],
+               as_json: bool) -> WritePlan:
+    """Split, fingerprint and serialize (only the new chunks). Pure: run it in a thread."""
+    encode: Callable[[Any], Any] = json.dumps if as_json else (lambda document: document)
+    chunks = _split(_fingerprints(capture.upcoming))
+    names: list[str] = []
+    new_stored: dict[int, str] = {}
+    new_chunks: dict[str, Any] = {}
+    for key, prints in chunks:
+        name = new_stored.get(key) or stored.get(key)
+        if name is None:
+            name = uuid.uuid4().hex[:16]
+            new_chunks[name] = encode({"tracks": [_track_dict(p) for p in prints]})
+        new_stored[key] = name
+        names.append(name)
+    current = capture.current
+    head = {
+        **capture.head,
+        "queue": {
+            "current": _track_dict(_fingerprint(current)) if current is not None else None,
+            "history": [_track_dict(_fingerprint(t)) for t in capture.history],
+            "repeat": capture.repeat,
+            "shuffle": capture.shuffle,
+            "shuffle_next": capture.shuffle_next,
+        },
+        "chunks": names,
+    }
+    kept = set(new_stored.values())
+    deletes = sorted({name for name in stored.values() if name not in kept} | (set(orphans) - kept))
+    return WritePlan(encode(head), new_chunks, deletes, new_stored, len(chunks))
+
+
+def state_from_stored(head: dict[str, Any], chunks: dict[str, Any]) -> dict[str, Any]:
+    """The GuildPlayer.snapshot() form of a stored head and its guild's chunk documents
+    (a missing chunk is logged and skipped: the rest of the queue still loads)."""
+    upcoming: list[dict[str, Any]] = []
+    for name in head.get("chunks") or []:
+        chunk = chunks.get(name)
+        if chunk is None:
+            log.error("A saved queue chunk is missing (%s); its tracks are lost", name)
+            continue
+        upcoming.extend(chunk.get("tracks") or [])
+    body = {k: v for k, v in head.items() if k not in _HEAD_BODY_EXCLUDED}
+    return {**body, "queue": {**(head.get("queue") or {}), "upcoming": upcoming}}
+
+
+def _learn(head: dict[str, Any], chunks: dict[str, Any]) -> dict[int, str]:
+    """key -> name of the stored chunks, keyed as this process's plan_write would key them."""
+    learned: dict[int, str] = {}
+    for name in head.get("chunks") or []:
+        chunk = chunks.get(name)
+        if chunk is not None:
+            prints = tuple(_fingerprint(Track.from_dict(t)) for t in chunk.get("tracks") or [])
+            learned[hash(prints)] = name
+    return learned
 
 
 @dataclasses.dataclass
@@ -75,68 +238,293 @@ class ChunkWriteStats:
     chunks_written: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
+    path: str = ""  # "postgres transaction", "json single save", "config calls"
+
+
+@dataclasses.dataclass
+class SavedGuild:
+    state: dict[str, Any]  # GuildPlayer.snapshot() form
+    legacy: bool  # read from the old `state` value
 
 
 class ChunkedQueueWriter:
-    """Writes and reads a guild's player state as a small head plus queue chunks."""
+    """Writes and reads every guild's player state as a small head plus queue chunks."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         config.init_custom(CHUNK_GROUP, 2)
-        config.register_guild(queue_head={})
+        config.register_guild(**{HEAD: {}, LEGACY_STATE: {}})
         # guild id -> {chunk key -> stored chunk name}: what is known to be on storage
         self._stored: dict[int, dict[int, str]] = {}
+        self._orphans: dict[int, set[str]] = {}  # chunk names to delete at the guild's next write
+        self._legacy: set[int] = set()  # guilds whose old `state` value is still stored
         self.last = ChunkWriteStats()
+        self._chunk_table_ready = False  # PostgreSQL: the chunk table is known to exist
+        self.path_override: str | None = None  # tests: force "config calls" on any driver
+        # tests: awaited after the chunks are written and before the head is (a crash point)
+        self.before_head: Callable[[], Awaitable[None]] | None = None
 
-    async def write(self, guild_id: int, head: dict[str, Any], queue: QueueModel) -> ChunkWriteStats:
-        """Persist `head` (the snapshot without the queue) and `queue`, writing only what changed."""
-        stored = self._stored.setdefault(guild_id, {})
-        chunks = split_into_chunks(queue.upcoming)
-        stats = ChunkWriteStats(chunks_total=len(chunks))
-        names: list[str] = []
-        new_stored: dict[int, str] = {}
-        for key, tracks in chunks:
-            name = stored.get(key) or new_stored.get(key)
-            if name is None:
-                name = uuid.uuid4().hex[:16]
-                await self.config.custom(CHUNK_GROUP, str(guild_id), name).set(
-                    {"tracks": [t.to_dict() for t in tracks]}
-                )
-                stats.chunks_written += 1
-            new_stored[key] = name
-            names.append(name)
-        queue_meta = {
-            "current": queue.current.to_dict() if queue.current is not None else None,
-            "history": [t.to_dict() for t in queue.history],
-            "repeat": queue.repeat.value,
-            "shuffle": queue.shuffle,
-            "shuffle_next": queue._shuffle_next_id,
-        }
-        await self.config.guild_from_id(guild_id).queue_head.set({**head, "queue": queue_meta, "chunks": names})
-        for key, name in stored.items():
-            if key not in new_stored:
-                await self.config.custom(CHUNK_GROUP, str(guild_id), name).clear()
-                stats.chunks_deleted += 1
-        self._stored[guild_id] = new_stored
-        self.last = stats
-        return stats
+    # -- reading ------------------------------------------------------------------------------
+
+    async def read_all(self) -> dict[int, SavedGuild]:
+        """Every guild's saved state (chunked or legacy); re-learns what is on storage and
+        deletes chunks no head references (left by a crash on the separate-calls path)."""
+        guilds = await self.config.all_guilds()
+        # one read per guild: reading the whole group at once makes Red's PostgreSQL driver
+        # nest every row with its jsonb_object_agg2 aggregate, quadratic in the rows (minutes
+        # at 50 guilds x 5,000 tracks); one guild's rows use the linear jsonb_object_agg
+        chunk_rows: dict[str, dict[str, Any]] = {}
+        for guild_id in guilds:
+            rows = await self.config.custom(CHUNK_GROUP, str(guild_id)).all()
+            if rows:
+                chunk_rows[str(guild_id)] = rows
+
+        def assemble() -> tuple[dict[int, SavedGuild], dict[int, dict[int, str]], dict[int, set[str]]]:
+            saved: dict[int, SavedGuild] = {}
+            learned: dict[int, dict[int, str]] = {}
+            orphans: dict[int, set[str]] = {}
+            for guild_id in set(guilds) | {int(g) for g in chunk_rows}:
+                data = guilds.get(guild_id) or {}
+                rows = chunk_rows.get(str(guild_id)) or {}
+                head = data.get(HEAD) or {}
+                if head:
+                    saved[guild_id] = SavedGuild(state_from_stored(head, rows), legacy=False)
+                    learned[guild_id] = _learn(head, rows)
+                elif data.get(LEGACY_STATE):
+                    saved[guild_id] = SavedGuild(data[LEGACY_STATE], legacy=True)
+                stale = set(rows) - set(head.get("chunks") or [])
+                if stale:
+                    orphans[guild_id] = stale
+            return saved, learned, orphans
+
+        saved, learned, orphans = await asyncio.to_thread(assemble)
+        self._stored.update(learned)
+        self._legacy.update(g for g, s in saved.items() if s.legacy)
+        for guild_id in learned:
+            self._stored.setdefault(guild_id, {})
+        for guild_id in (g for g in guilds if g not in self._stored):
+            self._stored[guild_id] = {}  # no chunks stored: nothing to learn
+        for guild_id, names in orphans.items():
+            self._orphans.setdefault(guild_id, set()).update(names)
+            self._stored.setdefault(guild_id, {})
+            await self._delete_chunks(guild_id, names)
+        return saved
 
     async def load(self, guild_id: int) -> tuple[dict[str, Any], QueueModel] | None:
-        """The head and the queue as stored; also re-learns which chunks are on storage."""
-        head = await self.config.guild_from_id(guild_id).queue_head()
-        if not head:
+        """One guild's head values and queue as stored (reads every guild: for tests)."""
+        saved = (await self.read_all()).get(guild_id)
+        if saved is None:
             return None
-        rows = await self.config.custom(CHUNK_GROUP, str(guild_id)).all()
-        upcoming: list[dict[str, Any]] = []
-        for name in head["chunks"]:
-            upcoming.extend(rows[name]["tracks"])
-        queue = QueueModel.from_dict({**head["queue"], "upcoming": upcoming})
-        # learn the keys of what is stored, by this process's hash, so unchanged chunks are kept
-        by_name = {name: [Track.from_dict(t) for t in rows[name]["tracks"]] for name in head["chunks"]}
-        self._stored[guild_id] = {hash(tuple(_fingerprint(t) for t in tracks)): name
-                                  for name, tracks in by_name.items()}
-        stale = set(rows) - set(head["chunks"])  # left by a crash between head and cleanup
-        for name in stale:
-            await self.config.custom(CHUNK_GROUP, str(guild_id), name).clear()
-        body = {k: v for k, v in head.items() if k not in ("queue", "chunks")}
-        return body, queue
+        body = {k: v for k, v in saved.state.items() if k != "queue"}
+        return body, QueueModel.from_dict(saved.state.get("queue") or {})
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def write(self, guild_id: int, capture: PlayerCapture | dict[str, Any],
+                    queue: QueueModel | None = None) -> ChunkWriteStats:
+        """Persist a capture (or, as the prototype took them, a head dict and a queue), writing
+        only the chunks that changed. Not reentrant per guild: MusicStore serializes writes."""
+        if isinstance(capture, dict):
+            assert queue is not None
+            capture = PlayerCapture.of(capture, queue)
+        if guild_id not in self._stored:
+            await self._learn_unknown(guild_id)
+        stored = dict(self._stored[guild_id])
+        orphans = set(self._orphans.get(guild_id, ()))
+        path = self._path()
+        plan = await asyncio.to_thread(plan_write, capture, stored, orphans, path == "postgres transaction")
+        clear_legacy = guild_id in self._legacy
+        if path == "postgres transaction":
+            await self._apply_postgres(guild_id, plan, clear_legacy)
+        elif path == "json single save":
+            await self._apply_json(guild_id, plan, clear_legacy)
+        else:
+            await self._apply_config_calls(guild_id, plan, clear_legacy)
+        self._stored[guild_id] = plan.stored
+        self._orphans.pop(guild_id, None)
+        self._legacy.discard(guild_id)
+        self.last = ChunkWriteStats(len(plan.new_chunks), len(plan.deletes), plan.chunks_total, path)
+        return self.last
+
+    async def clear(self, guild_id: int) -> None:
+        """Forget the guild's saved player: head, chunks and any legacy state. The head goes
+        first, so a crash in between leaves only orphan chunks (deleted at the next load)."""
+        path = self._path()
+        group = self.config.guild_from_id(guild_id)
+        if path == "postgres transaction":
+            pool = type(self.config._driver)._pool
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.executemany("SELECT red_config.clear($1)", [
+                    (_encode(group.get_attr(HEAD).identifier_data),),
+                    (_encode(group.get_attr(LEGACY_STATE).identifier_data),),
+                    (_encode(self.config.custom(CHUNK_GROUP, str(guild_id)).identifier_data),),
+                ])
+        else:
+            await group.get_attr(HEAD).clear()
+            await group.get_attr(LEGACY_STATE).clear()
+            await self.config.custom(CHUNK_GROUP, str(guild_id)).clear()
+        self._stored[guild_id] = {}
+        self._orphans.pop(guild_id, None)
+        self._legacy.discard(guild_id)
+
+    def _path(self) -> str:
+        if self.path_override is not None:
+            return self.path_override
+        driver = self.config._driver
+        name = type(driver).__name__
+        if name == "PostgresDriver" and getattr(type(driver), "_pool", None) is not None:
+            return "postgres transaction"
+        if name == "JsonDriver" and all(hasattr(driver, a) for a in ("data", "_lock", "_save")):
+            return "json single save"
+        return "config calls"
+
+    async def _learn_unknown(self, guild_id: int) -> None:
+        """A guild never read in this process (written before load, or by someone else): its
+        stored chunks are unknown, so all of them are deleted once the new head is written, and
+        a legacy state is cleared."""
+        try:
+            rows = await self.config.custom(CHUNK_GROUP, str(guild_id)).all()
+        except KeyError:
+            rows = {}
+        self._stored[guild_id] = {}
+        if rows:
+            self._orphans.setdefault(guild_id, set()).update(rows)
+        self._legacy.add(guild_id)  # clearing an absent value is harmless
+
+    async def _apply_postgres(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
+        """One transaction: a crash or error anywhere leaves the previous head and chunks."""
+        try:
+            await self._postgres_transaction(guild_id, plan, clear_legacy)
+        except Exception as exc:
+            if type(exc).__name__ not in ("UndefinedTableError", "InvalidSchemaNameError"):
+                raise
+            self._chunk_table_ready = False  # dropped meanwhile (Config.clear_all...): recreate
+            await self._postgres_transaction(guild_id, plan, clear_legacy)
+
+    async def _postgres_transaction(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
+        """The head and the legacy clear go through Red's own server functions (red_config.set /
+        clear, which handle paths inside the guild's document). Chunk rows are whole documents in
+        the table Red's create_table made for the custom group, so they are upserted and deleted
+        with one plain statement each: red_config.set per row costs ~1.5 ms of catalog lookups
+        (information_schema) every call, most of a write's time. Config reads the same rows."""
+        pool = type(self.config._driver)._pool
+        guild = self.config.guild_from_id(guild_id)
+        table = self._chunk_table()
+        async with pool.acquire() as connection, connection.transaction():
+            if not self._chunk_table_ready and (plan.new_chunks or plan.deletes):
+                await connection.execute("SELECT red_config.maybe_create_table($1)",
+                                         self._chunk_id(guild_id, "-"))
+                self._chunk_table_ready = True
+            if plan.new_chunks:
+                await connection.execute(
+                    f"INSERT INTO {table} AS t (primary_key_1, primary_key_2, json_data) "
+                    "SELECT $1, name, document FROM unnest($2::text[], $3::jsonb[]) AS u(name, document) "
+                    "ON CONFLICT (primary_key_1, primary_key_2) DO UPDATE SET json_data = excluded.json_data",
+                    str(guild_id), list(plan.new_chunks), list(plan.new_chunks.values()))
+            if self.before_head is not None:
+                await self.before_head()
+            await connection.execute("SELECT red_config.set($1, $2::jsonb)",
+                                     _encode(guild.get_attr(HEAD).identifier_data), plan.head)
+            if plan.deletes:
+                await connection.execute(
+                    f"DELETE FROM {table} WHERE primary_key_1 = $1 AND primary_key_2 = ANY($2::text[])",
+                    str(guild_id), plan.deletes)
+            if clear_legacy:
+                await connection.execute("SELECT red_config.clear($1)",
+                                         _encode(guild.get_attr(LEGACY_STATE).identifier_data))
+
+    def _chunk_table(self) -> str:
+        """The chunk group's table as Red's PostgreSQL driver names it: "<cog>.<id>"."QUEUE_CHUNK"."""
+        schema = f"{self.config.cog_name}.{self.config.unique_identifier}"
+        return f"{_quote_ident(schema)}.{_quote_ident(CHUNK_GROUP)}"
+
+    async def _apply_json(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
+        """Red's JSON driver rewrites the whole file per set: apply the whole plan to its
+        in-memory document and save once (what JsonDriver.set does, for several values)."""
+        driver = self.config._driver
+        guild = self.config.guild_from_id(guild_id)
+        if self.before_head is not None:
+            await self.before_head()
+        async with driver._lock:
+            for name, document in plan.new_chunks.items():
+                _json_set(driver.data, self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data,
+                          document)
+            _json_set(driver.data, guild.get_attr(HEAD).identifier_data, plan.head)
+            for name in plan.deletes:
+                _json_clear(driver.data, self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data)
+            if clear_legacy:
+                _json_clear(driver.data, guild.get_attr(LEGACY_STATE).identifier_data)
+            # memory holds the new state now: whatever is saved next (this or any later write)
+            # is consistent, so the writer's bookkeeping follows memory even if this save fails
+            self._stored[guild_id] = plan.stored
+            self._orphans.pop(guild_id, None)
+            self._legacy.discard(guild_id)
+            await driver._save()
+
+    async def _apply_config_calls(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
+        guild = self.config.guild_from_id(guild_id)
+        orphans = self._orphans.setdefault(guild_id, set())
+        for name, document in plan.new_chunks.items():
+            orphans.add(name)  # until the head that references it is written
+            await self.config.custom(CHUNK_GROUP, str(guild_id), name).set(document)
+        if self.before_head is not None:
+            await self.before_head()
+        await guild.get_attr(HEAD).set(plan.head)
+        orphans.difference_update(plan.new_chunks)
+        orphans.update(plan.deletes)  # no longer referenced: safe to delete from here on
+        self._stored[guild_id] = plan.stored
+        if clear_legacy:
+            await guild.get_attr(LEGACY_STATE).clear()
+            self._legacy.discard(guild_id)
+        await self._delete_chunks(guild_id, plan.deletes)
+
+    async def _delete_chunks(self, guild_id: int, names: Iterable[str]) -> None:
+        names = list(names)
+        if not names:
+            return
+        path = self._path()
+        if path == "postgres transaction":
+            pool = type(self.config._driver)._pool
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.executemany("SELECT red_config.clear($1)",
+                                             [(self._chunk_id(guild_id, n),) for n in names])
+        else:
+            for name in names:
+                await self.config.custom(CHUNK_GROUP, str(guild_id), name).clear()
+        orphans = self._orphans.get(guild_id)
+        if orphans is not None:
+            orphans.difference_update(names)
+
+    def _chunk_id(self, guild_id: int, name: str) -> tuple[Any, ...]:
+        return _encode(self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _encode(identifier_data: Any) -> tuple[Any, ...]:
+    """The identifier as Red's PostgresDriver passes it to its server functions."""
+    from redbot.core._drivers.postgres.postgres import encode_identifier_data
+
+    return encode_identifier_data(identifier_data)
+
+
+def _json_set(data: dict[str, Any], identifier_data: Any, value: Any) -> None:
+    """JsonDriver.set on its in-memory document (the caller holds the driver's lock; `value` is
+    fresh, built for this write, so it needs no copy)."""
+    keys = identifier_data.to_tuple()[1:]
+    partial = data
+    for key in keys[:-1]:
+        partial = partial.setdefault(key, {})
+    partial[keys[-1]] = value
+
+
+def _json_clear(data: dict[str, Any], identifier_data: Any) -> None:
+    keys = identifier_data.to_tuple()[1:]
+    partial = data
+    for key in keys[:-1]:
+        partial = partial.get(key)
+        if not isinstance(partial, dict):
+            return
+    partial.pop(keys[-1], None)

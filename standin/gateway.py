@@ -15,6 +15,7 @@ import collections
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +65,10 @@ class GatewayConnection:
     """One websocket. Frames go out through a queue and one writer task, so dispatching is a
     plain (sync) call from anywhere in the stand-in and order is preserved."""
 
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse,
+                 on_sent: Callable[[dict[str, Any], float], None] | None = None) -> None:
         self.ws = ws
+        self.on_sent = on_sent  # (frame, monotonic time it was written), for latency figures
         self.session: GatewaySession | None = None
         self._out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop())
@@ -82,6 +85,8 @@ class GatewayConnection:
                 await self.ws.send_str(json.dumps(frame))
             except (ConnectionError, RuntimeError):
                 return
+            if self.on_sent is not None:
+                self.on_sent(frame, time.monotonic())
 
     async def close(self, code: int) -> None:
         self._out.put_nowait(None)
@@ -108,6 +113,9 @@ class Gateway:
         self.received: list[dict[str, Any]] = []
         self.identify_count = 0
         self.resume_count = 0
+        # message id -> time.monotonic() when its MESSAGE_CREATE was first written to a bot's
+        # websocket: where "the bot got the message" starts for latency benchmarks
+        self.message_delivered_at: dict[int, float] = {}
         self.on_voice_state: Callable[[GatewaySession, dict[str, Any]], None] | None = None
         # Discord answers op 4 tens of milliseconds later, and discord.py depends on it:
         # VoiceConnectionState._voice_disconnect sends op 4 and only then clears its
@@ -148,13 +156,17 @@ class Gateway:
                 conn.session.valid = False
             conn.send({"op": INVALID_SESSION, "d": resumable})
 
+    def _frame_sent(self, frame: dict[str, Any], at: float) -> None:
+        if frame.get("t") == "MESSAGE_CREATE":
+            self.message_delivered_at.setdefault(int(frame["d"]["id"]), at)
+
     # -- websocket handler ------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         # max_msg_size=0: discord.py sends big IDENTIFYs rarely, but never refuse a frame
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
-        conn = GatewayConnection(ws)
+        conn = GatewayConnection(ws, on_sent=self._frame_sent)
         self.connections.add(conn)
         log.debug("gateway connection from %s", request.remote)
         conn.send({"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})

@@ -4,6 +4,12 @@ Every command line here is an argument list (never a shell string) and user-cont
 ever appears as the value of ``-i``; it is never formatted into an option string. The protocol
 whitelist keeps crafted inputs (HLS playlists, ``concat:``, ``subfile,`` ...) from making ffmpeg
 read local files when the input is remote, or the network when the input is local.
+
+A remote input goes through the cog's network guard (``proxy``, see music.netguard): ffmpeg's
+http and tls protocols both honour ``-http_proxy`` (tls tunnels with CONNECT through the
+``httpproxy`` protocol), so redirects and HLS segments are checked on the address actually
+connected to. ``no_proxy`` is removed from ffmpeg's environment (music.netguard.ffmpeg_env): it
+would let ffmpeg bypass the guard for matching hosts.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from music.netguard import ffmpeg_env
+
 log = logging.getLogger("red.music.audio.ffmpeg")
 
 #: Protocols a remote (http/https) input may use, including what HLS and TLS need.
-REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto"
+REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
 #: Protocols a local input may use: plain files only.
 LOCAL_PROTOCOLS = "file"
 
@@ -93,8 +101,10 @@ def input_args(
     headers: Mapping[str, str] | None = None,
     local: bool,
     start: float = 0.0,
+    proxy: str | None = None,
 ) -> list[str]:
-    """Input options and ``-i source`` (shared by probing and playback)."""
+    """Input options and ``-i source`` (shared by probing and playback). ``proxy`` (the network
+    guard's ``http://127.0.0.1:port``) carries every remote connection."""
     args: list[str] = []
     if local:
         args += ["-protocol_whitelist", LOCAL_PROTOCOLS]
@@ -103,6 +113,8 @@ def input_args(
         # ending the track early.
         args += ["-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", "5"]
         args += ["-protocol_whitelist", REMOTE_PROTOCOLS]
+        if proxy:
+            args += ["-http_proxy", proxy]
         header_value = format_headers(headers)
         if header_value:
             args += ["-headers", header_value]
@@ -122,6 +134,7 @@ def build_args(
     passthrough: bool,
     headers: Mapping[str, str] | None = None,
     local: bool,
+    proxy: str | None = None,
 ) -> list[str]:
     """The full ffmpeg command line that writes Ogg/Opus (20 ms packets) to stdout.
 
@@ -134,7 +147,7 @@ def build_args(
     if volume < 0:
         raise ValueError("The volume cannot be negative.")
     args = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostdin"]
-    args += input_args(source, headers=headers, local=local, start=start)
+    args += input_args(source, headers=headers, local=local, start=start, proxy=proxy)
     args += ["-map", "0:a:0", "-vn", "-sn", "-dn"]
     if passthrough:
         args += ["-c:a", "copy"]
@@ -221,6 +234,7 @@ def probe_audio(
     headers: Mapping[str, str] | None = None,
     timeout: float = 10,
     local: bool | None = None,
+    proxy: str | None = None,
 ) -> ProbeResult:
     """Ask ``ffmpeg -i`` what ``source`` holds (blocking: run it in a thread).
 
@@ -230,7 +244,7 @@ def probe_audio(
     if local is None:
         local = not is_http_url(source)
     args = [ffmpeg, "-hide_banner", "-nostdin"]
-    args += input_args(source, headers=headers, local=local)
+    args += input_args(source, headers=headers, local=local, proxy=proxy)
     try:
         # Without an output ffmpeg prints the input summary and exits 1: that is expected.
         done = subprocess.run(
@@ -239,6 +253,7 @@ def probe_audio(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=timeout,
+            env=ffmpeg_env(proxy),
         )
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"ffmpeg took longer than {timeout:g} s to open this input.") from exc

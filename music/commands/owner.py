@@ -1,4 +1,4 @@
-"""Owner tools under `musicset`: `doctor`, `resolvers`, `resolvetimeout`.
+"""Owner tools under `musicset`: `doctor`, `resolvers`, `resolvetimeout`, `extractors`.
 
 The commands attach to the `musicset` group that SettingsCommands defines: `@musicset.command`
 on the group object registers them as its subcommands at class creation, and Red's CogMeta
@@ -8,12 +8,15 @@ needs OwnerCommands among its bases; nothing is pasted into settings.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 from redbot.core import commands
 from redbot.core.data_manager import cog_data_path, storage_type
 from redbot.core.utils.chat_formatting import box, pagify
 
 from ..doctor import Finding, run_checks
+from ..policy import DEFAULT_EXTRACTORS, GENERIC_ALL, ExtractorPolicy, normalise_extractor
 from .base import NO_MENTIONS, CommandError, MusicMixin
 from .settings import SettingsCommands
 
@@ -135,6 +138,76 @@ class OwnerCommands(MusicMixin):
         self.apply_resolve_settings()
         await self.say(ctx, f"A lookup may now take up to {seconds} s before it fails.")
 
+    @musicset.group(name="extractors")
+    @commands.is_owner()
+    async def musicset_extractors(self, ctx: commands.Context) -> None:
+        """Which sites (yt-dlp extractors) links may come from.
+
+        The default list holds the common music sites; `generic` allows direct links to audio
+        and video files on any other site, `generic:all` any web page with media in it."""
+
+    @musicset_extractors.command(name="list")
+    async def extractors_list(self, ctx: commands.Context) -> None:
+        """Show the extractors links may use."""
+        await self.say(ctx, describe_extractors(self.store.globals.extractors))
+
+    @musicset_extractors.command(name="allow")
+    async def extractors_allow(self, ctx: commands.Context, name: str) -> None:
+        """Allow links handled by a yt-dlp extractor family (e.g. `dailymotion`), or
+        `generic:all` for any web page."""
+        family = self._extractor_name(name)
+        if family != GENERIC_ALL and family != "generic":
+            known = await asyncio.to_thread(self.resolver.known_extractor_families_sync) if self.resolver else set()
+            if known and family not in known:
+                raise CommandError(
+                    f"yt-dlp has no extractor called `{family}`; the family is the part before "
+                    "the colon in yt-dlp's extractor names (`yt-dlp --list-extractors`)."
+                )
+        current = self._extractor_list()
+        await self.store.set_global("extractors", sorted({*current, family}))
+        if family == GENERIC_ALL:
+            text = ("Links to any web page are allowed now: yt-dlp's generic extractor looks for "
+                    "media inside pages from any site.")
+        elif family == "generic":
+            text = "Direct links to audio and video files on any site are allowed now."
+        else:
+            text = f"Links from `{family}` are allowed now."
+        await self.say(ctx, text)
+
+    @musicset_extractors.command(name="deny")
+    async def extractors_deny(self, ctx: commands.Context, name: str) -> None:
+        """Stop allowing an extractor family. `generic:all` goes back to direct media only;
+        `generic` refuses links to any site without its own extractor."""
+        family = self._extractor_name(name)
+        drop = {"generic", GENERIC_ALL} if family == "generic" else {family}
+        current = self._extractor_list()
+        if not drop & set(current):
+            raise CommandError(f"`{family}` isn't on the list: {describe_extractors(current)}")
+        await self.store.set_global("extractors", [n for n in current if n not in drop])
+        if family == GENERIC_ALL:
+            text = "Links to web pages are refused now; direct media links still play."
+        elif family == "generic":
+            text = "Links to sites without their own extractor are refused now."
+        else:
+            text = f"Links from `{family}` are refused now."
+        await self.say(ctx, text)
+
+    @musicset_extractors.command(name="reset")
+    async def extractors_reset(self, ctx: commands.Context) -> None:
+        """Go back to the default list."""
+        await self.store.set_global("extractors", None)
+        await self.say(ctx, "Back to the default list. " + describe_extractors(None))
+
+    def _extractor_list(self) -> list[str]:
+        return sorted(ExtractorPolicy(self.store.globals.extractors).allowed)
+
+    @staticmethod
+    def _extractor_name(name: str) -> str:
+        try:
+            return normalise_extractor(name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
     def apply_resolve_settings(self) -> None:
         """Give the running lookup service the owner's settings (at start and on change)."""
         g = self.store.globals
@@ -143,3 +216,16 @@ class OwnerCommands(MusicMixin):
             self.resolver.timeout = float(g.resolve_timeout)
         if self.service is not None:
             self.service.configure(workers=g.resolve_workers, timeout=float(g.resolve_timeout))
+
+
+def describe_extractors(extractors: list[str] | None) -> str:
+    """The allowed extractors as a sentence for `musicset extractors`."""
+    allowed = ExtractorPolicy(extractors).allowed
+    names = sorted(n for n in allowed if n not in ("generic", GENERIC_ALL))
+    if GENERIC_ALL in allowed:
+        names.append("generic (any web page)")
+    elif "generic" in allowed:
+        names.append("generic (direct media links only)")
+    listed = ", ".join(names) if names else "none"
+    source = " (the default list)" if extractors is None or allowed == set(DEFAULT_EXTRACTORS) else ""
+    return f"Links may come from these yt-dlp extractors{source}: {listed}."

@@ -54,23 +54,43 @@ class PlaybackCommands(MusicMixin):
         query = query.strip().strip("<>")  # <url> suppresses Discord's embed; accept it
         if len(query) > MAX_QUERY_LENGTH:
             raise CommandError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
-        await self.join_author(ctx)
         settings = self.store.guild(ctx.guild.id)
         player = self.player(ctx)
         # the track that will play at once goes ahead of everyone's background work
         idle = player.queue.current is None and player.state is PlayerState.IDLE
         assert self.service is not None
-        async with ctx.typing():
-            try:
-                result = await self.service.resolve(
-                    query,
-                    guild_id=ctx.guild.id,
-                    requester_id=ctx.author.id,
-                    limit=max(1, settings.max_playlist),
-                    priority=Priority.URGENT if idle else Priority.NORMAL,
-                )
-            except (ResolveError, PolicyError) as exc:
-                raise CommandError(str(exc)) from None
+        # Joining voice (round trips to Discord) and the lookup (yt-dlp) don't depend on each
+        # other: overlap them, so a first play waits for the slower one, not for both. A failed
+        # join still ends the command with its sentence, and the lookup is dropped.
+        join = asyncio.ensure_future(self.join_author(ctx))
+        lookup = asyncio.ensure_future(
+            self.service.resolve(
+                query,
+                guild_id=ctx.guild.id,
+                requester_id=ctx.author.id,
+                limit=max(1, settings.max_playlist),
+                priority=Priority.URGENT if idle else Priority.NORMAL,
+            )
+        )
+        # a lookup dropped after it failed must not log "exception was never retrieved"
+        lookup.add_done_callback(lambda task: task.cancelled() or task.exception())
+        try:
+            async with ctx.typing():
+                await join
+                try:
+                    result = await lookup
+                except (ResolveError, PolicyError) as exc:
+                    raise CommandError(str(exc)) from None
+        finally:
+            for task in (join, lookup):
+                if not task.done():
+                    task.cancel()
+            joined = join.done() and not join.cancelled() and join.exception() is None
+            if not joined and lookup.done() and not lookup.cancelled() and lookup.exception() is None:
+                # a playlist found for a play that failed to join: stop listing its entries
+                rest = lookup.result().rest
+                if rest is not None:
+                    self.service.cancel(rest.job_id or 0, by_user_id=ctx.author.id, is_admin=True)
         if result.rest is None:
             await self._enqueue(ctx, result.tracks, front=front, title=result.title, errors=result.errors)
             return

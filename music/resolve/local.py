@@ -8,11 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from music.engine.track import Track
+from music.netguard import ffmpeg_env
 from music.policy import MEDIA_SUFFIXES, resolve_local_path
 
 log = logging.getLogger("red.music.resolve.local")
@@ -62,36 +64,92 @@ def probe_media(
     ffmpeg: str | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = PROBE_TIMEOUT,
+    proxy: str | None = None,
 ) -> MediaProbe:
     """Probe a local path or an http(s) URL (blocking; call in a thread). Never raises:
-    returns an empty MediaProbe when ffmpeg is missing or fails."""
-    exe = ffmpeg or default_ffmpeg()
-    if exe is None:
-        return MediaProbe()
-    remote = source.startswith(("http://", "https://"))
-    # Only the protocols the source needs: a crafted playlist/concat input can't make ffmpeg
-    # read other local files or URLs.
-    args = [exe, "-hide_banner", "-nostdin"]
-    if remote:
-        args += [
-            "-protocol_whitelist",
-            "http,https,tcp,tls",
-            "-rw_timeout",
-            str(int(timeout * 1e6)),
-        ]
-        if headers:
-            args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
-        target = source
-    else:
-        args += ["-protocol_whitelist", "file"]
-        target = "file:" + os.path.abspath(source)
-    args += ["-i", target]
-    try:
-        done = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.debug("probe of %s failed: %s", source, exc)
-        return MediaProbe()
-    return parse_probe_output(done.stderr.decode("utf-8", "replace"))
+    returns an empty MediaProbe when ffmpeg is missing or fails. `proxy`: the network guard
+    (music.netguard) every remote connection goes through."""
+    return StartedProbe(
+        source, ffmpeg=ffmpeg, headers=headers, timeout=timeout, proxy=proxy
+    ).result()
+
+
+class StartedProbe:
+    """`ffmpeg -i source` started now, read later: the resolver starts one for a direct media
+    link while yt-dlp looks at the same link, so the two overlap (ffmpeg alone takes ~15-30 ms
+    to start). `result()` waits for it (never raises); `cancel()` ends an unneeded one.
+    Neither call may be skipped once started: one of them reaps the process."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        ffmpeg: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = PROBE_TIMEOUT,
+        proxy: str | None = None,
+    ) -> None:
+        self.source = source
+        self._deadline = time.monotonic() + timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        exe = ffmpeg or default_ffmpeg()
+        if exe is None:
+            return
+        remote = source.startswith(("http://", "https://"))
+        # Only the protocols the source needs: a crafted playlist/concat input can't make ffmpeg
+        # read other local files or URLs.
+        args = [exe, "-hide_banner", "-nostdin"]
+        if remote:
+            args += [
+                "-protocol_whitelist",
+                "http,https,tcp,tls,httpproxy",
+                "-rw_timeout",
+                str(int(timeout * 1e6)),
+            ]
+            if proxy:
+                args += ["-http_proxy", proxy]
+            if headers:
+                args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
+            target = source
+        else:
+            args += ["-protocol_whitelist", "file"]
+            target = "file:" + os.path.abspath(source)
+        args += ["-i", target]
+        try:
+            self._process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=ffmpeg_env(proxy if remote else None),
+            )
+        except OSError as exc:
+            log.debug("probe of %s failed: %s", source, exc)
+
+    def result(self) -> MediaProbe:
+        """What ffmpeg said (blocking until it ends or the timeout passes)."""
+        process, self._process = self._process, None
+        if process is None:
+            return MediaProbe()
+        try:
+            _, stderr = process.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.debug("probe of %s timed out", self.source)
+            _end(process)
+            return MediaProbe()
+        return parse_probe_output(stderr.decode("utf-8", "replace"))
+
+    def cancel(self) -> None:
+        """End the probe without waiting for what it finds."""
+        process, self._process = self._process, None
+        if process is not None:
+            _end(process)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.communicate()  # reaps it and closes the pipe
 
 
 def list_local_files(folder: Path, limit: int = 1000) -> list[str]:

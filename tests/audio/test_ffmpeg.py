@@ -71,7 +71,14 @@ def test_remote_passthrough_args():
     assert args[0] == FFMPEG
     assert option_value(args, "-i") == URL
     assert option_value(args, "-c:a") == "copy"
-    assert option_value(args, "-protocol_whitelist") == "http,https,tcp,tls,crypto"
+    # httpproxy: ffmpeg's tls tunnels through the network guard with CONNECT
+    assert option_value(args, "-protocol_whitelist") == "http,https,tcp,tls,crypto,httpproxy"
+    assert "-http_proxy" not in args  # no guard given
+    guarded = build_args(FFMPEG, URL, passthrough=True, local=False, proxy="http://127.0.0.1:9")
+    assert option_value(guarded, "-http_proxy") == "http://127.0.0.1:9"
+    assert guarded.index("-http_proxy") < guarded.index("-i")  # an input option
+    local = build_args(FFMPEG, "/x.webm", passthrough=True, local=True, proxy="http://127.0.0.1:9")
+    assert "-http_proxy" not in local
     assert option_value(args, "-reconnect") == "1"
     assert option_value(args, "-reconnect_streamed") == "1"
     assert option_value(args, "-reconnect_delay_max") == "5"

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from music.store_chunks import CHUNK_GROUP, HEAD, state_from_stored
 from standin import Channel, Member, Message, Standin
 from standin.analysis import SILENCE_RMS, PacketInfo, dominant_frequency, rms
 from standin.install import InstallReport, install_music_cog, snapshot_working_tree
@@ -102,7 +103,11 @@ class MusicBot:
         path = self.red.instance.data_dir / "cogs" / "Music" / "settings.json"
         data = json.loads(path.read_text())
         (per_identifier,) = data.values()
-        return per_identifier["GUILD"][str(self.world.guild.id)]["state"]
+        guild = per_identifier["GUILD"][str(self.world.guild.id)]
+        if not guild.get(HEAD):  # the old whole-snapshot layout
+            return guild["state"]
+        chunks = per_identifier.get(CHUNK_GROUP, {}).get(str(self.world.guild.id), {})
+        return state_from_stored(guild[HEAD], chunks)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

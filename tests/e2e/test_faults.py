@@ -231,6 +231,9 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
     }
     async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
                                  extra_args=["--dev"], env=env) as bot:
+        # the owner allows the plugin's site like any site off the default list
+        reply = await bot.ask(world.owner, "!musicset extractors allow faultsite")
+        assert reply.content == "Links from `faultsite` are allowed now.", reply.content
         await standin.join_voice(world.member, world.music)
         yield bot
 

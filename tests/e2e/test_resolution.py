@@ -78,6 +78,9 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
     """conftest's music_bot, with the fake-site plugin on the Red process's PYTHONPATH."""
     async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
                                  env=plugin_env(media_server.base_url)) as bot:
+        # the owner allows the plugin's site like any site off the default list
+        reply = await bot.ask(world.owner, "!musicset extractors allow fakesite")
+        assert reply.content == "Links from `fakesite` are allowed now.", reply.content
         await standin.join_voice(world.member, world.music)
         yield bot
 

@@ -177,7 +177,7 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     assert all(t.done() for t in cog.tasks.values())
     await wait_for(lambda: not ffmpeg_children(), timeout=5)
     await wait_for(lambda: not music_threads(), timeout=5)
-    saved = await cog.store.config.guild_from_id(world.guild.id).state()
+    saved = (await cog.store.saved_states())[world.guild.id]
     assert 2.0 < saved["position"] < 4.0
 
     cog2 = await load_cog(red)
@@ -233,7 +233,7 @@ async def test_a_burst_of_queue_changes_costs_one_write(red: Red) -> None:
     await wait_for(lambda: cog.store.pending == 0 and cog.store.writes > before, timeout=5)
     await asyncio.sleep(0.2)
     assert cog.store.writes - before == 1
-    saved = await cog.store.config.guild_from_id(world.guild.id).state()
+    saved = (await cog.store.saved_states())[world.guild.id]
     assert len(saved["queue"]["upcoming"]) == 100
     await red.remove_cog("Music")
 
@@ -287,27 +287,28 @@ async def test_deleting_a_users_data_removes_their_id_from_every_queue(red: Red)
     )
     await cog.red_delete_data_for_user(requester="user", user_id=user)
     assert [t.requester_id for t in player.queue.upcoming] == [0, other]
-    saved = await cog.store.config.guild_from_id(world.guild.id).state()
-    assert [t["requester_id"] for t in saved["queue"]["upcoming"]] == [0, other]
-    offline = await cog.store.config.guild_from_id(42).state()
-    assert offline["queue"]["upcoming"][0]["requester_id"] == 0
+    saved = await cog.store.saved_states()
+    assert [t["requester_id"] for t in saved[world.guild.id]["queue"]["upcoming"]] == [0, other]
+    assert saved[42]["queue"]["upcoming"][0]["requester_id"] == 0
     await red.remove_cog("Music")
 
 
-def use_fake_site(cog: Music, media_server) -> None:
-    """Teach the cog's yt-dlp the tests' fake video site (see tests/support/fakesite.py)."""
+async def use_fake_site(cog: Music, media_server, world: World) -> None:
+    """Teach the cog's yt-dlp the tests' fake video site (see tests/support/fakesite.py) and
+    allow it the way an owner would (`musicset extractors allow fakesite`)."""
     from tests.support import fakesite
 
     fakesite.FakeSiteSearchIE.base_url = media_server.base_url
     cog.resolver.extra_extractors = fakesite.EXTRACTORS
     cog.resolver.search_prefix = "fakesearch"
+    await cog.bot.get_command("musicset extractors allow")(world.ctx(), "fakesite")
 
 
 async def test_a_playlist_starts_at_once_and_its_reply_ends_with_what_was_added(red: Red, media_server) -> None:
     world = World(red)
     cog = await load_cog(red)
     await allow_loopback(cog)
-    use_fake_site(cog, media_server)
+    await use_fake_site(cog, media_server, world)
     ctx = world.ctx()
     await cog.musicset.get_command("maxplaylist")(ctx, 120)
     await cog.play(ctx, query=f"{media_server.base_url}/site/list/1000")
@@ -331,7 +332,7 @@ async def test_search_lists_results_and_queues_the_pick(red: Red, media_server) 
     world = World(red)
     cog = await load_cog(red)
     await allow_loopback(cog)
-    use_fake_site(cog, media_server)
+    await use_fake_site(cog, media_server, world)
     ctx = world.ctx()
     author_reply = asyncio.get_running_loop().create_future()
 

@@ -1,8 +1,10 @@
-"""The chunked queue layout prototype (music/store_chunks.py) on both Config backends: a change
-writes only the chunks around it, and what is stored always reads back as the queue in memory."""
+"""The chunked queue layout (music/store_chunks.py, the storage MusicStore writes through) on both
+Config backends: a change writes only the chunks around it, and what is stored always reads back
+as the queue in memory. The cog-level tests are in test_persistence_backends.py."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 import zlib
@@ -16,6 +18,8 @@ from music.store_chunks import (
     CHUNK_GROUP,
     CHUNK_MAX,
     ChunkedQueueWriter,
+    PlayerCapture,
+    plan_write,
     split_into_chunks,
 )
 from tests.support.postgres import Backend, backend_fixture  # noqa: F401  (the `backend` fixture)
@@ -105,3 +109,27 @@ async def test_an_edit_inside_a_track_is_seen_and_a_reload_rewrites_nothing(back
     assert emptied.chunks_written == 0 and emptied.chunks_deleted == edited.chunks_total
     _, _, queue_empty = await reloaded(backend)
     assert queue_empty.upcoming == [] and queue_empty.current is not None
+
+
+def test_what_is_stored_is_built_from_what_was_hashed_even_if_a_track_changes_after() -> None:
+    """plan_write runs in a thread while the loop may edit a track: the stored content and the
+    chunk key both come from one fingerprint, so a stored chunk never disagrees with its key."""
+    queue = queue_of(300)
+    capture = PlayerCapture.of(HEAD, queue)
+    plan = plan_write(capture, {}, (), as_json=False)
+    stored_tracks = [t for name in plan.head["chunks"] for t in plan.new_chunks[name]["tracks"]]
+    assert stored_tracks == [t.to_dict() for t in queue.upcoming]
+    assert plan.head["queue"]["current"] == queue.current.to_dict()
+
+    queue.upcoming[10].requester_id = 0  # an edit after the capture: the next plan sees it
+    again = plan_write(PlayerCapture.of(HEAD, queue), plan.stored, (), as_json=True)
+    assert len(again.new_chunks) == 1 and len(again.deletes) == 1
+    (text,) = again.new_chunks.values()
+    assert queue.upcoming[10].to_dict() in json.loads(text)["tracks"]
+
+
+def test_chunks_are_cut_at_chunk_max_without_a_content_boundary() -> None:
+    tracks = [t for t in queue_of(3000).upcoming if zlib.crc32(t.id.encode()) % CHUNK_AVERAGE]
+    chunks = split_into_chunks(tracks)
+    assert [len(c) for _, c in chunks[:-1]] == [CHUNK_MAX] * (len(tracks) // CHUNK_MAX)
+    assert [t for _, c in chunks for t in c] == tracks

@@ -22,10 +22,10 @@ from yt_dlp.extractor.common import InfoExtractor, SearchInfoExtractor
 from yt_dlp.utils import ExtractorError
 
 from music.engine.track import Track
-from music.policy import NetworkPolicy
+from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy
 from music.resolve.cache import ResolveCache
 from music.resolve.jobs import Priority, Progress, Stage
-from music.resolve.resolver import ResolveError, Resolver
+from music.resolve.resolver import ResolveError, Resolver, extractor_family
 from music.resolve.service import ResolveService
 from tests.support.media import MediaServer
 
@@ -176,6 +176,10 @@ def make_service(**kwargs: Any) -> ResolveService:
         timeout=10,
         extra_extractors=EXTRACTORS,
         probe_direct_media=False,
+        # the owner's allow-list with the fake sites added, as `musicset extractors allow` would
+        extractor_policy_getter=lambda: ExtractorPolicy(
+            [*DEFAULT_EXTRACTORS, *(extractor_family(ie.IE_NAME) for ie in EXTRACTORS)]
+        ),
     )
     kwargs.setdefault("backoff_base", 0.05)
     kwargs.setdefault("rng", random.Random(7))

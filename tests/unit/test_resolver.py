@@ -16,13 +16,14 @@ from aiohttp import web
 from yt_dlp.extractor.common import InfoExtractor, SearchInfoExtractor
 
 from music.engine.track import Track
-from music.policy import NetworkPolicy
+from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy
 from music.resolve.resolver import (
     DEFAULT_STREAM_LIFETIME,
     ResolveError,
     Resolver,
     as_url,
     describe_error,
+    extractor_family,
     stream_expiry,
 )
 from tests.support.media import MediaServer
@@ -93,13 +94,18 @@ class FakeBrokenIE(InfoExtractor):
 
 
 EXTRACTORS = [FakePlaylistIE, FakeLeakIE, FakeSneakyIE, FakeBrokenIE, FakeSearchIE]
+# the owner's allow-list with the fake sites added, as `musicset extractors allow` would
+ALLOW_FAKE_SITES = ExtractorPolicy(
+    [*DEFAULT_EXTRACTORS, *(extractor_family(ie.IE_NAME) for ie in EXTRACTORS)]
+)
 
 
 @pytest.fixture
 async def resolver(media_server: MediaServer) -> Any:
     FakeSearchIE.base_url = media_server.base_url
     resolver = Resolver(
-        lambda: LOOPBACK_OK, search_prefix="fakesearch", timeout=20, extra_extractors=EXTRACTORS
+        lambda: LOOPBACK_OK, search_prefix="fakesearch", timeout=20, extra_extractors=EXTRACTORS,
+        extractor_policy_getter=lambda: ALLOW_FAKE_SITES,
     )
     yield resolver
     resolver.close()

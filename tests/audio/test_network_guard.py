@@ -1,0 +1,260 @@
+"""The network guard with the real clients: yt-dlp (through the Resolver) and ffmpeg connect
+only to addresses the policy allows, checked on the address actually connected to.
+
+Names like `rebind.test` don't exist: a fake getaddrinfo (socket.getaddrinfo patched, so the
+policy's checks, urllib and the guard all see it) answers them. ffmpeg can't resolve them
+itself, so when ffmpeg plays `media.test` it has gone through the guard."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from music.audio.ffmpeg import ProbeError, find_ffmpeg, input_args, probe_audio
+from music.audio.source import TrackStream
+from music.netguard import NetworkGuard
+from music.policy import NetworkPolicy
+from music.resolve.resolver import ResolveError, Resolver
+from standin.voice import make_self_signed_cert
+from tests.audio.test_resolved_playback import drain
+from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
+
+PUBLIC_ADDRESS = "93.184.216.34"  # what a rebinding name answers the first lookups with
+LOOPBACK_ALLOWED = NetworkPolicy(allow=["127.0.0.0/8"])
+ONLY_127_0_0_1 = NetworkPolicy(allow=["127.0.0.1/32"])  # 127.0.0.2 stays denied (loopback)
+
+
+class CountingServer:
+    """An aiohttp server on `host` serving the media folder, counting every request."""
+
+    def __init__(self, media_dir: Path, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.hits: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_static("/media/", str(media_dir))
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+
+        @web.middleware
+        async def count(request: web.Request, handler):
+            self.hits.append(request.path)
+            return await handler(request)
+
+        self.app.middlewares.append(count)
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> CountingServer:
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, 0, ssl_context=ssl_context)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def server(media_dir: Path) -> AsyncIterator[CountingServer]:
+    s = await CountingServer(media_dir).start()
+    yield s
+    await s.stop()
+
+
+class FakeDNS:
+    """socket.getaddrinfo for made-up names: `answers[name]` is a list of addresses given out
+    one per lookup (the last one repeats), so a name can rebind after N lookups."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: dict[str, list[str]] = {}
+        self.lookups: dict[str, int] = {}
+        real = socket.getaddrinfo
+
+        def fake(host, port, *args, **kwargs):
+            name = host.decode() if isinstance(host, bytes) else host
+            if name not in self.answers:
+                return real(host, port, *args, **kwargs)
+            count = self.lookups.get(name, 0)
+            self.lookups[name] = count + 1
+            seq = self.answers[name]
+            address = seq[min(count, len(seq) - 1)]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+        monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
+    return FakeDNS(monkeypatch)
+
+
+@pytest_asyncio.fixture
+async def guard_for() -> AsyncIterator[Callable[[NetworkPolicy], asyncio.Future]]:
+    guards: list[NetworkGuard] = []
+
+    async def start(policy: NetworkPolicy) -> NetworkGuard:
+        guard = NetworkGuard(lambda: policy)
+        await guard.start()
+        guards.append(guard)
+        return guard
+
+    yield start
+    for guard in guards:
+        await guard.close()
+
+
+async def resolve_with(policy: NetworkPolicy, url: str, proxy: str | None):
+    resolver = Resolver(lambda: policy, proxy=proxy, timeout=15)
+    try:
+        return await resolver.resolve(url, requester_id=1, limit=1)
+    finally:
+        resolver.close()
+
+
+# ---- DNS rebinding ---------------------------------------------------------------------
+
+
+async def test_without_the_guard_a_rebinding_name_reaches_the_local_server(dns, server):
+    """The control for the next test: the name checks alone let this through."""
+    # public for the two name checks (the resolver's, then yt-dlp's request), then loopback
+    dns.answers["rebind.test"] = [PUBLIC_ADDRESS, PUBLIC_ADDRESS, "127.0.0.1"]
+    url = f"http://rebind.test:{server.port}/media/a440.webm"
+    with pytest.raises(ResolveError):  # whatever happens after: the request was made
+        await resolve_with(NetworkPolicy(), url, proxy=None)
+    assert server.hits, "the unguarded resolver should have reached the server"
+
+
+@pytest.mark.parametrize("public_lookups", [1, 2])
+async def test_a_rebinding_name_never_reaches_a_local_server_through_ytdlp(
+    dns, server, guard_for, public_lookups
+):
+    dns.answers["rebind.test"] = [PUBLIC_ADDRESS] * public_lookups + ["127.0.0.1"]
+    guard = await guard_for(NetworkPolicy())  # 127.0.0.0/8 not allowed
+    url = f"http://rebind.test:{server.port}/media/a440.webm"
+    with pytest.raises(ResolveError) as caught:
+        await resolve_with(NetworkPolicy(), url, proxy=guard.url)
+    assert server.hits == []
+    assert caught.value.sentence == (
+        "I won't fetch `rebind.test`: it points to a private or local network address."
+    )
+    if public_lookups == 2:  # both name checks passed: the guard is what refused
+        assert guard.stats.refused == 1
+        assert guard.refusals[-1][1:] == ("rebind.test", "local")
+
+
+async def test_ffmpeg_reaches_a_rebound_name_only_through_the_guard_and_is_refused(
+    dns, server, guard_for
+):
+    dns.answers["rebind.test"] = ["127.0.0.1"]
+    guard = await guard_for(NetworkPolicy())
+    url = f"http://rebind.test:{server.port}/media/a440.webm"
+    with pytest.raises(ProbeError):
+        await asyncio.to_thread(probe_audio, find_ffmpeg(), url, proxy=guard.url, timeout=15)
+    assert server.hits == []
+    assert guard.stats.refused >= 1
+
+
+# ---- redirects -----------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def redirect_pair(media_dir: Path) -> AsyncIterator[tuple[CountingServer, CountingServer]]:
+    """`allowed` on 127.0.0.1 redirects /hop/<name> to `denied` on 127.0.0.2."""
+    denied = await CountingServer(media_dir, host="127.0.0.2").start()
+    allowed = CountingServer(media_dir)
+
+    async def hop(request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"http://127.0.0.2:{denied.port}/media/{request.match_info['name']}")
+
+    allowed.app.router.add_get("/hop/{name}", hop)
+    await allowed.start()
+    yield allowed, denied
+    await allowed.stop()
+    await denied.stop()
+
+
+async def test_a_redirect_to_a_denied_address_is_refused_before_connecting(
+    redirect_pair, guard_for
+):
+    allowed, denied = redirect_pair
+    guard = await guard_for(ONLY_127_0_0_1)
+    url = f"http://127.0.0.1:{allowed.port}/hop/a440.webm"
+    with pytest.raises(ResolveError) as caught:
+        await resolve_with(ONLY_127_0_0_1, url, proxy=guard.url)
+    assert "private or local network address" in caught.value.sentence
+    assert allowed.hits and denied.hits == []
+    # ffmpeg follows redirects itself: through the guard it is refused too
+    with pytest.raises(ProbeError):
+        await asyncio.to_thread(probe_audio, find_ffmpeg(), url, proxy=guard.url, timeout=15)
+    assert denied.hits == []
+
+
+async def test_without_the_guard_the_redirect_target_is_contacted(redirect_pair):
+    """The control: the after-the-fact check refuses, but only once the request was made."""
+    allowed, denied = redirect_pair
+    with pytest.raises(ResolveError):
+        await resolve_with(ONLY_127_0_0_1, f"http://127.0.0.1:{allowed.port}/hop/a440.webm", None)
+    assert denied.hits
+
+
+# ---- normal playback through the guard ------------------------------------------------------
+
+
+async def test_a_track_resolves_and_plays_through_the_guard(dns, server, guard_for):
+    dns.answers["media.test"] = ["127.0.0.1"]  # ffmpeg can only reach this via the guard
+    guard = await guard_for(LOOPBACK_ALLOWED)
+    result = await resolve_with(
+        LOOPBACK_ALLOWED, f"http://media.test:{server.port}/media/a440.webm", guard.url
+    )
+    track = result.tracks[0]
+    assert track.duration == pytest.approx(3.0, abs=0.1)  # the direct-media probe went through
+    stream = TrackStream(find_ffmpeg(), track.stream_url, passthrough=True, proxy=guard.url)
+    with stream.start():
+        packets = await asyncio.to_thread(drain, stream)
+    assert 147 <= len(packets) <= 153, (len(packets), stream.error)
+    pcm, _ = decode_opus_packets(packets)
+    assert dominant_frequency(pcm) == pytest.approx(440.0, abs=5)
+    assert guard.stats.forwarded >= 3  # yt-dlp, the probe, the stream
+    assert guard.stats.refused == 0
+
+
+async def test_ffmpeg_https_is_tunnelled_with_connect(media_dir, tmp_path, guard_for):
+    cert, key = make_self_signed_cert(str(tmp_path))  # names localhost
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    tls_server = await CountingServer(media_dir).start(ssl_context=context)
+    try:
+        guard = await guard_for(LOOPBACK_ALLOWED)
+        url = f"https://localhost:{tls_server.port}/media/a440.webm"
+        args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-ca_file", cert]
+        args += input_args(url, local=False, proxy=guard.url) + ["-f", "null", "-"]
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()[-500:]
+        assert guard.stats.tunnels >= 1 and guard.stats.forwarded == 0
+        assert tls_server.hits
+        # the same through a guard that refuses loopback: the tunnel is never opened
+        strict = await guard_for(NetworkPolicy())
+        before = len(tls_server.hits)
+        args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-ca_file", cert]
+        args += input_args(url, local=False, proxy=strict.url) + ["-f", "null", "-"]
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode != 0
+        assert "Refused by network policy: local localhost" in err.decode()
+        assert len(tls_server.hits) == before
+    finally:
+        await tls_server.stop()
+
