@@ -14,22 +14,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import fmt, print_table, verdict
+from .common import fmt, median, print_table, verdict
 from .load import run_worker
 from .resources import MEDIA_MP3, MEDIA_WEBM
 
 TRANSCODE_GUILDS = 30
 TARGET_TRANSCODE_P99_MS = 25.0
+TARGET_GUILDS = 150
+TARGET_P99_MS = 25.0
+TARGET_LATE_PERCENT = 0.1
+TARGET_TRIALS = 3
 
 
 async def run(bench: Any, quick: bool) -> str:
     counts = [1, 25, 50] if quick else [1, 25, 50, 100, 150]
     warmup, seconds = (1.5, 4.0) if quick else (2.0, 8.0)
     configurations = [("copy", MEDIA_WEBM, guilds) for guilds in counts]
+    if not quick:
+        # the target row: the machine's noise moves one 8 s window a lot (p99 26 ms in one run,
+        # 53 ms in the next), so the target is judged on the median of three trials, ours and
+        # the baseline alternating in each
+        configurations += [("copy", MEDIA_WEBM, TARGET_GUILDS)] * (TARGET_TRIALS - 1)
     configurations.append(("transcode", MEDIA_MP3, TRANSCODE_GUILDS))
     rows = []
     failures = []
     transcode_p99: dict[str, float] = {}
+    at_target: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}  # 150-guild copy trials
     for mode, media, guilds in configurations:
         for method in ("ours", "baseline"):
             try:
@@ -42,6 +52,9 @@ async def run(bench: Any, quick: bool) -> str:
             t = r["timing"]
             if mode == "transcode":
                 transcode_p99[method] = t.get("p99_ms", float("nan"))
+            elif guilds == TARGET_GUILDS:
+                at_target[method].append(t)
+            moments = t.get("late_moments", [])
             rows.append([
                 "WebM/Opus copy" if mode == "copy" else "MP3 transcode",
                 str(guilds), "ours" if method == "ours" else "baseline FFmpegOpusAudio",
@@ -53,6 +66,7 @@ async def run(bench: Any, quick: bool) -> str:
                 "-" if r["underruns"] is None else str(r["underruns"]),
                 f"{r['still_playing']}/{r['guilds']}", fmt(r["warmup_seconds"], 1),
                 str(r["unexpected_events"]),
+                f"{len(moments)} ({max((m[1] for m in moments), default=0)})",
             ])
     notes = [f"{seconds:g} s window after {warmup:g} s warm-up (a longer 'warm-up took' means the "
              "bot's event loop could not get the GIL); each row a fresh bot process; the stand-in "
@@ -64,11 +78,27 @@ async def run(bench: Any, quick: bool) -> str:
                      f"{TARGET_TRANSCODE_P99_MS:g} ms: {verdict(transcode_p99['ours'], TARGET_TRANSCODE_P99_MS)} "
                      f"({fmt(transcode_p99['ours'], 2)} ms; baseline "
                      f"{fmt(transcode_p99.get('baseline', float('nan')), 2)} ms)")
+    if at_target["ours"]:
+        def med(method: str, key: str, scale: float = 1.0) -> float:
+            values = [scale * t[key] for t in at_target[method] if key in t]
+            return median(values) if values else float("nan")
+
+        p99, late = med("ours", "p99_ms"), med("ours", "late_share", 100)
+        notes.append(
+            f"targets (ours, {TARGET_GUILDS} guilds, copy; median of {len(at_target['ours'])} "
+            f"trial(s)): p99 <= {TARGET_P99_MS:g} ms: {verdict(p99, TARGET_P99_MS)} ({fmt(p99, 2)} ms; "
+            f"baseline {fmt(med('baseline', 'p99_ms'), 2)} ms); under {TARGET_LATE_PERCENT:g}% late by "
+            f"more than 40 ms: {verdict(late, TARGET_LATE_PERCENT)} ({fmt(late, 3)}%; baseline "
+            f"{fmt(med('baseline', 'late_share', 100), 3)}%)")
+    notes.append("late moments: the distinct moments (50 ms apart or more) in the window at which "
+                 "some guild's packet came more than 40 ms late, and in brackets the most guilds one "
+                 "moment hit; a moment hitting every guild at once is a stall of the whole machine "
+                 "(both processes share 2 cores), not of one stream.")
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "4. Guilds playing at once in one bot process",
         ["input", "guilds", "method", "inter-arrival p50 ms", "p99 ms", "max ms", "% > 40 ms",
          "packets recv/expected", "RTP seq gaps", "dropped by sender", "bot CPU cores", "ffmpeg CPU cores",
          "underrun frames", "playing at window end", "warm-up took s",
-         "track ends/errors early"],
+         "track ends/errors early", "late moments (most guilds hit)"],
         rows, notes)

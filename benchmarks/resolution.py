@@ -31,7 +31,7 @@ from aiohttp import web
 from yt_dlp.extractor.common import InfoExtractor
 from yt_dlp.utils import OnDemandPagedList
 
-from music.policy import NetworkPolicy
+from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy
 from music.resolve.jobs import Priority
 from music.resolve.resolver import Resolver
 from music.resolve.service import ResolveService
@@ -42,6 +42,8 @@ ITEM_DELAY = 0.030  # seconds a site takes to answer an item page
 PAGE_DELAY = 0.050  # ... and a playlist page
 PAGE_SIZE = 50
 LOOPBACK_OK = NetworkPolicy(allow=["127.0.0.0/8"])
+# what an owner would do for this site: `musicset extractors allow benchsite`
+BENCHSITE_ALLOWED = ExtractorPolicy([*DEFAULT_EXTRACTORS, "benchsite"])
 
 
 # -- the fake site --------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class FakeSite:
 
 def new_resolver() -> Resolver:
     return Resolver(lambda: LOOPBACK_OK, workers=3, timeout=120, extra_extractors=EXTRACTORS,
-                    probe_direct_media=False)
+                    probe_direct_media=False, extractor_policy_getter=lambda: BENCHSITE_ALLOWED)
 
 
 @contextlib.asynccontextmanager
