@@ -90,7 +90,7 @@ async def run(bench: Any, quick: bool) -> str:
     notes.append(f"{trials} interleaved trials per case; first packet of any kind includes ours' "
                  "warm-up silence (none: ours waits for the first packet before playing) and the "
                  "baseline's Ogg header packets.")
-    notes.append("2b (through a real Red bot: chat !play to first packet) is not measured here.")
+    notes.append("2b (below, `first_packet_red`) measures the same through a real Red bot, from the chat message.")
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "2a. Play to first audible packet at the receiver, engine level, voice already connected (ms)",
