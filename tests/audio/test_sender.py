@@ -313,7 +313,7 @@ async def test_a_new_playback_gets_its_first_packet_without_waiting_for_the_shar
     loop = asyncio.get_running_loop()
     sender.play(SpeakingVoiceClient(loop), CountingSource("clock"))  # keeps the clock running
     waits: list[float] = []
-    for i in range(24):
+    for i in range(30):
         await asyncio.sleep(0.013 * (i % 3) + 0.05)  # starts at varying phases of the clock
         client = SpeakingVoiceClient(loop)
         started = time.monotonic()
@@ -325,5 +325,8 @@ async def test_a_new_playback_gets_its_first_packet_without_waiting_for_the_shar
         waits.append(first - started)
         # the early first packet never brings the second one closer than half a frame
         assert second - first >= 0.010
-    assert statistics.median(waits) < 0.004, [round(w * 1000, 1) for w in waits]
-    assert sum(w > 0.012 for w in waits) <= 3, [round(w * 1000, 1) for w in waits]
+    # Half the starts go out at once, the rest wait for a slot under 10 ms away; waiting for the
+    # slot every time, 45 % of them (13 or so of 30) would wait more than 12 ms.
+    shown = sorted(round(w * 1000, 1) for w in waits)
+    assert sum(w > 0.012 for w in waits) <= 5, shown
+    assert sum(w < 0.003 for w in waits) >= 8, shown

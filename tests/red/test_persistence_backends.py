@@ -313,19 +313,22 @@ async def test_an_insert_a_move_and_a_removal_write_a_few_chunks_of_a_long_queue
     first = cog.store.last_write
     assert first.chunks_written == first.chunks_total > 40
 
+    # (change, most chunks it may write or delete): a change rewrites the chunk at each place it
+    # touches, and one neighbour more where the track it adds or removes is a chunk boundary
+    # (a split or a merge); a move touches two places. The whole queue is 79 chunks or so.
     changes = {
-        "insert": lambda: player.queue.add(tracks(1, prefix="new"), front=True),
-        "move": lambda: player.queue.move(len(player.queue), 2500),
-        "remove": lambda: player.queue.remove(1234),
+        "insert": (lambda: player.queue.add(tracks(1, prefix="new"), front=True), 2),
+        "move": (lambda: player.queue.move(len(player.queue), 2500), 4),
+        "remove": (lambda: player.queue.remove(1234), 2),
     }
-    for name, change in changes.items():
+    for name, (change, most) in changes.items():
         change()
         cog.manager.save(player)
         writes = cog.store.writes
         await cog.store.flush()
         last = cog.store.last_write
         assert cog.store.writes == writes + 1
-        assert 1 <= last.chunks_written <= 3 and last.chunks_deleted <= 3, (name, last)
+        assert 1 <= last.chunks_written <= most and last.chunks_deleted <= most, (name, last)
         stored = await stored_state(backend, cog.store.config, gid)
         assert stored["queue"] == player.queue.to_dict(), name
         assert len(await stored_chunks(backend, cog.store.config, gid)) == last.chunks_total, name
