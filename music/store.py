@@ -66,7 +66,7 @@ GUILD_DEFAULTS: dict[str, Any] = {
 }
 
 # what mark_dirty takes: a callable returning the state to write at flush time
-StateSource = Callable[[], "PlayerCapture | dict[str, Any]"]
+StateSource = Callable[[], PlayerCapture]
 
 
 @dataclass
@@ -179,9 +179,8 @@ class MusicStore:
     def mark_dirty(self, guild_id: int, capture: StateSource) -> None:
         """Schedule a write of ``capture()`` for the guild; bursts collapse into one write.
 
-        `capture` is called at flush time, so the newest state is what gets written; it should
-        return a PlayerCapture (GuildPlayer.capture: list copies, no serialization on the loop).
-        A snapshot dict (the old form) is accepted too."""
+        `capture` is called at flush time, so the newest state is what gets written
+        (GuildPlayer.capture: list copies, no serialization on the loop)."""
         self._dirty[guild_id] = capture
         self._wake.set()
 
@@ -198,10 +197,7 @@ class MusicStore:
             while self._dirty:
                 guild_id, source = self._dirty.popitem()
                 try:
-                    captured = source()
-                    if isinstance(captured, dict):
-                        captured = PlayerCapture.from_snapshot(captured)
-                    self.last_write = await self.chunks.write(guild_id, captured)
+                    self.last_write = await self.chunks.write(guild_id, source())
                     self.writes += 1
                 except Exception:
                     log.exception("Could not save the player state of guild %s", guild_id)

@@ -103,10 +103,6 @@ def _track_dict(fingerprint: Fingerprint) -> dict[str, Any]:
     return {name: data[name] for name in _FIELDS}
 
 
-def _is_boundary(track_id: str) -> bool:
-    return zlib.crc32(track_id.encode()) % CHUNK_AVERAGE == 0
-
-
 def _split(prints: list[Fingerprint]) -> list[tuple[int, list[Fingerprint]]]:
     """Cut after each content boundary (and at CHUNK_MAX); key each chunk by its content."""
     crcs = map(zlib.crc32, map(str.encode, map(_first_value, map(operator.itemgetter(0), prints))))
@@ -157,12 +153,6 @@ class PlayerCapture:
     def of(cls, head: dict[str, Any], queue: QueueModel) -> PlayerCapture:
         return cls(dict(head), queue.current, list(queue.upcoming), list(queue.history),
                    queue.repeat.value, queue.shuffle, queue._shuffle_next_id)
-
-    @classmethod
-    def from_snapshot(cls, snapshot: dict[str, Any]) -> PlayerCapture:
-        """From the old whole-snapshot form (GuildPlayer.snapshot(), a legacy `state` value)."""
-        head = {k: v for k, v in snapshot.items() if k != "queue"}
-        return cls.of(head, QueueModel.from_dict(snapshot.get("queue") or {}))
 
 
 @dataclasses.dataclass
@@ -320,13 +310,9 @@ class ChunkedQueueWriter:
 
     # -- writing ------------------------------------------------------------------------------
 
-    async def write(self, guild_id: int, capture: PlayerCapture | dict[str, Any],
-                    queue: QueueModel | None = None) -> ChunkWriteStats:
-        """Persist a capture (or, as the prototype took them, a head dict and a queue), writing
-        only the chunks that changed. Not reentrant per guild: MusicStore serializes writes."""
-        if isinstance(capture, dict):
-            assert queue is not None
-            capture = PlayerCapture.of(capture, queue)
+    async def write(self, guild_id: int, capture: PlayerCapture) -> ChunkWriteStats:
+        """Persist a capture, writing only the chunks that changed. Not reentrant per guild:
+        MusicStore serializes writes."""
         if guild_id not in self._stored:
             await self._learn_unknown(guild_id)
         stored = dict(self._stored[guild_id])

@@ -74,11 +74,11 @@ def test_chunks_are_content_defined_so_an_insert_keeps_the_other_chunks() -> Non
 async def test_a_move_writes_a_few_chunks_and_the_stored_queue_equals_memory(backend: Backend) -> None:
     writer = ChunkedQueueWriter(new_config())
     queue = queue_of(3000)
-    first = await writer.write(GUILD, HEAD, queue)
+    first = await writer.write(GUILD, PlayerCapture.of(HEAD, queue))
     assert first.chunks_written == first.chunks_total > 10
 
     queue.move(len(queue), 1)  # the last track to the front
-    moved = await writer.write(GUILD, HEAD, queue)
+    moved = await writer.write(GUILD, PlayerCapture.of(HEAD, queue))
     assert 1 <= moved.chunks_written <= 3 and moved.chunks_deleted <= 3
     # each chunk is its own document (its own row on PostgreSQL)
     head = await backend.stored_guild(writer.config, GUILD)
@@ -93,19 +93,19 @@ async def test_a_move_writes_a_few_chunks_and_the_stored_queue_equals_memory(bac
 async def test_an_edit_inside_a_track_is_seen_and_a_reload_rewrites_nothing(backend: Backend) -> None:
     writer = ChunkedQueueWriter(new_config())
     queue = queue_of(1000)
-    await writer.write(GUILD, HEAD, queue)
+    await writer.write(GUILD, PlayerCapture.of(HEAD, queue))
     queue.upcoming[500].requester_id = 0  # in place, as red_delete_data_for_user does
-    edited = await writer.write(GUILD, HEAD, queue)
+    edited = await writer.write(GUILD, PlayerCapture.of(HEAD, queue))
     assert edited.chunks_written == 1 and edited.chunks_deleted == 1
 
     writer2, _, queue_back = await reloaded(backend)
     assert queue_back.upcoming[500].requester_id == 0
     assert queue_back.to_dict() == queue.to_dict()
-    again = await writer2.write(GUILD, HEAD, queue_back)  # a new process knows what is stored
+    again = await writer2.write(GUILD, PlayerCapture.of(HEAD, queue_back))  # a new process knows what is stored
     assert again.chunks_written == 0 and again.chunks_deleted == 0
 
     queue_back.clear()
-    emptied = await writer2.write(GUILD, HEAD, queue_back)
+    emptied = await writer2.write(GUILD, PlayerCapture.of(HEAD, queue_back))
     assert emptied.chunks_written == 0 and emptied.chunks_deleted == edited.chunks_total
     _, _, queue_empty = await reloaded(backend)
     assert queue_empty.upcoming == [] and queue_empty.current is not None
