@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from music.audio.ffmpeg import input_args, is_http_url
 from music.engine.track import Track
 from music.netguard import ffmpeg_env
 from music.policy import MEDIA_SUFFIXES, resolve_local_path
@@ -95,26 +96,15 @@ class StartedProbe:
         exe = ffmpeg or default_ffmpeg()
         if exe is None:
             return
-        remote = source.startswith(("http://", "https://"))
-        # Only the protocols the source needs: a crafted playlist/concat input can't make ffmpeg
-        # read other local files or URLs.
+        remote = is_http_url(source)
         args = [exe, "-hide_banner", "-nostdin"]
         if remote:
-            args += [
-                "-protocol_whitelist",
-                "http,https,tcp,tls,httpproxy",
-                "-rw_timeout",
-                str(int(timeout * 1e6)),
-            ]
-            if proxy:
-                args += ["-http_proxy", proxy]
-            if headers:
-                args += ["-headers", "".join(f"{k}: {v}\r\n" for k, v in headers.items())]
-            target = source
-        else:
-            args += ["-protocol_whitelist", "file"]
-            target = "file:" + os.path.abspath(source)
-        args += ["-i", target]
+            args += ["-rw_timeout", str(int(timeout * 1e6))]
+        # the same input options as playback: only the protocols the source needs (a crafted
+        # playlist/concat input can't make ffmpeg read other files or URLs), the network guard,
+        # and the site's headers cleaned of CR/LF
+        target = source if remote else "file:" + os.path.abspath(source)
+        args += input_args(target, headers=headers, local=not remote, proxy=proxy)
         try:
             self._process = subprocess.Popen(
                 args,
