@@ -18,6 +18,7 @@ from music.audio.ogg import opus_frame_duration_ms
 from music.audio.source import SILENCE_FRAME, ChainClosed, ChainSource, TrackStream
 from tests.support.audio_analysis import SAMPLE_RATE, decode_opus_packets, dominant_frequency, rms
 from tests.support.media import FFMPEG
+from tests.support.processes import ffmpeg_children
 
 FRAMES_PER_SECOND = 50
 
@@ -46,21 +47,6 @@ def frequency_of(packets: list[bytes], skip_seconds: float = 0.1, seconds: float
 def process_is_gone(pid: int) -> bool:
     """Exited and reaped: no /proc entry (a zombie would still have one)."""
     return not Path(f"/proc/{pid}").exists()
-
-
-def ffmpeg_children() -> list[int]:
-    """Pids of this process's ffmpeg children, running or zombie (not yet reaped)."""
-    pids: list[int] = []
-    for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            try:
-                if "ffmpeg" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(pid))
-                elif "ffmpeg" in Path(f"/proc/{pid}/comm").read_text():
-                    pids.append(int(pid))
-            except OSError:
-                continue
-    return pids
 
 
 @pytest.fixture(autouse=True)

@@ -5,9 +5,7 @@ a recorder: see tests/support/fakevoice.py)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-from pathlib import Path
 
 import pytest
 from redbot.core.bot import Red
@@ -18,6 +16,7 @@ from music.engine.events import AdvanceEvent, AdvanceKind
 from music.player import PlayerState
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
+from tests.support.processes import ffmpeg_children
 from tests.support.redlevel import World, load_cog, new_red
 
 SECOND = 48000
@@ -25,25 +24,6 @@ SECOND = 48000
 
 async def allow_loopback(cog: Music) -> None:
     await cog.musicset_network.get_command("allow")(FakeContext(cog.bot, FakeGuild(), None), "127.0.0.0/8")
-
-
-def ffmpeg_children() -> list[int]:
-    """PIDs of ffmpeg processes whose parent is this test process."""
-    me = os.getpid()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        state = stat.rsplit(")", 1)[1].split()[0]
-        if ppid == me and b"ffmpeg" in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def music_threads() -> list[str]:
@@ -168,14 +148,14 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 2.2, timeout=10)
     # the next track is opened ahead (gapless), and its 30 s ffmpeg is still running
     assert player.source.next_track_id == player.queue.upcoming[0].id
-    assert ffmpeg_children(), "the prefetched track has a live ffmpeg child"
+    assert ffmpeg_children(zombies=False), "the prefetched track has a live ffmpeg child"
     queued_ids = [player.queue.current.id] + [t.id for t in player.queue.upcoming]
     old_vc = world.guild.voice_client
 
     await red.remove_cog("Music")
     assert not old_vc.connected and world.guild.voice_client is None
     assert all(t.done() for t in cog.tasks.values())
-    await wait_for(lambda: not ffmpeg_children(), timeout=5)
+    await wait_for(lambda: not ffmpeg_children(zombies=False), timeout=5)
     await wait_for(lambda: not music_threads(), timeout=5)
     saved = (await cog.store.saved_states())[world.guild.id]
     assert 2.0 < saved["position"] < 4.0
@@ -191,7 +171,7 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     # resumed inside the 700 Hz second (2-3 s) or at most one second later
     assert abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 700) < 10 or abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 900) < 10
     await red.remove_cog("Music")
-    await wait_for(lambda: not ffmpeg_children(), timeout=5)
+    await wait_for(lambda: not ffmpeg_children(zombies=False), timeout=5)
 
 
 async def test_the_queue_comes_back_in_a_new_red_on_the_same_data_dir(red: Red, media_server) -> None:

@@ -6,7 +6,6 @@ early ffmpeg probe of a direct media link: it overlaps yt-dlp, and leaves no pro
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ from music.resolve.jobs import Priority
 from music.resolve.resolver import PolicedYoutubeDL, ResolveError, Resolver, to_resolve_error
 from music.resolve.service import ResolveService
 from tests.support.media import MediaServer
+from tests.support.processes import ffmpeg_children
 
 LOOPBACK_OK = NetworkPolicy(allow=["127.0.0.0/8"])
 #: id() of the YoutubeDL each RecordIE run belonged to, with the thread it ran in
@@ -314,25 +314,6 @@ def test_the_default_extractor_set_is_yt_dlps_own() -> None:
 # ---- the early probe ----------------------------------------------------------------------
 
 
-def _ffmpeg_children() -> list[int]:
-    children: list[int] = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as handle:
-                children += [int(pid) for pid in handle.read().split()]
-        except FileNotFoundError:  # the thread ended meanwhile
-            continue
-    found = []
-    for pid in children:
-        try:
-            with open(f"/proc/{pid}/comm") as handle:
-                if "ffmpeg" in handle.read():
-                    found.append(pid)
-        except FileNotFoundError:
-            continue
-    return found
-
-
 async def test_the_probe_of_a_direct_link_overlaps_yt_dlp(
     resolver: Resolver, site: MediaServer
 ) -> None:
@@ -367,7 +348,7 @@ async def test_a_failed_lookup_leaves_no_probe_running(
 
     def ffmpeg_left() -> list[int]:
         deadline = time.monotonic() + 5
-        while (found := _ffmpeg_children()) and time.monotonic() < deadline:
+        while (found := ffmpeg_children()) and time.monotonic() < deadline:
             time.sleep(0.05)
         return found
 

@@ -1,0 +1,30 @@
+"""The ffmpeg processes this test process started, read from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def ffmpeg_children(*, zombies: bool = True) -> list[int]:
+    """Pids of this process's ffmpeg children (of any of its threads); with `zombies=False`
+    only the ones still running (an exited, unreaped child is state Z)."""
+    children: list[str] = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            children += Path(f"/proc/self/task/{task}/children").read_text().split()
+        except FileNotFoundError:  # the thread ended meanwhile: it has no children to report
+            continue
+    found: list[int] = []
+    for pid in children:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # reaped meanwhile
+            continue
+        command, state = stat.rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()[0]
+        if b"ffmpeg" not in cmdline and "ffmpeg" not in command:  # a zombie has no cmdline
+            continue
+        if zombies or state != "Z":
+            found.append(int(pid))
+    return found
