@@ -117,9 +117,11 @@ def _start_and_wait(stream: TrackStream, timeout: float) -> None:
         raise RuntimeError(stream.error or "the stream gave no audio in time")
 
 
-async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: float = 10.0) -> TrackStream:
-    """A started TrackStream with its first packet buffered, as the cog's ``_open_stream``."""
-    stream = TrackStream(ffmpeg, url, passthrough=passthrough)
+async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: float = 10.0,
+                      in_process: bool = True) -> TrackStream:
+    """A started TrackStream with its first packet buffered, as the cog's ``_open_stream``
+    (which copies WebM/Ogg Opus in process)."""
+    stream = TrackStream(ffmpeg, url, passthrough=passthrough, in_process=in_process)
     await asyncio.to_thread(_start_and_wait, stream, timeout)
     return stream
 
@@ -127,11 +129,12 @@ async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: floa
 _ours_sender: SharedSender | None = None
 
 
-def ours_sender() -> SharedSender:
-    """The process's one audio sender, as the cog has one (``PlayerManager.sender``)."""
+def ours_sender(phases: int | None = None) -> SharedSender:
+    """The process's one audio sender, as the cog has one (``PlayerManager.sender``);
+    ``phases`` (first call only) overrides its default, for comparing settings."""
     global _ours_sender
     if _ours_sender is None:
-        _ours_sender = SharedSender()
+        _ours_sender = SharedSender() if phases is None else SharedSender(phases=phases)
     return _ours_sender
 
 

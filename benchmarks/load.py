@@ -18,7 +18,8 @@ _next_guild = FIRST_LOAD_GUILD_ID
 
 async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: int,
                      warmup: float, seconds: float, idle_seconds: float = 1.0,
-                     measure_memory: bool = True, timing_only: bool = False) -> dict[str, Any]:
+                     measure_memory: bool = True, timing_only: bool = False,
+                     sender_phases: int | None = None) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns the worker's result plus ``timing``
     (inter-arrival statistics at the receiver over the measuring window)."""
     global _next_guild
@@ -33,7 +34,8 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
     config = {"method": method, "mode": mode, "url": url, "ffmpeg": bench.ffmpeg,
               "endpoint": bench.standin.endpoint, "ca_file": bench.standin.ca_file,
               "guilds": sessions, "warmup": warmup, "seconds": seconds,
-              "idle_seconds": idle_seconds, "measure_memory": measure_memory}
+              "idle_seconds": idle_seconds, "measure_memory": measure_memory,
+              "sender_phases": sender_phases}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_worker", cwd=str(REPO_ROOT),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

@@ -9,6 +9,7 @@ The voice sessions were opened in the stand-in process by the parent, which pass
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -30,6 +31,28 @@ from .botside import (
     play_ours,
 )
 from .common import CpuWindow, private_bytes, pss_bytes
+
+
+class GcPauses:
+    """Garbage-collection passes during the window, by generation, and the longest one: a pass
+    holds the GIL, so a long one stalls the audio thread like any other GIL holder."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.max_ms = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        self.active = False
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.active:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.max_ms[generation] = max(self.max_ms[generation],
+                                      1000 * (time.perf_counter() - self._started))
 
 
 class DroppedPackets(logging.Handler):
@@ -74,6 +97,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     opened_at = time.monotonic()
     ffmpeg_pids: list[int] = []
     if ours:
+        ours_sender(config.get("sender_phases"))  # created here, with the setting compared
         streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30)
                                          for _ in harnesses))
         for harness, stream in zip(harnesses, streams, strict=True):
@@ -83,7 +107,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
             chain.play_now(stream, "load")
             play_ours(harness.voice_client, chain)
             chains.append(chain)
-            ffmpeg_pids.append(stream.pid)
+            if stream.pid is not None:  # None: copied in process, no ffmpeg
+                ffmpeg_pids.append(stream.pid)
     else:
         for harness in harnesses:
             source = baseline_source(ffmpeg, url, copy=copy)
@@ -96,6 +121,9 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(config["warmup"])
     # longer than asked when the event loop cannot get the GIL (too many busy audio threads)
     warmup_seconds = time.monotonic() - warmup_started
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
+    gc_pauses.active = True
     bot_cpu = CpuWindow([os.getpid()]).start()
     ffmpeg_cpu = CpuWindow(ffmpeg_pids).start()
     window_start = time.monotonic()
@@ -103,6 +131,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     window_end = time.monotonic()
     bot_cpu.stop()
     ffmpeg_cpu.stop()
+    gc_pauses.active = False
     # Memory after the window, the streams still playing: reading smaps_rollup of many processes
     # holds the GIL long enough to delay the audio threads, so never inside the timed window.
     playing_pss = pss_bytes(os.getpid()) or 0
@@ -139,17 +168,21 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "sender_late_ticks": sender_stats.late_ticks if ours else None,
         "sender_skipped_slots": sender_stats.skipped_slots if ours else None,
         "sender_max_tick_ms": sender_stats.max_tick_ms if ours else None,
+        "gc_counts": gc_pauses.counts,
+        "gc_max_ms": gc_pauses.max_ms,
         "bot_cpu_ms_per_stream_second": bot_cpu.ms_per_stream_second(streams_n),
         "bot_cpu_share": bot_cpu.used / bot_cpu.seconds if bot_cpu.seconds else None,
         "bot_cpu_idle_share": idle_share,
         "bot_cpu_marginal_ms_per_stream_second":
             1000 * (bot_cpu.used - idle_share * bot_cpu.seconds) / (streams_n * bot_cpu.seconds),
-        "ffmpeg_cpu_ms_per_stream_second": ffmpeg_cpu.ms_per_stream_second(),
+        # over every stream, not every ffmpeg: a stream copied in process has none
+        "ffmpeg_cpu_ms_per_stream_second": ffmpeg_cpu.ms_per_stream_second(streams_n),
         "ffmpeg_counted": ffmpeg_cpu.counted,
         "ffmpeg_cpu_share": ffmpeg_cpu.used / ffmpeg_cpu.seconds if ffmpeg_cpu.seconds else None,
         "bot_pss_idle_mb": idle_pss / 2**20,
         "bot_pss_delta_mb_per_stream": (playing_pss - idle_pss) / 2**20 / streams_n,
         "ffmpeg_pss_mb_mean": (sum(ffmpeg_pss) / len(ffmpeg_pss) / 2**20) if ffmpeg_pss else None,
+        "ffmpeg_pss_mb_per_stream": sum(ffmpeg_pss) / 2**20 / streams_n,
         "ffmpeg_private_mb_mean":
             (sum(ffmpeg_private) / len(ffmpeg_private) / 2**20) if ffmpeg_private else None,
     }

@@ -42,7 +42,7 @@ async def run(bench: Any, quick: bool) -> str:
             failures.append(f"{method} {mode}: {type(exc).__name__}: {exc}")
 
     def total_pss(r: dict[str, Any]) -> float:
-        return (r["ffmpeg_pss_mb_mean"] or 0.0) + r["bot_pss_delta_mb_per_stream"]
+        return r["ffmpeg_pss_mb_per_stream"] + r["bot_pss_delta_mb_per_stream"]
 
     rows = []
     for mode in ("copy", "transcode"):
@@ -76,7 +76,9 @@ async def run(bench: Any, quick: bool) -> str:
              "nothing playing is subtracted (heartbeats, the event loop).",
              "PSS splits shared pages (the static ffmpeg's code) between the processes mapping "
              "them, so it falls as streams are added; private = what one more ffmpeg really adds. "
-             "total PSS = ffmpeg PSS + bot PSS per stream."]
+             "total PSS = ffmpeg PSS of all children / streams + bot PSS per stream.",
+             "ours copies WebM/Opus in the bot process (no ffmpeg child: 'ffmpeg measured' 0/N); "
+             "ffmpeg CPU is per stream-second over all streams."]
     o = results.get(("copy", "ours"))
     if o:
         notes.append(

@@ -127,7 +127,8 @@ async def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         await bench.start()
-        print(f"- stand-in UDP receive buffer: {bench.standin.info['udp_receive_buffer']} bytes\n",
+        print(f"- stand-in UDP receive buffer: {bench.standin.info['udp_receive_buffer']} bytes; "
+              f"packet arrival times: {bench.standin.info.get('arrival_clock', 'when read')}\n",
               flush=True)
         for name in chosen:
             try:

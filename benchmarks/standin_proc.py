@@ -53,6 +53,47 @@ class TimingVoiceServer(VoiceServer):
         super()._on_datagram(data, addr, arrival)
 
 
+#: Linux's SO_TIMESTAMPNS / SCM_TIMESTAMPNS (Python's socket module does not name them)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@ll")
+
+
+def read_with_kernel_timestamps(voice: VoiceServer, udp_socket: socket.socket) -> None:
+    """Time each datagram by when the kernel received it, not by when this process read it.
+
+    The receiver shares the 2 cores with the measured bot: a moment without CPU here would
+    otherwise show up as a late packet for every guild at once (and the next ones as too
+    early), although the bot sent them on time. asyncio's datagram transport reads one datagram
+    per wake-up with recvfrom, which drops the kernel's timestamp; this reader replaces it,
+    drains every queued datagram per wake-up with recvmsg and converts the timestamp
+    (CLOCK_REALTIME) to time.monotonic(), the clock the bot's window is given in."""
+    udp_socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    loop = asyncio.get_running_loop()
+    fd = udp_socket.fileno()
+    # the public remove_reader/add_reader refuse a descriptor a transport owns: the transport
+    # stays (the voice server sends its IP discovery answers through it), only reading moves
+    loop._remove_reader(fd)  # type: ignore[attr-defined]
+    ancillary_size = socket.CMSG_SPACE(_TIMESPEC.size)
+
+    def read_ready() -> None:
+        offset = time.time() - time.monotonic()
+        while True:
+            try:
+                data, ancillary, _flags, addr = udp_socket.recvmsg(65536, ancillary_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP port unreachable reported for an earlier send
+            arrival = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                    arrival = seconds + nanoseconds / 1e9 - offset
+            voice._on_datagram(data, addr, time.monotonic() if arrival is None else arrival)
+
+    loop._add_reader(fd, read_ready)  # type: ignore[attr-defined]
+
+
 class Controller:
     def __init__(self, voice: TimingVoiceServer) -> None:
         self.voice = voice
@@ -184,6 +225,8 @@ async def main() -> None:
     udp_socket = voice._udp.transport.get_extra_info("socket")
     udp_socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
     udp_buffer = udp_socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # the transport's own socket: the wrapper get_extra_info() gives refuses recvmsg
+    read_with_kernel_timestamps(voice, voice._udp.transport._sock)  # type: ignore[attr-defined]
     app = web.Application()
     app.router.add_static("/media/", str(root), show_index=False)
     app.router.add_get("/paced/{name}", paced_handler(root))
@@ -196,7 +239,8 @@ async def main() -> None:
     out = sys.stdout
     out.write(json.dumps({"endpoint": voice.endpoint, "ca_file": voice.ca_file,
                           "media_base": f"http://127.0.0.1:{port}",
-                          "udp_receive_buffer": udp_buffer}) + "\n")
+                          "udp_receive_buffer": udp_buffer,
+                          "arrival_clock": "kernel receive timestamps (SO_TIMESTAMPNS)"}) + "\n")
     out.flush()
 
     controller = Controller(voice)

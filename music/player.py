@@ -639,6 +639,8 @@ class PlayerManager:
             expected_end=None if track.is_live else track.duration,
             # the network guard: ffmpeg connects only to addresses the policy allows
             proxy=self.service.resolver.proxy,
+            # a copy from the start demuxes WebM/Ogg in this process: no ffmpeg child
+            in_process=True,
         )
         try:
             await asyncio.to_thread(_start_and_wait, stream, OPEN_TIMEOUT)

@@ -93,6 +93,7 @@ class Playback:
         self.silence_left = 0  # paced trailing silence frames still to send
         self.offline_since: float | None = None
         self.last_sent = float("-inf")  # clock time of its last packet (the sender's clock)
+        self.phase = 0  # which sub-tick of each frame sends its packet (SharedSender phases)
         self._done = threading.Event()  # after() and cleanup() have run
 
     # -- what discord.py's VoiceClient calls on its _player ---------------------------------------
@@ -191,10 +192,15 @@ class SharedSender:
         frame_seconds: float = FRAME_SECONDS,
         idle_exit_seconds: float = IDLE_EXIT_SECONDS,
         clock: Callable[[], float] = time.perf_counter,
+        phases: int = 1,
     ) -> None:
+        if phases < 1:
+            raise ValueError("phases must be at least 1")
         self.name = name
         self.frame_seconds = frame_seconds
         self.min_tick_interval = frame_seconds / 2
+        #: sub-ticks per frame: each playback sends in one of them (see _clock_loop)
+        self.phases = phases
         self.idle_exit_seconds = idle_exit_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -221,6 +227,10 @@ class SharedSender:
             raise discord.ClientException("Already playing audio.")
         playback = Playback(self, client, source, after)
         with self._lock:
+            load = [0] * self.phases
+            for other in self._playbacks:
+                load[other.phase] += 1
+            playback.phase = load.index(min(load))
             for previous in self._playbacks:
                 if previous.client is client:  # ending (vc.stop() also forgot it as _player)
                     previous.silence_left = 0  # the new audio replaces its trailing silence
@@ -324,22 +334,29 @@ class SharedSender:
             finished.put(None)  # ends the helper thread after the queued finalizers
 
     def _clock_loop(self, finished: queue.SimpleQueue[Playback | None]) -> None:
+        """Tick on an absolute schedule. With ``phases`` > 1 each frame is split in as many
+        sub-ticks, and a playback sends in its own sub-tick only: a guild's packet then waits
+        behind a share of the guilds instead of all of them, so a stall in the middle of a
+        tick (another thread holding the GIL) delays fewer packets by its whole length."""
         clock = self._clock
         frame = self.frame_seconds
+        phases = self.phases
+        sub = frame / phases
         min_interval = self.min_tick_interval
         stats = self._stats
         send_tick = self._send_tick
         start = clock()
-        slot = 0  # the tick about to run belongs to the slot at start + slot * frame
+        slot = 0  # the sub-tick about to run is at start + slot * sub, phase slot % phases
         idle_since: float | None = None
         while True:
             now = clock()
-            lateness = now - (start + slot * frame)
+            lateness = now - (start + slot * sub)
             if lateness > frame:
-                # more than a frame late: drop the missed slots rather than send them back to
-                # back (that burst is the "audio speeds up" bug)
+                # more than a frame late: drop the missed frames rather than send them back to
+                # back (that burst is the "audio speeds up" bug); whole frames, so every
+                # phase keeps its place
                 missed = int(lateness // frame)
-                slot += missed
+                slot += missed * phases
                 stats.skipped_slots += missed
             if lateness > min_interval:
                 stats.late_ticks += 1
@@ -348,7 +365,13 @@ class SharedSender:
             playbacks = self._playbacks
             if playbacks:
                 idle_since = None
-                self._retire(send_tick(playbacks, now), finished)
+                if phases > 1:
+                    phase = slot % phases
+                    # a playback that has not sent yet goes in the first sub-tick it meets
+                    playbacks = tuple(p for p in playbacks
+                                      if p.phase == phase or p.last_sent == float("-inf"))
+                if playbacks:
+                    self._retire(send_tick(playbacks, now), finished)
             else:
                 with self._lock:
                     if not self._playbacks:
@@ -363,9 +386,9 @@ class SharedSender:
                 stats.max_tick_ms = elapsed * 1000
 
             slot += 1
-            # Never closer than half a frame after this tick's start: a tick that was a little
-            # late is made up gradually, not with two packets at once.
-            wake_at = max(start + slot * frame, tick_started + min_interval)
+            # Never closer than half a (sub-)tick after this one's start: a tick that was a
+            # little late is made up gradually, not with two packets at once.
+            wake_at = max(start + slot * sub, tick_started + min(min_interval, sub / 2))
             self._sleep_until(wake_at, finished)
 
     def _sleep_until(self, wake_at: float, finished: queue.SimpleQueue[Playback | None]) -> None:

@@ -19,15 +19,18 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
 import discord
 from discord.opus import OPUS_SILENCE
 
 from ..netguard import ffmpeg_env
+from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args, end_process
-from .ogg import OggOpusReader, opus_frame_duration_ms
+from .ogg import CAPTURE_PATTERN, OggOpusReader, opus_frame_duration_ms
+from .webm import EBML_MAGIC, NotOpusAudio, WebmError, WebmOpusReader
 
 log = logging.getLogger("red.music.audio.source")
 
@@ -58,6 +61,14 @@ class TrackStream:
     seconds for an ffmpeg that ignores SIGTERM), so call it off the audio thread and off the event
     loop. If a passthrough input turns out not to be 20 ms Opus, ffmpeg is restarted transcoding
     at the same position (:attr:`fell_back_to_transcode`).
+
+    With ``in_process``, a passthrough runs no ffmpeg at all: the reader thread fetches the
+    input itself (music.audio.fetch, through the network guard) and demuxes WebM (from any
+    position: it jumps with the file's Cues) or Ogg (from the start) in Python. An ffmpeg
+    child costs ~7.6 MB of private memory per stream (its static binary's relocated data alone
+    is 4 MB), the demuxing about a microsecond per packet. Any other container goes to an ffmpeg that copies, as without ``in_process``; a
+    first audio track that is not Opus, or packets other than 20 ms, to an ffmpeg that
+    transcodes (:attr:`ffmpeg_fallback` says why).
     """
 
     def __init__(
@@ -73,6 +84,7 @@ class TrackStream:
         prebuffer_packets: int = DEFAULT_PREBUFFER_PACKETS,
         expected_end: float | None = None,
         proxy: str | None = None,
+        in_process: bool = False,
     ) -> None:
         if prebuffer_packets < 1:
             raise ValueError("The prebuffer must hold at least one packet.")
@@ -90,6 +102,11 @@ class TrackStream:
         # Copying cannot change the volume: a volume other than 100 forces transcoding.
         self.passthrough = passthrough and volume == 100
         self.fell_back_to_transcode = False
+        self.in_process = in_process and self.passthrough
+        #: why an in-process stream handed over to ffmpeg (None while it needs no ffmpeg)
+        self.ffmpeg_fallback: str | None = None
+        #: the container demuxed in process ("webm" or "ogg"), None when ffmpeg reads the input
+        self.demuxed: str | None = None
         self.capacity = prebuffer_packets
         # See _pump: refill in batches, not per packet. The point is spread per stream: streams
         # started together (a restart resumes every guild at once) would otherwise wake their
@@ -105,6 +122,7 @@ class TrackStream:
         self._cond = threading.Condition(threading.Lock())
         self._ready = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._input: HttpMediaReader | BinaryIO | None = None  # the in-process input
         self._reader: threading.Thread | None = None
         self._stderr_readers: list[threading.Thread] = []
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -126,6 +144,13 @@ class TrackStream:
                 return self
             self._started = True
             self._started_at = time.perf_counter()
+        if self.in_process:
+            # the reader thread opens the input itself: start() returns at once
+            self._reader = threading.Thread(
+                target=self._read_loop, name="music-reader:in-process", daemon=True
+            )
+            self._reader.start()
+            return self
         # Spawning takes milliseconds: never under the lock read_packet() takes.
         try:
             proc = self._spawn(self.passthrough, self.start_position)
@@ -191,11 +216,27 @@ class TrackStream:
 
     def _read_loop(self) -> None:
         proc = self._proc
-        assert proc is not None
         passthrough = self.passthrough
         try:
+            if proc is None:  # in process: ffmpeg only if the input needs it
+                handover = self._pump_in_process()
+                if handover is None:
+                    return
+                passthrough, position = handover
+                try:
+                    new_proc = self._spawn(passthrough, position)
+                except OSError as exc:
+                    self._error = f"ffmpeg could not be started: {exc}"
+                    return
+                with self._cond:
+                    proc = self._proc = new_proc
+                    if not passthrough:
+                        self.passthrough = False
+                        self.fell_back_to_transcode = True
+                    if self._closed:
+                        return  # close() found no process to end; _finish ends this one
             while True:
-                restart_at = self._pump(proc, passthrough)
+                restart_at = self._pump(OggOpusReader(proc.stdout), passthrough)
                 if restart_at is None:
                     break
                 # A copied input with packets other than 20 ms would play at the wrong speed on
@@ -219,15 +260,77 @@ class TrackStream:
                         return  # close() saw the old process; _finish ends this one
         except Exception as exc:  # never let the reader die silently
             log.exception("reader of %s failed", self.source)
-            self._error = f"Reading ffmpeg's output failed: {exc}"
+            self._error = f"Reading the track failed: {exc}"
         finally:
-            self._finish(proc)
+            if proc is not None:
+                self._finish(proc)
+            else:
+                self._conclude(None)
 
-    def _pump(self, proc: subprocess.Popen[bytes], passthrough: bool) -> float | None:
-        """Move packets from ffmpeg into the prebuffer until EOF (None) or until a copied packet
+    def _pump_in_process(self) -> tuple[bool, float] | None:
+        """Copy the input's Opus packets without ffmpeg. Returns None when done (the end, an
+        error, or closed), or ``(passthrough, position)`` for the ffmpeg that takes over."""
+        try:
+            raw = self._open_input()
+        except (MediaFetchError, OSError) as exc:
+            self._error = _input_error_text(exc)
+            return None
+        with self._cond:
+            if self._closed:
+                _close_quietly(raw)
+                return None
+            self._input = raw
+        try:
+            head = _read_head(raw, 4)
+            packets: Iterable[bytes]
+            if head == EBML_MAGIC:
+                # a later start jumps to the Cluster the file's Cues name (a Range request)
+                container = "webm"
+                packets = WebmOpusReader(_Prefixed(head, raw),
+                                         start_ns=round(self.start_position * 1e9))
+            elif head == CAPTURE_PATTERN and self.start_position == 0:
+                container, packets = "ogg", OggOpusReader(_Prefixed(head, raw))
+            else:
+                # other containers, and Ogg from a position (it has no index: ffmpeg bisects)
+                self.ffmpeg_fallback = ("Ogg from a position" if head == CAPTURE_PATTERN
+                                        else "not WebM or Ogg")
+                return (True, self.start_position) if not self._closed else None
+            self.demuxed = container
+            restart_at = self._pump(packets, True)
+            if restart_at is not None and not self._closed:
+                self.ffmpeg_fallback = "packets other than 20 ms"
+                self.demuxed = None
+                return False, restart_at
+        except NotOpusAudio:
+            self.ffmpeg_fallback = "not Opus"
+            self.demuxed = None
+            return (False, self.start_position) if not self._closed else None
+        except WebmError as exc:
+            if self._packets_buffered == 0 and not self._closed:
+                # ffmpeg reads more of Matroska than we do: let it try
+                self.ffmpeg_fallback = f"unreadable WebM ({exc})"
+                self.demuxed = None
+                return True, self.start_position
+            if not self._closed:
+                self._error = f"the stream's data is damaged ({exc})"
+        except (MediaFetchError, OSError) as exc:
+            if not self._closed:
+                self._error = _input_error_text(exc)
+        finally:
+            with self._cond:
+                self._input = None
+            _close_quietly(raw)
+        return None
+
+    def _open_input(self) -> HttpMediaReader | BinaryIO:
+        if self.local:
+            return open(self.source, "rb")  # noqa: SIM115 -- closed by _pump_in_process
+        return HttpMediaReader(self.source, headers=self.headers, proxy=self.proxy)
+
+    def _pump(self, packets: Iterable[bytes], passthrough: bool) -> float | None:
+        """Move packets into the prebuffer until the input ends (None) or until a copied packet
         is not 20 ms (the position to restart transcoding at)."""
-        assert proc.stdout is not None
-        for packet in OggOpusReader(proc.stdout):
+        for packet in packets:
             if passthrough and _duration_or_zero(packet) != FRAME_MS:
                 return self.start_position + self._packets_buffered * FRAME_SECONDS
             with self._cond:
@@ -260,14 +363,20 @@ class TrackStream:
         self._close_stdout(proc)
         for drain in self._stderr_readers:
             drain.join(1.0)  # so the error message has ffmpeg's last words
+        self._conclude(returncode)
+
+    def _conclude(self, returncode: int | None) -> None:
+        """Record how the stream ended (``returncode`` is ffmpeg's; None when none ran)."""
+        ran_ffmpeg = self._proc is not None
         with self._cond:
             self._returncode = returncode
             if not self._closed and self._error is None:
-                if returncode != 0:
+                if returncode:
                     self._error = _error_text(self._stderr_tail, self.source) or (
                         f"ffmpeg exited with code {returncode}.")
                 elif self._packets_buffered == 0:
-                    self._error = "ffmpeg produced no audio for this track."
+                    self._error = ("ffmpeg produced no audio for this track." if ran_ffmpeg
+                                   else "The track holds no audio I can play.")
                 elif (self.expected_end is not None
                       and self._end_position() < self.expected_end - SHORT_END_TOLERANCE):
                     cause = _error_text(self._stderr_tail, self.source)
@@ -325,6 +434,9 @@ class TrackStream:
             self._buffer.clear()
             self._cond.notify_all()
             proc = self._proc
+            in_process_input = self._input
+        if in_process_input is not None:
+            _close_quietly(in_process_input)  # wakes a reader blocked on the network
         if proc is not None:
             end_process(proc, timeout)
         reader = self._reader
@@ -404,10 +516,74 @@ class TrackStream:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def mode(self) -> str:
+        """How the audio is made: "copy (in process, webm)", "copy (ffmpeg)", "transcode"."""
+        if not self.passthrough:
+            return "transcode"
+        if self._proc is None and self.in_process:
+            return f"copy (in process, {self.demuxed or 'opening'})"
+        return "copy (ffmpeg)"
+
     def __repr__(self) -> str:
-        mode = "copy" if self.passthrough else "transcode"
+        mode = self.mode
         return (f"<TrackStream {mode} pid={self.pid} pos={self.position:.2f}s "
                 f"buffered={len(self._buffer)} finished={self.finished}>")
+
+
+class _Prefixed:
+    """A reader that first returns the bytes already read to recognise the container; seeks go
+    to the input (WebM's Cues are used when it can seek: files, HttpMediaReader)."""
+
+    def __init__(self, head: bytes, raw: HttpMediaReader | BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+        self._raw_read = getattr(raw, "read1", raw.read)
+
+    def read1(self, size: int = 65536) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._raw_read(size)
+
+    read = read1
+
+    def seekable(self) -> bool:
+        seekable = getattr(self._raw, "seekable", None)
+        return bool(seekable and seekable())
+
+    def tell(self) -> int:
+        return self._raw.tell() - len(self._head)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._head = b""
+        return self._raw.seek(offset, whence)
+
+
+def _read_head(raw: HttpMediaReader | BinaryIO, size: int) -> bytes:
+    read = getattr(raw, "read1", raw.read)
+    head = b""
+    while len(head) < size:
+        chunk = read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _close_quietly(raw: HttpMediaReader | BinaryIO) -> None:
+    try:
+        raw.close()
+    except Exception:
+        log.debug("closing an input failed", exc_info=True)
+
+
+def _input_error_text(exc: BaseException) -> str:
+    if isinstance(exc, MediaFetchError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return "The file does not exist."
+    return f"Reading the track failed: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
 
 
 def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:

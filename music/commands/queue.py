@@ -156,7 +156,8 @@ class QueueCommands(MusicMixin):
     @commands.is_owner()
     async def music_stats(self, ctx: commands.Context) -> None:
         """Per-player audio figures: frames sent, silence sent (nulled), underruns (deficit),
-        gapless track changes, copy or transcode, prebuffer depth and the ffmpeg pid."""
+        gapless track changes, how the audio is made (copied in process, copied by ffmpeg or
+        transcoded), prebuffer depth and the ffmpeg pid."""
         assert self.manager is not None
         rows = []
         for guild_id, player in sorted(self.manager.players.items()):
@@ -166,7 +167,7 @@ class QueueCommands(MusicMixin):
                 continue
             stats = source.stats
             stream = source.current_stream
-            mode = ("copy" if stream.passthrough else "transcode") if stream is not None else "-"
+            mode = stream.mode if stream is not None else "-"
             depth = stream.buffered if stream is not None else 0
             pid = stream.pid if stream is not None else None
             rows.append(

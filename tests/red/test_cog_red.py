@@ -438,6 +438,21 @@ async def test_music_stats_shows_frames_mode_and_ffmpeg_of_a_playing_guild(red: 
     await red.remove_cog("Music")
 
 
+async def test_music_stats_shows_a_webm_copied_in_process_with_no_ffmpeg(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    await allow_loopback(cog)
+    ctx = world.ctx()
+    await cog.play(ctx, query=media_server.url("a440.webm"))
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 0.3)
+    assert ffmpeg_children(zombies=False) == []  # the copy runs in the bot's reader thread
+    await cog.music_group.get_command("stats")(ctx)
+    line = ctx.last
+    assert "copy (in process, webm)" in line and line.rstrip("`\n ").endswith("ffmpeg -")
+    await red.remove_cog("Music")
+
+
 async def test_without_dave_support_joining_is_refused_with_what_to_install(red: Red, media_server, monkeypatch) -> None:
     from discord import voice_state
 
