@@ -146,6 +146,44 @@ async def test_a_late_tick_skips_ahead_instead_of_bursting(sender: SharedSender)
         assert abs(statistics.median(gaps) - FRAME) < 0.002
 
 
+async def test_many_guilds_send_in_four_phases_and_few_in_one_tick() -> None:
+    """From `phased_from` playbacks on, each frame has 4 sub-ticks and each guild sends in its
+    own one (5 ms apart); back under `unphased_below`, every guild sends in one tick again.
+    Either way each guild keeps 20 ms intervals, never under 10 ms, also across the switch."""
+    sender = SharedSender(phases=4, phased_from=8, unphased_below=4)
+    loop = asyncio.get_running_loop()
+    clients = [SpeakingVoiceClient(loop) for _ in range(8)]
+    for i, client in enumerate(clients):
+        sender.play(client, CountingSource(f"g{i}"))
+    try:
+        await asyncio.sleep(1.5)
+        switch_at = time.perf_counter()
+
+        def offsets(playing: range, since: float, until: float) -> list[int]:
+            """Each guild's median send time within the frame, relative to guild 0's (ms)."""
+            medians = []
+            for i in playing:
+                times = [t for t in clients[i].audio_times(f"g{i}") if since < t < until]
+                medians.append(statistics.median(t % FRAME for t in times))
+            return sorted(round(((m - medians[0]) % FRAME) * 1000) % 20 for m in medians)
+
+        phased = offsets(range(8), switch_at - 1.0, switch_at)
+        # two guilds per phase, the phases 5 ms apart
+        assert [round(o / 5) * 5 for o in phased] == [0, 0, 5, 5, 10, 10, 15, 15], phased
+        for client in clients[3:]:
+            client.stop()  # 3 left, under unphased_below: one tick per frame again
+        await asyncio.sleep(1.2)
+        now = time.perf_counter()
+        together = offsets(range(3), now - 0.8, now)
+        assert all(min(o, 20 - o) <= 2 for o in together), together
+        for i, client in enumerate(clients):
+            gaps = intervals(client.audio_times(f"g{i}"))
+            assert min(gaps) >= 0.010, f"g{i}: an interval under 10 ms: {min(gaps) * 1000:.2f} ms"
+            assert abs(statistics.median(gaps) - FRAME) < 0.002
+    finally:
+        assert await asyncio.to_thread(sender.close, 5.0)
+
+
 async def test_pause_sends_five_silence_frames_then_nothing_and_resume_continues(sender: SharedSender) -> None:
     client = SpeakingVoiceClient(asyncio.get_running_loop())
     source = CountingSource("p")
