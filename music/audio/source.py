@@ -223,18 +223,9 @@ class TrackStream:
                 if handover is None:
                     return
                 passthrough, position = handover
-                try:
-                    new_proc = self._spawn(passthrough, position)
-                except OSError as exc:
-                    self._error = f"ffmpeg could not be started: {exc}"
-                    return
-                with self._cond:
-                    proc = self._proc = new_proc
-                    if not passthrough:
-                        self.passthrough = False
-                        self.fell_back_to_transcode = True
-                    if self._closed:
-                        return  # close() found no process to end; _finish ends this one
+                proc = self._hand_to_ffmpeg(passthrough, position)
+                if proc is None or self._closed:
+                    return  # closed meanwhile: _finish ends the new process
             while True:
                 restart_at = self._pump(OggOpusReader(proc.stdout), passthrough)
                 if restart_at is None:
@@ -247,17 +238,12 @@ class TrackStream:
                 self._close_stdout(proc)
                 if self._closed:
                     return
-                try:
-                    new_proc = self._spawn(False, restart_at)
-                except OSError as exc:
-                    self._error = f"ffmpeg could not be restarted: {exc}"
+                new_proc = self._hand_to_ffmpeg(False, restart_at)
+                if new_proc is None:
                     return
-                with self._cond:
-                    self.passthrough = passthrough = False
-                    self.fell_back_to_transcode = True
-                    proc = self._proc = new_proc
-                    if self._closed:
-                        return  # close() saw the old process; _finish ends this one
+                proc, passthrough = new_proc, False
+                if self._closed:
+                    return  # close() saw the old process; _finish ends this one
         except Exception as exc:  # never let the reader die silently
             log.exception("reader of %s failed", self.source)
             self._error = f"Reading the track failed: {exc}"
@@ -266,6 +252,22 @@ class TrackStream:
                 self._finish(proc)
             else:
                 self._conclude(None)
+
+    def _hand_to_ffmpeg(self, passthrough: bool, position: float) -> subprocess.Popen[bytes] | None:
+        """Start the ffmpeg that goes on with this track from ``position`` (copying or
+        transcoding); None, with the error set, when it cannot start. close() sees the new
+        process as soon as this returns (it is set under the lock close() reads it with)."""
+        try:
+            new_proc = self._spawn(passthrough, position)
+        except OSError as exc:
+            self._error = f"ffmpeg could not be started: {exc}"
+            return None
+        with self._cond:
+            self._proc = new_proc
+            if not passthrough:
+                self.passthrough = False
+                self.fell_back_to_transcode = True
+        return new_proc
 
     def _pump_in_process(self) -> tuple[bool, float] | None:
         """Copy the input's Opus packets without ffmpeg. Returns None when done (the end, an
