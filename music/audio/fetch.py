@@ -58,9 +58,9 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Header pairs without CR, LF or a colon in names and without CR/LF in values (the same
-    rule as ffmpeg's -headers in music.audio.ffmpeg.format_headers): a site's header must not
-    smuggle in another header."""
+    """Header pairs without CR, LF or a colon in names and without CR/LF in values, for this
+    reader and for ffmpeg's -headers (music.audio.ffmpeg.format_headers): a site's header must
+    not smuggle in another header. Names left empty are dropped."""
     cleaned: dict[str, str] = {}
     for key, value in (headers or {}).items():
         name = re.sub(r"[\r\n:]", "", str(key)).strip()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from music.netguard import ffmpeg_env
 
+from .fetch import clean_headers
+
 log = logging.getLogger("red.music.audio.ffmpeg")
 
 #: Protocols a remote (http/https) input may use, including what HLS and TLS need.
@@ -80,18 +82,11 @@ def is_http_url(source: str) -> bool:
 
 
 def format_headers(headers: Mapping[str, str] | None) -> str | None:
-    """The value for ffmpeg's ``-headers``: ``Key: Value\\r\\n`` lines.
-
-    CR and LF are removed from keys and values so a header cannot smuggle in another header or end
-    the request head early (yt-dlp hands us headers that came from remote sites)."""
-    if not headers:
-        return None
-    lines = []
-    for key, value in headers.items():
-        clean_key = re.sub(r"[\r\n:]", "", str(key)).strip()
-        clean_value = re.sub(r"[\r\n]", "", str(value)).strip()
-        if clean_key:
-            lines.append(f"{clean_key}: {clean_value}\r\n")
+    """The value for ffmpeg's ``-headers``: ``Key: Value\\r\\n`` lines, cleaned as the in-process
+    reader's headers are (``fetch.clean_headers``: no CR or LF anywhere, no colon in a name), so
+    a header cannot smuggle in another header or end the request head early (yt-dlp hands us
+    headers that came from remote sites)."""
+    lines = [f"{key}: {value}\r\n" for key, value in clean_headers(headers).items()]
     return "".join(lines) or None
 
 
