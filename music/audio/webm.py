@@ -411,25 +411,12 @@ class WebmOpusReader:
                 if size_len <= 8:
                     self._need(id_len + size_len)
                     buf, pos = self._buf, self._pos
-        first = buf[pos]
-        if first & 0x80:
-            eid, id_len = first, 1
-        else:
-            id_len = 9 - first.bit_length()
-            if id_len > 4:
-                raise WebmError(f"invalid element ID at byte {self._offset}")
-            eid = int.from_bytes(buf[pos : pos + id_len], "big")
-        size_first = buf[pos + id_len]
-        if size_first & 0x80:  # one-byte size: most elements of a cluster
-            size = size_first & 0x7F
-            return eid, (_UNKNOWN if size == 0x7F else size), id_len + 1
-        size_len = 9 - size_first.bit_length()
-        if size_len > 8:
-            raise WebmError(f"invalid element size at byte {self._offset + id_len}")
-        start = pos + id_len
-        size = int.from_bytes(buf[start : start + size_len], "big") & _SIZE_MASKS[size_len]
-        if size == _SIZE_MASKS[size_len]:
-            size = _UNKNOWN
+        end = len(buf)
+        try:
+            eid, id_len = _read_id(buf, pos, end)
+            size, size_len = _read_vint(buf, pos + id_len, end)
+        except WebmError as exc:
+            raise WebmError(f"{exc} at byte {self._offset}") from None
         return eid, size, id_len + size_len
 
     # -- structure -------------------------------------------------------------------------------
