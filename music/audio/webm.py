@@ -384,7 +384,7 @@ class WebmOpusReader:
         buffer. False, with nothing changed, if the stream's seek fails."""
         try:
             self._stream.seek(self._origin + offset)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:  # a hostile Cue: past any file
             log.debug("seeking to byte %d failed (%s): reading through instead", offset, exc)
             return False
         self._buf, self._pos, self._base, self._eof = b"", 0, offset, False

@@ -1229,6 +1229,10 @@ HOSTILE_CUES: dict[str, tuple[Callable[[list[bytes]], Cued], bool]] = {
     "cluster-past-the-end": (lambda p: Cued(p, points=lambda r: [(1000, 10**9, 1)]), False),
     "cluster-past-the-end-live": (
         lambda p: Cued(p, points=lambda r: [(1000, 10**9, 1)], unknown=True), True),
+    # past anything a file can hold: the jump is tried and the seek itself fails (BytesIO
+    # raises OverflowError; found by the mutation test below)
+    "cluster-past-any-file-live": (
+        lambda p: Cued(p, points=lambda r: [(1000, 2**63, 1)], unknown=True), True),
     "into-a-block": (lambda p: Cued(p, points=lambda r: [(1000, r[2] + 40, 1)]), True),
     "at-the-tracks": (lambda p: Cued(p, points=lambda r: [(1000, TRACKS_POSITION, 1)]), True),
     # a CueTime that lies: the Cluster there starts at 2.5 s, after the start
