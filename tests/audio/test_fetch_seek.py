@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from music.audio.fetch import HttpMediaReader, MediaFetchError
-from tests.support.media import MediaServer
+from tests.support.media import MediaServer, start_ranged_response
 
 SIZE = 300_000
 CUT_AFTER = 10_000
@@ -48,14 +48,7 @@ class RangeServer:
         return web.Response(body=self.content, content_type="application/octet-stream")
 
     async def cut(self, request: web.Request) -> web.StreamResponse:
-        ranged = request.headers.get("Range")
-        start = int(ranged[len("bytes="):].split("-")[0]) if ranged else 0
-        body = self.content[start:]
-        headers = {"Content-Length": str(len(body))}
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{SIZE - 1}/{SIZE}"
-        response = web.StreamResponse(status=206 if start else 200, headers=headers)
-        await response.prepare(request)
+        response, body = await start_ranged_response(request, self.content)
         self._cut_count += 1
         if self._cut_count <= 2:
             await response.write(body[:CUT_AFTER])

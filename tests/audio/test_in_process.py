@@ -23,10 +23,9 @@ from music.audio.ogg import opus_frame_duration_ms
 from music.audio.source import TrackStream
 from music.netguard import policy_refusal
 from music.policy import NetworkPolicy
-from standin.voice import make_self_signed_cert
-from tests.audio.test_network_guard import LOOPBACK_ALLOWED, CountingServer, guard_for  # noqa: F401
+from tests.audio.test_network_guard import LOOPBACK_ALLOWED, guard_for, start_tls_server  # noqa: F401
 from tests.audio.test_source import drain, frequency_of, process_is_gone
-from tests.support.media import FFMPEG, MediaServer
+from tests.support.media import FFMPEG, MediaServer, start_ranged_response
 from tests.support.processes import ffmpeg_children
 
 #: bytes the faulty routes send before they cut (mid-cluster in a 3 s, 96 kbps WebM)
@@ -60,13 +59,8 @@ class FaultyMedia:
         self.requests.append((key, ranged))
         if count > 1 and mode == "expire":
             return web.Response(status=403, reason="Forbidden")
-        start = int(ranged[len("bytes="):].split("-")[0]) if ranged and mode != "norange" else 0
-        body = data[start:]
-        headers = {"Content-Type": "audio/webm", "Content-Length": str(len(body))}
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        response = web.StreamResponse(status=206 if start else 200, headers=headers)
-        await response.prepare(request)
+        response, body = await start_ranged_response(request, data, honour_range=mode != "norange",
+                                                     content_type="audio/webm")
         if count == 1:
             await response.write(body[:CUT_AT])
             if mode == "stall":
@@ -291,10 +285,7 @@ async def test_the_guard_refusal_becomes_the_users_sentence(media_server, guard_
 
 
 async def test_https_is_tunnelled_through_the_guard(media_dir: Path, tmp_path, guard_for):  # noqa: F811
-    cert, key = make_self_signed_cert(str(tmp_path))  # names localhost
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    tls_server = await CountingServer(media_dir).start(ssl_context=server_context)
+    tls_server, cert = await start_tls_server(media_dir, tmp_path)
     try:
         guard = await guard_for(LOOPBACK_ALLOWED)
         reader = HttpMediaReader(f"https://localhost:{tls_server.port}/media/a440.webm",

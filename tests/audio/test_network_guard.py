@@ -62,6 +62,15 @@ class CountingServer:
             await self.runner.cleanup()
 
 
+async def start_tls_server(media_dir: Path, tmp_path: Path) -> tuple[CountingServer, str]:
+    """A CountingServer over https with a self-signed certificate naming localhost; returns it
+    and the certificate's path (the CA file a client must trust)."""
+    cert, key = make_self_signed_cert(str(tmp_path))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return await CountingServer(media_dir).start(ssl_context=context), cert
+
+
 @pytest_asyncio.fixture
 async def server(media_dir: Path) -> AsyncIterator[CountingServer]:
     s = await CountingServer(media_dir).start()
@@ -227,10 +236,7 @@ async def test_a_track_resolves_and_plays_through_the_guard(dns, server, guard_f
 
 
 async def test_ffmpeg_https_is_tunnelled_with_connect(media_dir, tmp_path, guard_for):
-    cert, key = make_self_signed_cert(str(tmp_path))  # names localhost
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    tls_server = await CountingServer(media_dir).start(ssl_context=context)
+    tls_server, cert = await start_tls_server(media_dir, tmp_path)
     try:
         guard = await guard_for(LOOPBACK_ALLOWED)
         url = f"https://localhost:{tls_server.port}/media/a440.webm"

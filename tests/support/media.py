@@ -52,6 +52,24 @@ def generate_tone(
     return path
 
 
+async def start_ranged_response(
+    request: web.Request, data: bytes, *, honour_range: bool = True,
+    content_type: str = "application/octet-stream",
+) -> tuple[web.StreamResponse, bytes]:
+    """A prepared response serving ``data`` from the request's ``Range: bytes=N-`` (206 with its
+    Content-Range) or, without one (or with ``honour_range`` False), whole (200). Returns it
+    with the body still to write, so a fault route can send part of it and cut."""
+    ranged = request.headers.get("Range") if honour_range else None
+    start = int(ranged[len("bytes="):].split("-")[0]) if ranged else 0
+    body = data[start:]
+    headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+    if start:
+        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+    response = web.StreamResponse(status=206 if start else 200, headers=headers)
+    await response.prepare(request)
+    return response, body
+
+
 class MediaServer:
     """An aiohttp server on 127.0.0.1 in its own thread, serving a directory.
 
