@@ -16,12 +16,14 @@ from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 
 from .commands import OwnerCommands, PlaybackCommands, QueueCommands, SettingsCommands
-from .engine.events import AdvanceKind
+from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .engine.queue import QueueModel
 from .engine.track import Track
 from .formatting import track_line
 from .netguard import NetworkGuard
-from .player import GuildPlayer, PlayerManager, PlayerState
+from .player import GuildPlayer, PlayerManager
+from .player.adapters import DiscordVoice, PipelineAudio, ServiceTracks
+from .player.events import Tick
 from .policy import ExtractorPolicy
 from .resolve.resolver import Resolver
 from .resolve.service import ResolveService
@@ -31,9 +33,7 @@ from .store_chunks import PlayerCapture
 
 log = logging.getLogger("red.music")
 
-READY_TIMEOUT = 15.0  # how long a command waits for the cog to finish starting
 MONITOR_INTERVAL = 1.0
-STALL_SECONDS = 6.0  # playing, yet the position has not moved for this long: reopen
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
@@ -53,6 +53,9 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         self.guard: NetworkGuard | None = None
         self.service: ResolveService | None = None
         self.manager: PlayerManager | None = None
+        self.control: MusicControl | None = None
+        # the live "Now playing" message of each guild: (channel id, message id)
+        self.np_messages: dict[int, tuple[int, int]] = {}
         self.supervisor_restarts: dict[str, int] = {}
         self.rpc: MusicRPC | None = None
 
@@ -74,8 +77,16 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         )
         await self.service.start()  # loads the cache (in a thread)
         self.manager = PlayerManager(
-            self.bot, self.store, self.service, self._notify, self._announce_now_playing
+            voice=DiscordVoice(self.bot),
+            audio=PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy),
+            tracks=ServiceTracks(self.service, self.store),
+            settings=self.store.guild,
+            save=lambda player: self.store.mark_dirty(player.guild_id, player.capture),
+            notify=self._notify,
+            announce=self._announce_now_playing,
+            default_volume=lambda guild_id: self.store.guild(guild_id).volume,
         )
+        self.control = MusicControl(self.manager, self.store, self.service)
         self._start("advancer", self.manager.run_advancer)
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
@@ -90,8 +101,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         manager = self.manager
         if manager is not None:
             # save where every player is before anything stops, so a reload resumes there
-            for player in manager.players.values():
-                manager.save(player)
+            assert self.control is not None
+            self.control.save_all()
             # captures, not snapshot(): list copies, no serialization of every queue on the loop
             snapshots = {gid: p.capture() for gid, p in manager.players.items()}
         else:
@@ -143,16 +154,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             await self.bot.wait_until_red_ready()
             states = await self.store.load()
             self.apply_resolve_settings()  # the owner's lookup workers and timeout
-            assert self.manager is not None
-            for guild_id, state in states.items():
-                player = GuildPlayer.from_snapshot(guild_id, state)
-                if player.queue.current is None and not len(player.queue):
-                    continue
-                self.manager.players[guild_id] = player
-                settings = self.store.guild(guild_id)
-                if player.queue.current is not None and player.channel_id and settings.auto_resume:
-                    if self.bot.get_guild(guild_id) is not None:
-                        self.manager.post(guild_id, AdvanceKind.RESCHEDULE)
+            assert self.control is not None
+            self.control.restore(states, present=lambda guild_id: self.bot.get_guild(guild_id) is not None)
             log.info("Music is ready: %d saved queue(s) restored", len(self.manager.players))
         except Exception:
             log.exception("Music could not restore its saved state; starting empty")
@@ -160,14 +163,19 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             self.ready.set()
 
     async def cog_before_invoke(self, ctx: commands.Context) -> None:
-        if self.ready.is_set():
-            return
         try:
-            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            raise commands.UserFeedbackCheckFailure(
-                "Music is still starting up; please try again in a few seconds."
-            ) from None
+            await wait_until_ready(self.ready)
+        except ControlError as exc:
+            raise commands.UserFeedbackCheckFailure(exc.sentence) from None
+
+    async def cog_command_error(self, ctx: commands.Context, error: Exception) -> None:
+        """A refusal from the control layer is a sentence in chat; anything else goes to Red."""
+        original = getattr(error, "original", None)
+        if isinstance(original, ControlError):
+            with contextlib.suppress(discord.HTTPException):
+                await ctx.send(original.sentence, allowed_mentions=discord.AllowedMentions.none())
+            return
+        await self.bot.on_command_error(ctx, error, unhandled_by_cog=True)  # type: ignore[call-arg]
 
     # -- the stream monitor ----------------------------------------------------------------------
 
@@ -184,56 +192,16 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
                 await self._check_player(player, now, save_positions)
 
     async def _check_player(self, player: GuildPlayer, now: float, save_positions: bool) -> None:
+        """Tell the player what the monitor sees of its voice channel; its handler decides."""
         manager = self.manager
         assert manager is not None
-        settings = self.store.guild(player.guild_id)
         guild = self.bot.get_guild(player.guild_id)
         vc = guild.voice_client if guild is not None else None
-        connected = vc is not None and vc.is_connected()
-
-        if player.state is PlayerState.PLAYING:
-            position = player.position
-            if position != player.last_position:
-                player.last_position = position
-                player.last_progress_at = now
-            elif now - player.last_progress_at > STALL_SECONDS:
-                player.last_progress_at = now
-                manager.post(player.guild_id, AdvanceKind.STREAM_STALLED, error="no audio for a while")
-            if player.prefetched_id is None and manager.in_prefetch_window(player):
-                if player.queue.peek_next() is not None:
-                    manager.post(player.guild_id, AdvanceKind.QUEUE_CHANGED)  # opens the next one
-            if save_positions:
-                manager.save(player)
-        if player.state in (PlayerState.PLAYING, PlayerState.PAUSED) and not connected:
-            # the voice connection went away under us (kicked, moved, or dropped)
-            if now - player.last_progress_at > 5.0 and player.channel_id:
-                player.last_progress_at = now
-                manager.post(player.guild_id, AdvanceKind.RESCHEDULE)
-            return
-        if not connected:
-            return
-        assert vc is not None
-        humans = [m for m in vc.channel.members if not m.bot]
-        if humans and player.auto_paused:
-            player.auto_paused = False
-            if player.state is PlayerState.PAUSED:
-                manager.post(player.guild_id, AdvanceKind.UNPAUSE)
-        if not humans and settings.pause_when_alone and player.state is PlayerState.PLAYING:
-            player.auto_paused = True
-            manager.post(player.guild_id, AdvanceKind.PAUSE)
-        if humans:
-            player.alone_since = None
-        elif player.alone_since is None:
-            player.alone_since = now
-        elif settings.empty_disconnect and now - player.alone_since >= settings.empty_disconnect:
-            player.alone_since = None
-            await self._notify(player, "Everyone left the voice channel, so I left too. The queue is kept.")
-            manager.post(player.guild_id, AdvanceKind.DISCONNECT)
-            return
-        if player.state is PlayerState.IDLE:
-            if settings.idle_disconnect and now - player.idle_since >= settings.idle_disconnect:
-                player.idle_since = now
-                manager.post(player.guild_id, AdvanceKind.DISCONNECT)
+        connected = vc is not None and vc.is_connected()  # type: ignore[attr-defined]
+        listeners = 0
+        if connected and vc is not None:
+            listeners = sum(1 for m in vc.channel.members if not m.bot)  # type: ignore[attr-defined]
+        manager.post(Tick(player.guild_id, now, connected, listeners, save_positions))
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -257,7 +225,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         channel = self.bot.get_channel(channel_id) if channel_id else None
         if channel is None:
             return
-        previous, player.np_message = player.np_message, None
+        previous = self.np_messages.pop(player.guild_id, None)
         if previous is not None:
             old_channel = self.bot.get_channel(previous[0])
             if old_channel is not None:
@@ -272,32 +240,21 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         except discord.HTTPException:
             log.debug("Could not announce in guild %s", player.guild_id, exc_info=True)
             return
-        player.np_message = (channel.id, message.id)
+        self.np_messages[player.guild_id] = (channel.id, message.id)
 
     async def red_delete_data_for_user(self, *, requester: str, user_id: int) -> None:
         """Forget who requested queued tracks: the only user data this cog keeps."""
         await self.ready.wait()
-        assert self.manager is not None
-        for player in self.manager.players.values():
-            if _forget_requester(player.queue, user_id):
-                self.manager.save(player)
+        assert self.control is not None and self.manager is not None
+        self.control.forget_requester(user_id)
         await self.store.flush()
 
         # queues saved for guilds that have no live player (chunked or old layout)
         def forget(state: dict[str, Any]) -> PlayerCapture | None:
             queue = QueueModel.from_dict(state.get("queue") or {})
-            if not _forget_requester(queue, user_id):
+            if not forget_requester(queue, user_id):
                 return None
             return PlayerCapture.of({k: v for k, v in state.items() if k != "queue"}, queue)
 
         await self.store.rewrite_saved(forget, skip=set(self.manager.players))
 
-
-def _forget_requester(queue: QueueModel, user_id: int) -> bool:
-    """Replace `user_id` as requester with 0 everywhere in the queue; True if anything changed."""
-    changed = False
-    for track in [queue.current, *queue.upcoming, *queue.history]:
-        if track is not None and track.requester_id == user_id:
-            track.requester_id = 0
-            changed = True
-    return changed

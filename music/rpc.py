@@ -3,8 +3,9 @@
 Red serves JSON-RPC 2.0 over a websocket on 127.0.0.1 only (`--rpc-port`, default 6133), without
 authentication: whoever can reach that port of the bot's host can call these methods, so they
 are as trusted as the bot owner's shell. They still go through everything a command goes
-through: the network policy (in the resolver), the server's queue and length limits, the
-per-member limit, the fair queue, and the advancer (queue edits + save + QUEUE_CHANGED).
+through, because they call the same control layer (``music.control``): the network policy, the
+server's queue, length and per-member limits (for every entry of a playlist too), the fair
+queue, and the advancer.
 
 Methods (Red names them `MUSIC__<NAME>`; params by name or position):
 
@@ -24,22 +25,16 @@ precision on integers above 2**53).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .engine.admission import AdmissionError, admit
-from .engine.events import AdvanceKind
-from .engine.queue import QueueError
+from .control import Actor, ControlError, MusicControl, wait_until_ready
 from .engine.track import Track
 from .permissions import is_privileged
 from .player import GuildPlayer, PlayerState
-from .policy import PolicyError
-from .resolve.jobs import Priority
-from .resolve.resolver import ResolveError
 
 if TYPE_CHECKING:
     import discord
@@ -49,8 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("red.music.rpc")
 
 RPC_PREFIX = "music"  # Red names the methods MUSIC__<NAME>
-READY_TIMEOUT = 15.0
-MAX_QUERY_LENGTH = 500
 
 # Track fields a client may ask for. Stream URLs and their headers are left out: they are
 # signed, expire, and can reveal the bot's address.
@@ -78,10 +71,12 @@ def _handler(method: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., 
                 # Red swaps in a new method table on unregister, but a websocket opened
                 # before keeps the old one: its calls still reach this unloaded cog's handlers
                 raise RPCError("Music was unloaded or reloaded; reconnect to the RPC server.")
-            await self._wait_ready()
+            await wait_until_ready(self.cog.ready)
             result = await method(self, *args, **kwargs)
         except RPCError as exc:
             return {"ok": False, "error": str(exc)}
+        except ControlError as exc:
+            return {"ok": False, "error": exc.sentence}
         return {"ok": True, **result}
 
     wrapper.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
@@ -177,46 +172,28 @@ class MusicRPC:
         where "Now playing" and errors go. `requester_id`: the member it is queued for (their
         per-member limit and fair-queue turn apply); 0 for the RPC client itself."""
         guild = self._guild(guild_id)
-        if not isinstance(query, str) or not query.strip():
-            raise RPCError("Give a `query`: a link, or words to search for.")
-        query = query.strip().strip("<>")
-        if len(query) > MAX_QUERY_LENGTH:
-            raise RPCError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
         requester = _snowflake(requester_id, "requester_id", allow_zero=True)
         player = self._player(guild.id)
-        place = self._place(guild, player, channel_id, text_channel_id)
-        settings = self.cog.store.guild(guild.id)
-        idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
-        assert self.cog.service is not None
+        voice_id, text_id = self._place(guild, player, channel_id, text_channel_id)
+        actor = await self._actor_for(guild, requester)
+        control = self._control()
+        result = await control.lookup(guild.id, actor, query)
         try:
-            result = await self.cog.service.resolve(
-                query,
-                guild_id=guild.id,
-                requester_id=requester,
-                limit=max(1, settings.max_playlist),
-                priority=Priority.URGENT if idle else Priority.NORMAL,
-            )
-        except (ResolveError, PolicyError) as exc:
-            raise RPCError(str(exc)) from None
-        try:
-            position, added, notes = await self._enqueue(
-                guild, player, result.tracks, requester, front=bool(front), place=place
-            )
-        except RPCError:
-            if result.rest is not None:
-                self.cog.service.cancel(result.rest.job_id or 0, by_user_id=requester, is_admin=True)
+            queued = control.enqueue(guild.id, actor, result.tracks, front=bool(front))
+        except ControlError:
+            control.drop_playlist(result.rest)
             raise
+        control.bind(guild.id, voice_id, text_id)
         answer: dict[str, Any] = {
-            "position": position,
-            "added": [_track_json(t, DEFAULT_FIELDS) for t in added],
-            "notes": notes + [str(e) for e in result.errors or ()],
+            "position": queued.position,
+            "added": [_track_json(t, DEFAULT_FIELDS) for t in queued.tracks],
+            "notes": queued.notes + [str(e) for e in result.errors or ()],
         }
         if result.rest is not None:
             # a playlist: its first entry is queued now, the rest as it is listed
-            insert_at = position + len(added) if front else None
+            insert_at = queued.position + len(queued.tracks) if front else None
             assert self.cog.manager is not None
-            manager = self.cog.manager
-            manager.spawn(manager.queue_playlist_rest(player, result.rest, insert_at))
+            self.cog.manager.spawn(control.enqueue_rest(guild.id, actor, result.rest, insert_at))
             answer["playlist_job"] = result.rest.job_id
         return answer
 
@@ -226,13 +203,8 @@ class MusicRPC:
     ) -> dict[str, Any]:
         """Remove a queued track by its 1-based `position` or by its `track_id`."""
         guild = self._guild(guild_id)
-        player = self._player(guild.id)
-        index = self._position(player, position, track_id)
-        try:
-            track = player.queue.remove(index)
-        except QueueError as exc:
-            raise RPCError(exc.sentence) from None
-        self._changed(player)
+        index = self._position(guild.id, position, track_id)
+        track = self._control().remove(guild.id, Actor.system_for(), index)
         return {"removed": _track_json(track, DEFAULT_FIELDS)}
 
     @_handler
@@ -245,16 +217,11 @@ class MusicRPC:
     ) -> dict[str, Any]:
         """Move a queued track (by `position` or `track_id`) so it ends up at `to_position`."""
         guild = self._guild(guild_id)
-        player = self._player(guild.id)
-        index = self._position(player, position, track_id)
+        index = self._position(guild.id, position, track_id)
         if to_position is None:
             raise RPCError("Give `to_position`: where the track should end up.")
         target = _int(to_position, "to_position")
-        try:
-            track = player.queue.move(index, target)
-        except QueueError as exc:
-            raise RPCError(exc.sentence) from None
-        self._changed(player)
+        track = self._control().move(guild.id, Actor.system_for(), index, target)
         return {"moved": _track_json(track, DEFAULT_FIELDS), "position": target}
 
     @_handler
@@ -262,53 +229,21 @@ class MusicRPC:
         """Skip the current track. With `track_id`, only if that track is still the current one
         (so a late request never skips the next song)."""
         guild = self._guild(guild_id)
-        player = self._player(guild.id)
-        current = player.queue.current
-        if current is None:
-            raise RPCError("Nothing is playing.")
-        if track_id is not None and current.id != track_id:
-            raise RPCError(f"Track {track_id} is not the current track any more; nothing was skipped.")
-        assert self.cog.manager is not None
-        self.cog.manager.post(guild.id, AdvanceKind.SKIP)
-        return {"skipped": _track_json(current, DEFAULT_FIELDS)}
+        outcome = self._control().skip(guild.id, Actor.system_for(), track_id=track_id)
+        return {"skipped": _track_json(outcome.track, DEFAULT_FIELDS)}
 
     @_handler
     async def background(self, guild_id: int | str, url: str | None = None) -> dict[str, Any]:
         """Show (no `url`), set (an http(s) link) or turn off (`"off"`) the server's background:
         a stream that plays while the queue is empty."""
         guild = self._guild(guild_id)
-        store = self.cog.store
-        manager = self.cog.manager
-        assert manager is not None
         if url is None:
-            return {"background": store.guild(guild.id).background}
+            return {"background": self.cog.store.guild(guild.id).background}
         if not isinstance(url, str):
             raise RPCError("`url` must be a link, or \"off\".")
-        url = url.strip().strip("<>")
-        if url.lower() in ("off", "none", ""):
-            await store.set_guild(guild.id, "background", None)
-            if manager.get(guild.id).state is PlayerState.BACKGROUND:
-                manager.post(guild.id, AdvanceKind.STOP)
-            return {"background": None}
-        if len(url) > MAX_QUERY_LENGTH or not url.lower().startswith(("http://", "https://")):
-            raise RPCError("The background must be an http(s) link.")
-        try:
-            await store.network_policy_check(url)
-        except PolicyError as exc:
-            raise RPCError(str(exc)) from None
-        await store.set_guild(guild.id, "background", url)
-        manager.post(guild.id, AdvanceKind.RESCHEDULE)  # starts it if idle in voice
-        return {"background": url}
+        return {"background": await self._control().set_background(guild.id, Actor.system_for(), url)}
 
     # -- helpers ----------------------------------------------------------------------------
-
-    async def _wait_ready(self) -> None:
-        if self.cog.ready.is_set():
-            return
-        try:
-            await asyncio.wait_for(self.cog.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            raise RPCError("Music is still starting up; please try again in a few seconds.") from None
 
     def _guild(self, guild_id: Any) -> discord.Guild:
         gid = _snowflake(guild_id, "guild_id")
@@ -317,20 +252,26 @@ class MusicRPC:
             raise RPCError(f"I'm not in a server with id {gid}.")
         return guild
 
-    def _player(self, guild_id: int) -> GuildPlayer:
-        assert self.cog.manager is not None
-        return self.cog.manager.get(guild_id)
+    def _control(self) -> MusicControl:
+        assert self.cog.control is not None
+        return self.cog.control
 
-    @staticmethod
-    def _position(player: GuildPlayer, position: Any, track_id: Any) -> int:
+    def _player(self, guild_id: int) -> GuildPlayer:
+        return self._control().player(guild_id)
+
+    async def _actor_for(self, guild: discord.Guild, requester: int) -> Actor:
+        """The owner's tools acting for `requester`: their per-member limit and fair-queue turn
+        apply unless they hold the DJ role (or are a moderator)."""
+        member = guild.get_member(requester) if requester else None
+        dj_role = self.cog.store.guild(guild.id).dj_role
+        return Actor.system_for(requester, privileged=await is_privileged(self.bot, dj_role, member))
+
+    def _position(self, guild_id: int, position: Any, track_id: Any) -> int:
         if (position is None) == (track_id is None):
             raise RPCError("Give either `position` (1-based) or `track_id`.")
         if track_id is not None:
-            for n, track in enumerate(player.queue.upcoming, 1):
-                if track.id == track_id:
-                    return n
-            raise RPCError(f"There's no queued track with id {track_id}.")
-        return _int(position, "position")  # the queue model checks the range, with a sentence
+            return self._control().index_of(guild_id, str(track_id))
+        return _int(position, "position")  # the control layer checks the range, with a sentence
 
     def _place(
         self, guild: discord.Guild, player: GuildPlayer, channel_id: Any, text_channel_id: Any
@@ -360,40 +301,6 @@ class MusicRPC:
         if player.channel_id is None or guild.get_channel(player.channel_id) is None:
             raise RPCError("I'm not in a voice channel: give `channel_id`, the voice channel to play in.")
         return player.channel_id, text_id
-
-    async def _enqueue(
-        self,
-        guild: discord.Guild,
-        player: GuildPlayer,
-        tracks: list[Track],
-        requester: int,
-        *,
-        front: bool,
-        place: tuple[int, int | None],
-    ) -> tuple[int, list[Track], list[str]]:
-        """The server's limits, exactly as `play` applies them; returns (position, added, notes)."""
-        settings = self.cog.store.guild(guild.id)
-        member = guild.get_member(requester) if requester else None
-        try:
-            admission = admit(
-                player.queue,
-                tracks,
-                settings,
-                requester_id=requester,
-                privileged=await is_privileged(self.bot, settings.dj_role, member),
-                front=front,
-                requester_is_you=False,
-            )
-        except AdmissionError as exc:
-            raise RPCError(exc.sentence) from None
-        player.channel_id, player.text_channel_id = place
-        position = player.queue.add(admission.tracks, front=front, at=admission.at)
-        self._changed(player)
-        return position, admission.tracks, admission.notes
-
-    def _changed(self, player: GuildPlayer) -> None:
-        assert self.cog.manager is not None
-        self.cog.manager.queue_changed(player)
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------

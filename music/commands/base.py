@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import discord
 from redbot.core import commands
 
-from ..engine.events import AdvanceKind
+from ..control import Actor, ControlError, MusicControl
 from ..engine.track import Track
 from ..formatting import safe, track_line
 from ..permissions import is_privileged
 
 if TYPE_CHECKING:
-    import asyncio
-
     from redbot.core.bot import Red
 
     from ..player import GuildPlayer, PlayerManager
@@ -36,12 +37,48 @@ class CommandError(commands.UserFeedbackCheckFailure):
     """A sentence for the user; raising it ends the command and changes nothing."""
 
 
+class _ChatControl:
+    """The control layer as chat commands see it: a ControlError becomes a CommandError."""
+
+    def __init__(self, control: MusicControl) -> None:
+        self._control = control
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._control, name)
+        if not callable(attr):
+            return attr
+        return _refusals_as_command_errors(attr)
+
+
+def _refusals_as_command_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            except ControlError as exc:
+                raise CommandError(exc.sentence) from None
+
+        return call_async
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ControlError as exc:
+            raise CommandError(exc.sentence) from None
+
+    return call
+
+
 class MusicMixin:
     """Attributes the Music cog provides to its command mixins."""
 
     bot: Red
     store: MusicStore
     manager: PlayerManager | None
+    control: MusicControl | None
     resolver: Resolver | None
     service: ResolveService | None
     ready: asyncio.Event
@@ -51,12 +88,14 @@ class MusicMixin:
         return await ctx.send(text, allowed_mentions=NO_MENTIONS)
 
     def player(self, ctx: commands.Context) -> GuildPlayer:
-        assert self.manager is not None and ctx.guild is not None
-        return self.manager.get(ctx.guild.id)
+        """The guild's player, to read; changes go through `self.ctl`."""
+        return self.ctl.player(ctx.guild.id)  # type: ignore[union-attr]
 
-    def post(self, ctx: commands.Context, kind: AdvanceKind, **fields: object) -> None:
-        assert self.manager is not None and ctx.guild is not None
-        self.manager.post(ctx.guild.id, kind, **fields)
+    @property
+    def ctl(self) -> MusicControl:
+        """The control layer, with its refusals raised as CommandError (Red shows the sentence)."""
+        assert self.control is not None
+        return cast(MusicControl, _ChatControl(self.control))
 
     def current_or_fail(self, ctx: commands.Context) -> Track:
         track = self.player(ctx).queue.current
@@ -64,40 +103,35 @@ class MusicMixin:
             raise CommandError("Nothing is playing.")
         return track
 
-    async def require_listener(self, ctx: commands.Context) -> None:
-        """Control commands: the author must be in the bot's voice channel (mods are exempt)."""
-        guild = ctx.guild
+    async def actor(self, ctx: commands.Context) -> Actor:
+        """Who is asking, as the control layer judges it."""
+        guild, author = ctx.guild, ctx.author
         assert guild is not None
+        bot = ctx.bot
+        is_owner = await bot.is_owner(author)
+        moderator = is_owner or await bot.is_mod(author)  # type: ignore[arg-type]
+        admin = is_owner or await bot.is_admin(author)  # type: ignore[arg-type]
+        if not admin:
+            perms = getattr(author, "guild_permissions", None)
+            admin = bool(perms is not None and perms.manage_guild)
         vc = guild.voice_client
-        if vc is None or not vc.is_connected():
-            return
-        author = ctx.author
-        voice = getattr(author, "voice", None)  # only guild members have a voice state
-        in_channel = voice is not None and voice.channel == vc.channel
-        if in_channel or await ctx.bot.is_mod(author) or await ctx.bot.is_owner(author):
-            return
-        raise CommandError(f"Join {vc.channel.mention} to control the music.")
-
-    async def is_dj(self, ctx: commands.Context) -> bool:
-        """DJs, moderators, admins and the owner; everyone when no DJ role is set."""
-        if self.store.guild(ctx.guild.id).dj_role is None:
-            return True
-        return await self.is_privileged(ctx)
+        listening, channel = True, "the voice channel"
+        if vc is not None and vc.is_connected():  # type: ignore[attr-defined]
+            voice = getattr(author, "voice", None)  # only guild members have a voice state
+            listening = voice is not None and voice.channel == vc.channel
+            channel = vc.channel.mention  # type: ignore[attr-defined]
+        return Actor(
+            user_id=author.id,
+            privileged=await self.is_privileged(ctx),
+            moderator=moderator,
+            admin=admin,
+            listening=listening,
+            voice_channel=channel,
+        )
 
     async def is_privileged(self, ctx: commands.Context) -> bool:
         """Holders of the DJ role (when set), moderators, admins and the owner."""
         return await is_privileged(ctx.bot, self.store.guild(ctx.guild.id).dj_role, ctx.author)
-
-    async def require_dj(self, ctx: commands.Context, action: str, *, requester_may: bool = False) -> None:
-        """With a DJ role set, only DJs (and mods) may `action`; the current track's requester
-        too when `requester_may`. Everyone must also be listening (see require_listener)."""
-        await self.require_listener(ctx)
-        if await self.is_dj(ctx):
-            return
-        current = self.player(ctx).queue.current
-        if requester_may and current is not None and current.requester_id == ctx.author.id:
-            return
-        raise CommandError(f"Only DJs can {action} here.")
 
     def human_listeners(self, ctx: commands.Context) -> list[discord.Member]:
         vc = ctx.guild.voice_client
@@ -123,30 +157,29 @@ class MusicMixin:
         perms = channel.permissions_for(guild.me)
         if not (perms.connect and perms.speak):
             raise CommandError(f"I need the Connect and Speak permissions in {channel.mention}.")
-        player = self.player(ctx)
-        player.text_channel_id = ctx.channel.id
+        self.ctl.bind(guild.id, None, ctx.channel.id)
         vc = guild.voice_client
         if vc is not None and vc.is_connected():
             if vc.channel == channel:
-                player.channel_id = channel.id
+                self.ctl.bind(guild.id, channel.id, None)
                 return vc
             others = [m for m in vc.channel.members if not m.bot]
             if (vc.is_playing() or vc.is_paused()) and others and not await ctx.bot.is_mod(author):
                 raise CommandError(f"I'm already playing in {vc.channel.mention}; join that channel.")
             await vc.move_to(channel)
-            player.channel_id = channel.id
+            self.ctl.bind(guild.id, channel.id, None)
             return vc
         if perms.connect and channel.user_limit and len(channel.members) >= channel.user_limit and not perms.move_members:
             raise CommandError(f"{channel.mention} is full.")
         try:
             vc = await channel.connect(timeout=15.0, self_deaf=True)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise CommandError(f"I couldn't connect to {channel.mention} in time; try again.") from None
         except discord.ClientException:
             vc = guild.voice_client
             if vc is None:
                 raise CommandError(f"I couldn't connect to {channel.mention}.") from None
-        player.channel_id = channel.id
+        self.ctl.bind(guild.id, channel.id, None)
         return vc
 
     def queued_reply(self, tracks: list[Track], position: int, title: str | None) -> str:

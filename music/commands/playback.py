@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
+from pathlib import Path
+from typing import Optional
 
 import discord
 from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
 from redbot.core.utils.predicates import MessagePredicate
 
-from ..engine.admission import AdmissionError, admit
-from ..engine.events import AdvanceKind
-from ..engine.queue import RepeatMode
-from ..engine.timefmt import format_duration, parse_seek, progress_bar
+from ..control import Actor, ControlError, Intent, clean_query
+from ..engine.timefmt import format_duration, progress_bar
 from ..engine.track import Track
 from ..formatting import safe, track_line
 from ..player import PlayerState
 from ..policy import PolicyError, resolve_local_path
-from ..resolve.jobs import Priority
 from ..resolve.local import list_local_files, resolve_local
 from ..resolve.resolver import ResolveError
 from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
 
-MAX_QUERY_LENGTH = 500
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
 PROGRESS_EDIT_INTERVAL = 1.0  # seconds between edits of a playlist's progress line
@@ -51,36 +48,23 @@ class PlaybackCommands(MusicMixin):
         await self._play(ctx, query, front=True)
 
     async def _play(self, ctx: commands.Context, query: str, *, front: bool) -> None:
-        query = query.strip().strip("<>")  # <url> suppresses Discord's embed; accept it
-        if len(query) > MAX_QUERY_LENGTH:
-            raise CommandError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
-        settings = self.store.guild(ctx.guild.id)
-        player = self.player(ctx)
-        # the track that will play at once goes ahead of everyone's background work
-        idle = player.queue.current is None and player.state is PlayerState.IDLE
-        assert self.service is not None
+        actor = await self.actor(ctx)
+        guild_id = ctx.guild.id
+        try:
+            clean_query(query)  # a bad query is refused before anything starts
+        except ControlError as exc:
+            raise CommandError(exc.sentence) from None
         # Joining voice (round trips to Discord) and the lookup (yt-dlp) don't depend on each
         # other: overlap them, so a first play waits for the slower one, not for both. A failed
         # join still ends the command with its sentence, and the lookup is dropped.
         join = asyncio.ensure_future(self.join_author(ctx))
-        lookup = asyncio.ensure_future(
-            self.service.resolve(
-                query,
-                guild_id=ctx.guild.id,
-                requester_id=ctx.author.id,
-                limit=max(1, settings.max_playlist),
-                priority=Priority.URGENT if idle else Priority.NORMAL,
-            )
-        )
+        lookup = asyncio.ensure_future(self.ctl.lookup(guild_id, actor, query))
         # a lookup dropped after it failed must not log "exception was never retrieved"
         lookup.add_done_callback(lambda task: task.cancelled() or task.exception())
         try:
             async with ctx.typing():
                 await join
-                try:
-                    result = await lookup
-                except (ResolveError, PolicyError) as exc:
-                    raise CommandError(str(exc)) from None
+                result = await lookup
         finally:
             for task in (join, lookup):
                 if not task.done():
@@ -88,32 +72,30 @@ class PlaybackCommands(MusicMixin):
             joined = join.done() and not join.cancelled() and join.exception() is None
             if not joined and lookup.done() and not lookup.cancelled() and lookup.exception() is None:
                 # a playlist found for a play that failed to join: stop listing its entries
-                rest = lookup.result().rest
-                if rest is not None:
-                    self.service.cancel(rest.job_id or 0, by_user_id=ctx.author.id, is_admin=True)
+                self.ctl.drop_playlist(lookup.result().rest)
         if result.rest is None:
-            await self._enqueue(ctx, result.tracks, front=front, title=result.title, errors=result.errors)
+            await self._enqueue(ctx, actor, result.tracks, front=front, title=result.title, errors=result.errors)
             return
         # a playlist: its first entry is queued (and plays) now; the rest arrive in batches
         try:
-            position, reply = await self._enqueue(ctx, result.tracks, front=front, title=result.title)
-        except CommandError:
-            self.service.cancel(result.rest.job_id or 0, by_user_id=ctx.author.id, is_admin=True)
+            position, reply = await self._enqueue(ctx, actor, result.tracks, front=front, title=result.title)
+        except Exception:
+            self.ctl.drop_playlist(result.rest)
             raise
         insert_at = position + len(result.tracks) if front else None
         assert self.manager is not None
-        self.manager.spawn(self._expand_playlist(ctx, result.rest, reply, insert_at))
+        self.manager.spawn(self._expand_playlist(ctx, actor, result.rest, reply, insert_at))
 
     async def _expand_playlist(
         self,
         ctx: commands.Context,
+        actor: Actor,
         rest: PlaylistExpansion,
         reply: discord.Message,
         insert_at: int | None,
     ) -> None:
         """Queue a playlist's remaining batches and keep the reply's progress line current
         (at most one edit a second, within Discord's rate limits)."""
-        player = self.player(ctx)
         settings = self.store.guild(ctx.guild.id)
         last_edit = 0.0
         title = safe(rest.title) or "the playlist"
@@ -137,15 +119,14 @@ class PlaybackCommands(MusicMixin):
             with contextlib.suppress(discord.HTTPException):
                 await reply.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
 
-        assert self.manager is not None
         try:
-            counts[:] = await self.manager.queue_playlist_rest(player, rest, insert_at, show_progress)
+            counts[:] = await self.ctl.enqueue_rest(ctx.guild.id, actor, rest, insert_at, show_progress)
         finally:
             added, left_out = counts
             total = added + 1  # the first entry was queued with the reply
             parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
             if left_out:
-                parts.append(f"{left_out} left out by this server's queue or length limits.")
+                parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
             if rest.truncated:
                 parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
             parts += [safe(e, limit=300) for e in rest.errors]
@@ -154,6 +135,7 @@ class PlaybackCommands(MusicMixin):
     async def _enqueue(
         self,
         ctx: commands.Context,
+        actor: Actor,
         tracks: list[Track],
         *,
         front: bool,
@@ -161,47 +143,24 @@ class PlaybackCommands(MusicMixin):
         errors: list[str] | None = None,
     ) -> tuple[int, discord.Message]:
         """Queue `tracks` within the server's limits and reply; returns (position, reply)."""
-        player = self.player(ctx)
-        try:
-            admission = admit(
-                player.queue,
-                tracks,
-                self.store.guild(ctx.guild.id),
-                requester_id=ctx.author.id,
-                privileged=await self.is_privileged(ctx),
-                front=front,
-                describe=track_line,
-            )
-        except AdmissionError as exc:
-            raise CommandError(exc.sentence) from None
-        tracks, notes = admission.tracks, admission.notes
+        queued = self.ctl.enqueue(ctx.guild.id, actor, tracks, front=front)
+        notes = queued.notes
         if errors:
             notes.append(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be read.")
-        starting = player.queue.current is None and player.state is PlayerState.IDLE
-        position = player.queue.add(tracks, front=front, at=admission.at)
-        assert self.manager is not None
-        self.manager.queue_changed(player)
-        if starting and len(tracks) == 1:
-            reply = f"Playing {track_line(tracks[0])}."
+        if queued.starting and len(queued.tracks) == 1:
+            reply = f"Playing {track_line(queued.tracks[0])}."
         else:
-            reply = self.queued_reply(tracks, position, title)
+            reply = self.queued_reply(queued.tracks, queued.position, title)
         message = await self.say(ctx, " ".join([reply, *notes]))
-        return position, message
+        return queued.position, message
 
     @commands.command()
     @commands.guild_only()
     async def search(self, ctx: commands.Context, *, query: str) -> None:
         """Search and pick a result to queue by typing its number."""
-        if len(query) > MAX_QUERY_LENGTH:
-            raise CommandError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
-        assert self.service is not None
+        actor = await self.actor(ctx)
         async with ctx.typing():
-            try:
-                results = await self.service.search(
-                    query, n=SEARCH_RESULTS, guild_id=ctx.guild.id, requester_id=ctx.author.id
-                )
-            except (ResolveError, PolicyError) as exc:
-                raise CommandError(str(exc)) from None
+            results = await self.ctl.search(ctx.guild.id, actor, query, SEARCH_RESULTS)
         if not results:
             raise CommandError("No results.")
         lines = [
@@ -212,7 +171,7 @@ class PlaybackCommands(MusicMixin):
         predicate = MessagePredicate.same_context(ctx)
         try:
             reply = await ctx.bot.wait_for("message", check=predicate, timeout=SEARCH_TIMEOUT)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             await self.say(ctx, "Search timed out; nothing was queued.")
             return
         choice = reply.content.strip()
@@ -221,7 +180,7 @@ class PlaybackCommands(MusicMixin):
             return
         picked = results[int(choice) - 1]
         await self.join_author(ctx)
-        await self._enqueue(ctx, [picked], front=False)  # resolved when its turn comes
+        await self._enqueue(ctx, actor, [picked], front=False)  # resolved when its turn comes
 
     @commands.command()
     @commands.guild_only()
@@ -238,9 +197,7 @@ class PlaybackCommands(MusicMixin):
         """Like `local`, but puts the file at the front of the queue."""
         await self._play_local(ctx, path, front=True)
 
-    def _local_folder(self):
-        from pathlib import Path
-
+    def _local_folder(self) -> Path:
         folder = self.store.globals.local_folder
         if not folder:
             raise CommandError("Local files are turned off: the bot owner has not set a local folder (`musicset localfolder`).")
@@ -262,12 +219,13 @@ class PlaybackCommands(MusicMixin):
             await asyncio.to_thread(resolve_local_path, folder, path)
         except PolicyError as exc:
             raise CommandError(str(exc)) from None
+        actor = await self.actor(ctx)
         await self.join_author(ctx)
         try:
             track = await resolve_local(folder, path, ctx.author.id)
         except (PolicyError, ResolveError) as exc:
             raise CommandError(str(exc)) from None
-        await self._enqueue(ctx, [track], front=front)
+        await self._enqueue(ctx, actor, [track], front=front)
 
     # -- the current track ------------------------------------------------------------------------
 
@@ -302,166 +260,101 @@ class PlaybackCommands(MusicMixin):
     @commands.guild_only()
     async def pause(self, ctx: commands.Context) -> None:
         """Pause the music."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        self.current_or_fail(ctx)
-        if player.state is PlayerState.PAUSED:
-            raise CommandError("Already paused; use `resume`.")
-        self.post(ctx, AdvanceKind.PAUSE)
+        self.ctl.pause(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Paused.")
 
     @commands.command()
     @commands.guild_only()
     async def resume(self, ctx: commands.Context) -> None:
         """Resume paused music."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        self.current_or_fail(ctx)
-        if player.state is not PlayerState.PAUSED:
-            raise CommandError("The music isn't paused.")
-        self.post(ctx, AdvanceKind.UNPAUSE)
+        self.ctl.resume(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Resumed.")
 
     @commands.command()
     @commands.guild_only()
     async def skip(self, ctx: commands.Context) -> None:
         """Skip the current track (with a DJ role set, others vote to skip)."""
-        await self.require_listener(ctx)
-        track = self.current_or_fail(ctx)
-        player = self.player(ctx)
-        if not await self.is_dj(ctx) and track.requester_id != ctx.author.id:
-            voters = player.skip_votes.setdefault(track.id, set())
-            voters.add(ctx.author.id)
-            listeners = {m.id for m in self.human_listeners(ctx)}
-            percent = self.store.guild(ctx.guild.id).vote_percent
-            needed = max(1, math.ceil(len(listeners) * percent / 100))
-            votes = len(voters & listeners)
-            if votes < needed:
-                await self.say(ctx, f"Vote to skip counted: {votes}/{needed}.")
-                return
-            await self.say(ctx, f"Vote passed ({votes}/{needed}).")
-        self.post(ctx, AdvanceKind.SKIP)
-        await self.say(ctx, f"Skipped {track_line(track)}.")
+        listeners = frozenset(m.id for m in self.human_listeners(ctx))
+        outcome = self.ctl.skip(ctx.guild.id, await self.actor(ctx), listeners=listeners)
+        if not outcome.skipped:
+            await self.say(ctx, f"Vote to skip counted: {outcome.votes}/{outcome.needed}.")
+            return
+        if outcome.needed:
+            await self.say(ctx, f"Vote passed ({outcome.votes}/{outcome.needed}).")
+        await self.say(ctx, f"Skipped {track_line(outcome.track)}.")
 
     @commands.command()
     @commands.guild_only()
     async def skipto(self, ctx: commands.Context, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
-        await self.require_dj(ctx, "skip ahead")
-        player = self.player(ctx)
-        if not 1 <= position <= len(player.queue):
-            raise CommandError(f"Pick a position from 1 to {len(player.queue)}." if len(player.queue) else "The queue is empty.")
-        track = player.queue.upcoming[position - 1]
-        self.post(ctx, AdvanceKind.SKIP_TO, position=position)
+        track = self.ctl.skip_to(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Skipping to {track_line(track)}.")
 
     @commands.command()
     @commands.guild_only()
     async def prev(self, ctx: commands.Context) -> None:
         """Play the previous track again."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        if not player.queue.history:
+        actor = await self.actor(ctx)
+        self.ctl.authorize(Intent.PREVIOUS, ctx.guild.id, actor)
+        if not self.player(ctx).queue.history:
             raise CommandError("There is no previous track.")
-        track = player.queue.history[-1]
         await self.join_author(ctx)
-        self.post(ctx, AdvanceKind.PREVIOUS)
+        track = self.ctl.previous(ctx.guild.id, actor)
         await self.say(ctx, f"Going back to {track_line(track)}.")
 
     @commands.command()
     @commands.guild_only()
     async def stop(self, ctx: commands.Context) -> None:
         """Stop the music and clear the queue."""
-        await self.require_dj(ctx, "stop the music")
-        player = self.player(ctx)
-        if player.queue.current is None and not len(player.queue) and player.state is not PlayerState.BACKGROUND:
-            raise CommandError("Nothing is playing and the queue is empty.")
-        self.post(ctx, AdvanceKind.STOP)
+        self.ctl.stop(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Stopped, and cleared the queue.")
 
     @commands.command()
     @commands.guild_only()
     async def disconnect(self, ctx: commands.Context) -> None:
         """Leave the voice channel. The queue is kept."""
-        await self.require_dj(ctx, "disconnect me")
-        vc = ctx.guild.voice_client
-        if vc is None:
-            raise CommandError("I'm not in a voice channel.")
-        self.post(ctx, AdvanceKind.DISCONNECT)
+        self.ctl.disconnect(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Disconnected. The queue is kept; `play` or `summon` brings me back.")
 
     @commands.command()
     @commands.guild_only()
     async def summon(self, ctx: commands.Context) -> None:
         """Bring the bot to your voice channel (and resume the queue there)."""
+        self.ctl.authorize(Intent.SUMMON, ctx.guild.id, await self.actor(ctx))
         vc = await self.join_author(ctx)
-        player = self.player(ctx)
-        if player.queue.current is not None or len(player.queue):
-            self.post(ctx, AdvanceKind.RESCHEDULE)
-        await self.say(ctx, f"Joined {vc.channel.mention}.")
+        self.ctl.summoned(ctx.guild.id)
+        await self.say(ctx, f"Joined {vc.channel.mention}.")  # type: ignore[attr-defined]
 
     @commands.command()
     @commands.guild_only()
     async def seek(self, ctx: commands.Context, position: str) -> None:
         """Jump within the track: `90`, `1:30`, `+10` or `-10`."""
-        await self.require_dj(ctx, "seek", requester_may=True)
-        player = self.player(ctx)
-        track = self.current_or_fail(ctx)
-        if track.is_live:
-            raise CommandError("Live streams can't be sought.")
-        try:
-            target = parse_seek(position, position=player.position, duration=track.duration)
-        except ValueError as exc:
-            raise CommandError(safe(str(exc), limit=300)) from None
-        self.post(ctx, AdvanceKind.SEEK, position=target)
+        target = self.ctl.seek(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Seeking to {format_duration(target)}.")
 
     @commands.command()
     @commands.guild_only()
-    async def volume(self, ctx: commands.Context, percent: int | None = None) -> None:
+    async def volume(self, ctx: commands.Context, percent: Optional[int] = None) -> None:
         """Show or set the volume, from 0 to 150 percent."""
-        player = self.player(ctx)
         if percent is None:
-            await self.say(ctx, f"Volume: {player.volume}%.")
+            await self.say(ctx, f"Volume: {self.player(ctx).volume}%.")
             return
-        await self.require_dj(ctx, "change the volume")
-        if not 0 <= percent <= 150:
-            raise CommandError("Pick a volume from 0 to 150.")
-        if player.queue.current is None or player.state is PlayerState.IDLE:
-            player.volume = percent
-            assert self.manager is not None
-            self.manager.save(player)
-        else:
-            self.post(ctx, AdvanceKind.VOLUME, position=percent)
+        self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
         await self.say(ctx, f"Volume set to {percent}%.")
 
     @commands.command()
     @commands.guild_only()
-    async def repeat(self, ctx: commands.Context, mode: str | None = None) -> None:
+    async def repeat(self, ctx: commands.Context, mode: Optional[str] = None) -> None:
         """Show or set repeat: `off`, `track` or `queue`."""
-        player = self.player(ctx)
         if mode is None:
-            await self.say(ctx, f"Repeat is {player.queue.repeat.value}.")
+            await self.say(ctx, f"Repeat is {self.player(ctx).queue.repeat.value}.")
             return
-        await self.require_listener(ctx)
-        try:
-            player.queue.repeat = RepeatMode(mode.lower())
-        except ValueError:
-            raise CommandError("Repeat can be `off`, `track` or `queue`.") from None
-        assert self.manager is not None
-        self.manager.save(player)
-        self.post(ctx, AdvanceKind.QUEUE_CHANGED)
-        await self.say(ctx, f"Repeat is now {player.queue.repeat.value}.")
+        repeat = self.ctl.set_repeat(ctx.guild.id, await self.actor(ctx), mode)
+        await self.say(ctx, f"Repeat is now {repeat.value}.")
 
     @commands.command()
     @commands.guild_only()
     async def shuffle(self, ctx: commands.Context) -> None:
         """Turn shuffle play on or off (`queue shuffle` shuffles the queue once)."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        player.queue.shuffle = not player.queue.shuffle
-        assert self.manager is not None
-        self.manager.save(player)
-        self.post(ctx, AdvanceKind.QUEUE_CHANGED)
-        await self.say(ctx, f"Shuffle is {'on' if player.queue.shuffle else 'off'}.")
-
+        on = self.ctl.set_shuffle(ctx.guild.id, await self.actor(ctx))
+        await self.say(ctx, f"Shuffle is {'on' if on else 'off'}.")

@@ -7,8 +7,6 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
 from redbot.core.utils.menus import menu
 
-from ..engine.events import AdvanceKind
-from ..engine.queue import QueueError
 from ..engine.timefmt import format_duration
 from ..formatting import safe, track_line
 from ..resolve.jobs import JobNotAllowed
@@ -52,52 +50,26 @@ class QueueCommands(MusicMixin):
     @queue.command(name="remove")
     async def queue_remove(self, ctx: commands.Context, position: int) -> None:
         """Remove the track at a position of the queue (DJs: any; others: their own)."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        if 1 <= position <= len(player.queue) and player.queue.upcoming[position - 1].requester_id != ctx.author.id:
-            await self.require_dj(ctx, "remove other members' tracks")
-        try:
-            track = player.queue.remove(position)
-        except QueueError as exc:
-            raise CommandError(str(exc)) from None
-        self._changed(ctx)
+        track = self.ctl.remove(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Removed {track_line(track)}.")
 
     @queue.command(name="move")
     async def queue_move(self, ctx: commands.Context, from_position: int, to_position: int) -> None:
         """Move a track to another position of the queue."""
-        await self.require_dj(ctx, "move tracks")
-        player = self.player(ctx)
-        try:
-            track = player.queue.move(from_position, to_position)
-        except QueueError as exc:
-            raise CommandError(str(exc)) from None
-        self._changed(ctx)
+        track = self.ctl.move(ctx.guild.id, await self.actor(ctx), from_position, to_position)
         await self.say(ctx, f"Moved {track_line(track)} to position {to_position}.")
 
     @queue.command(name="clear")
     async def queue_clear(self, ctx: commands.Context) -> None:
         """Remove every queued track (the current one keeps playing)."""
-        await self.require_dj(ctx, "clear the queue")
-        removed = self.player(ctx).queue.clear()
-        self._changed(ctx)
+        removed = self.ctl.clear(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, f"Cleared {removed} track(s) from the queue.")
 
     @queue.command(name="shuffle")
     async def queue_shuffle(self, ctx: commands.Context) -> None:
         """Shuffle the queued tracks once."""
-        await self.require_listener(ctx)
-        player = self.player(ctx)
-        if len(player.queue) < 2:
-            raise CommandError("There is nothing to shuffle.")
-        player.queue.shuffle_upcoming()
-        self._changed(ctx)
-        await self.say(ctx, f"Shuffled {len(player.queue)} tracks.")
-
-    def _changed(self, ctx: commands.Context) -> None:
-        assert self.manager is not None
-        self.manager.save(self.player(ctx))
-        self.post(ctx, AdvanceKind.QUEUE_CHANGED)
+        count = self.ctl.shuffle_once(ctx.guild.id, await self.actor(ctx))
+        await self.say(ctx, f"Shuffled {count} tracks.")
 
     @commands.group(name="music")
     @commands.guild_only()
@@ -108,9 +80,8 @@ class QueueCommands(MusicMixin):
     @commands.admin_or_permissions(manage_guild=True)
     async def music_reschedule(self, ctx: commands.Context) -> None:
         """Make the player look at this server's queue again (for when it seems stuck)."""
-        player = self.player(ctx)
-        self.post(ctx, AdvanceKind.RESCHEDULE)
-        await self.say(ctx, f"Rescheduled: the player was {player.state.value}; it will pick up the queue again.")
+        state = self.ctl.reschedule(ctx.guild.id, await self.actor(ctx))
+        await self.say(ctx, f"Rescheduled: the player was {state.value}; it will pick up the queue again.")
 
     @music_group.command(name="status")
     async def music_status(self, ctx: commands.Context) -> None:

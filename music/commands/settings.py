@@ -11,10 +11,8 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, humanize_list
 
 from ..audio.ffmpeg import find_ffmpeg
-from ..engine.events import AdvanceKind
 from ..engine.timefmt import format_duration, parse_duration
-from ..player import PlayerState
-from ..policy import PolicyError, validate_cidr
+from ..policy import validate_cidr
 from .base import CommandError, MusicMixin
 
 
@@ -216,22 +214,10 @@ class SettingsCommands(MusicMixin):
         """A stream or track that plays while the queue is empty (`off` to remove it).
 
         It stops the moment something is queued and comes back when the queue runs out."""
-        url = url.strip().strip("<>")
-        if url.lower() in ("off", "none"):
-            await self.store.set_guild(ctx.guild.id, "background", None)
-            if self.manager is not None and self.manager.get(ctx.guild.id).state is PlayerState.BACKGROUND:
-                self.manager.post(ctx.guild.id, AdvanceKind.STOP)
+        background = await self.ctl.set_background(ctx.guild.id, await self.actor(ctx), url)
+        if background is None:
             await self.say(ctx, "The background is off.")
             return
-        if len(url) > 500 or not url.lower().startswith(("http://", "https://")):
-            raise CommandError("The background must be an http(s) link.")
-        try:
-            await self.store.network_policy_check(url)
-        except PolicyError as exc:
-            raise CommandError(str(exc)) from None
-        await self.store.set_guild(ctx.guild.id, "background", url)
-        if self.manager is not None:
-            self.manager.post(ctx.guild.id, AdvanceKind.RESCHEDULE)  # starts it if idle in voice
         await self.say(ctx, "Background set: it plays whenever the queue is empty.")
 
     # -- owner settings --------------------------------------------------------------------------

@@ -1,7 +1,6 @@
-"""Discord-free playback logic: tracks, the queue model, time parsing and advance events."""
+"""Discord-free playback logic: tracks, the queue model, admission limits and time parsing."""
 
-from music.engine.events import AdvanceEvent, AdvanceKind
 from music.engine.queue import QueueError, QueueModel, RepeatMode
 from music.engine.track import Track
 
-__all__ = ["AdvanceEvent", "AdvanceKind", "QueueError", "QueueModel", "RepeatMode", "Track"]
+__all__ = ["QueueError", "QueueModel", "RepeatMode", "Track"]

@@ -83,9 +83,20 @@ def admit(
     return Admission(tracks, at, notes)
 
 
-def admit_batch(queue: QueueModel, batch: list[Track], limits: QueueLimits) -> tuple[list[Track], int]:
-    """A later batch of a playlist that is still loading: the length and queue limits, quietly.
+def admit_batch(
+    queue: QueueModel,
+    batch: list[Track],
+    limits: QueueLimits,
+    *,
+    requester_id: int,
+    privileged: bool,
+) -> tuple[list[Track], int]:
+    """A later batch of a playlist that is still loading: the length, queue and per-member
+    limits, quietly (the first batch was admitted with `admit`, which said why).
     Returns (the tracks that fit, how many were left out)."""
     usable = [t for t in batch if not (limits.max_length and t.duration and t.duration > limits.max_length)]
-    usable = usable[: max(0, limits.max_queue - len(queue))]
+    room = limits.max_queue - len(queue)
+    if limits.max_per_member and not privileged:
+        room = min(room, limits.max_per_member - queue.count_by(requester_id))
+    usable = usable[: max(0, room)]
     return usable, len(batch) - len(usable)

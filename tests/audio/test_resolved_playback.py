@@ -11,7 +11,7 @@ import pytest
 from music.audio.ffmpeg import find_ffmpeg
 from music.audio.ogg import opus_frame_duration_ms
 from music.audio.source import TrackStream
-from music.player import wants_passthrough
+from music.player.adapters import wants_passthrough
 from music.policy import NetworkPolicy
 from music.resolve.resolver import Resolver
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency

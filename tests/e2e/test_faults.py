@@ -536,8 +536,8 @@ while not old.empty():
     new.put_nowait(old.get_nowait())
 manager.events = new
 # wake the advancer, which waits on the old queue: an event for no guild is dropped at once
-from music.engine.events import AdvanceEvent, AdvanceKind
-old.put_nowait(AdvanceEvent(0, AdvanceKind.QUEUE_CHANGED))
+from music.player.events import QueueChanged
+old.put_nowait(QueueChanged(0))
 return "armed"
 """
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 
 import pytest
 from redbot.core.bot import Red
 
 from music.cog import Music
 from music.commands.base import CommandError
-from music.engine.events import AdvanceEvent, AdvanceKind
 from music.player import PlayerState
+from music.player.events import Reschedule
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
 from tests.support.processes import ffmpeg_children
@@ -238,9 +239,9 @@ async def test_a_crashed_advancer_is_restarted_and_loses_no_queued_event(red: Re
         crashing.put_nowait(events.get_nowait())
     manager.events = crashing
     # wake the running advancer (it waits on the old queue) so its next get() is the crashing one
-    events.put_nowait(AdvanceEvent(world.guild.id, AdvanceKind.RESCHEDULE))
+    events.put_nowait(Reschedule(world.guild.id))
     for _ in range(3):
-        manager.post(world.guild.id, AdvanceKind.RESCHEDULE)
+        manager.post(Reschedule(world.guild.id))
     handled_before = manager.handled
     await wait_for(lambda: cog.supervisor_restarts.get("advancer") == 1, timeout=5)
     await wait_for(lambda: manager.handled - handled_before >= 3, timeout=5)
@@ -396,6 +397,8 @@ async def test_the_background_plays_when_idle_yields_to_the_queue_and_comes_back
     cog = await load_cog(red)
     await allow_loopback(cog)
     ctx = world.ctx()
+    # `musicset background` is for admins (Manage Server); the callback is called directly here
+    world.member.guild_permissions = SimpleNamespace(manage_guild=True)
     await cog.summon(ctx)
     await cog.musicset.get_command("background")(ctx, url=media_server.url("a660.mp3"))
     player = cog.manager.players[world.guild.id]
