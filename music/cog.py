@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -30,6 +31,7 @@ from .resolve.service import ResolveService
 from .rpc import MusicRPC
 from .store import POSITION_SAVE_INTERVAL, MusicStore
 from .store_chunks import PlayerCapture
+from .voiceclient import connected_voice, voice_channel
 
 log = logging.getLogger("red.music")
 
@@ -115,7 +117,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         if manager is not None:
             # the snapshots above hold the positions; stopping must not overwrite them
             for gid, snap in snapshots.items():
-                self.store.mark_dirty(gid, lambda snap=snap: snap)
+                self.store.mark_dirty(gid, functools.partial(_same, snap))
             await manager.shutdown()
         if self.service is not None:
             await self.service.close()  # fails pending jobs with a sentence, saves the cache
@@ -155,26 +157,27 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             states = await self.store.load()
             self.apply_resolve_settings()  # the owner's lookup workers and timeout
             assert self.control is not None
-            self.control.restore(states, present=lambda guild_id: self.bot.get_guild(guild_id) is not None)
-            log.info("Music is ready: %d saved queue(s) restored", len(self.manager.players))
+            restored = self.control.restore(states, present=lambda guild_id: self.bot.get_guild(guild_id) is not None)
+            log.info("Music is ready: %d saved queue(s) restored", restored)
         except Exception:
             log.exception("Music could not restore its saved state; starting empty")
         finally:
             self.ready.set()
 
-    async def cog_before_invoke(self, ctx: commands.Context) -> None:
+    async def cog_before_invoke(self, ctx: commands.Context) -> None:  # type: ignore[override]
         try:
             await wait_until_ready(self.ready)
         except ControlError as exc:
             raise commands.UserFeedbackCheckFailure(exc.sentence) from None
 
-    async def cog_command_error(self, ctx: commands.Context, error: Exception) -> None:
+    async def cog_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:  # type: ignore[override]
         """A refusal from the control layer is a sentence in chat; anything else goes to Red."""
         original = getattr(error, "original", None)
         if isinstance(original, ControlError):
             with contextlib.suppress(discord.HTTPException):
                 await ctx.send(original.sentence, allowed_mentions=discord.AllowedMentions.none())
             return
+        # Red's handler takes `unhandled_by_cog` (discord.py's does not)
         await self.bot.on_command_error(ctx, error, unhandled_by_cog=True)  # type: ignore[call-arg]
 
     # -- the stream monitor ----------------------------------------------------------------------
@@ -195,13 +198,9 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         """Tell the player what the monitor sees of its voice channel; its handler decides."""
         manager = self.manager
         assert manager is not None
-        guild = self.bot.get_guild(player.guild_id)
-        vc = guild.voice_client if guild is not None else None
-        connected = vc is not None and vc.is_connected()  # type: ignore[attr-defined]
-        listeners = 0
-        if connected and vc is not None:
-            listeners = sum(1 for m in vc.channel.members if not m.bot)  # type: ignore[attr-defined]
-        manager.post(Tick(player.guild_id, now, connected, listeners, save_positions))
+        vc = connected_voice(self.bot.get_guild(player.guild_id))
+        listeners = 0 if vc is None else sum(1 for m in voice_channel(vc).members if not m.bot)
+        manager.post(Tick(player.guild_id, now, vc is not None, listeners, save_positions))
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -209,7 +208,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         """Tell the guild's music text channel something. Never raises."""
         if player.text_channel_id is None:
             return
-        channel = self.bot.get_channel(player.text_channel_id)
+        channel = self._text_channel(player.text_channel_id)
         if channel is None:
             return
         try:
@@ -222,12 +221,12 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
         """Post "Now playing", replacing the previous one so the channel holds one at a time."""
         settings = self.store.guild(player.guild_id)
         channel_id = settings.np_channel or player.text_channel_id
-        channel = self.bot.get_channel(channel_id) if channel_id else None
+        channel = self._text_channel(channel_id)
         if channel is None:
             return
         previous = self.np_messages.pop(player.guild_id, None)
         if previous is not None:
-            old_channel = self.bot.get_channel(previous[0])
+            old_channel = self._text_channel(previous[0])
             if old_channel is not None:
                 with contextlib.suppress(discord.HTTPException):
                     await old_channel.get_partial_message(previous[1]).delete()
@@ -241,6 +240,13 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             log.debug("Could not announce in guild %s", player.guild_id, exc_info=True)
             return
         self.np_messages[player.guild_id] = (channel.id, message.id)
+
+    def _text_channel(self, channel_id: int | None) -> discord.TextChannel | None:
+        """A channel the cog can post in (text, voice-text or thread), or None."""
+        channel = self.bot.get_channel(channel_id) if channel_id else None
+        if channel is None or not hasattr(channel, "send") or not hasattr(channel, "get_partial_message"):
+            return None
+        return channel  # type: ignore[return-value]
 
     async def red_delete_data_for_user(self, *, requester: str, user_id: int) -> None:
         """Forget who requested queued tracks: the only user data this cog keeps."""
@@ -258,3 +264,6 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
 
         await self.store.rewrite_saved(forget, skip=set(self.manager.players))
 
+
+def _same(capture: PlayerCapture) -> PlayerCapture:
+    return capture

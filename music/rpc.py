@@ -35,6 +35,7 @@ from .control import Actor, ControlError, MusicControl, wait_until_ready
 from .engine.track import Track
 from .permissions import is_privileged
 from .player import GuildPlayer, PlayerState
+from .voiceclient import connected_voice
 
 if TYPE_CHECKING:
     import discord
@@ -121,8 +122,8 @@ class MusicRPC:
         guild = self._guild(guild_id)
         player = self._player(guild.id)
         settings = self.cog.store.guild(guild.id)
-        vc = guild.voice_client
-        connected = vc is not None and vc.is_connected()
+        vc = connected_voice(guild)
+        connected = vc is not None
         current = player.queue.current
         return {
             "guild_id": str(guild.id),
@@ -284,8 +285,8 @@ class MusicRPC:
             if text is None or not hasattr(text, "send"):
                 raise RPCError(f"There's no text channel {text_channel_id} in that server.")
             text_id = text.id
-        vc = guild.voice_client
-        connected = vc is not None and vc.is_connected()
+        vc = connected_voice(guild)
+        connected = vc is not None
         if channel_id is not None:
             channel = guild.get_channel(_snowflake(channel_id, "channel_id"))
             if channel is None or not callable(getattr(channel, "connect", None)):

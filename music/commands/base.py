@@ -14,6 +14,7 @@ from ..control import Actor, ControlError, MusicControl
 from ..engine.track import Track
 from ..formatting import safe, track_line
 from ..permissions import is_privileged
+from ..voiceclient import connected_voice, voice_channel
 
 if TYPE_CHECKING:
     from redbot.core.bot import Red
@@ -83,11 +84,11 @@ class MusicMixin:
     service: ResolveService | None
     ready: asyncio.Event
 
-    async def say(self, ctx: commands.Context, text: str) -> discord.Message:
+    async def say(self, ctx: commands.GuildContext, text: str) -> discord.Message:
         """Send our own sentence (any remote text in it must already be `safe`)."""
         return await ctx.send(text, allowed_mentions=NO_MENTIONS)
 
-    def player(self, ctx: commands.Context) -> GuildPlayer:
+    def player(self, ctx: commands.GuildContext) -> GuildPlayer:
         """The guild's player, to read; changes go through `self.ctl`."""
         return self.ctl.player(ctx.guild.id)  # type: ignore[union-attr]
 
@@ -97,13 +98,13 @@ class MusicMixin:
         assert self.control is not None
         return cast(MusicControl, _ChatControl(self.control))
 
-    def current_or_fail(self, ctx: commands.Context) -> Track:
+    def current_or_fail(self, ctx: commands.GuildContext) -> Track:
         track = self.player(ctx).queue.current
         if track is None:
             raise CommandError("Nothing is playing.")
         return track
 
-    async def actor(self, ctx: commands.Context) -> Actor:
+    async def actor(self, ctx: commands.GuildContext) -> Actor:
         """Who is asking, as the control layer judges it."""
         guild, author = ctx.guild, ctx.author
         assert guild is not None
@@ -114,12 +115,12 @@ class MusicMixin:
         if not admin:
             perms = getattr(author, "guild_permissions", None)
             admin = bool(perms is not None and perms.manage_guild)
-        vc = guild.voice_client
+        vc = connected_voice(guild)
         listening, channel = True, "the voice channel"
-        if vc is not None and vc.is_connected():  # type: ignore[attr-defined]
+        if vc is not None:
             voice = getattr(author, "voice", None)  # only guild members have a voice state
             listening = voice is not None and voice.channel == vc.channel
-            channel = vc.channel.mention  # type: ignore[attr-defined]
+            channel = voice_channel(vc).mention
         return Actor(
             user_id=author.id,
             privileged=await self.is_privileged(ctx),
@@ -129,17 +130,17 @@ class MusicMixin:
             voice_channel=channel,
         )
 
-    async def is_privileged(self, ctx: commands.Context) -> bool:
+    async def is_privileged(self, ctx: commands.GuildContext) -> bool:
         """Holders of the DJ role (when set), moderators, admins and the owner."""
         return await is_privileged(ctx.bot, self.store.guild(ctx.guild.id).dj_role, ctx.author)
 
-    def human_listeners(self, ctx: commands.Context) -> list[discord.Member]:
-        vc = ctx.guild.voice_client
-        if vc is None or not vc.is_connected():
+    def human_listeners(self, ctx: commands.GuildContext) -> list[discord.Member]:
+        vc = connected_voice(ctx.guild)
+        if vc is None:
             return []
-        return [m for m in vc.channel.members if not m.bot]
+        return [m for m in voice_channel(vc).members if not m.bot]
 
-    async def join_author(self, ctx: commands.Context) -> discord.VoiceProtocol:
+    async def join_author(self, ctx: commands.GuildContext) -> discord.VoiceProtocol:
         """Connect to (or move to) the author's voice channel, with clear refusals."""
         guild = ctx.guild
         author = ctx.author
@@ -158,14 +159,14 @@ class MusicMixin:
         if not (perms.connect and perms.speak):
             raise CommandError(f"I need the Connect and Speak permissions in {channel.mention}.")
         self.ctl.bind(guild.id, None, ctx.channel.id)
-        vc = guild.voice_client
-        if vc is not None and vc.is_connected():
+        vc = connected_voice(guild)
+        if vc is not None:
             if vc.channel == channel:
                 self.ctl.bind(guild.id, channel.id, None)
                 return vc
-            others = [m for m in vc.channel.members if not m.bot]
+            others = [m for m in voice_channel(vc).members if not m.bot]
             if (vc.is_playing() or vc.is_paused()) and others and not await ctx.bot.is_mod(author):
-                raise CommandError(f"I'm already playing in {vc.channel.mention}; join that channel.")
+                raise CommandError(f"I'm already playing in {voice_channel(vc).mention}; join that channel.")
             await vc.move_to(channel)
             self.ctl.bind(guild.id, channel.id, None)
             return vc
@@ -176,7 +177,8 @@ class MusicMixin:
         except asyncio.TimeoutError:
             raise CommandError(f"I couldn't connect to {channel.mention} in time; try again.") from None
         except discord.ClientException:
-            vc = guild.voice_client
+            # another command is connecting meanwhile: use its voice client
+            vc = cast("discord.VoiceClient | None", guild.voice_client)
             if vc is None:
                 raise CommandError(f"I couldn't connect to {channel.mention}.") from None
         self.ctl.bind(guild.id, channel.id, None)

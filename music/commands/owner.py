@@ -85,7 +85,7 @@ def _with_prefix(text: str, prefix: str) -> str:
 class OwnerCommands(MusicMixin):
     @musicset.command(name="doctor")
     @commands.is_owner()
-    async def musicset_doctor(self, ctx: commands.Context) -> None:
+    async def musicset_doctor(self, ctx: commands.GuildContext) -> None:
         """Check what the cog needs: ffmpeg, yt-dlp and its JavaScript runtime, voice
         encryption, storage. Each problem comes with what to do."""
         queued = 0
@@ -108,7 +108,7 @@ class OwnerCommands(MusicMixin):
 
     @musicset.command(name="resolvers")
     @commands.is_owner()
-    async def musicset_resolvers(self, ctx: commands.Context, workers: int | None = None) -> None:
+    async def musicset_resolvers(self, ctx: commands.GuildContext, workers: int | None = None) -> None:
         """How many lookups (yt-dlp) run at once, from 1 to 8 (default 3). No number shows it."""
         if workers is None:
             await self.say(ctx, f"Up to {self.store.globals.resolve_workers} lookups run at once.")
@@ -126,7 +126,7 @@ class OwnerCommands(MusicMixin):
 
     @musicset.command(name="resolvetimeout")
     @commands.is_owner()
-    async def musicset_resolvetimeout(self, ctx: commands.Context, seconds: int | None = None) -> None:
+    async def musicset_resolvetimeout(self, ctx: commands.GuildContext, seconds: int | None = None) -> None:
         """How long one lookup may take before it fails, in seconds (default 30). No number
         shows it."""
         if seconds is None:
@@ -140,19 +140,19 @@ class OwnerCommands(MusicMixin):
 
     @musicset.group(name="extractors")
     @commands.is_owner()
-    async def musicset_extractors(self, ctx: commands.Context) -> None:
+    async def musicset_extractors(self, ctx: commands.GuildContext) -> None:
         """Which sites (yt-dlp extractors) links may come from.
 
         The default list holds the common music sites; `generic` allows direct links to audio
         and video files on any other site, `generic:all` any web page with media in it."""
 
     @musicset_extractors.command(name="list")
-    async def extractors_list(self, ctx: commands.Context) -> None:
+    async def extractors_list(self, ctx: commands.GuildContext) -> None:
         """Show the extractors links may use."""
         await self.say(ctx, describe_extractors(self.store.globals.extractors))
 
     @musicset_extractors.command(name="allow")
-    async def extractors_allow(self, ctx: commands.Context, name: str) -> None:
+    async def extractors_allow(self, ctx: commands.GuildContext, name: str) -> None:
         """Allow links handled by a yt-dlp extractor family (e.g. `dailymotion`), or
         `generic:all` for any web page."""
         family = self._extractor_name(name)
@@ -175,7 +175,7 @@ class OwnerCommands(MusicMixin):
         await self.say(ctx, text)
 
     @musicset_extractors.command(name="deny")
-    async def extractors_deny(self, ctx: commands.Context, name: str) -> None:
+    async def extractors_deny(self, ctx: commands.GuildContext, name: str) -> None:
         """Stop allowing an extractor family. `generic:all` goes back to direct media only;
         `generic` refuses links to any site without its own extractor."""
         family = self._extractor_name(name)
@@ -193,7 +193,7 @@ class OwnerCommands(MusicMixin):
         await self.say(ctx, text)
 
     @musicset_extractors.command(name="reset")
-    async def extractors_reset(self, ctx: commands.Context) -> None:
+    async def extractors_reset(self, ctx: commands.GuildContext) -> None:
         """Go back to the default list."""
         await self.store.set_global("extractors", None)
         await self.say(ctx, "Back to the default list. " + describe_extractors(None))

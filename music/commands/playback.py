@@ -34,7 +34,7 @@ class PlaybackCommands(MusicMixin):
     @commands.command()
     @commands.guild_only()
     @commands.bot_has_permissions(send_messages=True)
-    async def play(self, ctx: commands.Context, *, query: str) -> None:
+    async def play(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Play a URL or the first search result for some text.
 
         A playlist URL queues its entries (up to the server's playlist limit).
@@ -43,11 +43,11 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def playnext(self, ctx: commands.Context, *, query: str) -> None:
+    async def playnext(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Like `play`, but puts the track at the front of the queue."""
         await self._play(ctx, query, front=True)
 
-    async def _play(self, ctx: commands.Context, query: str, *, front: bool) -> None:
+    async def _play(self, ctx: commands.GuildContext, query: str, *, front: bool) -> None:
         actor = await self.actor(ctx)
         guild_id = ctx.guild.id
         try:
@@ -88,7 +88,7 @@ class PlaybackCommands(MusicMixin):
 
     async def _expand_playlist(
         self,
-        ctx: commands.Context,
+        ctx: commands.GuildContext,
         actor: Actor,
         rest: PlaylistExpansion,
         reply: discord.Message,
@@ -134,7 +134,7 @@ class PlaybackCommands(MusicMixin):
 
     async def _enqueue(
         self,
-        ctx: commands.Context,
+        ctx: commands.GuildContext,
         actor: Actor,
         tracks: list[Track],
         *,
@@ -156,7 +156,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def search(self, ctx: commands.Context, *, query: str) -> None:
+    async def search(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Search and pick a result to queue by typing its number."""
         actor = await self.actor(ctx)
         async with ctx.typing():
@@ -184,7 +184,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def local(self, ctx: commands.Context, *, path: str | None = None) -> None:
+    async def local(self, ctx: commands.GuildContext, *, path: str | None = None) -> None:
         """Play a file from the bot owner's local folder; with no path, list the folder."""
         if path is None:
             await self._list_local(ctx)
@@ -193,7 +193,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def localnext(self, ctx: commands.Context, *, path: str) -> None:
+    async def localnext(self, ctx: commands.GuildContext, *, path: str) -> None:
         """Like `local`, but puts the file at the front of the queue."""
         await self._play_local(ctx, path, front=True)
 
@@ -203,7 +203,7 @@ class PlaybackCommands(MusicMixin):
             raise CommandError("Local files are turned off: the bot owner has not set a local folder (`musicset localfolder`).")
         return Path(folder)
 
-    async def _list_local(self, ctx: commands.Context) -> None:
+    async def _list_local(self, ctx: commands.GuildContext) -> None:
         folder = self._local_folder()
         files = await asyncio.to_thread(list_local_files, folder, 1000)
         if not files:
@@ -213,7 +213,7 @@ class PlaybackCommands(MusicMixin):
         for page in pagify(text, page_length=1900):
             await ctx.send(box(page), allowed_mentions=discord.AllowedMentions.none())
 
-    async def _play_local(self, ctx: commands.Context, path: str, *, front: bool) -> None:
+    async def _play_local(self, ctx: commands.GuildContext, path: str, *, front: bool) -> None:
         folder = self._local_folder()
         try:
             await asyncio.to_thread(resolve_local_path, folder, path)
@@ -231,7 +231,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def now(self, ctx: commands.Context) -> None:
+    async def now(self, ctx: commands.GuildContext) -> None:
         """Show the current track and where it is."""
         player = self.player(ctx)
         track = self.current_or_fail(ctx)
@@ -258,21 +258,21 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def pause(self, ctx: commands.Context) -> None:
+    async def pause(self, ctx: commands.GuildContext) -> None:
         """Pause the music."""
         self.ctl.pause(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Paused.")
 
     @commands.command()
     @commands.guild_only()
-    async def resume(self, ctx: commands.Context) -> None:
+    async def resume(self, ctx: commands.GuildContext) -> None:
         """Resume paused music."""
         self.ctl.resume(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Resumed.")
 
     @commands.command()
     @commands.guild_only()
-    async def skip(self, ctx: commands.Context) -> None:
+    async def skip(self, ctx: commands.GuildContext) -> None:
         """Skip the current track (with a DJ role set, others vote to skip)."""
         listeners = frozenset(m.id for m in self.human_listeners(ctx))
         outcome = self.ctl.skip(ctx.guild.id, await self.actor(ctx), listeners=listeners)
@@ -285,14 +285,14 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def skipto(self, ctx: commands.Context, position: int) -> None:
+    async def skipto(self, ctx: commands.GuildContext, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
         track = self.ctl.skip_to(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Skipping to {track_line(track)}.")
 
     @commands.command()
     @commands.guild_only()
-    async def prev(self, ctx: commands.Context) -> None:
+    async def prev(self, ctx: commands.GuildContext) -> None:
         """Play the previous track again."""
         actor = await self.actor(ctx)
         self.ctl.authorize(Intent.PREVIOUS, ctx.guild.id, actor)
@@ -304,21 +304,21 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def stop(self, ctx: commands.Context) -> None:
+    async def stop(self, ctx: commands.GuildContext) -> None:
         """Stop the music and clear the queue."""
         self.ctl.stop(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Stopped, and cleared the queue.")
 
     @commands.command()
     @commands.guild_only()
-    async def disconnect(self, ctx: commands.Context) -> None:
+    async def disconnect(self, ctx: commands.GuildContext) -> None:
         """Leave the voice channel. The queue is kept."""
         self.ctl.disconnect(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, "Disconnected. The queue is kept; `play` or `summon` brings me back.")
 
     @commands.command()
     @commands.guild_only()
-    async def summon(self, ctx: commands.Context) -> None:
+    async def summon(self, ctx: commands.GuildContext) -> None:
         """Bring the bot to your voice channel (and resume the queue there)."""
         self.ctl.authorize(Intent.SUMMON, ctx.guild.id, await self.actor(ctx))
         vc = await self.join_author(ctx)
@@ -327,14 +327,14 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def seek(self, ctx: commands.Context, position: str) -> None:
+    async def seek(self, ctx: commands.GuildContext, position: str) -> None:
         """Jump within the track: `90`, `1:30`, `+10` or `-10`."""
         target = self.ctl.seek(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Seeking to {format_duration(target)}.")
 
     @commands.command()
     @commands.guild_only()
-    async def volume(self, ctx: commands.Context, percent: Optional[int] = None) -> None:
+    async def volume(self, ctx: commands.GuildContext, percent: Optional[int] = None) -> None:
         """Show or set the volume, from 0 to 150 percent."""
         if percent is None:
             await self.say(ctx, f"Volume: {self.player(ctx).volume}%.")
@@ -344,7 +344,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def repeat(self, ctx: commands.Context, mode: Optional[str] = None) -> None:
+    async def repeat(self, ctx: commands.GuildContext, mode: Optional[str] = None) -> None:
         """Show or set repeat: `off`, `track` or `queue`."""
         if mode is None:
             await self.say(ctx, f"Repeat is {self.player(ctx).queue.repeat.value}.")
@@ -354,7 +354,7 @@ class PlaybackCommands(MusicMixin):
 
     @commands.command()
     @commands.guild_only()
-    async def shuffle(self, ctx: commands.Context) -> None:
+    async def shuffle(self, ctx: commands.GuildContext) -> None:
         """Turn shuffle play on or off (`queue shuffle` shuffles the queue once)."""
         on = self.ctl.set_shuffle(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, f"Shuffle is {'on' if on else 'off'}.")

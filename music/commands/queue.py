@@ -18,7 +18,7 @@ PAGE_SIZE = 10
 class QueueCommands(MusicMixin):
     @commands.group(invoke_without_command=True)
     @commands.guild_only()
-    async def queue(self, ctx: commands.Context) -> None:
+    async def queue(self, ctx: commands.GuildContext) -> None:
         """Show the queue. Subcommands change it."""
         player = self.player(ctx)
         current = player.queue.current
@@ -48,43 +48,43 @@ class QueueCommands(MusicMixin):
             await menu(ctx, pages)
 
     @queue.command(name="remove")
-    async def queue_remove(self, ctx: commands.Context, position: int) -> None:
+    async def queue_remove(self, ctx: commands.GuildContext, position: int) -> None:
         """Remove the track at a position of the queue (DJs: any; others: their own)."""
         track = self.ctl.remove(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, f"Removed {track_line(track)}.")
 
     @queue.command(name="move")
-    async def queue_move(self, ctx: commands.Context, from_position: int, to_position: int) -> None:
+    async def queue_move(self, ctx: commands.GuildContext, from_position: int, to_position: int) -> None:
         """Move a track to another position of the queue."""
         track = self.ctl.move(ctx.guild.id, await self.actor(ctx), from_position, to_position)
         await self.say(ctx, f"Moved {track_line(track)} to position {to_position}.")
 
     @queue.command(name="clear")
-    async def queue_clear(self, ctx: commands.Context) -> None:
+    async def queue_clear(self, ctx: commands.GuildContext) -> None:
         """Remove every queued track (the current one keeps playing)."""
         removed = self.ctl.clear(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, f"Cleared {removed} track(s) from the queue.")
 
     @queue.command(name="shuffle")
-    async def queue_shuffle(self, ctx: commands.Context) -> None:
+    async def queue_shuffle(self, ctx: commands.GuildContext) -> None:
         """Shuffle the queued tracks once."""
         count = self.ctl.shuffle_once(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, f"Shuffled {count} tracks.")
 
     @commands.group(name="music")
     @commands.guild_only()
-    async def music_group(self, ctx: commands.Context) -> None:
+    async def music_group(self, ctx: commands.GuildContext) -> None:
         """Music player tools."""
 
     @music_group.command(name="reschedule")
     @commands.admin_or_permissions(manage_guild=True)
-    async def music_reschedule(self, ctx: commands.Context) -> None:
+    async def music_reschedule(self, ctx: commands.GuildContext) -> None:
         """Make the player look at this server's queue again (for when it seems stuck)."""
         state = self.ctl.reschedule(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, f"Rescheduled: the player was {state.value}; it will pick up the queue again.")
 
     @music_group.command(name="status")
-    async def music_status(self, ctx: commands.Context) -> None:
+    async def music_status(self, ctx: commands.GuildContext) -> None:
         """Show the track-lookup workers: jobs waiting and running, failures, cache, breakers."""
         assert self.service is not None
         status = self.service.status()
@@ -111,7 +111,7 @@ class QueueCommands(MusicMixin):
         await self.say(ctx, box("\n".join(lines)))
 
     @music_group.command(name="cancel")
-    async def music_cancel(self, ctx: commands.Context, job: int) -> None:
+    async def music_cancel(self, ctx: commands.GuildContext, job: int) -> None:
         """Cancel a track lookup (yours, or anyone's if you are an admin)."""
         assert self.service is not None
         is_admin = await ctx.bot.is_admin(ctx.author) or await ctx.bot.is_owner(ctx.author)
@@ -125,7 +125,7 @@ class QueueCommands(MusicMixin):
 
     @music_group.command(name="stats")
     @commands.is_owner()
-    async def music_stats(self, ctx: commands.Context) -> None:
+    async def music_stats(self, ctx: commands.GuildContext) -> None:
         """Per-player audio figures: frames sent, silence sent (nulled), underruns (deficit),
         gapless track changes, how the audio is made (copied in process, copied by ffmpeg or
         transcoded), prebuffer depth and the ffmpeg pid."""

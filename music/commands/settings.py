@@ -29,14 +29,14 @@ def _seconds(text: str) -> int:
 
 class SettingsCommands(MusicMixin):
     @commands.group()
-    async def musicset(self, ctx: commands.Context) -> None:
+    async def musicset(self, ctx: commands.GuildContext) -> None:
         """Music settings. Server settings need Manage Server; some are for the bot owner."""
 
     # -- server settings ------------------------------------------------------------------------
 
     @musicset.command(name="settings", aliases=["showsettings"])
     @commands.guild_only()
-    async def musicset_settings(self, ctx: commands.Context) -> None:
+    async def musicset_settings(self, ctx: commands.GuildContext) -> None:
         """Show this server's music settings."""
         s = self.store.guild(ctx.guild.id)
         g = self.store.globals
@@ -75,7 +75,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="volume")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_volume(self, ctx: commands.Context, percent: int) -> None:
+    async def musicset_volume(self, ctx: commands.GuildContext, percent: int) -> None:
         """The volume a new player starts at, from 0 to 150."""
         if not 0 <= percent <= 150:
             raise CommandError("Pick a volume from 0 to 150.")
@@ -85,7 +85,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="maxlength")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_maxlength(self, ctx: commands.Context, length: str) -> None:
+    async def musicset_maxlength(self, ctx: commands.GuildContext, length: str) -> None:
         """The longest track allowed (`10:00`, `600`); `0` for no limit."""
         seconds = _seconds(length)
         await self.store.set_guild(ctx.guild.id, "max_length", seconds)
@@ -94,7 +94,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="maxqueue")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_maxqueue(self, ctx: commands.Context, tracks: int) -> None:
+    async def musicset_maxqueue(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most tracks the queue may hold (1 to 10000)."""
         if not 1 <= tracks <= 10_000:
             raise CommandError("Pick a queue limit from 1 to 10000.")
@@ -104,7 +104,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="maxplaylist")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_maxplaylist(self, ctx: commands.Context, tracks: int) -> None:
+    async def musicset_maxplaylist(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most entries a playlist adds (1 to 5000)."""
         if not 1 <= tracks <= 5_000:
             raise CommandError("Pick a playlist limit from 1 to 5000.")
@@ -114,7 +114,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="notify")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_notify(self, ctx: commands.Context, on: bool | None = None) -> None:
+    async def musicset_notify(self, ctx: commands.GuildContext, on: bool | None = None) -> None:
         """Turn now-playing messages on or off (toggles with no argument)."""
         value = (not self.store.guild(ctx.guild.id).notify) if on is None else on
         await self.store.set_guild(ctx.guild.id, "notify", value)
@@ -123,7 +123,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="emptydisconnect")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_emptydisconnect(self, ctx: commands.Context, seconds: str) -> None:
+    async def musicset_emptydisconnect(self, ctx: commands.GuildContext, seconds: str) -> None:
         """Leave this long after everyone else left the channel; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "empty_disconnect", value)
@@ -132,7 +132,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="idledisconnect")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_idledisconnect(self, ctx: commands.Context, seconds: str) -> None:
+    async def musicset_idledisconnect(self, ctx: commands.GuildContext, seconds: str) -> None:
         """Leave this long after the music stopped; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "idle_disconnect", value)
@@ -141,7 +141,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="autoresume")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_autoresume(self, ctx: commands.Context, on: bool) -> None:
+    async def musicset_autoresume(self, ctx: commands.GuildContext, on: bool) -> None:
         """Rejoin and resume the queue after a bot restart (on by default)."""
         await self.store.set_guild(ctx.guild.id, "auto_resume", on)
         await self.say(ctx, f"Resume after restart is {'on' if on else 'off'}.")
@@ -149,7 +149,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="dj")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_dj(self, ctx: commands.Context, *, role: str) -> None:
+    async def musicset_dj(self, ctx: commands.GuildContext, *, role: str) -> None:
         """Set the DJ role (`off` to turn it off). With it on, only DJs, mods and the track's
         requester control playback; others vote to skip."""
         if role.lower() in ("off", "none"):
@@ -166,7 +166,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="vote")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_vote(self, ctx: commands.Context, percent: int) -> None:
+    async def musicset_vote(self, ctx: commands.GuildContext, percent: int) -> None:
         """The share of listeners (1-100%) whose votes skip a track when the DJ role is on."""
         if not 1 <= percent <= 100:
             raise CommandError("Pick a percentage from 1 to 100.")
@@ -176,7 +176,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="memberlimit")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_memberlimit(self, ctx: commands.Context, tracks: int) -> None:
+    async def musicset_memberlimit(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most tracks one member may have queued (DJs are exempt); `0` for no limit."""
         if not 0 <= tracks <= 10_000:
             raise CommandError("Pick a limit from 0 to 10000.")
@@ -186,7 +186,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="fairqueue")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_fairqueue(self, ctx: commands.Context, on: bool) -> None:
+    async def musicset_fairqueue(self, ctx: commands.GuildContext, on: bool) -> None:
         """Take turns between requesters instead of first come, first served."""
         await self.store.set_guild(ctx.guild.id, "fair_queue", on)
         await self.say(ctx, f"Fair queue is {'on: requesters take turns' if on else 'off'}.")
@@ -194,7 +194,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="pausealone")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_pausealone(self, ctx: commands.Context, on: bool) -> None:
+    async def musicset_pausealone(self, ctx: commands.GuildContext, on: bool) -> None:
         """Pause while nobody is listening, and resume when someone comes back."""
         await self.store.set_guild(ctx.guild.id, "pause_when_alone", on)
         await self.say(ctx, f"Pause when alone is {'on' if on else 'off'}.")
@@ -202,7 +202,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="npchannel")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_npchannel(self, ctx: commands.Context, channel: discord.TextChannel | None = None) -> None:
+    async def musicset_npchannel(self, ctx: commands.GuildContext, channel: discord.TextChannel | None = None) -> None:
         """Post now-playing messages in one channel; with none, where music was asked for."""
         await self.store.set_guild(ctx.guild.id, "np_channel", channel.id if channel else None)
         await self.say(ctx, f"Now-playing messages go to {channel.mention}." if channel else "Now-playing messages go where music was asked for.")
@@ -210,7 +210,7 @@ class SettingsCommands(MusicMixin):
     @musicset.command(name="background")
     @commands.guild_only()
     @commands.admin_or_permissions(manage_guild=True)
-    async def musicset_background(self, ctx: commands.Context, *, url: str) -> None:
+    async def musicset_background(self, ctx: commands.GuildContext, *, url: str) -> None:
         """A stream or track that plays while the queue is empty (`off` to remove it).
 
         It stops the moment something is queued and comes back when the queue runs out."""
@@ -224,7 +224,7 @@ class SettingsCommands(MusicMixin):
 
     @musicset.command(name="localfolder")
     @commands.is_owner()
-    async def musicset_localfolder(self, ctx: commands.Context, *, path: str | None = None) -> None:
+    async def musicset_localfolder(self, ctx: commands.GuildContext, *, path: str | None = None) -> None:
         """Set the folder `local` plays from; with no path, turn local files off."""
         if path is None:
             await self.store.set_global("local_folder", None)
@@ -238,7 +238,7 @@ class SettingsCommands(MusicMixin):
 
     @musicset.command(name="ffmpeg")
     @commands.is_owner()
-    async def musicset_ffmpeg(self, ctx: commands.Context, *, path: str | None = None) -> None:
+    async def musicset_ffmpeg(self, ctx: commands.GuildContext, *, path: str | None = None) -> None:
         """Use another ffmpeg; with no path, go back to the bundled one."""
         if path is not None:
             ok = await asyncio.to_thread(_runs_ffmpeg, path)
@@ -250,21 +250,21 @@ class SettingsCommands(MusicMixin):
 
     @musicset.group(name="network")
     @commands.is_owner()
-    async def musicset_network(self, ctx: commands.Context) -> None:
+    async def musicset_network(self, ctx: commands.GuildContext) -> None:
         """Networks the bot may fetch media from, beyond the public internet."""
 
     @musicset_network.command(name="allow")
-    async def network_allow(self, ctx: commands.Context, cidr: str) -> None:
+    async def network_allow(self, ctx: commands.GuildContext, cidr: str) -> None:
         """Allow a network (e.g. `192.168.1.0/24`) that is denied by default."""
         await self._network_edit(ctx, cidr, add_to="network_allow", remove_from="network_deny")
 
     @musicset_network.command(name="deny")
-    async def network_deny(self, ctx: commands.Context, cidr: str) -> None:
+    async def network_deny(self, ctx: commands.GuildContext, cidr: str) -> None:
         """Deny a network, even a public one (and drop it from the allowed list)."""
         await self._network_edit(ctx, cidr, add_to="network_deny", remove_from="network_allow")
 
     @musicset_network.command(name="list")
-    async def network_list(self, ctx: commands.Context) -> None:
+    async def network_list(self, ctx: commands.GuildContext) -> None:
         """Show the allowed and denied networks."""
         g = self.store.globals
         await ctx.send(
@@ -275,7 +275,7 @@ class SettingsCommands(MusicMixin):
             )
         )
 
-    async def _network_edit(self, ctx: commands.Context, cidr: str, *, add_to: str, remove_from: str) -> None:
+    async def _network_edit(self, ctx: commands.GuildContext, cidr: str, *, add_to: str, remove_from: str) -> None:
         try:
             network = validate_cidr(cidr)
         except ValueError as exc:

@@ -29,7 +29,7 @@ from .permissions import Actor, Intent, Verdict, require
 
 if TYPE_CHECKING:
     from ..player.manager import PlayerManager
-    from ..resolve.service import PlaylistExpansion, ResolveResult, ResolveService
+    from ..resolve.service import PlaylistExpansion, ResolveService, ServiceResult
     from ..store import MusicStore
 
 BatchCallback = Callable[[int, int], Awaitable[None]]
@@ -108,7 +108,7 @@ class MusicControl:
 
     # -- adding music -----------------------------------------------------------------------
 
-    async def lookup(self, guild_id: int, actor: Actor, query: object) -> ResolveResult:
+    async def lookup(self, guild_id: int, actor: Actor, query: object) -> ServiceResult:
         """Resolve a member's query (a link, a playlist, or words: the first search result)."""
         text = clean_query(query)
         player = self.player(guild_id)
