@@ -43,12 +43,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Optional
 
 import discord
 from discord.enums import SpeakingState
 
-from .source import FRAME_SECONDS, SILENCE_FRAME
+from .chain import SILENCE_FRAME
+from .prebuffer import FRAME_SECONDS
 
 log = logging.getLogger("red.music.audio.sender")
 
@@ -70,7 +71,8 @@ UNPHASED_BELOW = 40
 #: Used when a voice client has no ``timeout`` (discord.py's default is 30 s).
 DEFAULT_OFFLINE_TIMEOUT = 30.0
 
-AfterCallback = Callable[[Exception | None], Any]
+# a runtime alias: Optional, since `Exception | None` is evaluated here and fails on Python 3.9
+AfterCallback = Callable[[Optional[Exception]], Any]  # noqa: UP045
 
 
 @dataclass
