@@ -24,7 +24,7 @@ async def test_two_tracks_play_in_order_through_vc_play_when_the_slot_check_fail
     try:
         world = World(red)
         cog = await load_cog(red)
-        assert not cog.manager.sender.shared
+        assert not cog.manager.audio.sender.shared
         assert any("forced by the test" in r.getMessage() for r in caplog.records)
         await allow_loopback(cog)
         ctx = world.ctx()
