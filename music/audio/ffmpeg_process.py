@@ -92,6 +92,7 @@ class FfmpegProcess:
             # Being closed: ffmpeg may be blocked writing into the full pipe, where it only
             # notices SIGTERM once that write returns, so end it while draining the pipe.
             self.end_while_draining()
+        returncode: int | None
         try:
             returncode = self.proc.wait(EXIT_WAIT_SECONDS)
         except subprocess.TimeoutExpired:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from typing import BinaryIO, Union
+from typing import BinaryIO, Union, cast
 
 from .fetch import HttpMediaReader, MediaFetchError
 from .ogg import CAPTURE_PATTERN, OggOpusReader
@@ -37,9 +37,10 @@ def open_demuxer(raw: MediaInput, start: float) -> tuple[str, Iterable[bytes]] |
     head = read_head(raw, 4)
     if head == EBML_MAGIC:
         # a later start jumps to the Cluster the file's Cues name (a Range request)
-        return "webm", WebmOpusReader(Prefixed(head, raw), start_ns=round(start * 1e9))
+        return "webm", WebmOpusReader(cast(BinaryIO, Prefixed(head, raw)),
+                                      start_ns=round(start * 1e9))
     if head == CAPTURE_PATTERN and start == 0:
-        return "ogg", OggOpusReader(Prefixed(head, raw))
+        return "ogg", OggOpusReader(cast(BinaryIO, Prefixed(head, raw)))
     # other containers, and Ogg from a position (it has no index: ffmpeg bisects)
     return "Ogg from a position" if head == CAPTURE_PATTERN else "not WebM or Ogg"
 

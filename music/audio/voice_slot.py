@@ -50,7 +50,7 @@ def player_slot_problem(voice_client_cls: type | None = None,
                         version: tuple[int, int] | None = None) -> str | None:
     """None when ``voice_client_cls`` (default ``discord.VoiceClient``) delegates to its
     ``_player`` the way the shared sender relies on; otherwise why not, as a sentence."""
-    cls = voice_client_cls if voice_client_cls is not None else discord.VoiceClient
+    cls: type[Any] = voice_client_cls if voice_client_cls is not None else discord.VoiceClient
     if version is None:
         version = (discord.version_info.major, discord.version_info.minor)
     low, high = SUPPORTED_DISCORD
@@ -97,7 +97,7 @@ def _probe_delegation(cls: type) -> str | None:
     connection) whose slot holds a probe: each must reach the probe, and stop() empty the slot."""
     probe = _ProbePlayer()
     try:
-        client = object.__new__(cls)
+        client: Any = object.__new__(cls)
         install(client, probe)
         answers = (client.is_playing(), client.is_paused())
         client.pause()
