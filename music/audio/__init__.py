@@ -1,36 +1,7 @@
-"""ffmpeg processes and Opus sources. Imports discord (AudioSource) but nothing from the cog."""
+"""Audio: container parsers (ogg, webm), the HTTP input (fetch), ffmpeg, the per-track stream,
+the per-guild chaining source and the shared sender.
 
-from .ffmpeg import (
-    FFmpegNotFound,
-    ProbeError,
-    ProbeResult,
-    build_args,
-    end_process,
-    find_ffmpeg,
-    probe_audio,
-)
-from .ogg import OggOpusReader, opus_frame_duration_ms
-from .source import (
-    SILENCE_FRAME,
-    ChainClosed,
-    ChainSource,
-    FrameStats,
-    TrackStream,
-)
-
-__all__ = [
-    "SILENCE_FRAME",
-    "ChainClosed",
-    "ChainSource",
-    "FFmpegNotFound",
-    "FrameStats",
-    "OggOpusReader",
-    "ProbeError",
-    "ProbeResult",
-    "TrackStream",
-    "build_args",
-    "end_process",
-    "find_ffmpeg",
-    "opus_frame_duration_ms",
-    "probe_audio",
-]
+The package itself imports nothing, so the parsers and the stream import without discord.py;
+only chain, source and sender (the discord.py AudioSource side) need it. Import the modules:
+``from music.audio.source import ChainSource, TrackStream``.
+"""

@@ -27,7 +27,10 @@ discord.py's ``VoiceClient`` implements ``stop``, ``pause``, ``resume``, ``is_pl
 ``is_paused`` and ``source`` (discord.py 2.7, pinned by Red). So ``vc.stop()``, and
 ``vc.disconnect()`` / discord.py's own disconnect handling (which call ``vc.stop()``), end the
 playback, and code asking ``vc.is_playing()`` keeps working. Each tick also checks that the voice
-client's ``_player`` is still this playback (``vc.play`` of another source replaces it).
+client's ``_player`` is still this playback (``vc.play`` of another source replaces it). That
+attribute is private: music.audio.voice_slot checks at load that discord.py still works that
+way, and otherwise the sender hands every playback to discord.py's public ``vc.play`` (one
+AudioPlayer thread per guild) and says so in the log.
 
 Only ``read()`` runs on the sending thread, so sources must never block (``ChainSource`` doesn't).
 The thread starts with the first ``play`` and ends once nothing played for ``IDLE_EXIT_SECONDS``
@@ -48,7 +51,16 @@ from typing import Any
 import discord
 from discord.enums import SpeakingState
 
-from .source import FRAME_SECONDS, SILENCE_FRAME
+from .chain import SILENCE_FRAME
+from .prebuffer import FRAME_SECONDS
+from .voice_slot import (
+    AfterCallback,
+    PublicPlayback,
+    PublicPlayer,
+    install,
+    installed_player,
+    player_slot_usable,
+)
 
 log = logging.getLogger("red.music.audio.sender")
 
@@ -69,8 +81,6 @@ PHASED_FROM = 48
 UNPHASED_BELOW = 40
 #: Used when a voice client has no ``timeout`` (discord.py's default is 30 s).
 DEFAULT_OFFLINE_TIMEOUT = 30.0
-
-AfterCallback = Callable[[Exception | None], Any]
 
 
 @dataclass
@@ -205,7 +215,10 @@ class SharedSender:
         phases: int = PHASES,
         phased_from: int = PHASED_FROM,
         unphased_below: int = UNPHASED_BELOW,
+        use_player_slot: bool | None = None,
     ) -> None:
+        """``use_player_slot``: install playbacks in the voice client's ``_player`` (the one
+        thread for every guild), or play through ``vc.play``; None asks music.audio.voice_slot."""
         if phases < 1:
             raise ValueError("phases must be at least 1")
         self.name = name
@@ -225,14 +238,19 @@ class SharedSender:
         self._closing = False
         self._wake = threading.Event()  # cuts a sleep short: close(), and play() (first packet)
         self._stats = SenderStats()
+        #: True: one thread for every guild; False: discord.py's vc.play (the fallback)
+        self.shared = player_slot_usable() if use_player_slot is None else use_player_slot
+        self._public = PublicPlayer()
 
     # -- control ----------------------------------------------------------------------------------
 
     def play(self, client: Any, source: discord.AudioSource, *,
-             after: AfterCallback | None = None) -> Playback:
+             after: AfterCallback | None = None) -> Playback | PublicPlayback:
         """Start sending ``source`` to ``client`` from the next tick. Raises
         ``discord.ClientException`` if the client is already playing (or paused), like
         ``VoiceClient.play``."""
+        if not self.shared:
+            return self._public.play(client, source, after)
         if not isinstance(source, discord.AudioSource):
             raise TypeError(f"source must be an AudioSource, not {type(source).__name__}")
         if after is not None and not callable(after):
@@ -249,7 +267,7 @@ class SharedSender:
                 if previous.client is client:  # ending (vc.stop() also forgot it as _player)
                     previous.silence_left = 0  # the new audio replaces its trailing silence
                     playback.last_sent = max(playback.last_sent, previous.last_sent)
-            client._player = playback
+            install(client, playback)
             self._playbacks = (*self._playbacks, playback)
             self._closing = False
             self._ensure_thread_locked()
@@ -259,38 +277,51 @@ class SharedSender:
 
     def playback(self, client: Any) -> Playback | None:
         """The client's live playback on this sender (playing or paused), if any."""
-        player = getattr(client, "_player", None)
+        if not self.shared:
+            return None
+        player = installed_player(client)
         if isinstance(player, Playback) and player._sender is self and not player.ending:
             return player
         return None
 
     def pause(self, client: Any) -> None:
-        if (playback := self.playback(client)) is not None:
+        if not self.shared:
+            client.pause()
+        elif (playback := self.playback(client)) is not None:
             playback.pause()
 
     def resume(self, client: Any) -> None:
-        if (playback := self.playback(client)) is not None:
+        if not self.shared:
+            client.resume()
+        elif (playback := self.playback(client)) is not None:
             playback.resume()
 
     def stop(self, client: Any) -> None:
         """End the client's playback (its ``after`` runs soon after, on the helper thread)."""
-        if (playback := self.playback(client)) is not None:
+        if not self.shared:
+            client.stop()
+        elif (playback := self.playback(client)) is not None:
             playback.end(None)
-            if getattr(client, "_player", None) is playback:
-                client._player = None
+            if installed_player(client) is playback:
+                install(client, None)
 
     def is_playing(self, client: Any) -> bool:
+        if not self.shared:
+            return bool(client.is_playing())
         playback = self.playback(client)
         return playback is not None and playback.is_playing()
 
     def is_paused(self, client: Any) -> bool:
+        if not self.shared:
+            return bool(client.is_paused())
         playback = self.playback(client)
         return playback is not None and playback.is_paused()
 
     @property
     def active(self) -> int:
-        """Playbacks on the clock (including ones sending their trailing silence)."""
-        return len(self._playbacks)
+        """Playbacks on the clock (including ones sending their trailing silence); with the
+        fallback, playbacks whose ``after`` has not run yet."""
+        return len(self._playbacks) if self.shared else self._public.active
 
     @property
     def running(self) -> bool:
@@ -304,6 +335,8 @@ class SharedSender:
     def close(self, timeout: float = 5.0) -> bool:
         """End every playback (their ``after`` callbacks run) and the threads. Blocking, bounded
         by ``timeout``; True if the threads ended. A later ``play`` starts them again."""
+        if not self.shared:
+            return self._public.close(timeout)
         with self._lock:
             self._closing = True
             playbacks = self._playbacks
@@ -455,7 +488,7 @@ class SharedSender:
                     # in a row
                     continue
                 if playback.ending:
-                    player = client._player
+                    player = installed_player(client)
                     if player is not None and player is not playback:
                         playback.silence_left = 0  # another player has this voice client now
                     if playback.silence_left > 0 and client.is_connected():
@@ -465,7 +498,7 @@ class SharedSender:
                     else:
                         done.append(playback)
                     continue
-                if client._player is not playback:
+                if installed_player(client) is not playback:
                     # vc.play() of another source, or something cleared it without stop()
                     playback.end(None)
                     playback.silence_left = 0

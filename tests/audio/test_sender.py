@@ -13,6 +13,7 @@ import discord
 import pytest
 from discord.enums import SpeakingState
 
+from music.audio import voice_slot
 from music.audio.sender import TRAILING_SILENCE_FRAMES, SharedSender
 from music.audio.source import SILENCE_FRAME
 from tests.support.fakevoice import FakeVoiceClient
@@ -368,3 +369,102 @@ async def test_a_new_playback_gets_its_first_packet_without_waiting_for_the_shar
     shown = sorted(round(w * 1000, 1) for w in waits)
     assert sum(w > 0.012 for w in waits) <= 5, shown
     assert sum(w < 0.003 for w in waits) >= 8, shown
+
+
+# -- the private _player slot and the fallback to discord.py's vc.play (issue 14) ----------------
+
+
+def test_the_installed_discord_py_passes_the_player_slot_check() -> None:
+    """Production uses the one sending thread: the check against the real VoiceClient holds."""
+    assert voice_slot.player_slot_problem() is None
+    assert voice_slot.player_slot_usable()
+    assert SharedSender().shared
+
+
+class _StopKeepsItsPlayer(discord.VoiceClient):
+    def stop(self) -> None:  # a release that tracks its player elsewhere
+        pass
+
+
+class _PlayerElsewhere(discord.VoiceClient):
+    def __init__(self, client, channel) -> None:  # noqa: ANN001 -- never called
+        self._audio_player = None
+
+    def is_playing(self) -> bool:
+        return self._audio_player is not None
+
+
+class _NoPacketSending(discord.VoiceClient):
+    send_audio_packet = None
+
+
+@pytest.mark.parametrize(("cls", "version", "says"), [
+    (None, (3, 0), "discord.py 3.0 is outside"),
+    (None, (1, 7), "discord.py 1.7 is outside"),
+    (_StopKeepsItsPlayer, None, "no longer delegates"),
+    (_PlayerElsewhere, None, "no longer sets _player"),
+    (_NoPacketSending, None, "has no send_audio_packet"),
+])
+def test_the_check_names_what_the_sender_could_not_rely_on(cls, version, says) -> None:
+    problem = voice_slot.player_slot_problem(cls, version)
+    assert problem is not None and says in problem
+
+
+@pytest.fixture
+def broken_slot(monkeypatch, caplog):
+    """The check fails as it would on a discord.py that changed VoiceClient._player."""
+    monkeypatch.setattr(voice_slot, "player_slot_problem",
+                        lambda *a, **k: "VoiceClient no longer delegates to _player")
+    voice_slot.player_slot_usable.cache_clear()
+    caplog.set_level("WARNING", logger="red.music.audio.sender")
+    yield caplog
+    voice_slot.player_slot_usable.cache_clear()
+
+
+async def test_when_the_check_fails_every_playback_goes_through_vc_play(broken_slot) -> None:
+    sender = SharedSender()
+    SharedSender()  # a second sender (a reload) does not log again
+    assert not sender.shared
+    warnings = [r.getMessage() for r in broken_slot.records]
+    assert len(warnings) == 1 and "no longer delegates to _player" in warnings[0]
+    assert "vc.play" in warnings[0]
+
+    loop = asyncio.get_running_loop()
+    client = SpeakingVoiceClient(loop)  # its play() runs discord.py's real AudioPlayer
+    source = CountingSource("f", length=60)
+    after = AfterRecorder()
+    sender.play(client, source, after=after)
+    assert sender.is_playing(client) and sender.active == 1
+    await until(after.called.is_set, timeout=5)
+    names = [p for _, p in client.packets if p != SILENCE_FRAME]
+    assert names == [f"f:{n}".encode() for n in range(1, 61)]  # every packet, in order
+    gaps = intervals(client.audio_times("f"))
+    assert abs(statistics.median(gaps) - FRAME) < 0.002
+    assert after.calls[0][0] is None and len(after.calls) == 1
+    assert after.calls[0][1].startswith("audio-player")  # discord.py's thread, not the sender's
+    assert source.read_threads and not any(n.startswith("music-sender") for n in source.read_threads)
+    assert not sender_threads()
+    await until(source.cleaned_up.is_set, timeout=2)
+    await until(lambda: sender.active == 0, timeout=2)
+
+    # pause, resume and stop reach discord.py's player; close ends what still plays
+    endless, stopped = CountingSource("e"), AfterRecorder()
+    sender.play(client, endless, after=stopped)
+    await asyncio.sleep(0.2)
+    sender.pause(client)
+    assert sender.is_paused(client) and client.is_paused()
+    reads = endless.reads
+    await asyncio.sleep(0.2)
+    assert endless.reads == reads
+    sender.resume(client)
+    await until(lambda: endless.reads > reads + 5, timeout=2)
+    with pytest.raises(discord.ClientException):
+        sender.play(client, CountingSource("x"))  # already playing, as with the shared sender
+    sender.stop(client)
+    await until(stopped.called.is_set, timeout=2)
+
+    last, closed = CountingSource("c"), AfterRecorder()
+    sender.play(client, last, after=closed)
+    await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(sender.close, 5.0)
+    assert closed.calls == [(None, closed.calls[0][1])] and sender.active == 0

@@ -1,0 +1,143 @@
+"""One running ffmpeg that writes Ogg/Opus into a pipe: starting it, draining its stderr, and
+ending it from the thread that reads its output (where SIGTERM alone may not get it out)."""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import threading
+from typing import IO
+
+from .ffmpeg import end_process
+
+#: How many stderr lines of ffmpeg are kept for error messages.
+STDERR_TAIL_LINES = 20
+#: How long the reader waits for ffmpeg's exit code after its output ended.
+EXIT_WAIT_SECONDS = 5.0
+
+
+class FfmpegProcess:
+    """An ffmpeg child with stdout piped (unbuffered) and stderr drained into ``stderr_tail``.
+
+    Starting raises OSError when ffmpeg cannot run. Several processes of one track may share one
+    ``stderr_tail``, so the error message reads like one process's."""
+
+    def __init__(self, args: list[str], env: dict[str, str],
+                 stderr_tail: collections.deque[str]) -> None:
+        self.args = args
+        self.stderr_tail = stderr_tail
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,  # unbuffered: the Ogg reader gets pages as soon as ffmpeg writes them
+            env=env,
+        )
+        # stderr must be drained or ffmpeg blocks once the pipe is full; keep only the tail.
+        self._drain = threading.Thread(
+            target=self._drain_stderr, name=f"music-ffmpeg-stderr:{self.proc.pid}", daemon=True
+        )
+        self._drain.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        return self.proc.stdout
+
+    def _drain_stderr(self) -> None:
+        stderr = self.proc.stderr
+        assert stderr is not None
+        try:
+            for raw in iter(stderr.readline, b""):
+                line = raw.decode("utf-8", "replace").strip()
+                if line:
+                    self.stderr_tail.append(line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            stderr.close()
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def end(self, timeout: float = 2.0) -> int | None:
+        """Terminate, then kill; reap. For any thread but the one reading stdout (see
+        :meth:`end_while_draining`)."""
+        return end_process(self.proc, timeout)
+
+    def end_while_draining(self, timeout: float = 2.0) -> None:
+        """End ffmpeg from the thread reading its output. ffmpeg may be blocked writing into the
+        full pipe, where SIGTERM does not get it out, so read (and discard) until it exits; a
+        timer kills it if it ignores SIGTERM."""
+        killer = threading.Timer(timeout, _kill_quietly, args=(self.proc,))
+        killer.daemon = True
+        killer.start()
+        try:
+            self.proc.terminate()
+            self._discard_output()
+            end_process(self.proc, timeout)
+        except ProcessLookupError:
+            pass
+        finally:
+            killer.cancel()
+
+    def wait_exit(self, closing: bool) -> int | None:
+        """After its output ended (or, with ``closing``, while the stream is being closed): its
+        exit code, ending it if it lingers; stdout is closed and stderr read to the end."""
+        if closing:
+            # Being closed: ffmpeg may be blocked writing into the full pipe, where it only
+            # notices SIGTERM once that write returns, so end it while draining the pipe.
+            self.end_while_draining()
+        returncode: int | None
+        try:
+            returncode = self.proc.wait(EXIT_WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            # stdout closed but the process lingers: do not leave it running
+            returncode = end_process(self.proc)
+        self.close_stdout()
+        self.join_stderr(1.0)  # so the error message has ffmpeg's last words
+        return returncode
+
+    def join_stderr(self, timeout: float) -> None:
+        self._drain.join(timeout)
+
+    def _discard_output(self) -> None:
+        if self.proc.stdout is None:
+            return
+        try:
+            while self.proc.stdout.read(65536):
+                pass
+        except (OSError, ValueError):
+            pass
+
+    def close_stdout(self) -> None:
+        if self.proc.stdout is not None:
+            try:
+                self.proc.stdout.close()
+            except OSError:
+                pass
+
+
+def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.kill()
+    except (ProcessLookupError, OSError):
+        pass
+
+
+_LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+_URL_PATH = re.compile(r"(https?://[^/\s?#]+)[^\s]*")
+
+
+def stderr_error_text(lines: collections.deque[str], source: str, limit: int = 400) -> str:
+    """ffmpeg's last stderr lines as one sentence-ish text, without log prefixes and without
+    URL paths and queries (stream URLs carry tokens and the bot's IP address)."""
+    cleaned = []
+    for line in list(lines)[-4:]:
+        line = _LOG_PREFIX.sub("", line).replace(source, "the input")
+        cleaned.append(_URL_PATH.sub(r"\1/...", line))
+    return " | ".join(cleaned)[:limit]

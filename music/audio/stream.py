@@ -1,0 +1,404 @@
+"""One track's audio: ``TrackStream`` reads Opus packets into a prebuffer on its own thread, from
+ffmpeg or (a passthrough with ``in_process``) from the input itself, and hands them to the audio
+thread without ever waiting.
+
+The parts it composes: music.audio.prebuffer (the bounded buffer), music.audio.ffmpeg_process
+(one ffmpeg child) and music.audio.in_process (opening and demuxing an input without ffmpeg).
+What stays here is the choice between them and the hand-overs: an in-process input that turns
+out to need ffmpeg, and a copied input whose packets are not 20 ms (restarted transcoding at the
+same position). Nothing here imports discord.py.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+
+from ..netguard import ffmpeg_env
+from .fetch import MediaFetchError
+from .ffmpeg import build_args
+from .ffmpeg_process import STDERR_TAIL_LINES, FfmpegProcess, stderr_error_text
+from .in_process import MediaInput, close_quietly, input_error_text, open_demuxer, open_input
+from .ogg import OggOpusReader, opus_frame_duration_ms
+from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
+from .webm import NotOpusAudio, WebmError
+
+log = logging.getLogger("red.music.audio.source")
+
+#: A remote stream whose audio ends more than this many seconds before the track's duration was
+#: cut short. ffmpeg exits with code 0 when its HTTP connection drops and its reconnect fails
+#: (an expired URL answering 403, a server that went away): without this check such a track
+#: would count as finished and the player would move on. Durations from sites are whole seconds.
+SHORT_END_TOLERANCE = 3.0
+
+
+class TrackStream:
+    """One track: an ffmpeg process writing Ogg/Opus and a thread filling a packet prebuffer.
+
+    Create, then :meth:`start` (it never raises for ffmpeg problems: they end the stream with
+    :attr:`error` set). :meth:`read_packet` never blocks. :meth:`close` is blocking (up to a few
+    seconds for an ffmpeg that ignores SIGTERM), so call it off the audio thread and off the event
+    loop. If a passthrough input turns out not to be 20 ms Opus, ffmpeg is restarted transcoding
+    at the same position (:attr:`fell_back_to_transcode`).
+
+    With ``in_process``, a passthrough runs no ffmpeg at all: the reader thread fetches the
+    input itself (music.audio.fetch, through the network guard) and demuxes WebM (from any
+    position: it jumps with the file's Cues) or Ogg (from the start) in Python (see
+    music.audio.in_process). Any other container goes to an ffmpeg that copies, as without
+    ``in_process``; a first audio track that is not Opus, or packets other than 20 ms, to an
+    ffmpeg that transcodes (:attr:`ffmpeg_fallback` says why).
+    """
+
+    def __init__(
+        self,
+        ffmpeg: str,
+        source: str,
+        *,
+        start: float = 0.0,
+        volume: int = 100,
+        headers: Mapping[str, str] | None = None,
+        local: bool = False,
+        passthrough: bool,
+        prebuffer_packets: int = DEFAULT_PREBUFFER_PACKETS,
+        expected_end: float | None = None,
+        proxy: str | None = None,
+        in_process: bool = False,
+    ) -> None:
+        self._prebuffer = Prebuffer(prebuffer_packets)
+        self.capacity = prebuffer_packets
+        self.ffmpeg = ffmpeg
+        self.source = source
+        self.start_position = max(0.0, float(start))
+        self.volume = volume
+        self.headers = dict(headers) if headers else None
+        self.local = local
+        #: the network guard's URL (music.netguard) that carries a remote input's connections
+        self.proxy = None if local else proxy
+        #: where the track's audio should end (its duration), for a remote, non-live track: a
+        #: stream that ends well before it was cut short (see SHORT_END_TOLERANCE)
+        self.expected_end = expected_end if expected_end and not local else None
+        # Copying cannot change the volume: a volume other than 100 forces transcoding.
+        self.passthrough = passthrough and volume == 100
+        self.fell_back_to_transcode = False
+        self.in_process = in_process and self.passthrough
+        #: why an in-process stream handed over to ffmpeg (None while it needs no ffmpeg)
+        self.ffmpeg_fallback: str | None = None
+        #: the container demuxed in process ("webm" or "ogg"), None when ffmpeg reads the input
+        self.demuxed: str | None = None
+        #: the command line of the current ffmpeg (set by start())
+        self.args: list[str] = []
+        #: seconds from start() to the first buffered packet (None until then)
+        self.ready_latency: float | None = None
+
+        # guards the hand-overs that close() must see: the process, the in-process input, closed
+        self._lock = threading.Lock()
+        self._proc: FfmpegProcess | None = None
+        self._input: MediaInput | None = None
+        self._reader: threading.Thread | None = None
+        # one tail for every ffmpeg of the track: the error message reads like one process's
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._started = False
+        self._closed = False
+        self._error: str | None = None
+        self._returncode: int | None = None
+        self._started_at = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> TrackStream:
+        """Launch ffmpeg and the reader thread (once; later calls do nothing)."""
+        with self._lock:
+            if self._started or self._closed:
+                return self
+            self._started = True
+            self._started_at = time.perf_counter()
+        if self.in_process:
+            # the reader thread opens the input itself: start() returns at once
+            self._reader = threading.Thread(
+                target=self._read_loop, name="music-reader:in-process", daemon=True
+            )
+            self._reader.start()
+            return self
+        # Spawning takes milliseconds: never under the lock close() takes.
+        try:
+            proc = self._spawn(self.passthrough, self.start_position)
+        except OSError as exc:
+            self._error = f"ffmpeg could not be started: {exc}"
+            self._prebuffer.end()
+            return self
+        with self._lock:
+            self._proc = proc
+            closed_meanwhile = self._closed
+        if closed_meanwhile:  # close() ran while we spawned and could not see the process
+            proc.end()
+            proc.close_stdout()
+            return self
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"music-ffmpeg-reader:{proc.pid}", daemon=True
+        )
+        self._reader.start()
+        return self
+
+    def _spawn(self, passthrough: bool, start: float) -> FfmpegProcess:
+        args = build_args(
+            self.ffmpeg,
+            self.source,
+            start=start,
+            volume=self.volume,
+            passthrough=passthrough,
+            headers=self.headers,
+            local=self.local,
+            proxy=self.proxy,
+        )
+        self.args = args
+        return FfmpegProcess(args, ffmpeg_env(self.proxy), self._stderr_tail)
+
+    def _read_loop(self) -> None:
+        proc = self._proc
+        passthrough = self.passthrough
+        try:
+            if proc is None:  # in process: ffmpeg only if the input needs it
+                handover = self._pump_in_process()
+                if handover is None:
+                    return
+                passthrough, position = handover
+                proc = self._hand_to_ffmpeg(passthrough, position)
+                if proc is None or self._closed:
+                    return  # closed meanwhile: _finish ends the new process
+            while True:
+                restart_at = self._pump(OggOpusReader(proc.stdout), passthrough)  # type: ignore[arg-type]
+                if restart_at is None:
+                    break
+                # A copied input with packets other than 20 ms would play at the wrong speed on
+                # Discord: restart transcoding from where the buffered audio ends.
+                log.info("%s: Opus packets are not 20 ms; transcoding from %.2f s",
+                         self.source, restart_at)
+                proc.end_while_draining()
+                proc.close_stdout()
+                if self._closed:
+                    return
+                new_proc = self._hand_to_ffmpeg(False, restart_at)
+                if new_proc is None:
+                    return
+                proc, passthrough = new_proc, False
+                if self._closed:
+                    return  # close() saw the old process; _finish ends this one
+        except Exception as exc:  # never let the reader die silently
+            log.exception("reader of %s failed", self.source)
+            self._error = f"Reading the track failed: {exc}"
+        finally:
+            if proc is not None:
+                self._conclude(proc.wait_exit(closing=self._closed))
+            else:
+                self._conclude(None)
+
+    def _hand_to_ffmpeg(self, passthrough: bool, position: float) -> FfmpegProcess | None:
+        """Start the ffmpeg that goes on with this track from ``position`` (copying or
+        transcoding); None, with the error set, when it cannot start. close() sees the new
+        process as soon as this returns (it is set under the lock close() reads it with)."""
+        try:
+            new_proc = self._spawn(passthrough, position)
+        except OSError as exc:
+            self._error = f"ffmpeg could not be started: {exc}"
+            return None
+        with self._lock:
+            self._proc = new_proc
+            if not passthrough:
+                self.passthrough = False
+                self.fell_back_to_transcode = True
+        return new_proc
+
+    def _pump_in_process(self) -> tuple[bool, float] | None:
+        """Copy the input's Opus packets without ffmpeg. Returns None when done (the end, an
+        error, or closed), or ``(passthrough, position)`` for the ffmpeg that takes over."""
+        try:
+            raw = open_input(self.source, local=self.local, headers=self.headers, proxy=self.proxy)
+        except (MediaFetchError, OSError) as exc:
+            self._error = input_error_text(exc)
+            return None
+        with self._lock:
+            if self._closed:
+                close_quietly(raw)
+                return None
+            self._input = raw
+        try:
+            opened = open_demuxer(raw, self.start_position)
+            if isinstance(opened, str):
+                self.ffmpeg_fallback = opened
+                return (True, self.start_position) if not self._closed else None
+            container, packets = opened
+            self.demuxed = container
+            restart_at = self._pump(packets, True)
+            if restart_at is not None and not self._closed:
+                self.ffmpeg_fallback = "packets other than 20 ms"
+                self.demuxed = None
+                return False, restart_at
+        except NotOpusAudio:
+            self.ffmpeg_fallback = "not Opus"
+            self.demuxed = None
+            return (False, self.start_position) if not self._closed else None
+        except WebmError as exc:
+            if self._prebuffer.packets_put == 0 and not self._closed:
+                # ffmpeg reads more of Matroska than we do: let it try
+                self.ffmpeg_fallback = f"unreadable WebM ({exc})"
+                self.demuxed = None
+                return True, self.start_position
+            if not self._closed:
+                self._error = f"the stream's data is damaged ({exc})"
+        except (MediaFetchError, OSError) as exc:
+            if not self._closed:
+                self._error = input_error_text(exc)
+        finally:
+            with self._lock:
+                self._input = None
+            close_quietly(raw)
+        return None
+
+    def _pump(self, packets: Iterable[bytes], passthrough: bool) -> float | None:
+        """Move packets into the prebuffer until the input ends (None) or until a copied packet
+        is not 20 ms (the position to restart transcoding at)."""
+        prebuffer = self._prebuffer
+        for packet in packets:
+            if passthrough and _duration_or_zero(packet) != FRAME_MS:
+                return self._end_position()
+            if not prebuffer.put(packet):
+                return None  # closed
+            if not prebuffer.is_ready:
+                self.ready_latency = time.perf_counter() - self._started_at
+                prebuffer.mark_ready()
+        return None
+
+    def _conclude(self, returncode: int | None) -> None:
+        """Record how the stream ended (``returncode`` is ffmpeg's; None when none ran)."""
+        ran_ffmpeg = self._proc is not None
+        with self._lock:
+            self._returncode = returncode
+            if not self._closed and self._error is None:
+                self._error = self._ending_error(returncode, ran_ffmpeg)
+        self._prebuffer.end()
+
+    def _ending_error(self, returncode: int | None, ran_ffmpeg: bool) -> str | None:
+        """Why a stream that ended by itself failed, or None when it played to its end."""
+        if returncode:
+            return stderr_error_text(self._stderr_tail, self.source) or (
+                f"ffmpeg exited with code {returncode}.")
+        if self._prebuffer.packets_put == 0:
+            return ("ffmpeg produced no audio for this track." if ran_ffmpeg
+                    else "The track holds no audio I can play.")
+        if (self.expected_end is not None
+                and self._end_position() < self.expected_end - SHORT_END_TOLERANCE):
+            cause = stderr_error_text(self._stderr_tail, self.source)
+            return (
+                f"the stream ended at {self._end_position():.1f} s of "
+                f"{self.expected_end:.1f} s (the connection was lost)"
+                + (f": {cause}" if cause else ".")
+            )
+        return None
+
+    def _end_position(self) -> float:
+        """Where in the track the audio produced so far ends."""
+        return self.start_position + self._prebuffer.packets_put * FRAME_SECONDS
+
+    def close(self, timeout: float = 2.0) -> None:
+        """End ffmpeg (terminate, then kill) and join the reader. Blocking; safe to call twice."""
+        with self._lock:
+            self._closed = True
+            proc = self._proc
+            in_process_input = self._input
+        self._prebuffer.close()  # drops the packets, wakes a reader waiting on a full buffer
+        if in_process_input is not None:
+            close_quietly(in_process_input)  # wakes a reader blocked on the network
+        if proc is not None:
+            proc.end(timeout)
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout)
+        with self._lock:
+            # a fallback may have started a new process while we were ending the old one
+            latest = self._proc
+        if latest is not None and latest is not proc:
+            latest.end(timeout)
+
+    def __enter__(self) -> TrackStream:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the audio side --------------------------------------------------------------------------
+
+    def read_packet(self) -> bytes | None:
+        """The next Opus packet, or None when none is buffered (never blocks).
+
+        None with :attr:`finished` False is an underrun; with it True the track is over."""
+        return self._prebuffer.take()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first packet is buffered (True) or the stream ended without audio /
+        the timeout passed (False). Lets the cog open the next track ahead of time."""
+        return self._prebuffer.wait_ready(timeout)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """The input has ended and every buffered packet was handed out (or it was closed)."""
+        return self._prebuffer.finished
+
+    @property
+    def frames_read(self) -> int:
+        return self._prebuffer.packets_taken
+
+    @property
+    def position(self) -> float:
+        """Seconds into the track of the audio handed out so far."""
+        return self.start_position + self._prebuffer.packets_taken * FRAME_SECONDS
+
+    @property
+    def buffered(self) -> int:
+        return len(self._prebuffer)
+
+    @property
+    def error(self) -> str | None:
+        """Why the stream failed (ffmpeg's last stderr lines), or None."""
+        return self._error
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._proc.proc if self._proc is not None else None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def mode(self) -> str:
+        """How the audio is made: "copy (in process, webm)", "copy (ffmpeg)", "transcode"."""
+        if not self.passthrough:
+            return "transcode"
+        if self._proc is None and self.in_process:
+            return f"copy (in process, {self.demuxed or 'opening'})"
+        return "copy (ffmpeg)"
+
+    def __repr__(self) -> str:
+        return (f"<TrackStream {self.mode} pid={self.pid} pos={self.position:.2f}s "
+                f"buffered={self.buffered} finished={self.finished}>")
+
+
+def _duration_or_zero(packet: bytes) -> float:
+    try:
+        return opus_frame_duration_ms(packet)
+    except ValueError:
+        return 0.0
