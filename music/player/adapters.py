@@ -99,8 +99,9 @@ class PipelineAudio:
         self._ffmpeg_path = ffmpeg_path
         self._proxy = proxy
         # One thread paces every guild's audio (discord.py's vc.play runs a thread per guild).
-        # It installs itself as each voice client's player, so vc.pause/resume/stop and
-        # vc.is_playing/is_paused, and discord.py's own stop on disconnect, reach it.
+        # It installs itself as each voice client's player (audio.voice_slot checks that this
+        # still works, else it falls back to vc.play), so vc.pause/resume/stop, is_playing and
+        # discord.py's own stop on disconnect reach it.
         self.sender = SharedSender()
 
     async def open(self, track: Track, start: float, volume: int) -> TrackStream:
