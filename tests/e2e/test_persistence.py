@@ -7,12 +7,16 @@ picks up the playback the reload test left running.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import MusicBot, queue_lines
+from music.store_chunks import CHUNK_GROUP, HEAD
+from tests.e2e.conftest import MusicBot, near, queue_lines
 from tests.support.media import generate_tone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -93,5 +97,62 @@ async def test_a_new_red_process_on_the_same_data_dir_has_the_queue_back_and_res
     assert music_bot.standin.bot_voice_channel(w.guild) is w.music  # it rejoined by itself
     assert 0 <= ladder_second(resumed[0].frequency) - ladder_second(last_before) <= 2
 
+    stopped = await music_bot.ask(w.member, "!stop")
+    assert stopped.content == "Stopped, and cleared the queue."
+
+
+def _edit_saved_tracks(music_bot: MusicBot, edit) -> None:
+    """Rewrite the saved tracks (current and upcoming) in Red's JSON Config file, as a hand edit,
+    another cog or a restored backup could (Red is stopped)."""
+    path = music_bot.red.instance.data_dir / "cogs" / "Music" / "settings.json"
+    data = json.loads(path.read_text())
+    (per_identifier,) = data.values()
+    gid = str(music_bot.world.guild.id)
+    head = per_identifier["GUILD"][gid][HEAD]
+    edit(head["queue"]["current"])
+    for chunk in per_identifier.get(CHUNK_GROUP, {}).get(gid, {}).values():
+        for track in chunk["tracks"]:
+            edit(track)
+    path.write_text(json.dumps(data))
+
+
+async def test_stored_stream_urls_are_looked_up_again_after_a_restart(music_bot: MusicBot, media_server,
+                                                                      media_dir: Path) -> None:
+    """A saved track whose stream URL has not expired is not played as stored: after a restart it
+    goes through the same lookup and checks as a new `play`. Before, a stored `file:` URL made
+    ffmpeg read a local file, and a stored `tcp:` URL opened a socket around the network guard."""
+    w = music_bot.world
+    ears = music_bot.ears
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        await music_bot.standin.join_voice(w.member, w.music)
+        assert (await music_bot.ask(w.member, f"!play {media_server.url('long.mp3')}")).content.startswith("Playing")
+        assert (await music_bot.ask(w.member, f"!play {media_server.url('b880.webm')}")).content.startswith("Queued")
+        await ears.wait_for_tone(330, packets=10, timeout=15)
+        assert await music_bot.red.stop() == 0, music_bot.red.log_tail()
+
+        def poison(track: dict) -> None:
+            target = f"file://{media_dir / 'a660.mp3'}" if "long" in track["query"] else f"tcp://127.0.0.1:{port}"
+            track.update(stream_url=target, stream_expires=time.time() + 6 * 3600, container="mp3", acodec="mp3")
+
+        _edit_saved_tracks(music_bot, poison)
+        music_bot.audio.clear()
+        await music_bot.red.start()
+        resumed = await ears.wait_for(lambda: ears.sound_after(0)[10:] or None, 20, "audio after the restart")
+        heard = {round(p.frequency) for p in resumed if p.frequency}
+        assert any(near(f, 330) for f in heard) and not any(near(f, 660) for f in heard), heard
+        skipped = await music_bot.ask(w.member, "!skip")
+        assert skipped.content.startswith("Skipped"), skipped.content
+        await ears.wait_for_tone(880, after=time.monotonic(), packets=5, timeout=15)
+        with contextlib.suppress(BlockingIOError):
+            connection, _ = listener.accept()
+            connection.close()
+            raise AssertionError("a stored tcp: URL reached the listener")
+    finally:
+        listener.close()
     stopped = await music_bot.ask(w.member, "!stop")
     assert stopped.content == "Stopped, and cleared the queue."

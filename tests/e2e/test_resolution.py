@@ -201,3 +201,23 @@ async def test_music_cancel_stops_a_slow_playlist_with_a_sentence(music_bot: Mus
 def _queued_count(message: Message) -> int:
     match = re.search(r"(\d+) track\(s\) queued", message.text)
     return int(match[1]) if match else 0
+
+
+async def test_the_member_limit_holds_for_every_entry_of_a_playlist(music_bot: MusicBot, media_server) -> None:
+    """Every entry that enters the queue passes the same admission: a playlist's later batches
+    too (before, only its first entry was held to `memberlimit`)."""
+    w = music_bot.world
+    limit = await music_bot.ask(w.owner, "!musicset memberlimit 3")
+    assert limit.content == "Each member may queue 3 tracks.", limit.content
+    try:
+        reply = await music_bot.ask(w.member, f"!play {media_server.base_url}/site/list/40")
+        assert reply.content.startswith(("Playing **Entry 0**", "Queued")), reply.content
+        final = await final_edit(music_bot, reply, "Queued", timeout=30)
+        print(f"\n40-entry playlist, member limit 3: {final}")
+        assert "left out by this server's queue, length or per-member limits" in final, final
+        queued = await music_bot.ask(w.member, "!queue")
+        mine = _queued_count(queued)
+        assert 1 <= mine <= 3, queued.text
+    finally:
+        await music_bot.ask(w.owner, "!musicset memberlimit 0")
+        await stop(music_bot)

@@ -119,6 +119,48 @@ async def test_only_djs_stop_the_music(music_bot: MusicBot, member2: Member, med
     await setting(music_bot, "!musicset dj off", "The DJ role is off: every listener controls the music.")
 
 
+async def test_with_a_dj_role_listeners_cannot_go_back_repeat_or_reorder(music_bot: MusicBot, member2: Member,
+                                                                          media_server) -> None:
+    """The holes of the old DJ mode: any listener could `prev` (ending the current track with no
+    vote), set `repeat`, turn `shuffle` on and `queue shuffle` everyone's tracks."""
+    w = music_bot.world
+    ears = music_bot.ears
+    await setting(music_bot, "!musicset dj DJ", f"DJ role set to <@&{w.dj_role.id}>. Other listeners now vote to skip.")
+    await in_voice(music_bot, w.member, member2, w.dj)
+    await play(music_bot, w.dj, "a440.webm", media_server)
+    await ears.wait_for_tone(440, packets=5)
+    await music_bot.ask(w.dj, "!skip")  # a440 goes to the history: `prev` has something to go back to
+    await play(music_bot, w.dj, "long.mp3", media_server)
+    for name in ("b880.webm", "a660.mp3", "a440.webm"):
+        await play(music_bot, w.dj, name, media_server)
+    await ears.wait_for_tone(330, packets=10)
+    queue_before = queue_lines(await music_bot.ask(w.member, "!queue"))
+
+    refusals = {
+        "!prev": "Only DJs can go back a track here.",
+        "!repeat track": "Only DJs can change repeat here.",
+        "!shuffle": "Only DJs can turn shuffle on or off here.",
+        "!queue shuffle": "Only DJs can shuffle the queue here.",
+        "!pause": "Only DJs can pause the music here.",
+    }
+    asked = time.monotonic()
+    for command, sentence in refusals.items():
+        reply = await music_bot.ask(member2, command)
+        assert reply.content == sentence, (command, reply.content)
+    await ears.wait_for_tone(330, after=asked, packets=25)  # the same track plays on
+    assert queue_lines(await music_bot.ask(w.member, "!queue")) == queue_before
+    assert (await music_bot.ask(w.member, "!repeat")).content == "Repeat is off."
+
+    # the DJ may: the previous track comes back at once
+    back = await music_bot.ask(w.dj, "!prev")
+    assert back.content.startswith("Going back to **"), back.content
+    await ears.wait_for_tone(440, after=time.monotonic(), packets=5)
+    stopped = await music_bot.ask(w.dj, "!stop")
+    assert stopped.content == "Stopped, and cleared the queue."
+    await music_bot.audio.wait_for_quiet(1.0, timeout=5)
+    await setting(music_bot, "!musicset dj off", "The DJ role is off: every listener controls the music.")
+
+
 async def test_fair_queue_lets_requesters_take_turns(music_bot: MusicBot, member2: Member, media_server) -> None:
     w = music_bot.world
     await setting(music_bot, "!musicset fairqueue on", "Fair queue is on: requesters take turns.")
