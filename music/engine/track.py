@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+# Keyword-only fields need Python 3.10; on 3.9 the required fields simply come first.
+_KEYWORD_ONLY: dict[str, bool] = {"kw_only": True} if sys.version_info >= (3, 10) else {}
 
 
 def new_track_id() -> str:
@@ -13,15 +17,16 @@ def new_track_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass(kw_only=True)
+@dataclass(**_KEYWORD_ONLY)
 class Track:
     """A queue entry. `id` identifies the entry (the same song queued twice has two ids).
 
-    Keyword-only so that adding fields never silently shifts positional arguments."""
+    Keyword-only (on 3.10+) so that adding fields never silently shifts positional arguments;
+    build it with keywords everywhere."""
 
-    id: str = field(default_factory=new_track_id)
     query: str
     title: str
+    id: str = field(default_factory=new_track_id)
     duration: float | None = None
     kind: str = "remote"  # "remote" | "local"
     requester_id: int = 0
