@@ -25,7 +25,7 @@ async def wait_until_ready(ready: asyncio.Event, timeout: float = READY_TIMEOUT)
         return
     try:
         await asyncio.wait_for(ready.wait(), timeout)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         raise ControlError(STARTING_UP) from None
 
 

@@ -66,7 +66,7 @@ class DiscordVoice:
         await self._end_stale(guild)
         try:
             await channel.connect(timeout=15.0, self_deaf=True)  # type: ignore[union-attr]
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise VoiceError(f"I couldn't connect to {channel.mention} in time.") from None
         except discord.ClientException:
             if self.connected(guild_id) is None:
