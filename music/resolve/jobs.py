@@ -271,12 +271,14 @@ class _FairQueue:
 
     def remove(self, job: Job[Any]) -> bool:
         members = self._guilds.get(job.guild_id)
-        jobs = members.get(job.requester_id) if members is not None else None
+        if members is None:
+            return False
+        jobs = members.get(job.requester_id)
         if jobs is None or job not in jobs:
             return False
         jobs.remove(job)
         if not jobs:
-            del members[job.requester_id]  # type: ignore[index]
+            del members[job.requester_id]
         if not members:
             del self._guilds[job.guild_id]
         self._count -= 1

@@ -35,6 +35,7 @@ from music.engine.track import Track
 from music.policy import NetworkPolicy, PolicyError
 from music.resolve.breaker import BreakerBoard, BreakerOpenError
 from music.resolve.cache import ResolveCache
+from music.resolve.errors import ErrorKind, ResolveError, to_resolve_error
 from music.resolve.jobs import (
     Job,
     JobCancelled,
@@ -45,16 +46,10 @@ from music.resolve.jobs import (
     ProgressCallback,
     Stage,
 )
-from music.resolve.resolver import (
-    ErrorKind,
-    PlaylistReader,
-    ResolveError,
-    Resolver,
-    ResolveResult,
-    apply_fresh,
-    as_url,
-    to_resolve_error,
-)
+from music.resolve.playlist import PlaylistReader
+from music.resolve.resolver import Resolver
+from music.resolve.tracks import ResolveResult, apply_fresh
+from music.resolve.urls import as_url
 
 log = logging.getLogger("red.music.resolve.service")
 
@@ -256,9 +251,9 @@ class ResolveService:
         priority: Priority = Priority.NORMAL,
         on_progress: ProgressCallback | None = None,
     ) -> ServiceResult:
-        """A link or words, like Resolver.resolve. A single track comes back fully resolved (or,
-        from the metadata cache, as a placeholder that refresh() completes); a playlist comes back
-        with its first entry and `rest` for the others, at most `limit` in all."""
+        """A link or words (the first search result). A single track comes back fully resolved
+        (or, from the metadata cache, as a placeholder that refresh() completes); a playlist
+        comes back with its first entry and `rest` for the others, at most `limit` in all."""
         text = query.strip()
         if not text:
             raise ResolveError("Tell me what to play: a link, or words to search for.")
@@ -344,11 +339,7 @@ class ResolveService:
                 on_progress,
             )
             self._refreshing[stream_key] = job
-            job.future.add_done_callback(
-                lambda _f, k=stream_key, j=job: (
-                    self._refreshing.pop(k, None) if self._refreshing.get(k) is j else None
-                )
-            )
+            job.future.add_done_callback(functools.partial(self._refresh_ended, stream_key, job))
         else:
             self.scheduler.promote(job, priority)
         fresh = await self._await(job)
@@ -444,6 +435,11 @@ class ResolveService:
             return
         self._waiters.pop(job.id, None)
         self.scheduler.cancel_job(job, "The lookup was abandoned.")
+
+    def _refresh_ended(self, stream_key: str, job: Job[Track], _future: object) -> None:
+        """A finished refresh is no longer there to join."""
+        if self._refreshing.get(stream_key) is job:
+            del self._refreshing[stream_key]
 
     @staticmethod
     def _outcome(job: Job[Any]) -> Any:
