@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import logging
 import ssl
@@ -48,6 +49,9 @@ CLIENT_CERT = "_client_cert"
 SSL_HELPER_MODULE = "yt_dlp.networking._helper"
 #: InfoExtractor: whether an extractor is on yt-dlp's default list
 ENABLED = "_ENABLED"
+#: yt-dlp's plugin loading (public modules, but young: 2025): the flag and the loader
+PLUGINS_LOADED = "all_plugins_loaded"
+LOAD_PLUGINS = "load_all_plugins"
 
 _reported: set[str] = set()
 _reported_lock = threading.Lock()
@@ -144,17 +148,17 @@ def load_plugins() -> None:
     """Load yt-dlp's plugin extractors if they aren't yet (yt-dlp loads them at the first
     YoutubeDL(); before that a plugin site would be named "generic")."""
     try:
-        from yt_dlp.globals import all_plugins_loaded
-        from yt_dlp.plugins import load_all_plugins
-    except ImportError:
+        loaded = bool(getattr(importlib.import_module("yt_dlp.globals"), PLUGINS_LOADED).value)
+        load = getattr(importlib.import_module("yt_dlp.plugins"), LOAD_PLUGINS)
+    except (ImportError, AttributeError):
         _fall_back(
             "plugins",
-            "yt_dlp.globals.all_plugins_loaded or yt_dlp.plugins.load_all_plugins",
+            f"yt_dlp.globals.{PLUGINS_LOADED} or yt_dlp.plugins.{LOAD_PLUGINS}",
             "a plugin site may be named 'generic' until the first lookup",
         )
         return
-    if not all_plugins_loaded.value:
-        load_all_plugins()
+    if not loaded:
+        load()
 
 
 # ---- reusing one instance for many lookups -----------------------------------------------------
@@ -226,7 +230,7 @@ _ssl_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
 
 def _ssl_context_factory() -> Callable[..., ssl.SSLContext] | None:
     try:
-        module = __import__(SSL_HELPER_MODULE, fromlist=["make_ssl_context"])
+        module = importlib.import_module(SSL_HELPER_MODULE)
     except ImportError:
         return None
     factory = getattr(module, "make_ssl_context", None)
