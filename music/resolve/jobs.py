@@ -370,11 +370,15 @@ class JobScheduler:
         """An unfinished job by id."""
         return self._jobs.get(job_id)
 
-    def cancel(self, job_id: int, *, by_user_id: int, is_admin: bool) -> bool:
+    def cancel(
+        self, job_id: int, *, by_user_id: int, is_admin: bool, guild_id: int | None = None
+    ) -> bool:
         """Cancel an unfinished job for its requester or an admin. False if there is no such
-        unfinished job; JobNotAllowed (with a sentence) if the user may not cancel it."""
+        unfinished job, or it is another guild's than `guild_id` (the same answer, so job
+        numbers can't be probed across servers; None = any guild's, for the bot owner);
+        JobNotAllowed (with a sentence) if the user may not cancel it."""
         job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or (guild_id is not None and job.guild_id != guild_id):
             return False
         if not is_admin and by_user_id != job.requester_id:
             raise JobNotAllowed(
@@ -419,11 +423,14 @@ class JobScheduler:
         self._size = workers
         self._pump()
 
-    def status(self) -> dict[str, Any]:
+    def status(self, guild_id: int | None = None) -> dict[str, Any]:
+        """The pool (shared by every guild) and the jobs and recent failures of `guild_id`
+        (None: of every guild, for the bot owner)."""
+        jobs = [j for j in self._jobs.values() if guild_id is None or j.guild_id == guild_id]
         pending = {p.label: 0 for p in Priority}
         running = {p.label: 0 for p in Priority}
         retrying = {p.label: 0 for p in Priority}
-        for job in self._jobs.values():
+        for job in jobs:
             table = {"pending": pending, "running": running, "waiting": retrying}[job.state]
             table[job.priority.label] += 1
         return {
@@ -436,8 +443,10 @@ class JobScheduler:
             "pending": pending,
             "running": running,
             "retrying": retrying,
-            "running_jobs": [j.summary() for j in self._jobs.values() if j.state == "running"],
-            "recent_failures": list(self.recent_failures),
+            "running_jobs": [j.summary() for j in jobs if j.state == "running"],
+            "recent_failures": [
+                f for f in self.recent_failures if guild_id is None or f["guild_id"] == guild_id
+            ],
             "counts": dict(self.counts),
         }
 

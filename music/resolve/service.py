@@ -49,7 +49,7 @@ from music.resolve.jobs import (
 from music.resolve.playlist import PlaylistReader
 from music.resolve.resolver import Resolver
 from music.resolve.tracks import ResolveResult, apply_fresh
-from music.resolve.urls import as_url
+from music.resolve.urls import as_url, site_of, without_links
 
 log = logging.getLogger("red.music.resolve.service")
 
@@ -270,7 +270,7 @@ class ResolveService:
                 guild_id,
                 requester_id,
                 priority,
-                text,
+                _label(text),
                 on_progress,
             )
             track = await self._await(job)
@@ -283,7 +283,7 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            text,
+            _label(text),
             on_progress,
         )
         expansion.job_id, expansion._job = job.id, job
@@ -335,7 +335,7 @@ class ResolveService:
                 guild_id,
                 track.requester_id,
                 priority,
-                track.title or page,
+                _label(page, track.title),
                 on_progress,
             )
             self._refreshing[stream_key] = job
@@ -367,19 +367,31 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            text,
+            _label(text),
             on_progress,
         )
         return await self._await(job)
 
-    def cancel(self, job_id: int, *, by_user_id: int, is_admin: bool) -> bool:
-        """`music cancel <job>`: True if cancelled, False if no such unfinished job. Raises
-        JobNotAllowed (`.sentence`) when the user is neither the requester nor an admin."""
-        return self.scheduler.cancel(job_id, by_user_id=by_user_id, is_admin=is_admin)
+    def cancel(
+        self, job_id: int, *, by_user_id: int, is_admin: bool, guild_id: int | None = None
+    ) -> bool:
+        """`music cancel <job>`: True if cancelled, False if no such unfinished job in
+        `guild_id` (another server's job gets the same answer; None = any server's, for the
+        bot owner). Raises JobNotAllowed (`.sentence`) when the user is neither the requester
+        nor an admin."""
+        return self.scheduler.cancel(
+            job_id, by_user_id=by_user_id, is_admin=is_admin, guild_id=guild_id
+        )
 
-    def status(self) -> dict[str, Any]:
-        """`music status`: scheduler numbers plus cache and breaker states."""
-        status = self.scheduler.status()
+    def status(self, guild_id: int | None = None) -> dict[str, Any]:
+        """`music status`: the lookups and recent failures of `guild_id` (None: of every
+        server, for the bot owner), the shared workers, cache and breaker states. Lookups are
+        described by site and title, failures with every link cut to its site."""
+        status = self.scheduler.status(guild_id)
+        status["recent_failures"] = [
+            dict(failure, reason=without_links(str(failure["reason"])))
+            for failure in status["recent_failures"]
+        ]
         status["cache"] = self.cache.stats()
         status["breakers"] = self.breakers.snapshot()
         return status
@@ -405,7 +417,7 @@ class ResolveService:
                 guild_id=guild_id,
                 requester_id=requester_id,
                 priority=priority,
-                description=quote_user_text(description, 80),
+                description=description,
                 on_progress=on_progress,
             )
         except JobError as exc:
@@ -648,6 +660,19 @@ class ResolveService:
         self._validated(ctx, policy, url)
         with self._guarded(ctx, url or self.resolver.search_target(track.query)):
             return self.resolver.refresh_sync(track, policy)
+
+
+def _label(query: str, title: str | None = None) -> str:
+    """How `music status` names a lookup: a link's site and the title when known, a search's
+    words; never a full URL (no path, no query string, no token)."""
+    url = as_url(query)
+    if url is None:
+        label = query
+    else:
+        label = site_of(url)
+        if title and as_url(title) is None and title.strip() != query.strip():
+            label = f"{label}: {title}"
+    return quote_user_text(without_links(label), 80)
 
 
 def _stream_changes(stream: dict[str, Any]) -> dict[str, Any]:

@@ -87,3 +87,29 @@ def stream_expiry(url: str, now: float | None = None) -> float:
 def extractor_family(ie_name: str) -> str:
     """`youtube:tab` -> `youtube`: one breaker per site, whatever part of it a link names."""
     return ie_name.split(":", 1)[0].strip().lower() or "generic"
+
+
+# A link inside other text: with a scheme (`https://...`, `file:///...`), or a bare
+# `host.tld/...` (the top-level domain alphabetic, so `4.5/5` in a title is not one).
+_LINK_IN_TEXT = re.compile(
+    r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S*|\b[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,}(?::\d+)?/\S*"
+)
+
+
+def site_of(url: str) -> str:
+    """The site a link names, without its path, query string, port or credentials:
+    `www.youtube.com`; `a file: link` when it names no host."""
+    match = _SCHEME.match(url)
+    try:
+        host = urlsplit(url if match is not None else "https://" + url).hostname
+    except ValueError:
+        host = None
+    if host:
+        return host
+    return f"a {match[1].lower()}: link" if match is not None else "a link"
+
+
+def without_links(text: str) -> str:
+    """`text` with every link in it cut to its site (for showing it to people other than the
+    member who typed it: a private playlist's path or a token in a query stays private)."""
+    return _LINK_IN_TEXT.sub(lambda link: site_of(link[0]), text)
