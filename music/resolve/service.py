@@ -25,17 +25,17 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
 from music.policy import NetworkPolicy, PolicyError
 from music.resolve.breaker import BreakerBoard, BreakerOpenError
 from music.resolve.cache import ResolveCache
 from music.resolve.errors import ErrorKind, ResolveError, to_resolve_error
+from music.resolve.expansion import ExpansionDone, PlaylistExpansion
 from music.resolve.jobs import (
     Job,
     JobCancelled,
@@ -49,7 +49,7 @@ from music.resolve.jobs import (
 from music.resolve.playlist import PlaylistReader
 from music.resolve.resolver import Resolver
 from music.resolve.tracks import ResolveResult, apply_fresh
-from music.resolve.urls import as_url, site_of, without_links
+from music.resolve.urls import as_url, lookup_label, without_links
 
 log = logging.getLogger("red.music.resolve.service")
 
@@ -66,84 +66,6 @@ class ServiceResult(ResolveResult):
     rest: PlaylistExpansion | None = None
     job_id: int | None = None
     from_cache: bool = False
-
-
-@dataclass
-class _ExpansionDone:
-    listed: int
-    unusable: int
-    truncated: bool
-    error: str | None
-
-
-class PlaylistExpansion:
-    """The rest of a playlist, arriving while its first entry already plays.
-
-    `async for batch in expansion` yields lists of Tracks in playlist order (the first batch was
-    returned by `resolve()`); it ends when the playlist is listed up to the cap, fails, or is
-    cancelled. Afterwards `received`, `truncated` and `errors` say how it went. `expected` is
-    the number of entries that will come in total (first batch included), when the site says."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.job_id: int | None = None
-        self.title: str | None = None
-        self.expected: int | None = None
-        self.received = 0
-        self.truncated = False
-        self.errors: list[str] = []
-        self.finished = False
-        self._job: Job[Any] | None = None
-        self._first: asyncio.Future[list[Track]] = loop.create_future()
-        self._batches: asyncio.Queue[list[Track] | None] = asyncio.Queue()
-        self._done = asyncio.Event()
-
-    def __aiter__(self) -> AsyncIterator[list[Track]]:
-        return self
-
-    async def __anext__(self) -> list[Track]:
-        batch = await self._batches.get()
-        if batch is None:
-            self._batches.put_nowait(None)  # every later __anext__ ends too
-            raise StopAsyncIteration
-        return batch
-
-    async def wait(self) -> None:
-        """Until the expansion has finished (all batches delivered to the queue)."""
-        await self._done.wait()
-
-    # ---- called on the loop by the service --------------------------------------------
-
-    def _begin(self, title: str | None, expected: int | None) -> None:
-        self.title, self.expected = title, expected
-
-    def _push(self, batch: list[Track]) -> None:
-        if self._job is not None:
-            # entries already handed out must not be handed out again by a retry
-            self._job.retry_allowed = False
-        self.received += len(batch)
-        if not self._first.done():
-            self._first.set_result(batch)
-        else:
-            self._batches.put_nowait(batch)
-
-    def _finish(self, done: _ExpansionDone | None, error: str | None) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if done is not None:
-            self.truncated = done.truncated
-            if done.unusable:
-                self.errors.append(
-                    f"{done.unusable} {'entry was' if done.unusable == 1 else 'entries were'} "
-                    "unavailable."
-                )
-            error = error or done.error
-        if error:
-            self.errors.append(
-                f"I stopped loading the playlist after {self.received} entries: {error}"
-            )
-        self._batches.put_nowait(None)
-        self._done.set()
 
 
 class ResolveService:
@@ -270,7 +192,7 @@ class ResolveService:
                 guild_id,
                 requester_id,
                 priority,
-                _label(text),
+                lookup_label(text),
                 on_progress,
             )
             track = await self._await(job)
@@ -283,7 +205,7 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            _label(text),
+            lookup_label(text),
             on_progress,
         )
         expansion.job_id, expansion._job = job.id, job
@@ -335,7 +257,7 @@ class ResolveService:
                 guild_id,
                 track.requester_id,
                 priority,
-                _label(page, track.title),
+                lookup_label(page, track.title),
                 on_progress,
             )
             self._refreshing[stream_key] = job
@@ -367,7 +289,7 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            _label(text),
+            lookup_label(text),
             on_progress,
         )
         return await self._await(job)
@@ -480,7 +402,7 @@ class ResolveService:
             expansion._finish(None, getattr(error, "sentence", None) or str(error))
             return
         value = future.result()
-        expansion._finish(value if isinstance(value, _ExpansionDone) else None, None)
+        expansion._finish(value if isinstance(value, ExpansionDone) else None, None)
 
     def _search_key(self, text: str) -> str:
         return f"search:{self.resolver.search_prefix}:{' '.join(text.casefold().split())}"
@@ -585,7 +507,7 @@ class ResolveService:
         limit: int,
         expansion: PlaylistExpansion,
         ctx: JobContext,
-    ) -> Track | _ExpansionDone:
+    ) -> Track | ExpansionDone:
         self._validated(ctx, policy, url)
         with self._guarded(ctx, url):
             with self.resolver.open_link_sync(url, policy, requester_id, limit) as opened:
@@ -595,7 +517,7 @@ class ResolveService:
 
     def _expand(
         self, ctx: JobContext, reader: PlaylistReader, expansion: PlaylistExpansion
-    ) -> _ExpansionDone:
+    ) -> ExpansionDone:
         """List entries, handing the first one out at once and the rest in batches (every
         batch_size entries or batch_interval seconds)."""
         expected = reader.expected
@@ -638,7 +560,7 @@ class ResolveService:
         flush()
         if sent == 0:
             raise ResolveError("That playlist has nothing I can play.")
-        return _ExpansionDone(sent, unusable, reader.truncated, error)
+        return ExpansionDone(sent, unusable, reader.truncated, error)
 
     def _search_first_work(
         self, text: str, policy: NetworkPolicy, requester_id: int, ctx: JobContext
@@ -660,19 +582,6 @@ class ResolveService:
         self._validated(ctx, policy, url)
         with self._guarded(ctx, url or self.resolver.search_target(track.query)):
             return self.resolver.refresh_sync(track, policy)
-
-
-def _label(query: str, title: str | None = None) -> str:
-    """How `music status` names a lookup: a link's site and the title when known, a search's
-    words; never a full URL (no path, no query string, no token)."""
-    url = as_url(query)
-    if url is None:
-        label = query
-    else:
-        label = site_of(url)
-        if title and as_url(title) is None and title.strip() != query.strip():
-            label = f"{label}: {title}"
-    return quote_user_text(without_links(label), 80)
 
 
 def _stream_changes(stream: dict[str, Any]) -> dict[str, Any]:

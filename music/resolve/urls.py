@@ -6,6 +6,8 @@ import re
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from music.engine.timefmt import quote_user_text
+
 # Stream URLs without an expiry hint are assumed to last this long (YouTube's are ~6 h).
 DEFAULT_STREAM_LIFETIME = 5 * 3600.0
 
@@ -113,3 +115,16 @@ def without_links(text: str) -> str:
     """`text` with every link in it cut to its site (for showing it to people other than the
     member who typed it: a private playlist's path or a token in a query stays private)."""
     return _LINK_IN_TEXT.sub(lambda link: site_of(link[0]), text)
+
+
+def lookup_label(query: str, title: str | None = None) -> str:
+    """How `music status` names a lookup: a link's site and the title when known, a search's
+    words; never a full URL (no path, no query string, no token)."""
+    url = as_url(query)
+    if url is None:
+        label = query
+    else:
+        label = site_of(url)
+        if title and as_url(title) is None and title.strip() != query.strip():
+            label = f"{label}: {title}"
+    return quote_user_text(without_links(label), 80)
