@@ -1,4 +1,4 @@
-"""Track lookup benchmarks: the cog's ResolveService beside the plain Resolver, same run.
+"""Track lookup benchmarks: the cog's ResolveService beside a plain yt-dlp thread pool, same run.
 
     python -m benchmarks.resolution [--reps N] [--entries N]
 
@@ -9,9 +9,9 @@ real yt-dlp work and real HTTP requests are measured; only the internet is missi
 
 Rows (medians over --reps repetitions, baseline and ours interleaved in each repetition):
 - a playlist of --entries entries: time until its first entry is playable (listed and its stream
-  resolved) and until every entry is listed. Baseline: the whole playlist listed with the
-  Resolver's blocking lookup in a plain thread pool (what a bot without the service does), then
-  the first entry's stream.
+  resolved) and until every entry is listed. Baseline: yt-dlp's extract_info of the whole
+  playlist in a plain thread pool (what a bot without the service does; PlainPool), then the
+  first entry's stream.
 - the same link looked up twice: the service's cached answer vs an uncached lookup.
 - one NORMAL lookup for guild B, idle vs while guild A expands playlists. Baseline: the plain
   first-come-first-served pool under the same load.
@@ -38,6 +38,8 @@ from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy
 from music.resolve.jobs import Priority
 from music.resolve.resolver import Resolver
 from music.resolve.service import ResolveService
+from music.resolve.tracks import apply_fresh, entry_track, full_track
+from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
 
 from .common import fmt, median, print_table, ratio
 
@@ -164,30 +166,51 @@ def new_resolver() -> Resolver:
 
 
 class PlainPool:
-    """The baseline: the Resolver's blocking lookups in one first-come-first-served pool of 3
-    threads, a playlist listed whole before anything returns; no priorities, no cache."""
+    """The baseline: what a bot without the service does, and what the Resolver did before its
+    own async API was dropped: yt-dlp's extract_info of the whole playlist (processed, flat, up
+    to the limit) in one first-come-first-served pool of 3 threads, a yt-dlp instance reused
+    per thread; no priorities, no cache, nothing returned before the whole list."""
 
     def __init__(self) -> None:
-        self.resolver = new_resolver()
         self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="bench-plain")
+        self._per_thread = threading.local()
+        self._instances: list[PolicedYoutubeDL] = []
 
     async def resolve(self, url: str, limit: int = 100) -> list[Track]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._list, url, limit)
 
     async def refresh(self, track: Track) -> Track:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.resolver.refresh_sync, track, LOOPBACK_OK
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._refresh, track)
+
+    def _extract(self, url: str, opts: dict[str, Any]) -> dict[str, Any]:
+        ydl = getattr(self._per_thread, "ydl", None)
+        if ydl is None:
+            fixed = {k: v for k, v in opts.items() if k not in PER_LOOKUP_OPTIONS}
+            ydl = self._per_thread.ydl = PolicedYoutubeDL(fixed, LOOPBACK_OK, EXTRACTORS, BENCHSITE_ALLOWED)
+            self._instances.append(ydl)
+        ydl.begin_lookup(LOOPBACK_OK, BENCHSITE_ALLOWED, opts)
+        try:
+            return ydl.extract_info(url, download=False)
+        finally:
+            ydl.end_lookup()
 
     def _list(self, url: str, limit: int) -> list[Track]:
-        with self.resolver.open_link_sync(url, LOOPBACK_OK, 1, limit) as opened:
-            if isinstance(opened, Track):
-                return [opened]
-            return [track for track in opened if track is not None]
+        # one more than the limit tells whether the playlist was cut
+        info = self._extract(url, lookup_options(timeout=120, proxy=None, flat=True, limit=limit + 1))
+        if info.get("_type") not in ("playlist", "multi_video"):
+            return [full_track(info, LOOPBACK_OK, 1, url, None)]
+        entries = [entry for entry in info.get("entries") or [] if entry][:limit]
+        return [track for entry in entries if (track := entry_track(entry, LOOPBACK_OK, 1, None))]
+
+    def _refresh(self, track: Track) -> Track:
+        url = track.webpage_url or track.query
+        info = self._extract(url, lookup_options(timeout=120, proxy=None, flat=False, limit=1, single=True))
+        return apply_fresh(track, full_track(info, LOOPBACK_OK, track.requester_id, url, None))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self.resolver.close()
+        for ydl in self._instances:
+            ydl.close()
 
 
 @contextlib.asynccontextmanager
@@ -348,8 +371,8 @@ async def run(reps: int = 5, entries: int = 1000) -> str:
             f"{os.cpu_count()} cores",
             f"fake site on 127.0.0.1: {ITEM_DELAY * 1000:.0f} ms per item page, {PAGE_DELAY * 1000:.0f} ms per "
             f"{PAGE_SIZE}-entry playlist page; real yt-dlp and HTTP, no internet",
-            "baseline = the Resolver's blocking lookups in a plain pool (one first-come-first-served "
-            "pool of 3 threads, whole playlist listed before anything returns); ours = ResolveService (3 workers, "
+            "baseline = yt-dlp's extract_info in a plain pool (one first-come-first-served pool of 3 "
+            "threads, whole playlist listed before anything returns); ours = ResolveService (3 workers, "
             "priorities, per-guild fairness, first entry handed out at once, cache)",
             "the 'same link again' row: baseline column = first (uncached) lookup, ours = the repeat; "
             f"repeats answered from the cache: {sum(from_cache)}/{len(from_cache)}",
