@@ -1,4 +1,4 @@
-"""Track lookup benchmarks: the cog's ResolveService beside the plain Resolver, same run.
+"""Track lookup benchmarks: the cog's ResolveService beside a plain yt-dlp thread pool, same run.
 
     python -m benchmarks.resolution [--reps N] [--entries N]
 
@@ -9,10 +9,11 @@ real yt-dlp work and real HTTP requests are measured; only the internet is missi
 
 Rows (medians over --reps repetitions, baseline and ours interleaved in each repetition):
 - a playlist of --entries entries: time until its first entry is playable (listed and its stream
-  resolved) and until every entry is listed. Baseline: Resolver.resolve of the whole playlist
-  (what a bot without the service does), then the first entry's stream.
+  resolved) and until every entry is listed. Baseline: yt-dlp's extract_info of the whole
+  playlist in a plain thread pool (what a bot without the service does; PlainPool), then the
+  first entry's stream.
 - the same link looked up twice: the service's cached answer vs an uncached lookup.
-- one NORMAL lookup for guild B, idle vs while guild A expands playlists. Baseline: the Resolver's
+- one NORMAL lookup for guild B, idle vs while guild A expands playlists. Baseline: the plain
   first-come-first-served pool under the same load.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -31,10 +33,13 @@ from aiohttp import web
 from yt_dlp.extractor.common import InfoExtractor
 from yt_dlp.utils import OnDemandPagedList
 
+from music.engine.track import Track
 from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy
 from music.resolve.jobs import Priority
 from music.resolve.resolver import Resolver
 from music.resolve.service import ResolveService
+from music.resolve.tracks import apply_fresh, entry_track, full_track
+from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
 
 from .common import fmt, median, print_table, ratio
 
@@ -156,8 +161,56 @@ class FakeSite:
 
 
 def new_resolver() -> Resolver:
-    return Resolver(lambda: LOOPBACK_OK, workers=3, timeout=120, extra_extractors=EXTRACTORS,
+    return Resolver(lambda: LOOPBACK_OK, timeout=120, extra_extractors=EXTRACTORS,
                     probe_direct_media=False, extractor_policy_getter=lambda: BENCHSITE_ALLOWED)
+
+
+class PlainPool:
+    """The baseline: what a bot without the service does, and what the Resolver did before its
+    own async API was dropped: yt-dlp's extract_info of the whole playlist (processed, flat, up
+    to the limit) in one first-come-first-served pool of 3 threads, a yt-dlp instance reused
+    per thread; no priorities, no cache, nothing returned before the whole list."""
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="bench-plain")
+        self._per_thread = threading.local()
+        self._instances: list[PolicedYoutubeDL] = []
+
+    async def resolve(self, url: str, limit: int = 100) -> list[Track]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._list, url, limit)
+
+    async def refresh(self, track: Track) -> Track:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._refresh, track)
+
+    def _extract(self, url: str, opts: dict[str, Any]) -> dict[str, Any]:
+        ydl = getattr(self._per_thread, "ydl", None)
+        if ydl is None:
+            fixed = {k: v for k, v in opts.items() if k not in PER_LOOKUP_OPTIONS}
+            ydl = self._per_thread.ydl = PolicedYoutubeDL(fixed, LOOPBACK_OK, EXTRACTORS, BENCHSITE_ALLOWED)
+            self._instances.append(ydl)
+        ydl.begin_lookup(LOOPBACK_OK, BENCHSITE_ALLOWED, opts)
+        try:
+            return ydl.extract_info(url, download=False)
+        finally:
+            ydl.end_lookup()
+
+    def _list(self, url: str, limit: int) -> list[Track]:
+        # one more than the limit tells whether the playlist was cut
+        info = self._extract(url, lookup_options(timeout=120, proxy=None, flat=True, limit=limit + 1))
+        if info.get("_type") not in ("playlist", "multi_video"):
+            return [full_track(info, LOOPBACK_OK, 1, url, None)]
+        entries = [entry for entry in info.get("entries") or [] if entry][:limit]
+        return [track for entry in entries if (track := entry_track(entry, LOOPBACK_OK, 1, None))]
+
+    def _refresh(self, track: Track) -> Track:
+        url = track.webpage_url or track.query
+        info = self._extract(url, lookup_options(timeout=120, proxy=None, flat=False, limit=1, single=True))
+        return apply_fresh(track, full_track(info, LOOPBACK_OK, track.requester_id, url, None))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for ydl in self._instances:
+            ydl.close()
 
 
 @contextlib.asynccontextmanager
@@ -189,18 +242,18 @@ async def playlist_service(site: FakeSite, entries: int, tag: str) -> tuple[floa
 
 
 async def playlist_baseline(site: FakeSite, entries: int, tag: str) -> tuple[float, float]:
-    """The same with Resolver.resolve: the whole playlist, then the first entry's stream."""
+    """The same with the plain pool: the whole playlist, then the first entry's stream."""
     url = f"{site.base}/bench/list/{entries}/{tag}"
-    resolver = new_resolver()
+    plain = PlainPool()
     try:
         started = time.perf_counter()
-        result = await resolver.resolve(url, limit=entries)
+        tracks = await plain.resolve(url, limit=entries)
         listed = time.perf_counter() - started
-        await resolver.refresh(result.tracks[0])
+        await plain.refresh(tracks[0])
         first = time.perf_counter() - started
     finally:
-        resolver.close()
-    assert len(result.tracks) == entries, len(result.tracks)
+        plain.close()
+    assert len(tracks) == entries, len(tracks)
     return first, listed
 
 
@@ -237,19 +290,19 @@ async def lookup_under_load(site: FakeSite, *, busy_playlists: int, entries: int
                 task.cancel()
             await asyncio.gather(*loads, return_exceptions=True)
         return took
-    resolver = new_resolver()
+    plain = PlainPool()
     try:
         loads = [
-            asyncio.create_task(resolver.resolve(f"{site.base}/bench/list/{entries}/load{item}x{n}", limit=entries))
+            asyncio.create_task(plain.resolve(f"{site.base}/bench/list/{entries}/load{item}x{n}", limit=entries))
             for n in range(busy_playlists)
         ]
         await asyncio.sleep(0.2 if busy_playlists else 0)
         started = time.perf_counter()
-        await resolver.resolve(url)
+        await plain.resolve(url)
         took = time.perf_counter() - started
         await asyncio.gather(*loads, return_exceptions=True)
     finally:
-        resolver.close()
+        plain.close()
     return took
 
 
@@ -318,8 +371,8 @@ async def run(reps: int = 5, entries: int = 1000) -> str:
             f"{os.cpu_count()} cores",
             f"fake site on 127.0.0.1: {ITEM_DELAY * 1000:.0f} ms per item page, {PAGE_DELAY * 1000:.0f} ms per "
             f"{PAGE_SIZE}-entry playlist page; real yt-dlp and HTTP, no internet",
-            "baseline = the plain Resolver (one first-come-first-served pool of 3 threads, whole "
-            "playlist listed before anything returns); ours = ResolveService (3 workers, "
+            "baseline = yt-dlp's extract_info in a plain pool (one first-come-first-served pool of 3 "
+            "threads, whole playlist listed before anything returns); ours = ResolveService (3 workers, "
             "priorities, per-guild fairness, first entry handed out at once, cache)",
             "the 'same link again' row: baseline column = first (uncached) lookup, ours = the repeat; "
             f"repeats answered from the cache: {sum(from_cache)}/{len(from_cache)}",

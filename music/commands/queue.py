@@ -87,7 +87,9 @@ class QueueCommands(MusicMixin):
     async def music_status(self, ctx: commands.GuildContext) -> None:
         """Show the track-lookup workers: jobs waiting and running, failures, cache, breakers."""
         assert self.service is not None
-        status = self.service.status()
+        # a server sees its own lookups; the bot owner sees every server's
+        owner = await ctx.bot.is_owner(ctx.author)
+        status = self.service.status(guild_id=None if owner else ctx.guild.id)
         order = ("urgent", "high", "normal", "low")
         workers = status["workers"]
         lines = [
@@ -112,11 +114,14 @@ class QueueCommands(MusicMixin):
 
     @music_group.command(name="cancel")
     async def music_cancel(self, ctx: commands.GuildContext, job: int) -> None:
-        """Cancel a track lookup (yours, or anyone's if you are an admin)."""
+        """Cancel a track lookup of this server (yours, or anyone's if you are an admin)."""
         assert self.service is not None
-        is_admin = await ctx.bot.is_admin(ctx.author) or await ctx.bot.is_owner(ctx.author)
+        owner = await ctx.bot.is_owner(ctx.author)
+        is_admin = owner or await ctx.bot.is_admin(ctx.author)
         try:
-            cancelled = self.service.cancel(job, by_user_id=ctx.author.id, is_admin=is_admin)
+            cancelled = self.service.cancel(
+                job, by_user_id=ctx.author.id, is_admin=is_admin, guild_id=None if owner else ctx.guild.id
+            )
         except JobNotAllowed as exc:
             raise CommandError(exc.sentence) from None
         if not cancelled:

@@ -25,16 +25,17 @@ import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
 from music.policy import NetworkPolicy, PolicyError
 from music.resolve.breaker import BreakerBoard, BreakerOpenError
 from music.resolve.cache import ResolveCache
+from music.resolve.errors import ErrorKind, ResolveError, to_resolve_error
+from music.resolve.expansion import ExpansionDone, PlaylistExpansion
 from music.resolve.jobs import (
     Job,
     JobCancelled,
@@ -45,16 +46,10 @@ from music.resolve.jobs import (
     ProgressCallback,
     Stage,
 )
-from music.resolve.resolver import (
-    ErrorKind,
-    PlaylistReader,
-    ResolveError,
-    Resolver,
-    ResolveResult,
-    apply_fresh,
-    as_url,
-    to_resolve_error,
-)
+from music.resolve.playlist import PlaylistReader
+from music.resolve.resolver import Resolver
+from music.resolve.tracks import ResolveResult, apply_fresh
+from music.resolve.urls import as_url, lookup_label, without_links
 
 log = logging.getLogger("red.music.resolve.service")
 
@@ -71,84 +66,6 @@ class ServiceResult(ResolveResult):
     rest: PlaylistExpansion | None = None
     job_id: int | None = None
     from_cache: bool = False
-
-
-@dataclass
-class _ExpansionDone:
-    listed: int
-    unusable: int
-    truncated: bool
-    error: str | None
-
-
-class PlaylistExpansion:
-    """The rest of a playlist, arriving while its first entry already plays.
-
-    `async for batch in expansion` yields lists of Tracks in playlist order (the first batch was
-    returned by `resolve()`); it ends when the playlist is listed up to the cap, fails, or is
-    cancelled. Afterwards `received`, `truncated` and `errors` say how it went. `expected` is
-    the number of entries that will come in total (first batch included), when the site says."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.job_id: int | None = None
-        self.title: str | None = None
-        self.expected: int | None = None
-        self.received = 0
-        self.truncated = False
-        self.errors: list[str] = []
-        self.finished = False
-        self._job: Job[Any] | None = None
-        self._first: asyncio.Future[list[Track]] = loop.create_future()
-        self._batches: asyncio.Queue[list[Track] | None] = asyncio.Queue()
-        self._done = asyncio.Event()
-
-    def __aiter__(self) -> AsyncIterator[list[Track]]:
-        return self
-
-    async def __anext__(self) -> list[Track]:
-        batch = await self._batches.get()
-        if batch is None:
-            self._batches.put_nowait(None)  # every later __anext__ ends too
-            raise StopAsyncIteration
-        return batch
-
-    async def wait(self) -> None:
-        """Until the expansion has finished (all batches delivered to the queue)."""
-        await self._done.wait()
-
-    # ---- called on the loop by the service --------------------------------------------
-
-    def _begin(self, title: str | None, expected: int | None) -> None:
-        self.title, self.expected = title, expected
-
-    def _push(self, batch: list[Track]) -> None:
-        if self._job is not None:
-            # entries already handed out must not be handed out again by a retry
-            self._job.retry_allowed = False
-        self.received += len(batch)
-        if not self._first.done():
-            self._first.set_result(batch)
-        else:
-            self._batches.put_nowait(batch)
-
-    def _finish(self, done: _ExpansionDone | None, error: str | None) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if done is not None:
-            self.truncated = done.truncated
-            if done.unusable:
-                self.errors.append(
-                    f"{done.unusable} {'entry was' if done.unusable == 1 else 'entries were'} "
-                    "unavailable."
-                )
-            error = error or done.error
-        if error:
-            self.errors.append(
-                f"I stopped loading the playlist after {self.received} entries: {error}"
-            )
-        self._batches.put_nowait(None)
-        self._done.set()
 
 
 class ResolveService:
@@ -256,9 +173,9 @@ class ResolveService:
         priority: Priority = Priority.NORMAL,
         on_progress: ProgressCallback | None = None,
     ) -> ServiceResult:
-        """A link or words, like Resolver.resolve. A single track comes back fully resolved (or,
-        from the metadata cache, as a placeholder that refresh() completes); a playlist comes back
-        with its first entry and `rest` for the others, at most `limit` in all."""
+        """A link or words (the first search result). A single track comes back fully resolved
+        (or, from the metadata cache, as a placeholder that refresh() completes); a playlist
+        comes back with its first entry and `rest` for the others, at most `limit` in all."""
         text = query.strip()
         if not text:
             raise ResolveError("Tell me what to play: a link, or words to search for.")
@@ -275,7 +192,7 @@ class ResolveService:
                 guild_id,
                 requester_id,
                 priority,
-                text,
+                lookup_label(text),
                 on_progress,
             )
             track = await self._await(job)
@@ -288,7 +205,7 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            text,
+            lookup_label(text),
             on_progress,
         )
         expansion.job_id, expansion._job = job.id, job
@@ -340,15 +257,11 @@ class ResolveService:
                 guild_id,
                 track.requester_id,
                 priority,
-                track.title or page,
+                lookup_label(page, track.title),
                 on_progress,
             )
             self._refreshing[stream_key] = job
-            job.future.add_done_callback(
-                lambda _f, k=stream_key, j=job: (
-                    self._refreshing.pop(k, None) if self._refreshing.get(k) is j else None
-                )
-            )
+            job.future.add_done_callback(functools.partial(self._refresh_ended, stream_key, job))
         else:
             self.scheduler.promote(job, priority)
         fresh = await self._await(job)
@@ -376,19 +289,31 @@ class ResolveService:
             guild_id,
             requester_id,
             priority,
-            text,
+            lookup_label(text),
             on_progress,
         )
         return await self._await(job)
 
-    def cancel(self, job_id: int, *, by_user_id: int, is_admin: bool) -> bool:
-        """`music cancel <job>`: True if cancelled, False if no such unfinished job. Raises
-        JobNotAllowed (`.sentence`) when the user is neither the requester nor an admin."""
-        return self.scheduler.cancel(job_id, by_user_id=by_user_id, is_admin=is_admin)
+    def cancel(
+        self, job_id: int, *, by_user_id: int, is_admin: bool, guild_id: int | None = None
+    ) -> bool:
+        """`music cancel <job>`: True if cancelled, False if no such unfinished job in
+        `guild_id` (another server's job gets the same answer; None = any server's, for the
+        bot owner). Raises JobNotAllowed (`.sentence`) when the user is neither the requester
+        nor an admin."""
+        return self.scheduler.cancel(
+            job_id, by_user_id=by_user_id, is_admin=is_admin, guild_id=guild_id
+        )
 
-    def status(self) -> dict[str, Any]:
-        """`music status`: scheduler numbers plus cache and breaker states."""
-        status = self.scheduler.status()
+    def status(self, guild_id: int | None = None) -> dict[str, Any]:
+        """`music status`: the lookups and recent failures of `guild_id` (None: of every
+        server, for the bot owner), the shared workers, cache and breaker states. Lookups are
+        described by site and title, failures with every link cut to its site."""
+        status = self.scheduler.status(guild_id)
+        status["recent_failures"] = [
+            dict(failure, reason=without_links(str(failure["reason"])))
+            for failure in status["recent_failures"]
+        ]
         status["cache"] = self.cache.stats()
         status["breakers"] = self.breakers.snapshot()
         return status
@@ -414,7 +339,7 @@ class ResolveService:
                 guild_id=guild_id,
                 requester_id=requester_id,
                 priority=priority,
-                description=quote_user_text(description, 80),
+                description=description,
                 on_progress=on_progress,
             )
         except JobError as exc:
@@ -445,6 +370,11 @@ class ResolveService:
         self._waiters.pop(job.id, None)
         self.scheduler.cancel_job(job, "The lookup was abandoned.")
 
+    def _refresh_ended(self, stream_key: str, job: Job[Track], _future: object) -> None:
+        """A finished refresh is no longer there to join."""
+        if self._refreshing.get(stream_key) is job:
+            del self._refreshing[stream_key]
+
     @staticmethod
     def _outcome(job: Job[Any]) -> Any:
         """The finished job's value, or its failure as a ResolveError with a sentence."""
@@ -472,7 +402,7 @@ class ResolveService:
             expansion._finish(None, getattr(error, "sentence", None) or str(error))
             return
         value = future.result()
-        expansion._finish(value if isinstance(value, _ExpansionDone) else None, None)
+        expansion._finish(value if isinstance(value, ExpansionDone) else None, None)
 
     def _search_key(self, text: str) -> str:
         return f"search:{self.resolver.search_prefix}:{' '.join(text.casefold().split())}"
@@ -577,7 +507,7 @@ class ResolveService:
         limit: int,
         expansion: PlaylistExpansion,
         ctx: JobContext,
-    ) -> Track | _ExpansionDone:
+    ) -> Track | ExpansionDone:
         self._validated(ctx, policy, url)
         with self._guarded(ctx, url):
             with self.resolver.open_link_sync(url, policy, requester_id, limit) as opened:
@@ -587,7 +517,7 @@ class ResolveService:
 
     def _expand(
         self, ctx: JobContext, reader: PlaylistReader, expansion: PlaylistExpansion
-    ) -> _ExpansionDone:
+    ) -> ExpansionDone:
         """List entries, handing the first one out at once and the rest in batches (every
         batch_size entries or batch_interval seconds)."""
         expected = reader.expected
@@ -630,7 +560,7 @@ class ResolveService:
         flush()
         if sent == 0:
             raise ResolveError("That playlist has nothing I can play.")
-        return _ExpansionDone(sent, unusable, reader.truncated, error)
+        return ExpansionDone(sent, unusable, reader.truncated, error)
 
     def _search_first_work(
         self, text: str, policy: NetworkPolicy, requester_id: int, ctx: JobContext

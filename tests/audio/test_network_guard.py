@@ -25,6 +25,7 @@ from music.resolve.resolver import ResolveError, Resolver
 from standin.voice import make_self_signed_cert
 from tests.audio.test_resolved_playback import drain
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
+from tests.support.lookups import resolve_once
 
 PUBLIC_ADDRESS = "93.184.216.34"  # what a rebinding name answers the first lookups with
 LOOPBACK_ALLOWED = NetworkPolicy(allow=["127.0.0.0/8"])
@@ -121,11 +122,7 @@ async def guard_for() -> AsyncIterator[Callable[[NetworkPolicy], asyncio.Future]
 
 
 async def resolve_with(policy: NetworkPolicy, url: str, proxy: str | None):
-    resolver = Resolver(lambda: policy, proxy=proxy, timeout=15)
-    try:
-        return await resolver.resolve(url, requester_id=1, limit=1)
-    finally:
-        resolver.close()
+    return await resolve_once(Resolver(lambda: policy, proxy=proxy, timeout=15), url, limit=1)
 
 
 # ---- DNS rebinding ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from music.player.adapters import wants_passthrough
 from music.policy import NetworkPolicy
 from music.resolve.resolver import Resolver
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
+from tests.support.lookups import resolve_once
 
 
 def drain(stream: TrackStream) -> list[bytes]:
@@ -43,10 +44,7 @@ FORMATS = [
 @pytest.mark.parametrize(("name", "frequency", "copied"), FORMATS)
 async def test_a_resolved_track_plays_as_20ms_opus_of_its_tone(media_server, name, frequency, copied):
     resolver = Resolver(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
-    try:
-        result = await resolver.resolve(media_server.url(name), requester_id=1, limit=1)
-    finally:
-        resolver.close()
+    result = await resolve_once(resolver, media_server.url(name), requester_id=1, limit=1)
     track = result.tracks[0]
     assert wants_passthrough(track, 100) is copied
     assert not wants_passthrough(track, 50)  # a volume always needs decoding

@@ -16,6 +16,7 @@ from yt_dlp.extractor.common import InfoExtractor
 from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy, normalise_extractor
 from music.resolve.resolver import ResolveError, Resolver
 from tests.audio.test_network_guard import CountingServer
+from tests.support.lookups import resolve_once
 
 LOOPBACK_OK = NetworkPolicy(allow=["127.0.0.0/8"])
 
@@ -58,10 +59,7 @@ async def resolve(site: CountingServer, path: str, allowed: list[str] | None) ->
         lambda: LOOPBACK_OK, timeout=15, extra_extractors=[TuneHutIE], probe_direct_media=False,
         extractor_policy_getter=lambda: ExtractorPolicy(allowed),
     )
-    try:
-        return await resolver.resolve(f"http://127.0.0.1:{site.port}{path}", requester_id=1)
-    finally:
-        resolver.close()
+    return await resolve_once(resolver, f"http://127.0.0.1:{site.port}{path}", requester_id=1)
 
 
 async def test_default_list_plays_a_direct_media_link(site: CountingServer) -> None:

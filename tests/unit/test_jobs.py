@@ -254,6 +254,61 @@ async def test_only_the_requester_or_an_admin_may_cancel(scheduler: JobScheduler
     await holder.future
 
 
+async def test_another_guilds_job_is_not_found_by_cancel(scheduler: JobScheduler) -> None:
+    """An admin of one server can't cancel another server's lookup, nor tell it exists: the
+    answer is the one for a number that isn't there. The owner (guild None) can."""
+    gate = threading.Event()
+    holder = scheduler.submit(blocker(gate), guild_id=1, requester_id=1)
+    theirs = scheduler.submit(recorder([], "theirs"), guild_id=2, requester_id=42)
+    for by_user_id in (7, 42):  # an admin, and even the same user id, from server 1
+        assert scheduler.cancel(theirs.id, by_user_id=by_user_id, is_admin=True, guild_id=1) is False
+        assert scheduler.cancel(99999, by_user_id=by_user_id, is_admin=True, guild_id=1) is False
+    assert scheduler.get(theirs.id) is theirs  # untouched
+    assert scheduler.cancel(theirs.id, by_user_id=42, is_admin=False, guild_id=2) is True
+    mine = scheduler.submit(recorder([], "mine"), guild_id=1, requester_id=5)
+    assert scheduler.cancel(mine.id, by_user_id=9, is_admin=True) is True  # the owner: any guild
+    gate.set()
+    await holder.future
+
+
+async def test_status_of_one_guild_shows_only_its_jobs_and_failures(
+    scheduler: JobScheduler,
+) -> None:
+    def fail(ctx: JobContext) -> None:
+        raise Permanent("that failed")
+
+    for guild_id in (1, 2):
+        failing = scheduler.submit(
+            fail, guild_id=guild_id, requester_id=guild_id, description=f"failed in {guild_id}"
+        )
+        with pytest.raises(Permanent):
+            await failing.future
+    gate, started = threading.Event(), threading.Event()
+    running = scheduler.submit(
+        blocker(gate, started), guild_id=2, requester_id=2, description="running in 2"
+    )
+    pending = scheduler.submit(
+        recorder([], "p"), guild_id=2, requester_id=2, priority=Priority.LOW
+    )
+    await asyncio.to_thread(started.wait, 5)
+    await wait_until(lambda: scheduler.get(running.id).state == "running")  # type: ignore[union-attr]
+
+    one = scheduler.status(guild_id=1)
+    assert one["running_jobs"] == [] and sum(one["pending"].values()) == 0
+    assert [f["description"] for f in one["recent_failures"]] == ["failed in 1"]
+    two = scheduler.status(guild_id=2)
+    assert [j["description"] for j in two["running_jobs"]] == ["running in 2"]
+    assert two["pending"]["low"] == 1
+    assert [f["description"] for f in two["recent_failures"]] == ["failed in 2"]
+    everyone = scheduler.status()
+    assert [f["description"] for f in everyone["recent_failures"]] == ["failed in 1", "failed in 2"]
+    assert everyone["running_jobs"] == two["running_jobs"]
+    # the pool is shared: every guild sees how busy it is
+    assert one["workers"] == two["workers"] == everyone["workers"]
+    gate.set()
+    await asyncio.gather(running.future, pending.future)
+
+
 async def test_transient_failures_retry_with_growing_backoff() -> None:
     sched = JobScheduler(workers=1, max_attempts=3, backoff_base=0.1, rng=random.Random(3))
     calls: list[float] = []

@@ -1,5 +1,6 @@
 """Resolver against local HTTP media with yt-dlp's real generic extractor, plus small fake
-extractors (registered through `extra_extractors`) for playlists and searches."""
+extractors (registered through `extra_extractors`) for playlists and searches. Lookups go the
+production way, through ResolveService (tests.support.lookups)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from music.resolve.resolver import (
     ResolveError,
     Resolver,
     as_url,
-    describe_error,
+    classify_error,
     extractor_family,
     stream_expiry,
 )
+from tests.support.lookups import Lookups, open_lookups, resolve_once
 from tests.support.media import MediaServer
 
 LOOPBACK_OK = NetworkPolicy(allow=["127.0.0.0/8"])
@@ -101,20 +103,20 @@ ALLOW_FAKE_SITES = ExtractorPolicy(
 
 
 @pytest.fixture
-async def resolver(media_server: MediaServer) -> Any:
+async def lookups(media_server: MediaServer) -> Any:
     FakeSearchIE.base_url = media_server.base_url
     resolver = Resolver(
         lambda: LOOPBACK_OK, search_prefix="fakesearch", timeout=20, extra_extractors=EXTRACTORS,
         extractor_policy_getter=lambda: ALLOW_FAKE_SITES,
     )
-    yield resolver
-    resolver.close()
+    async with open_lookups(resolver) as lookups:
+        yield lookups
 
 
-async def test_direct_webm_is_fully_resolved(resolver: Resolver, media_server: MediaServer) -> None:
+async def test_direct_webm_is_fully_resolved(lookups: Lookups, media_server: MediaServer) -> None:
     url = media_server.url("a440.webm")
     before = time.time()
-    result = await resolver.resolve(url, requester_id=11, limit=10)
+    result = await lookups.resolve(url, requester_id=11, limit=10)
     [track] = result.tracks
     assert result.title is None and not result.truncated and result.errors == []
     assert track.stream_url == url
@@ -138,9 +140,9 @@ async def test_direct_webm_is_fully_resolved(resolver: Resolver, media_server: M
     ("name", "codec"), [("a660.mp3", "mp3"), ("a550.m4a", "aac"), ("a440.ogg", "opus")]
 )
 async def test_direct_media_codecs(
-    resolver: Resolver, media_server: MediaServer, name: str, codec: str
+    lookups: Lookups, media_server: MediaServer, name: str, codec: str
 ) -> None:
-    [track] = (await resolver.resolve(media_server.url(name), requester_id=1, limit=1)).tracks
+    [track] = (await lookups.resolve(media_server.url(name), requester_id=1, limit=1)).tracks
     assert track.acodec == codec
     assert track.duration == pytest.approx(3.0, abs=0.15)
 
@@ -148,12 +150,8 @@ async def test_direct_media_codecs(
 async def test_default_policy_refuses_loopback_before_any_request(
     media_server: MediaServer,
 ) -> None:
-    resolver = Resolver(NetworkPolicy)
-    try:
-        with pytest.raises(ResolveError) as info:
-            await resolver.resolve(media_server.url("never-fetched.webm"), requester_id=1, limit=1)
-    finally:
-        resolver.close()
+    with pytest.raises(ResolveError) as info:
+        await resolve_once(Resolver(NetworkPolicy), media_server.url("never-fetched.webm"))
     assert info.value.sentence == (
         "I won't fetch `127.0.0.1`: it points to a private or local network address."
     )
@@ -162,15 +160,12 @@ async def test_default_policy_refuses_loopback_before_any_request(
 
 async def test_policy_is_read_at_every_call(media_server: MediaServer) -> None:
     current = {"policy": NetworkPolicy()}
-    resolver = Resolver(lambda: current["policy"])
-    try:
+    async with open_lookups(Resolver(lambda: current["policy"])) as lookups:
         with pytest.raises(ResolveError, match="private or local"):
-            await resolver.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
+            await lookups.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
         current["policy"] = LOOPBACK_OK
-        result = await resolver.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
+        result = await lookups.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
         assert result.tracks[0].acodec == "opus"
-    finally:
-        resolver.close()
 
 
 @pytest.mark.parametrize(
@@ -181,17 +176,17 @@ async def test_policy_is_read_at_every_call(media_server: MediaServer) -> None:
         ("concat:/a.mp3|/b.mp3", "concat"),
     ],
 )
-async def test_non_http_links_are_refused(resolver: Resolver, query: str, scheme: str) -> None:
+async def test_non_http_links_are_refused(lookups: Lookups, query: str, scheme: str) -> None:
     with pytest.raises(ResolveError) as info:
-        await resolver.resolve(query, requester_id=1, limit=1)
+        await lookups.resolve(query, requester_id=1, limit=1)
     assert (
         info.value.sentence == f"I only play http and https links; `{scheme}:` links are refused."
     )
 
 
-async def test_missing_page_gives_a_sentence(resolver: Resolver, media_server: MediaServer) -> None:
+async def test_missing_page_gives_a_sentence(lookups: Lookups, media_server: MediaServer) -> None:
     with pytest.raises(ResolveError) as info:
-        await resolver.resolve(media_server.url("missing.webm"), requester_id=1, limit=1)
+        await lookups.resolve(media_server.url("missing.webm"), requester_id=1, limit=1)
     assert info.value.sentence == "There's nothing at that link (the site answered 404 Not Found)."
 
 
@@ -204,23 +199,22 @@ async def test_slow_site_times_out_with_a_sentence(tmp_path: Path) -> None:
 
     server.app.router.add_get("/slow.webm", slow)
     server.start()
-    resolver = Resolver(lambda: LOOPBACK_OK, timeout=1.0)
     try:
-        started = time.monotonic()
-        with pytest.raises(ResolveError) as info:
-            await resolver.resolve(f"{server.base_url}/slow.webm", requester_id=1, limit=1)
-        assert time.monotonic() - started < 3.0
-        assert info.value.sentence == "Looking that up timed out after 1 s."
+        async with open_lookups(Resolver(lambda: LOOPBACK_OK, timeout=1.0)) as lookups:
+            started = time.monotonic()
+            with pytest.raises(ResolveError) as info:
+                await lookups.resolve(f"{server.base_url}/slow.webm", requester_id=1, limit=1)
+            assert time.monotonic() - started < 3.0
+            assert info.value.sentence == "Looking that up timed out after 1 s."
     finally:
-        resolver.close()
         server.stop()
 
 
 async def test_playlist_expands_to_unresolved_entries_up_to_limit(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
     extractor_threads.clear()
-    result = await resolver.resolve(
+    result = await lookups.resolve(
         f"{media_server.base_url}/fakelist/mix", requester_id=5, limit=3
     )
     assert result.title == "Fake playlist"
@@ -229,14 +223,14 @@ async def test_playlist_expands_to_unresolved_entries_up_to_limit(
     assert [t.query for t in result.tracks] == [media_server.url(n) for n in PLAYLIST[:3]]
     assert all(t.stream_url is None and t.requester_id == 5 for t in result.tracks)
     assert len({t.id for t in result.tracks}) == 3
-    # yt-dlp ran in the resolver's pool, not on the event loop's thread
+    # yt-dlp ran in the scheduler's threads, not on the event loop's thread
     assert extractor_threads and all(n.startswith("music-resolve") for n in extractor_threads)
 
 
 async def test_playlist_within_limit_is_not_truncated(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
-    result = await resolver.resolve(
+    result = await lookups.resolve(
         f"{media_server.base_url}/fakelist/all", requester_id=1, limit=10
     )
     assert not result.truncated
@@ -244,13 +238,13 @@ async def test_playlist_within_limit_is_not_truncated(
 
 
 async def test_refresh_resolves_a_playlist_entry_keeping_its_id(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
-    result = await resolver.resolve(
+    result = await lookups.resolve(
         f"{media_server.base_url}/fakelist/mix", requester_id=1, limit=2
     )
     entry = result.tracks[0]
-    fresh = await resolver.refresh(entry)
+    fresh = await lookups.refresh(entry)
     assert fresh.id == entry.id
     assert fresh.title == entry.title  # a real title isn't replaced
     assert fresh.stream_url == media_server.url("a440.webm")
@@ -260,24 +254,24 @@ async def test_refresh_resolves_a_playlist_entry_keeping_its_id(
     assert entry.stream_url is None  # the original is untouched
 
 
-async def test_refresh_of_local_track_is_a_same_id_copy(resolver: Resolver) -> None:
+async def test_refresh_of_local_track_is_a_same_id_copy(lookups: Lookups) -> None:
     track = Track(query="a.mp3", title="a", kind="local", stream_url="/music/a.mp3")
-    fresh = await resolver.refresh(track)
+    fresh = await lookups.refresh(track)
     assert fresh == track and fresh is not track
 
 
 async def test_search_lists_unresolved_results(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
-    results = await resolver.search("tones", n=2)
+    results = await lookups.search("tones", n=2)
     assert [t.title for t in results] == ["tones / a440.webm", "tones / a660.mp3"]
     assert all(t.stream_url is None for t in results)
 
 
 async def test_words_resolve_to_the_first_result_fully(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
-    result = await resolver.resolve("some words", requester_id=9, limit=10)
+    result = await lookups.resolve("some words", requester_id=9, limit=10)
     [track] = result.tracks
     assert track.stream_url == media_server.url("a440.webm")
     assert track.acodec == "opus"
@@ -285,24 +279,24 @@ async def test_words_resolve_to_the_first_result_fully(
 
 
 async def test_final_stream_url_is_policy_checked(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
     with pytest.raises(ResolveError, match="I won't fetch `10.0.0.1`: it points to a private"):
-        await resolver.resolve(f"{media_server.base_url}/leak", requester_id=1, limit=1)
+        await lookups.resolve(f"{media_server.base_url}/leak", requester_id=1, limit=1)
 
 
 async def test_requests_made_by_extractors_are_policy_checked(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
     with pytest.raises(ResolveError, match="I won't fetch `192.168.0.1`"):
-        await resolver.resolve(f"{media_server.base_url}/sneaky", requester_id=1, limit=1)
+        await lookups.resolve(f"{media_server.base_url}/sneaky", requester_id=1, limit=1)
 
 
 async def test_extractor_bug_becomes_a_resolve_error(
-    resolver: Resolver, media_server: MediaServer
+    lookups: Lookups, media_server: MediaServer
 ) -> None:
     with pytest.raises(ResolveError, match="yt-dlp failed unexpectedly"):
-        await resolver.resolve(f"{media_server.base_url}/broken", requester_id=1, limit=1)
+        await lookups.resolve(f"{media_server.base_url}/broken", requester_id=1, limit=1)
 
 
 def _can_bind(host: str) -> bool:
@@ -344,25 +338,22 @@ async def test_redirect_to_a_refused_address_is_caught(tmp_path: Path) -> None:
     resolver = Resolver(lambda: NetworkPolicy(allow=["127.0.0.1/32"]), timeout=10)
     try:
         with pytest.raises(ResolveError, match="I won't fetch `127.0.0.2`"):
-            await resolver.resolve(
-                f"http://127.0.0.1:{outer_port}/jump.webm", requester_id=1, limit=1
-            )
+            await resolve_once(resolver, f"http://127.0.0.1:{outer_port}/jump.webm")
     finally:
-        resolver.close()
         await outer_runner.cleanup()
         await inner_runner.cleanup()
 
 
-async def test_closed_resolver_refuses_work_with_a_sentence(media_server: MediaServer) -> None:
-    resolver = Resolver(lambda: LOOPBACK_OK)
-    resolver.close()
+async def test_closed_lookups_refuse_work_with_a_sentence(media_server: MediaServer) -> None:
+    lookups = Lookups(Resolver(lambda: LOOPBACK_OK))
+    await lookups.close()
     with pytest.raises(ResolveError, match="shutting down"):
-        await resolver.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
+        await lookups.resolve(media_server.url("a440.webm"), requester_id=1, limit=1)
 
 
-async def test_empty_query_is_refused(resolver: Resolver) -> None:
+async def test_empty_query_is_refused(lookups: Lookups) -> None:
     with pytest.raises(ResolveError, match="Tell me what to play"):
-        await resolver.resolve("   ", requester_id=1, limit=1)
+        await lookups.resolve("   ", requester_id=1, limit=1)
 
 
 @pytest.mark.parametrize(
@@ -415,5 +406,5 @@ def test_stream_expiry_reads_expire_hint() -> None:
         ("ERROR: \x1b[0;31mweird\x1b[0m failure `x`", "I couldn't load that: weird failure 'x'"),
     ],
 )
-def test_describe_error_uses_plain_words(message: str, expected: str) -> None:
-    assert expected in describe_error(message, 30.0)
+def test_classify_error_uses_plain_words(message: str, expected: str) -> None:
+    assert expected in classify_error(message, 30.0)[1]

@@ -18,10 +18,14 @@ import yt_dlp
 from aiohttp import web
 from yt_dlp.extractor.common import InfoExtractor
 
+from music.engine.track import Track
 from music.policy import DEFAULT_EXTRACTORS, ExtractorPolicy, NetworkPolicy, PolicyError
+from music.resolve.errors import ResolveError, to_resolve_error
 from music.resolve.jobs import Priority
-from music.resolve.resolver import PolicedYoutubeDL, ResolveError, Resolver, to_resolve_error
+from music.resolve.resolver import Resolver
 from music.resolve.service import ResolveService
+from music.resolve.ytdl import PolicedYoutubeDL
+from tests.support.lookups import Lookups, open_lookups
 from tests.support.media import MediaServer
 from tests.support.processes import ffmpeg_children
 
@@ -147,24 +151,38 @@ def current() -> dict[str, Any]:
 @pytest.fixture
 def resolver(current: dict[str, Any]) -> Iterator[Resolver]:
     made = Resolver(
-        lambda: current["network"], workers=1, timeout=20, extra_extractors=EXTRACTORS,
+        lambda: current["network"], timeout=20, extra_extractors=EXTRACTORS,
         search_prefix="fakesearch", extractor_policy_getter=lambda: current["extractors"],
     )
     yield made
     made.close()
 
 
+@pytest_asyncio.fixture
+async def lookups(resolver: Resolver) -> AsyncIterator[Lookups]:
+    """Lookups through the service on one worker thread (so one reusable yt-dlp instance)."""
+    async with open_lookups(resolver, workers=1) as made:
+        yield made
+
+
+def open_sync(resolver: Resolver, url: str, policy: NetworkPolicy) -> Track:
+    """A single-video link looked up in this thread (blocking), as a job thread does."""
+    with resolver.open_link_sync(url, policy, 1, 5) as opened:
+        assert isinstance(opened, Track)
+        return opened
+
+
 # ---- reuse --------------------------------------------------------------------------------
 
 
 async def test_lookups_on_one_thread_build_the_extractor_set_once(
-    resolver: Resolver, site: MediaServer, builds: list[str]
+    resolver: Resolver, lookups: Lookups, site: MediaServer, builds: list[str]
 ) -> None:
     RUNS.clear()
-    first = await resolver.resolve(f"{site.base_url}/record/a440.webm", limit=5)
-    direct = await resolver.resolve(site.url("b880.webm"), limit=5)
+    first = await lookups.resolve(f"{site.base_url}/record/a440.webm", limit=5)
+    direct = await lookups.resolve(site.url("b880.webm"), limit=5)
     # a refresh asks yt-dlp with other per-lookup options (no playlist, not flat)
-    fresh = await resolver.refresh(first.tracks[0])
+    fresh = await lookups.refresh(first.tracks[0])
     assert first.tracks[0].title == "Record a440.webm"
     assert direct.tracks[0].acodec == "opus" and direct.tracks[0].duration == pytest.approx(3, abs=0.1)
     assert fresh.stream_url == site.url("a440.webm")
@@ -195,61 +213,62 @@ def test_a_reused_instance_refuses_an_address_the_new_policy_denies(
     resolver: Resolver, site: MediaServer
 ) -> None:
     url = f"{site.base_url}/fetch/127.0.0.1/{site.port}"
-    allowed = resolver._resolve_url_sync(url, LOOPBACK_OK, 1, 5)
-    assert allowed.tracks[0].title == "Fetched"
+    allowed = open_sync(resolver, url, LOOPBACK_OK)
+    assert allowed.title == "Fetched"
     fetched = site.requests.count("/media/a440.webm")
     # the owner blocks 127.0.0.1 (the page itself, 127.0.0.1 too, was checked before yt-dlp ran)
     with pytest.raises(PolicyError) as refused:
-        resolver._resolve_url_sync(url, NetworkPolicy(), 1, 5)
+        open_sync(resolver, url, NetworkPolicy())
     assert to_resolve_error(refused.value, 20).sentence.startswith("I won't fetch `127.0.0.1`")
     assert site.requests.count("/media/a440.webm") == fetched  # never requested
     assert resolver.instances_built == 1  # it was the reused instance that refused
-    again = resolver._resolve_url_sync(url, LOOPBACK_OK, 1, 5)
-    assert again.tracks[0].title == "Fetched"
+    again = open_sync(resolver, url, LOOPBACK_OK)
+    assert again.title == "Fetched"
 
 
 async def test_a_reused_instance_follows_the_extractor_allow_list(
-    resolver: Resolver, site: MediaServer, current: dict[str, Any]
+    resolver: Resolver, lookups: Lookups, site: MediaServer, current: dict[str, Any]
 ) -> None:
     url = f"{site.base_url}/record/a440.webm"
-    assert (await resolver.resolve(url)).tracks[0].title == "Record a440.webm"
+    assert (await lookups.resolve(url)).tracks[0].title == "Record a440.webm"
     current["extractors"] = ExtractorPolicy(None)  # the defaults: the fake site isn't on it
     RUNS.clear()
     with pytest.raises(ResolveError, match="recordsite"):
-        await resolver.resolve(url + "?again")
+        await lookups.resolve(url + "?again")
     assert RUNS == []  # refused before the extractor ran
     current["extractors"] = WITH_FAKE_SITES
-    assert (await resolver.resolve(url + "?third")).tracks[0].title == "Record a440.webm"
+    assert (await lookups.resolve(url + "?third")).tracks[0].title == "Record a440.webm"
     assert resolver.instances_built == 1
 
 
 async def test_cookies_a_site_sets_do_not_reach_the_next_lookup(
-    resolver: Resolver, site: MediaServer
+    resolver: Resolver, lookups: Lookups, site: MediaServer
 ) -> None:
-    within = await resolver.resolve(f"{site.base_url}/cookie/set")
+    within = await lookups.resolve(f"{site.base_url}/cookie/set")
     # inside one lookup the site's cookie is sent back, as yt-dlp does
     assert within.tracks[0].title == "session=from-the-first-lookup"
-    after = await resolver.resolve(f"{site.base_url}/cookie/ask")
+    after = await lookups.resolve(f"{site.base_url}/cookie/ask")
     assert after.tracks[0].title == "no cookie"
     assert resolver.instances_built == 1
 
 
-async def test_per_lookup_options_do_not_stick(resolver: Resolver, site: MediaServer) -> None:
+async def test_per_lookup_options_do_not_stick(
+    resolver: Resolver, lookups: Lookups, site: MediaServer
+) -> None:
     """A playlist limit (playlistend) and a refresh's single-video options apply to their own
     lookup only."""
-    small = await resolver.resolve(f"{site.base_url}/record/a440.webm", limit=1)
+    small = await lookups.resolve(f"{site.base_url}/record/a440.webm", limit=1)
     assert len(small.tracks) == 1
     track = small.tracks[0]
-    await resolver.refresh(track)  # noplaylist=True, extract_flat=False
+    await lookups.refresh(track)  # noplaylist=True, extract_flat=False
 
-    def params_of_the_next_lookup() -> dict[str, Any]:
+    def params_of_the_next_lookup(_context: Any) -> dict[str, Any]:
         with resolver._lookup(resolver._options(flat=True), LOOPBACK_OK) as ydl:
             return dict(ydl.params)
 
-    # on the resolver's own (only) thread, i.e. the instance the lookups above used
-    params = await asyncio.get_running_loop().run_in_executor(
-        resolver._executor, params_of_the_next_lookup
-    )
+    # on the scheduler's only thread, i.e. the instance the lookups above used
+    job = lookups.service.scheduler.submit(params_of_the_next_lookup, guild_id=1, requester_id=1)
+    params = await job.future
     assert params["extract_flat"] == "in_playlist"
     assert params["noplaylist"] is False
     assert "playlistend" not in params
@@ -261,11 +280,11 @@ def test_a_lookup_inside_an_open_one_gets_its_own_instance(
 ) -> None:
     RUNS.clear()
     with resolver.open_link_sync(f"{site.base_url}/record/a440.webm", LOOPBACK_OK, 1, 5) as outer:
-        inner = resolver._resolve_url_sync(f"{site.base_url}/record/b880.webm", LOOPBACK_OK, 1, 5)
-    assert outer.title == "Record a440.webm" and inner.tracks[0].title == "Record b880.webm"
+        inner = open_sync(resolver, f"{site.base_url}/record/b880.webm", LOOPBACK_OK)
+    assert outer.title == "Record a440.webm" and inner.title == "Record b880.webm"
     assert RUNS[0][0] != RUNS[1][0]
     assert resolver.instances_built == 2
-    resolver._resolve_url_sync(f"{site.base_url}/record/steps.webm", LOOPBACK_OK, 1, 5)
+    open_sync(resolver, f"{site.base_url}/record/steps.webm", LOOPBACK_OK)
     assert RUNS[2][0] == RUNS[0][0]  # the thread's own instance again; the inner one is gone
     assert resolver.instances_built == 2
 
@@ -273,8 +292,7 @@ def test_a_lookup_inside_an_open_one_gets_its_own_instance(
 async def test_a_stuck_threads_instance_is_not_shared_with_its_replacement(
     site: MediaServer, current: dict[str, Any]
 ) -> None:
-    resolver = Resolver(lambda: current["network"], workers=1, timeout=20,
-                        extra_extractors=EXTRACTORS,
+    resolver = Resolver(lambda: current["network"], timeout=20, extra_extractors=EXTRACTORS,
                         extractor_policy_getter=lambda: current["extractors"])
     service = ResolveService(resolver, workers=1, timeout=0.5, max_attempts=1)
     RUNS.clear()
@@ -315,11 +333,11 @@ def test_the_default_extractor_set_is_yt_dlps_own() -> None:
 
 
 async def test_the_probe_of_a_direct_link_overlaps_yt_dlp(
-    resolver: Resolver, site: MediaServer
+    lookups: Lookups, site: MediaServer
 ) -> None:
     arrivals: list[float] = site.arrivals  # type: ignore[attr-defined]
     arrivals.clear()
-    [track] = (await resolver.resolve(f"{site.base_url}/slow/a440.webm")).tracks
+    [track] = (await lookups.resolve(f"{site.base_url}/slow/a440.webm")).tracks
     assert track.acodec == "opus" and track.duration == pytest.approx(3.0, abs=0.1)
     # yt-dlp's request and ffmpeg's both waited 1 s; the probe's began while yt-dlp's waited
     assert len(arrivals) == 2
@@ -327,24 +345,24 @@ async def test_the_probe_of_a_direct_link_overlaps_yt_dlp(
 
 
 async def test_no_early_probe_without_the_generic_extractor(
-    resolver: Resolver, site: MediaServer, current: dict[str, Any]
+    lookups: Lookups, site: MediaServer, current: dict[str, Any]
 ) -> None:
     """A .webm link a site extractor handles is not probed early (nor later: the site says
     what it is), and one the owner's list keeps from the generic extractor is never fetched."""
     before = len(site.requests)
-    await resolver.resolve(f"{site.base_url}/record/a440.webm")
+    await lookups.resolve(f"{site.base_url}/record/a440.webm")
     assert site.requests[before:] == []
     current["extractors"] = ExtractorPolicy(["recordsite"])
     with pytest.raises(ResolveError, match="generic"):
-        await resolver.resolve(site.url("a440.webm") + "?not-allowed")
+        await lookups.resolve(site.url("a440.webm") + "?not-allowed")
     assert site.requests[before:] == []
 
 
 async def test_a_failed_lookup_leaves_no_probe_running(
-    resolver: Resolver, site: MediaServer
+    lookups: Lookups, site: MediaServer
 ) -> None:
     with pytest.raises(ResolveError, match="404"):
-        await resolver.resolve(site.url("missing.webm"))
+        await lookups.resolve(site.url("missing.webm"))
 
     def ffmpeg_left() -> list[int]:
         deadline = time.monotonic() + 5
