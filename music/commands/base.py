@@ -128,6 +128,7 @@ class MusicMixin:
             admin=admin,
             listening=listening,
             voice_channel=channel,
+            owner=is_owner,
         )
 
     async def is_privileged(self, ctx: commands.GuildContext) -> bool:

@@ -9,8 +9,7 @@ from redbot.core.utils.menus import menu
 
 from ..engine.timefmt import format_duration
 from ..formatting import safe, track_line
-from ..resolve.jobs import JobNotAllowed
-from .base import CommandError, MusicMixin
+from .base import MusicMixin
 
 PAGE_SIZE = 10
 
@@ -86,10 +85,8 @@ class QueueCommands(MusicMixin):
     @music_group.command(name="status")
     async def music_status(self, ctx: commands.GuildContext) -> None:
         """Show the track-lookup workers: jobs waiting and running, failures, cache, breakers."""
-        assert self.service is not None
         # a server sees its own lookups; the bot owner sees every server's
-        owner = await ctx.bot.is_owner(ctx.author)
-        status = self.service.status(guild_id=None if owner else ctx.guild.id)
+        status = self.ctl.lookup_status(ctx.guild.id, await self.actor(ctx))
         order = ("urgent", "high", "normal", "low")
         workers = status["workers"]
         lines = [
@@ -115,17 +112,7 @@ class QueueCommands(MusicMixin):
     @music_group.command(name="cancel")
     async def music_cancel(self, ctx: commands.GuildContext, job: int) -> None:
         """Cancel a track lookup of this server (yours, or anyone's if you are an admin)."""
-        assert self.service is not None
-        owner = await ctx.bot.is_owner(ctx.author)
-        is_admin = owner or await ctx.bot.is_admin(ctx.author)
-        try:
-            cancelled = self.service.cancel(
-                job, by_user_id=ctx.author.id, is_admin=is_admin, guild_id=None if owner else ctx.guild.id
-            )
-        except JobNotAllowed as exc:
-            raise CommandError(exc.sentence) from None
-        if not cancelled:
-            raise CommandError(f"There is no unfinished lookup with job number {job}.")
+        self.ctl.cancel_lookup(ctx.guild.id, await self.actor(ctx), job)
         await self.say(ctx, f"Cancelled job {job}.")
 
     @music_group.command(name="stats")

@@ -22,7 +22,7 @@ from ..formatting import safe, track_line
 from ..player import events as ev
 from ..player.state import GuildPlayer, PlayerState
 from ..policy import PolicyError
-from ..resolve.jobs import Priority
+from ..resolve.jobs import JobNotAllowed, Priority
 from ..resolve.resolver import ResolveError
 from .errors import MAX_QUERY_LENGTH, ControlError, clean_query
 from .permissions import Actor, Intent, Verdict, require
@@ -181,6 +181,23 @@ class MusicControl:
             if on_batch is not None:
                 await on_batch(added, left_out)
         return added, left_out
+
+    def lookup_status(self, guild_id: int, actor: Actor) -> dict[str, Any]:
+        """The lookups of this server (the bot owner sees every server's)."""
+        return self.service.status(guild_id=None if actor.owner else guild_id)
+
+    def cancel_lookup(self, guild_id: int, actor: Actor, job_id: int) -> None:
+        """Cancel a lookup of this server: one's own, or anyone's for admins. Another server's
+        job gets the same answer as one that does not exist, so ids can't be probed."""
+        try:
+            cancelled = self.service.cancel(
+                job_id, by_user_id=actor.user_id, is_admin=actor.admin,
+                guild_id=None if actor.owner else guild_id,
+            )
+        except JobNotAllowed as exc:
+            raise ControlError(exc.sentence) from None
+        if not cancelled:
+            raise ControlError(f"There is no unfinished lookup with job number {job_id}.")
 
     def drop_playlist(self, rest: PlaylistExpansion | None) -> None:
         """Stop listing a playlist whose first entry could not be queued."""

@@ -23,13 +23,14 @@ class Actor:
     admin: bool = False  # an admin (or Manage Server) or the owner
     listening: bool = True  # in the bot's voice channel, or the bot is in none
     system: bool = False  # the RPC API or autoplay: the owner's own tools, no checks
+    owner: bool = False  # the bot owner: sees and cancels every server's lookups
     # how the bot's voice channel is named to this actor in a refusal (a channel mention)
     voice_channel: str = "the voice channel"
 
     @classmethod
     def system_for(cls, user_id: int = 0, *, privileged: bool = False) -> Actor:
         """The owner's tools acting for `user_id` (their queue limits still apply)."""
-        return cls(user_id=user_id, privileged=privileged, moderator=True, admin=True, system=True)
+        return cls(user_id=user_id, privileged=privileged, moderator=True, admin=True, system=True, owner=True)
 
 
 class Rule(str, Enum):

@@ -221,3 +221,33 @@ async def test_the_member_limit_holds_for_every_entry_of_a_playlist(music_bot: M
     finally:
         await music_bot.ask(w.owner, "!musicset memberlimit 0")
         await stop(music_bot)
+
+
+async def test_a_server_sees_and_cancels_only_its_own_lookups(music_bot: MusicBot, media_server) -> None:
+    """`music status` and `music cancel` stay within the server (issue 13 point 7): another
+    server's admin neither sees this server's lookup (nor its link) nor cancels it by id."""
+    s, w = music_bot.standin, music_bot.world
+    other = s.add_guild("Other server")
+    other_text = s.add_text_channel(other, "chat")
+    manage_server = 1 << 5
+    admin_role = s.add_role(other, "Admins", manage_server)
+    other_admin = s.add_member(other, "other-admin", roles=[admin_role])
+    await s.wait_until(lambda: True, 1, "the new server")  # let the bot see the server first
+    secret = "token=s3cr3t-Value"
+    reply = await music_bot.ask(w.member, f"!play {media_server.base_url}/site/slowlist/100?{secret}")
+    progress = await s.wait_until(lambda: re.search(r"`music cancel (\d+)` stops it", reply.content), 15,
+                                  "a progress line")
+    job = progress[1]
+    try:
+        theirs = await music_bot.ask(other_admin, "!music status", channel=other_text)
+        assert f"job {job}" not in theirs.content and "slowlist" not in theirs.content, theirs.content
+        refused = await music_bot.ask(other_admin, f"!music cancel {job}", channel=other_text)
+        assert refused.content == f"There is no unfinished lookup with job number {job}.", refused.content
+        mine = await status(music_bot)
+        assert f"job {job}: expanding" in mine, mine
+        assert secret not in mine and "/site/slowlist" not in mine, mine  # the site, never the link
+    finally:
+        cancelled = await music_bot.ask(w.member, f"!music cancel {job}")
+        assert cancelled.content == f"Cancelled job {job}.", cancelled.content
+        await final_edit(music_bot, reply, "Queued", timeout=10)
+        await stop(music_bot)
