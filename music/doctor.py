@@ -30,6 +30,17 @@ log = logging.getLogger("red.music.doctor")
 YTDLP_STALE_DAYS = 60
 # yt-dlp needs an external JavaScript runtime for YouTube from this release on.
 YTDLP_JS_SINCE = (2025, 11, 12)
+# The last yt-dlp release for each Python that yt-dlp has dropped (its Requires-Python): a bot on
+# such a Python gets no more site fixes, whatever it reinstalls.
+YTDLP_LAST_RELEASE_FOR_PYTHON = {(3, 9): "2025.10.14", (3, 10): "2026.10.21"}
+# `[p]pipinstall` runs `pip install -U -t <lib>`: it updates yt-dlp (and the scripts it expects)
+# and keeps what the owner installed by hand; `[p]cog reinstallreqs` empties the lib folder first,
+# so deno installed with `[p]pipinstall deno` has to be installed again after it.
+YTDLP_UPDATE = (
+    "Update it with `[p]pipinstall -U yt-dlp yt-dlp-ejs` (or `[p]cog reinstallreqs`, which "
+    "reinstalls every cog's requirements and removes what `[p]pipinstall` added, deno "
+    "included), then restart the bot."
+)
 # Above this many queued tracks the JSON backend's whole-file rewrites get slow (measured:
 # 85 ms per write with one server of 5,000 tracks, 0.8 s with ten).
 JSON_QUEUE_NOTE_AT = 5000
@@ -134,8 +145,14 @@ def _normal(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
-def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
+def check_ytdlp(
+    today: dt.date, version: str | None = None, python: tuple[int, int] | None = None
+) -> Finding:
+    """yt-dlp's age (from its version, a release date), and whether this Python can still
+    get newer releases."""
     name = "yt-dlp"
+    python = python or (sys.version_info[0], sys.version_info[1])
+    last_release = YTDLP_LAST_RELEASE_FOR_PYTHON.get(python)
     if version is None:
         try:
             from yt_dlp.version import __version__ as version
@@ -155,12 +172,19 @@ def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
         return Finding(name, True, f"{version} (its age is unknown: not a dated release).")
     age = (today - released).days
     detail = f"{version}, released {age} day{'s' if age != 1 else ''} ago"
+    stuck = ""
+    if last_release is not None and _normal(version) >= _normal(last_release):
+        stuck = (
+            f"yt-dlp releases after {last_release} need a newer Python than "
+            f"{python[0]}.{python[1]}: run the bot on Python 3.11 (Red 3.5 supports it) to keep "
+            "getting site fixes."
+        )
     if (released.year, released.month, released.day) < YTDLP_JS_SINCE:
         return Finding(
             name,
             False,
             detail + "; this release can't solve YouTube's JavaScript challenges.",
-            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+            stuck or YTDLP_UPDATE,
         )
     if age > YTDLP_STALE_DAYS:
         return Finding(
@@ -168,9 +192,9 @@ def check_ytdlp(today: dt.date, version: str | None = None) -> Finding:
             False,
             detail + f"; sites change often and releases older than {YTDLP_STALE_DAYS} days "
             "tend to break.",
-            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+            stuck or YTDLP_UPDATE,
         )
-    return Finding(name, True, detail + ".")
+    return Finding(name, True, detail + ".", stuck)
 
 
 def check_js_runtime(report: JsRuntimeReport) -> Finding:

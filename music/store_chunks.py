@@ -24,7 +24,9 @@ the track: the stored content always matches its key. An edit that lands after t
 the guild dirty again, so the next flush writes it.
 
 How a plan is applied, per Config driver (crash safety: the previous head and its chunks stay
-loadable until the new head is durable):
+loadable until the new head is durable). The first two use private parts of Red's drivers, all
+reached through config_internals.ConfigInternals, which checks them when the writer is built and
+otherwise picks the third path:
 
 - PostgreSQL: chunk upserts, the head, the legacy `state` clear and the chunk deletes in ONE
   transaction on one connection of Red's asyncpg pool, through the same server functions Red's
@@ -53,6 +55,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .config_internals import JSON_SINGLE_SAVE, POSTGRES_TRANSACTION, ConfigInternals
 from .engine.queue import QueueModel
 from .engine.track import Track
 
@@ -250,6 +253,7 @@ class ChunkedQueueWriter:
         self._legacy: set[int] = set()  # guilds whose old `state` value is still stored
         self.last = ChunkWriteStats()
         self._chunk_table_ready = False  # PostgreSQL: the chunk table is known to exist
+        self.internals = ConfigInternals.probe(config)
         self.path_override: str | None = None  # tests: force "config calls" on any driver
         # tests: awaited after the chunks are written and before the head is (a crash point)
         self.before_head: Callable[[], Awaitable[None]] | None = None
@@ -318,11 +322,11 @@ class ChunkedQueueWriter:
         stored = dict(self._stored[guild_id])
         orphans = set(self._orphans.get(guild_id, ()))
         path = self._path()
-        plan = await asyncio.to_thread(plan_write, capture, stored, orphans, path == "postgres transaction")
+        plan = await asyncio.to_thread(plan_write, capture, stored, orphans, path == POSTGRES_TRANSACTION)
         clear_legacy = guild_id in self._legacy
-        if path == "postgres transaction":
+        if path == POSTGRES_TRANSACTION:
             await self._apply_postgres(guild_id, plan, clear_legacy)
-        elif path == "json single save":
+        elif path == JSON_SINGLE_SAVE:
             await self._apply_json(guild_id, plan, clear_legacy)
         else:
             await self._apply_config_calls(guild_id, plan, clear_legacy)
@@ -337,13 +341,13 @@ class ChunkedQueueWriter:
         first, so a crash in between leaves only orphan chunks (deleted at the next load)."""
         path = self._path()
         group = self.config.guild_from_id(guild_id)
-        if path == "postgres transaction":
-            pool = type(self.config._driver)._pool
-            async with pool.acquire() as connection, connection.transaction():
+        if path == POSTGRES_TRANSACTION:
+            encode = self.internals.encode
+            async with self.internals.postgres_transaction() as connection:
                 await connection.executemany("SELECT red_config.clear($1)", [
-                    (_encode(group.get_attr(HEAD).identifier_data),),
-                    (_encode(group.get_attr(LEGACY_STATE).identifier_data),),
-                    (_encode(self.config.custom(CHUNK_GROUP, str(guild_id)).identifier_data),),
+                    (encode(group.get_attr(HEAD)),),
+                    (encode(group.get_attr(LEGACY_STATE)),),
+                    (encode(self.config.custom(CHUNK_GROUP, str(guild_id))),),
                 ])
         else:
             await group.get_attr(HEAD).clear()
@@ -356,13 +360,7 @@ class ChunkedQueueWriter:
     def _path(self) -> str:
         if self.path_override is not None:
             return self.path_override
-        driver = self.config._driver
-        name = type(driver).__name__
-        if name == "PostgresDriver" and getattr(type(driver), "_pool", None) is not None:
-            return "postgres transaction"
-        if name == "JsonDriver" and all(hasattr(driver, a) for a in ("data", "_lock", "_save")):
-            return "json single save"
-        return "config calls"
+        return self.internals.current_path()
 
     async def _learn_unknown(self, guild_id: int) -> None:
         """A guild never read in this process (written before load, or by someone else): its
@@ -393,10 +391,10 @@ class ChunkedQueueWriter:
         the table Red's create_table made for the custom group, so they are upserted and deleted
         with one plain statement each: red_config.set per row costs ~1.5 ms of catalog lookups
         (information_schema) every call, most of a write's time. Config reads the same rows."""
-        pool = type(self.config._driver)._pool
         guild = self.config.guild_from_id(guild_id)
-        table = self._chunk_table()
-        async with pool.acquire() as connection, connection.transaction():
+        encode = self.internals.encode
+        table = self.internals.table(CHUNK_GROUP)
+        async with self.internals.postgres_transaction() as connection:
             if not self._chunk_table_ready and (plan.new_chunks or plan.deletes):
                 await connection.execute("SELECT red_config.maybe_create_table($1)",
                                          self._chunk_id(guild_id, "-"))
@@ -410,42 +408,34 @@ class ChunkedQueueWriter:
             if self.before_head is not None:
                 await self.before_head()
             await connection.execute("SELECT red_config.set($1, $2::jsonb)",
-                                     _encode(guild.get_attr(HEAD).identifier_data), plan.head)
+                                     encode(guild.get_attr(HEAD)), plan.head)
             if plan.deletes:
                 await connection.execute(
                     f"DELETE FROM {table} WHERE primary_key_1 = $1 AND primary_key_2 = ANY($2::text[])",
                     str(guild_id), plan.deletes)
             if clear_legacy:
                 await connection.execute("SELECT red_config.clear($1)",
-                                         _encode(guild.get_attr(LEGACY_STATE).identifier_data))
-
-    def _chunk_table(self) -> str:
-        """The chunk group's table as Red's PostgreSQL driver names it: "<cog>.<id>"."QUEUE_CHUNK"."""
-        schema = f"{self.config.cog_name}.{self.config.unique_identifier}"
-        return f"{_quote_ident(schema)}.{_quote_ident(CHUNK_GROUP)}"
+                                         encode(guild.get_attr(LEGACY_STATE)))
 
     async def _apply_json(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
         """Red's JSON driver rewrites the whole file per set: apply the whole plan to its
         in-memory document and save once (what JsonDriver.set does, for several values)."""
-        driver = self.config._driver
         guild = self.config.guild_from_id(guild_id)
         if self.before_head is not None:
             await self.before_head()
-        async with driver._lock:
-            for name, document in plan.new_chunks.items():
-                _json_set(driver.data, self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data,
-                          document)
-            _json_set(driver.data, guild.get_attr(HEAD).identifier_data, plan.head)
+        async with self.internals.json_document() as document:  # saved once, at the end
+            for name, chunk in plan.new_chunks.items():
+                document.set(self.config.custom(CHUNK_GROUP, str(guild_id), name), chunk)
+            document.set(guild.get_attr(HEAD), plan.head)
             for name in plan.deletes:
-                _json_clear(driver.data, self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data)
+                document.clear(self.config.custom(CHUNK_GROUP, str(guild_id), name))
             if clear_legacy:
-                _json_clear(driver.data, guild.get_attr(LEGACY_STATE).identifier_data)
+                document.clear(guild.get_attr(LEGACY_STATE))
             # memory holds the new state now: whatever is saved next (this or any later write)
             # is consistent, so the writer's bookkeeping follows memory even if this save fails
             self._stored[guild_id] = plan.stored
             self._orphans.pop(guild_id, None)
             self._legacy.discard(guild_id)
-            await driver._save()
 
     async def _apply_config_calls(self, guild_id: int, plan: WritePlan, clear_legacy: bool) -> None:
         guild = self.config.guild_from_id(guild_id)
@@ -469,9 +459,8 @@ class ChunkedQueueWriter:
         if not names:
             return
         path = self._path()
-        if path == "postgres transaction":
-            pool = type(self.config._driver)._pool
-            async with pool.acquire() as connection, connection.transaction():
+        if path == POSTGRES_TRANSACTION:
+            async with self.internals.postgres_transaction() as connection:
                 await connection.executemany("SELECT red_config.clear($1)",
                                              [(self._chunk_id(guild_id, n),) for n in names])
         else:
@@ -482,35 +471,5 @@ class ChunkedQueueWriter:
             orphans.difference_update(names)
 
     def _chunk_id(self, guild_id: int, name: str) -> tuple[Any, ...]:
-        return _encode(self.config.custom(CHUNK_GROUP, str(guild_id), name).identifier_data)
+        return self.internals.encode(self.config.custom(CHUNK_GROUP, str(guild_id), name))
 
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _encode(identifier_data: Any) -> tuple[Any, ...]:
-    """The identifier as Red's PostgresDriver passes it to its server functions."""
-    from redbot.core._drivers.postgres.postgres import encode_identifier_data
-
-    return encode_identifier_data(identifier_data)
-
-
-def _json_set(data: dict[str, Any], identifier_data: Any, value: Any) -> None:
-    """JsonDriver.set on its in-memory document (the caller holds the driver's lock; `value` is
-    fresh, built for this write, so it needs no copy)."""
-    keys = identifier_data.to_tuple()[1:]
-    partial = data
-    for key in keys[:-1]:
-        partial = partial.setdefault(key, {})
-    partial[keys[-1]] = value
-
-
-def _json_clear(data: dict[str, Any], identifier_data: Any) -> None:
-    keys = identifier_data.to_tuple()[1:]
-    partial = data
-    for key in keys[:-1]:
-        partial = partial.get(key)
-        if not isinstance(partial, dict):
-            return
-    partial.pop(keys[-1], None)

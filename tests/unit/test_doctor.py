@@ -136,17 +136,35 @@ def test_version_dates() -> None:
     assert version_date("2026.13.40") is None
 
 
-def test_a_fresh_ytdlp_passes_and_a_stale_one_asks_for_reinstallreqs() -> None:
-    fresh = check_ytdlp(dt.date(2026, 11, 29), "2026.10.26")
-    assert fresh.ok and "34 days ago" in fresh.detail
-    stale = check_ytdlp(dt.date(2027, 1, 1), "2026.10.26")
-    assert not stale.ok and "67 days ago" in stale.detail
-    assert stale.fix == "Run `[p]cog reinstallreqs` to update yt-dlp."
+def test_a_fresh_ytdlp_passes_and_one_older_than_60_days_says_how_to_update() -> None:
+    fresh = check_ytdlp(dt.date(2026, 11, 29), "2026.10.26", python=(3, 11))
+    assert fresh.ok and "34 days ago" in fresh.detail and fresh.label == "OK"
+    at_the_limit = check_ytdlp(dt.date(2026, 12, 25), "2026.10.26", python=(3, 11))
+    assert at_the_limit.ok and "60 days ago" in at_the_limit.detail
+    stale = check_ytdlp(dt.date(2026, 12, 26), "2026.10.26", python=(3, 11))
+    assert not stale.ok and "61 days ago" in stale.detail and "older than 60 days" in stale.detail
+    assert "`[p]pipinstall -U yt-dlp yt-dlp-ejs`" in stale.fix
+    assert "`[p]cog reinstallreqs`" in stale.fix and "restart the bot" in stale.fix
+    nightly = check_ytdlp(dt.date(2027, 1, 1), "2026.10.26.232842", python=(3, 11))
+    assert not nightly.ok and "67 days ago" in nightly.detail
+
+
+def test_on_a_python_that_ytdlp_dropped_the_fix_is_a_newer_python_not_a_reinstall() -> None:
+    # 2026.10.21 is the last release for Python 3.10: reinstalling cannot bring anything newer
+    stale = check_ytdlp(dt.date(2027, 1, 1), "2026.10.21", python=(3, 10))
+    assert not stale.ok and "72 days ago" in stale.detail
+    assert "Python 3.11" in stale.fix and "after 2026.10.21" in stale.fix and "pipinstall" not in stale.fix
+    # still fresh, but it will not be for long: a note, not a problem
+    fresh = check_ytdlp(dt.date(2026, 11, 1), "2026.10.21", python=(3, 10))
+    assert fresh.ok and fresh.label == "NOTE" and "Python 3.11" in fresh.fix
+    # an older release on 3.10 can still be updated (up to 2026.10.21)
+    older = check_ytdlp(dt.date(2026, 11, 1), "2026.8.19", python=(3, 10))
+    assert not older.ok and "pipinstall" in older.fix
 
 
 def test_a_ytdlp_from_before_javascript_runtimes_is_a_problem_even_if_recent_enough() -> None:
-    old = check_ytdlp(dt.date(2025, 11, 1), "2025.10.22")
-    assert not old.ok and "JavaScript" in old.detail and "reinstallreqs" in old.fix
+    old = check_ytdlp(dt.date(2025, 11, 1), "2025.10.22", python=(3, 11))
+    assert not old.ok and "JavaScript" in old.detail and "pipinstall -U yt-dlp" in old.fix
 
 
 def test_the_installed_ytdlp_is_read_when_no_version_is_given() -> None:
