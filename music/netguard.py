@@ -170,7 +170,7 @@ class NetworkGuard:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
                 return
             try:
                 method, host, port, outgoing = self._parse(head)
@@ -268,7 +268,7 @@ class NetworkGuard:
                     asyncio.open_connection(str(address), port, limit=RELAY_CHUNK),
                     self.connect_timeout,
                 )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, asyncio.TimeoutError) as exc:
                 error = exc
         log.debug("Could not reach %s:%s: %s", bare, port, error)
         raise _Refused(502, "Could not connect to the site")

@@ -243,5 +243,5 @@ class MusicStore:
             await self.flush()
             try:
                 await asyncio.wait_for(shutdown.wait(), FLUSH_INTERVAL)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin one before Python 3.11
                 pass

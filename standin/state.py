@@ -58,7 +58,7 @@ class Snowflakes:
 
 
 def iso_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
+    return dt.datetime.now(dt.timezone.utc).isoformat()
 
 
 @dataclass(eq=False)

@@ -200,7 +200,7 @@ def make_self_signed_cert(directory: str) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "discord-standin-voice")])
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     public = key.public_key()
     cert = (
         x509.CertificateBuilder()

@@ -3,6 +3,7 @@ site?) and a plain sentence for the member who asked."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import re
@@ -118,7 +119,7 @@ def to_resolve_error(exc: BaseException, timeout: float) -> ResolveError:
             return ResolveError(refusal.sentence)
         kind, sentence = classify_error(str(exc), timeout)
         return ResolveError(sentence, kind)
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # two classes before Python 3.11
         return ResolveError(f"Looking that up timed out after {timeout:g} s.", ErrorKind.TRANSIENT)
     # An extractor bug must not escape as an unknown exception into a command.
     log.error("yt-dlp failed unexpectedly", exc_info=exc)
