@@ -180,7 +180,7 @@ class MusicRPC:
         control = self._control()
         result = await control.lookup(guild.id, actor, query)
         try:
-            queued = control.enqueue(guild.id, actor, result.tracks, front=bool(front))
+            queued = control.enqueue(guild.id, actor, result.tracks, front=bool(front), describe=_plain_title)
         except ControlError:
             control.drop_playlist(result.rest)
             raise
@@ -302,6 +302,10 @@ class MusicRPC:
         if player.channel_id is None or guild.get_channel(player.channel_id) is None:
             raise RPCError("I'm not in a voice channel: give `channel_id`, the voice channel to play in.")
         return player.channel_id, text_id
+
+
+def _plain_title(track: Track) -> str:
+    return track.title  # JSON clients get plain text, not Discord markdown
 
 
 # -- JSON shapes ---------------------------------------------------------------------------------

@@ -132,8 +132,17 @@ class MusicControl:
         except (ResolveError, PolicyError) as exc:
             raise ControlError(str(exc)) from None
 
-    def enqueue(self, guild_id: int, actor: Actor, tracks: list[Track], *, front: bool = False) -> Enqueued:
-        """Queue `tracks` within the server's limits (length, queue size, per member, fair queue)."""
+    def enqueue(
+        self,
+        guild_id: int,
+        actor: Actor,
+        tracks: list[Track],
+        *,
+        front: bool = False,
+        describe: Callable[[Track], str] = track_line,
+    ) -> Enqueued:
+        """Queue `tracks` within the server's limits (length, queue size, per member, fair queue).
+        `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain text)."""
         player = self.player(guild_id)
         try:
             admission = admit(
@@ -143,7 +152,7 @@ class MusicControl:
                 requester_id=actor.user_id,
                 privileged=actor.privileged,
                 front=front,
-                describe=track_line,
+                describe=describe,
                 requester_is_you=not actor.system,
             )
         except AdmissionError as exc:
