@@ -123,7 +123,7 @@ class ConfigInternals:
     @contextlib.asynccontextmanager
     async def json_document(self) -> AsyncIterator[JsonDocument]:
         """The cog's in-memory document under the driver's lock; saved once on a clean exit."""
-        driver = self.config._driver
+        driver: Any = self.config._driver  # the JSON driver's private parts, checked at load
         async with driver._lock:
             yield JsonDocument(driver.data)
             await driver._save()

@@ -155,9 +155,10 @@ def check_ytdlp(
     last_release = YTDLP_LAST_RELEASE_FOR_PYTHON.get(python)
     if version is None:
         try:
-            from yt_dlp.version import __version__ as version
+            from yt_dlp.version import __version__ as running
         except ImportError:
             return Finding(name, False, "yt-dlp is not installed.", "Run `[p]cog reinstallreqs`.")
+        version = str(running)
         # `[p]cog reinstallreqs` replaces the files, but the running bot keeps the old module
         on_disk = _distribution_version("yt-dlp")
         if on_disk and _normal(on_disk) != _normal(version):

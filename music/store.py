@@ -165,7 +165,7 @@ class MusicStore:
         setattr(self.guild(guild_id), name, value)
 
     async def set_global(self, name: str, value: Any) -> None:
-        await self.config.get_attr(name).set(value)
+        await self.config.get_attr(name).set(value)  # type: ignore[attr-defined]  # Red types Config.get_attr loosely
         setattr(self.globals, name, value)
         if name in ("network_allow", "network_deny"):
             self._rebuild_policy()

@@ -228,7 +228,7 @@ class OggOpusReader:
             return packets
         # The page's granule is the end (in 48 kHz samples, pre-skip included) of its last
         # packet; earlier packets end earlier by the durations of the packets after them.
-        end = granule - self._pre_skip.get(serial, 0)
+        end: float = granule - self._pre_skip.get(serial, 0)
         ends: list[float] = []
         for packet in reversed(packets):
             ends.append(end)
