@@ -20,10 +20,13 @@ step consumes input, so truncated or looping input cannot hang it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
+from .limits import OPUS_MAX_BYTES_PER_FRAME, MediaLimitError, WorkMeter, check_opus_packet
 from .ogg import opus_frame_duration_ms
+from .webm_cues import pick_clusters
 
 log = logging.getLogger("red.music.audio.webm")
 
@@ -115,7 +118,11 @@ _UNKNOWN = -1
 _NO_LIMIT = 1 << 64  # beyond any stream offset
 _CUES_ID_BYTES = _CUES.to_bytes(4, "big")  # a SeekID naming the Cues
 
-_Frames = tuple[bytes, ...] | list[bytes]  # the packets of one Block
+_Frames = Sequence[bytes]  # the packets of one Block
+# A SimpleBlock the fast path takes: its 4 header bytes and a packet of at most 1,277 bytes,
+# within every Opus limit whatever its TOC says (limits.check_opus_packet)
+_FAST_BLOCK_MAX = 4 + OPUS_MAX_BYTES_PER_FRAME
+_XIPH_RUN = re.compile(rb"\xff*")  # the 255s of one Xiph-laced size
 
 
 class WebmError(ValueError):
@@ -127,6 +134,11 @@ class NotOpusAudio(WebmError):
 
     Also raised when that track's frames are stored compressed or encrypted in a way this reader
     does not undo (ffmpeg may still decode them)."""
+
+
+class WebmLimitError(WebmError, MediaLimitError):
+    """The input asks more than any real file does (see ``limits``): refused, not handed to
+    ffmpeg."""
 
 
 class _EndOfStream(Exception):
@@ -170,10 +182,14 @@ def _id_is_valid(eid: int) -> bool:
     return length == 1 or value >= _SIZE_MASKS[length - 1]
 
 
-def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(id, data start, data end) of each child in a buffered master element's body."""
+def _children(data: bytes, start: int, end: int,
+              meter: WorkMeter | None = None) -> Iterator[tuple[int, int, int]]:
+    """(id, data start, data end) of each child in a buffered master element's body; each
+    child is a step on ``meter``."""
     pos = start
     while pos < end:
+        if meter is not None:
+            meter.charge(1)
         eid, id_len = _read_id(data, pos, end)
         size, size_len = _read_vint(data, pos + id_len, end)
         pos += id_len + size_len
@@ -222,15 +238,22 @@ class WebmOpusReader:
     reader jumps instead of reading through: at the first Cluster it takes the Cues (an element
     met before that Cluster, as YouTube writes them, or the one the SeekHead points to, as
     ffmpeg writes them at the end of the file), picks the last CuePoint at or before
-    ``start_ns`` (of the audio track if any CuePoint names it, else of any track) and seeks to
-    its Cluster, which must start with a Cluster header whose Timecode is not after
-    ``start_ns`` (else the Cues lie and the reader goes back to the first Cluster).
-    ``seeked_to`` is then the stream offset of that Cluster (also when it is the first one,
-    where the parse already was). Without Cues (or with Cues that are larger than ``MAX_CUES``,
+    ``start_ns`` (of the audio track if any CuePoint names it, else of any track; see
+    ``webm_cues``) and seeks to its Cluster, which must start with a Cluster header whose
+    Timecode is not after ``start_ns`` (else the Cues lie and the reader goes back to the first
+    Cluster). Muxers write audio ahead of a video keyframe, into the Cluster before it (mkvmerge
+    and GStreamer up to 80 ms): when the first audio packet of the Cluster jumped to starts
+    after ``start_ns``, the packet that covers it is in an earlier Cluster, so the reader jumps
+    again, to the CuePoint before (at most two more), then to the first Cluster. ``seeked_to``
+    is the stream offset of the Cluster it read from (also when the Cues name the first one,
+    where the parse already was), None when it read through. Without Cues (or with Cues that are larger than ``MAX_CUES``,
     malformed, or lead nowhere valid), or when a seek raises OSError, it reads through from the
-    first Cluster: the same packets, more bytes. The packets dropped at the start of the Cluster
-    jumped to are exactly the ones scanning would drop there, so both ways give the same
-    packets.
+    first Cluster: the same packets, more bytes. Either way the first packet is the first one
+    that ends after ``start_ns``: seeking and reading through give the same packets.
+
+    Limits (see ``limits``): a packet larger than Opus allows for its frames, or more
+    elements, skipped blocks and empty frames than the input's size warrants, end the
+    iteration with ``WebmLimitError`` (a ``WebmError``).
     """
 
     def __init__(self, stream: BinaryIO, *, start_ns: int = 0) -> None:
@@ -273,8 +296,18 @@ class WebmOpusReader:
         self._cluster_timecode = 0  # Timecode of the Cluster being read (while dropping)
         self._block_timecode = 0  # relative timecode of the last audio Block (while dropping)
         self._cues_seen = False  # a Cues element was met before the first Cluster
-        self._cue_target: int | None = None  # from those Cues: segment-relative Cluster position
+        self._cue_targets: list[int] = []  # from those Cues: segment-relative Cluster positions
         self._cues_position: int | None = None  # from the SeekHead: segment-relative
+        # after a jump by the Cues: Clusters to try, earlier ones first, if the first audio
+        # packet read where it landed starts after start_ns (stream offsets; the last one is
+        # the first Cluster)
+        self._earlier: list[int] = []
+        self._check_landing = False  # the next audio Block read is the first after a jump
+        self._segment_end: int | None = None  # of the Segment the Cues belong to
+        #: audio packets yielded so far
+        self.packets_out = 0
+        self._meter = WorkMeter("EBML elements, skipped blocks and empty frames",
+                                lambda: (self.bytes_read, self.packets_out))
 
     def __iter__(self) -> Iterator[bytes]:
         return self.packets()
@@ -294,6 +327,10 @@ class WebmOpusReader:
         except _EndOfStream:
             if self.track_number is None:
                 raise WebmError("the stream ended before its Tracks element") from None
+        except WebmError:
+            raise
+        except MediaLimitError as exc:  # from limits: a WebmError to our callers
+            raise WebmLimitError(str(exc)) from None
 
     def _can_seek(self) -> bool:
         stream = self._stream
@@ -451,7 +488,7 @@ class WebmOpusReader:
             raise WebmError("EBML header of unknown or excessive size")
         body = self._take(header_len, size)
         doc_type = None
-        for eid, start, end in _children(body, 0, len(body)):
+        for eid, start, end in _children(body, 0, len(body), self._meter):
             if eid == _DOC_TYPE:
                 doc_type = _string(body, start, end)
         if doc_type not in ("webm", "matroska"):
@@ -460,7 +497,7 @@ class WebmOpusReader:
     def _segment(self, segment_start: int, segment_end: int | None) -> Iterator[bytes]:
         """Yield the audio packets of one Segment. Returns at the Segment's end, or, in an
         unknown-size Segment, where a new EBML stream starts."""
-        self._cues_seen, self._cue_target, self._cues_position = False, None, None
+        self._cues_seen, self._cue_targets, self._cues_position = False, [], None
         # Where we are: in the Segment, in a Cluster, or in a BlockGroup of that Cluster. Ends are
         # stream offsets; None is an unknown size (Segment and Cluster only).
         in_cluster = in_group = False
@@ -470,6 +507,7 @@ class WebmOpusReader:
         header = self._header
         fast_track = -1  # first byte of the audio track's number in a block, once known
         fast_limit = 0  # the stream offset a block must end by: the Cluster's or Segment's end
+        meter = self._meter
         while True:
             if in_cluster and not in_group:
                 # The fast path, for what nearly every element of an Opus WebM is: a SimpleBlock
@@ -486,15 +524,20 @@ class WebmOpusReader:
                         start = size = 0
                     end = start + size
                     if (
-                        size > 4
+                        4 < size <= _FAST_BLOCK_MAX
                         and end <= len(buf)
                         and self._base + end <= fast_limit
                         and buf[start] == fast_track
                         and not buf[start + 3] & _LACING_MASK
                     ):
                         self._pos = end
+                        self.packets_out += 1
                         yield buf[start + 4 : end]
                         continue
+            # every element the fast path does not take is a step (see limits)
+            meter.steps += 1
+            if meter.steps > meter.limit:
+                meter.recheck()
             at = self._base + self._pos
             if in_group and at >= group_end:
                 in_group = False
@@ -524,10 +567,15 @@ class WebmOpusReader:
                         raise WebmError(f"block of unknown size at byte {at}")
                     frames = self._block(header_len, size)
                     if self._dropping and frames:
+                        if self._check_landing and self._landed_late() and self._jump_earlier():
+                            in_cluster = in_group = False
+                            continue  # parse the Cluster jumped to
                         frames = self._drop_early(frames)
                         if not self._dropping:
                             fast_track = self._fast_track()
-                    yield from frames
+                    if frames:
+                        self.packets_out += len(frames)
+                        yield from frames
                     continue
                 if eid == _TIMECODE and not in_group and self._dropping and size != _UNKNOWN:
                     if size > 8:
@@ -590,7 +638,7 @@ class WebmOpusReader:
                 # Cues before the Clusters (YouTube's DASH WebM): read them as they pass
                 self._cues_seen = True
                 if size <= MAX_CUES:
-                    self._cue_target = self._pick_cue(self._take(header_len, size))
+                    self._cue_targets = self._pick_clusters(self._take(header_len, size))
                 else:
                     self._skip(header_len + size)
             elif eid in _SEGMENT_CHILDREN or (eid > 0xFFFFFF and _id_is_valid(eid)):
@@ -637,11 +685,11 @@ class WebmOpusReader:
         """Note where the SeekHead says the Cues are (Segment-relative). A malformed SeekHead
         is ignored, as it was when it was skipped unread."""
         try:
-            for eid, start, end in _children(body, 0, len(body)):
+            for eid, start, end in _children(body, 0, len(body), self._meter):
                 if eid != _SEEK:
                     continue
                 seek_id, position = b"", None
-                for child, c_start, c_end in _children(body, start, end):
+                for child, c_start, c_end in _children(body, start, end, self._meter):
                     if child == _SEEK_ID:
                         seek_id = body[c_start:c_end]
                     elif child == _SEEK_POSITION:
@@ -652,60 +700,29 @@ class WebmOpusReader:
         except WebmError as exc:
             log.debug("ignoring a malformed SeekHead: %s", exc)
 
-    def _pick_cue(self, body: bytes) -> int | None:
-        """The Segment-relative position of the Cluster to start at: that of the last CuePoint
-        at or before start_ns (the audio track's, if any CuePoint names it). None if there is
-        none or the Cues are malformed."""
-        ours: tuple[int, int] | None = None  # (-time, position): min() is the latest, earliest
-        other: tuple[int, int] | None = None
-        start_ns, scale = self.start_ns, self.timecode_scale
-        try:
-            for eid, start, end in _children(body, 0, len(body)):
-                if eid != _CUE_POINT:
-                    continue
-                time: int | None = None
-                positions: list[tuple[int | None, int]] = []
-                for child, c_start, c_end in _children(body, start, end):
-                    if child == _CUE_TIME:
-                        time = _uint(body, c_start, c_end)
-                    elif child == _CUE_TRACK_POSITIONS:
-                        track: int | None = None
-                        position: int | None = None
-                        for item, i_start, i_end in _children(body, c_start, c_end):
-                            if item == _CUE_TRACK:
-                                track = _uint(body, i_start, i_end)
-                            elif item == _CUE_CLUSTER_POSITION:
-                                position = _uint(body, i_start, i_end)
-                        if position is not None:
-                            positions.append((track, position))
-                if time is None or time * scale > start_ns:
-                    continue
-                for track, position in positions:
-                    key = (-time, position)
-                    if track == self.track_number:
-                        ours = key if ours is None else min(ours, key)
-                    else:
-                        other = key if other is None else min(other, key)
-        except WebmError as exc:
-            log.debug("ignoring malformed Cues: %s", exc)
-            return None
-        best = ours if ours is not None else other
-        return None if best is None else best[1]
+    def _pick_clusters(self, body: bytes) -> list[int]:
+        """Segment-relative positions of the Clusters the Cues name for start_ns, best first
+        (see ``webm_cues.pick_clusters``)."""
+        return pick_clusters(body, self.start_ns, self.timecode_scale, self.track_number)
 
     def _seek_by_cues(self, at: int, segment_start: int, segment_end: int | None) -> bool:
         """At the first Cluster (its header at ``at``, buffered, not consumed): go to the Cluster
         the Cues name for start_ns. Returns True when the read offset changed (the caller parses
         the element there), False when the parse goes on at ``at`` as if nothing happened."""
-        target = self._cue_target
+        targets = self._cue_targets
         moved = False
-        if target is None and not self._cues_seen and self._cues_position is not None:
+        if not targets and not self._cues_seen and self._cues_position is not None:
             # the Cues are elsewhere (ffmpeg: after the last Cluster): fetch them
             if not self._jump(segment_start + self._cues_position):
                 return False
             moved = True
-            target = self._read_cues(segment_end)
-        if target is not None:
-            cluster_at = segment_start + target
+            targets = self._read_cues(segment_end)
+        if targets:
+            cluster_at = segment_start + targets[0]
+            # where to go if the audio there starts too late: earlier Clusters, then the first
+            self._earlier = [segment_start + t for t in targets[1:]
+                             if at < segment_start + t < cluster_at] + [at]
+            self._segment_end = segment_end
             if cluster_at == at:
                 if moved:
                     self._jump_back(at)
@@ -715,6 +732,7 @@ class WebmOpusReader:
                 moved = True
                 if self._cluster_starts_in_time(cluster_at, segment_end):
                     self.seeked_to = cluster_at
+                    self._check_landing = True
                     return True
                 log.debug("the Cues point at byte %d, where no fitting Cluster starts: "
                           "reading through instead", cluster_at)
@@ -722,19 +740,46 @@ class WebmOpusReader:
             self._jump_back(at)
         return moved
 
-    def _read_cues(self, segment_end: int | None) -> int | None:
-        """Read the Cues element at the read offset and pick a Cluster (see _pick_cue)."""
+    def _read_cues(self, segment_end: int | None) -> list[int]:
+        """Read the Cues element at the read offset and pick Clusters (see _pick_clusters)."""
         try:
             eid, size, header_len = self._header()
             if eid != _CUES or size == _UNKNOWN or size > MAX_CUES:
                 log.debug("no usable Cues where the SeekHead points (%#x, %d bytes)", eid, size)
-                return None
+                return []
             if segment_end is not None and self._offset + header_len + size > segment_end:
-                return None
-            return self._pick_cue(self._take(header_len, size))
+                return []
+            return self._pick_clusters(self._take(header_len, size))
         except (_EndOfStream, WebmError) as exc:
             log.debug("the Cues could not be read: %s", exc or "the stream ended")
-            return None
+            return []
+
+    def _landed_late(self) -> bool:
+        """At the first audio Block after a jump by the Cues: whether it starts after start_ns
+        (then the packet that covers start_ns is in an earlier Cluster: muxers write audio
+        ahead of a video keyframe, into the Cluster before its own)."""
+        self._check_landing = False
+        start = ((self._cluster_timecode + self._block_timecode) * self.timecode_scale
+                 - self.codec_delay_ns)
+        return start > self.start_ns
+
+    def _jump_earlier(self) -> bool:
+        """Jump to the next earlier Cluster to try (see _earlier). False, reading on where the
+        parse is, when none is left or the seek fails."""
+        moved = False
+        while self._earlier:
+            target = self._earlier.pop(0)
+            last_resort = not self._earlier  # the first Cluster: reading through from there
+            if not self._jump(target):
+                if moved:
+                    raise WebmError(f"could not seek back to byte {target}")
+                return False
+            moved = True
+            if last_resort or self._cluster_starts_in_time(target, self._segment_end):
+                self.seeked_to = None if last_resort else target
+                self._check_landing = not last_resort
+                return True
+        return moved
 
     def _cluster_starts_in_time(self, at: int, segment_end: int | None) -> bool:
         """Whether a Cluster header is at the read offset (``at``), fits in the Segment and has
@@ -768,7 +813,7 @@ class WebmOpusReader:
         self._skip(header_len + size)
 
     def _read_info(self, body: bytes) -> None:
-        for eid, start, end in _children(body, 0, len(body)):
+        for eid, start, end in _children(body, 0, len(body), self._meter):
             if eid == _TIMECODE_SCALE:
                 scale = _uint(body, start, end)
                 if scale == 0:
@@ -778,7 +823,7 @@ class WebmOpusReader:
     def _select_track(self, body: bytes) -> None:
         """Pick the first audio track from a Tracks body; NotOpusAudio unless it is Opus."""
         self.codec_private, self.codec_delay_ns, self._prefix = None, 0, b""
-        for eid, start, end in _children(body, 0, len(body)):
+        for eid, start, end in _children(body, 0, len(body), self._meter):
             if eid != _TRACK_ENTRY:
                 continue
             number = track_type = 0
@@ -786,7 +831,7 @@ class WebmOpusReader:
             private: tuple[int, int] | None = None
             delay = 0
             encodings: tuple[int, int] | None = None
-            for child, c_start, c_end in _children(body, start, end):
+            for child, c_start, c_end in _children(body, start, end, self._meter):
                 if child == _TRACK_NUMBER:
                     number = _uint(body, c_start, c_end)
                 elif child == _TRACK_TYPE:
@@ -815,26 +860,25 @@ class WebmOpusReader:
             return
         raise NotOpusAudio("the stream has no audio track")
 
-    @staticmethod
-    def _stripped_header(body: bytes, start: int, end: int) -> bytes:
+    def _stripped_header(self, body: bytes, start: int, end: int) -> bytes:
         """The bytes to put back in front of each frame for ContentEncodings. Only header
         stripping (what mkvmerge once did by default) is undone; zlib/bzip2/LZO compression and
         encryption are left to ffmpeg (NotOpusAudio: the caller transcodes)."""
         prefix = b""
-        for eid, e_start, e_end in _children(body, start, end):
+        for eid, e_start, e_end in _children(body, start, end, self._meter):
             if eid != _CONTENT_ENCODING:
                 continue
             scope = 1
             algo: int | None = None
             settings = b""
-            for child, c_start, c_end in _children(body, e_start, e_end):
+            for child, c_start, c_end in _children(body, e_start, e_end, self._meter):
                 if child == _CONTENT_ENCODING_SCOPE:
                     scope = _uint(body, c_start, c_end)
                 elif child == _CONTENT_ENCRYPTION:
                     raise NotOpusAudio("the audio track is encrypted")
                 elif child == _CONTENT_COMPRESSION:
                     algo = 0  # ContentCompAlgo's default: zlib
-                    for item, i_start, i_end in _children(body, c_start, c_end):
+                    for item, i_start, i_end in _children(body, c_start, c_end, self._meter):
                         if item == _CONTENT_COMP_ALGO:
                             algo = _uint(body, i_start, i_end)
                         elif item == _CONTENT_COMP_SETTINGS:
@@ -894,8 +938,29 @@ class WebmOpusReader:
         if not lacing:
             if start == end:
                 return ()  # an empty frame is no Opus packet (the Ogg reader drops them too)
-            return (prefix + buf[start:end],) if prefix else (buf[start:end],)
-        return [prefix + frame for frame in _delace(buf, start, end, lacing) if frame]
+            packet = prefix + buf[start:end] if prefix else buf[start:end]
+            if len(packet) > OPUS_MAX_BYTES_PER_FRAME:
+                check_opus_packet(packet)
+            return (packet,)
+        laced = _delace(buf, start, end, lacing)
+        if not prefix:
+            packets = [frame for frame in laced if frame]
+            if end - start > OPUS_MAX_BYTES_PER_FRAME:
+                for packet in packets:
+                    if len(packet) > OPUS_MAX_BYTES_PER_FRAME:
+                        check_opus_packet(packet)
+        else:
+            packets = []
+            for frame in laced:
+                if frame:
+                    # one by one: 256 frames with a long prefix must not all be built first
+                    packet = prefix + frame
+                    if len(packet) > OPUS_MAX_BYTES_PER_FRAME:
+                        check_opus_packet(packet)
+                    packets.append(packet)
+        if len(packets) < len(laced):
+            self._meter.charge(len(laced) - len(packets))  # a step per empty frame
+        return packets
 
 
 def _delace(buf: bytes, pos: int, end: int, lacing: int) -> list[bytes]:
@@ -906,17 +971,15 @@ def _delace(buf: bytes, pos: int, end: int, lacing: int) -> list[bytes]:
     pos += 1
     sizes: list[int] = []
     if lacing == _LACING_XIPH:
+        run = _XIPH_RUN.match
         for _ in range(count - 1):
-            size = 0
-            while True:  # each size is a run of 255s ended by a smaller byte
-                if pos >= end:
-                    raise WebmError("truncated Xiph lacing")
-                value = buf[pos]
-                pos += 1
-                size += value
-                if value != 255:
-                    break
-            sizes.append(size)
+            # each size is a run of 255s ended by a smaller byte (the run found in C: a block
+            # of 255s costs no Python loop per byte)
+            ones = run(buf, pos, end).end()
+            if ones >= end:
+                raise WebmError("truncated Xiph lacing")
+            sizes.append(255 * (ones - pos) + buf[ones])
+            pos = ones + 1
     elif lacing == _LACING_FIXED:
         if (end - pos) % count:
             raise WebmError("fixed-size lacing that does not divide the block")
