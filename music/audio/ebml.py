@@ -401,7 +401,8 @@ def delace(buf: bytes, pos: int, end: int, lacing: int) -> list[bytes]:
         for _ in range(count - 1):
             # each size is a run of 255s ended by a smaller byte (the run found in C: a block
             # of 255s costs no Python loop per byte)
-            ones = run(buf, pos, end).end()
+            match = run(buf, pos, end)
+            ones = match.end() if match else pos  # (it always matches, maybe no byte)
             if ones >= end:
                 raise WebmError("truncated Xiph lacing")
             sizes.append(255 * (ones - pos) + buf[ones])

@@ -39,6 +39,7 @@ from .ebml import (
     read_vint,
     uint,
 )
+from .limits import WorkMeter
 from .ogg import opus_frame_duration_ms
 
 log = logging.getLogger("red.music.audio.webm")
@@ -155,6 +156,7 @@ class StartAtPosition(EbmlInput):
     timecode_scale: int
     track_number: int | None
     codec_delay_ns: int
+    _meter: WorkMeter
 
     def __init__(self, stream: BinaryIO, start_ns: int) -> None:
         if start_ns < 0:
