@@ -3,7 +3,8 @@ in the same run.
 
     python -m benchmarks.run [--quick] [--only NAME ...]
 
-NAME is one of: gap, first_packet, first_packet_red, resources, stall, concurrency, resolution, persistence.
+NAME is one of: gap, first_packet, first_packet_red, resources, stall, concurrency, resolution, persistence,
+media_cost.
 See benchmarks/README.md.
 """
 
@@ -46,6 +47,10 @@ async def persistence_rows(bench: Bench, quick: bool) -> None:
     await in_own_process("benchmarks.persistence", *(["--quick"] if quick else []))
 
 
+async def media_cost_rows(bench: Bench, quick: bool) -> None:
+    await in_own_process("benchmarks.media_cost", *(["--quick"] if quick else []))
+
+
 BENCHMARKS = {
     "gap": gap.run,
     "first_packet": first_packet.run,
@@ -55,6 +60,7 @@ BENCHMARKS = {
     "concurrency": concurrency.run,
     "resolution": resolution_rows,
     "persistence": persistence_rows,
+    "media_cost": media_cost_rows,
 }
 ENGINE_GUILD_ID = 1001
 

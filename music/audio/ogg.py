@@ -1,16 +1,26 @@
 """Ogg demuxing to raw Opus packets, the unit Discord's voice protocol carries.
 
-``OggOpusReader`` turns the Ogg/Opus byte stream that ffmpeg writes into Opus packets and drops the
-``OpusHead``/``OpusTags`` header packets (discord.py's FFmpegOpusAudio sends those as audio: two
-undecodable frames and 40 ms of delay at every track start).
+``OggOpusReader`` turns an Ogg/Opus byte stream (what ffmpeg writes, or an .ogg/.opus file read
+in process) into Opus packets and drops the ``OpusHead``/``OpusTags`` header packets (discord.py's
+FFmpegOpusAudio sends those as audio: two undecodable frames and 40 ms of delay at every track
+start). The input may be hostile: what it may cost is bounded as ``limits`` says.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
+
+from .limits import (
+    OPUS_MAX_BYTES_PER_FRAME,
+    OPUS_MAX_PACKET_BYTES,
+    WorkMeter,
+    check_opus_packet,
+    packet_too_long,
+)
 
 log = logging.getLogger("red.music.audio.ogg")
 
@@ -24,55 +34,61 @@ FLAG_EOS = 0x04
 
 OPUS_HEAD = b"OpusHead"
 OPUS_TAGS = b"OpusTags"
+_HEADER_MAGICS = (OPUS_HEAD, OPUS_TAGS)
 
 _READ_CHUNK = 4096
+_SAMPLES_PER_PACKET_MAX = 120 * 48  # 120 ms at 48 kHz: no packet lasts longer (RFC 6716, R5)
 
-
-def _make_crc_table() -> list[int]:
-    # Ogg's CRC-32: polynomial 0x04C11DB7, not reflected, initial value 0 (zlib.crc32 differs).
-    table = []
-    for i in range(256):
-        crc = i << 24
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else (crc << 1)
-        table.append(crc & 0xFFFFFFFF)
-    return table
-
-
-_CRC_TABLE = _make_crc_table()
+_BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 
 def ogg_crc(data: bytes | bytearray | memoryview) -> int:
-    crc = 0
-    table = _CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[((crc >> 24) ^ byte) & 0xFF]
-    return crc
+    """Ogg's CRC-32 (polynomial 0x04C11DB7, not reflected, initial value 0, no final xor).
+
+    zlib computes the reflected CRC-32 of the same polynomial at C speed (~2 ns a byte; the
+    pure-Python table loop took ~170 ns): Ogg's CRC is that of the bit-mirrored bytes, mirrored
+    back, with zlib's initial and final inversions undone."""
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)
+    reflected = zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int.from_bytes(reflected.to_bytes(4, "little").translate(_BIT_REVERSED), "big")
 
 
 def page_crc_ok(page: bytes | bytearray) -> bool:
-    """True when the CRC stored in a whole page matches its content."""
+    """True when the CRC stored in a whole page matches its content (the CRC field counts as
+    zeros)."""
     stored = struct.unpack_from("<I", page, 22)[0]
-    zeroed = bytearray(page)
-    zeroed[22:26] = b"\0\0\0\0"
-    return ogg_crc(zeroed) == stored
+    mirrored = memoryview(page.translate(_BIT_REVERSED))
+    crc = zlib.crc32(mirrored[:22], 0xFFFFFFFF)
+    crc = zlib.crc32(b"\0\0\0\0", crc)
+    crc = zlib.crc32(mirrored[26:], crc) ^ 0xFFFFFFFF
+    return int.from_bytes(crc.to_bytes(4, "little").translate(_BIT_REVERSED), "big") == stored
 
 
 class OggOpusReader:
     """Read Opus packets from an Ogg stream (a pipe or a file opened in binary mode).
 
-    Iterating yields audio packets only; it ends at end of file. Robustness:
+    Iterating yields audio packets only; it ends at end of file. What is played: the first
+    logical stream whose beginning-of-stream page holds an OpusHead, by serial number: the pages
+    of every other logical stream (a second Opus stream, video, Vorbis) are skipped without being
+    assembled. A chained stream (a new beginning-of-stream page after the one played has had
+    pages of its own) is the next link: its first Opus stream is played from then on. Without
+    any beginning-of-stream page (joined mid-stream) the first serial seen is played.
+
+    Robustness:
 
     * bytes that are not a page (garbage, a truncated page) are skipped by searching for the next
       capture pattern; a page found that way must pass its CRC before it is trusted (pages read
-      in sequence are not CRC-checked: they come straight from our own ffmpeg, and a CRC in pure
-      Python costs ~30 us per page);
+      in sequence are not CRC-checked: ffmpeg's own output mostly);
     * a packet whose start was lost (resync, a page missing in the sequence) is dropped, never
       glued to unrelated data;
-    * chained streams (a new BOS page with a new serial) work: each logical stream's header
-      packets are skipped; logical streams that are not Opus are ignored;
+    * the OpusTags packet (which cover art can make megabytes long) is skipped as it is read,
+      never buffered;
     * packets that end before the stream's start (negative granule positions, left by an input
-      seek in copy mode) are dropped, unless ``drop_preroll`` is False.
+      seek in copy mode) are dropped, unless ``drop_preroll`` is False;
+    * limits (see ``limits``): a packet larger than Opus allows, or more pages, resync attempts
+      and empty packets than the input's size warrants, end the iteration with
+      ``MediaLimitError``.
     """
 
     def __init__(
@@ -84,17 +100,30 @@ class OggOpusReader:
         self._read = getattr(stream, "read1", stream.read)
         self._verify_all = verify_crc
         self._drop_preroll = drop_preroll
-        self._pre_skip: dict[int, int] = {}
         self._buf = bytearray()
         self._eof = False
-        # per serial: number of header packets still expected (2 for Opus), or -1 = not Opus
-        self._headers_left: dict[int, int] = {}
-        self._last_seqno: dict[int, int] = {}
-        self._partial: dict[int, bytearray] = {}
+        self._meter = WorkMeter("Ogg pages, resync attempts and empty packets",
+                                lambda: (self.bytes_read, self.packets_out))
+        # The logical stream played (its serial number), None until one is picked.
+        self._serial: int | None = None
+        self._bos_seen = False  # from the first BOS page on, streams are picked at theirs only
+        self._had_pages = False  # the stream played had pages after its BOS page
+        self._expect_tags = False  # its next page starts with the OpusTags packet
+        self._pre_skip = 0
+        self._last_seqno: int | None = None
+        self._partial: bytearray | None = None  # the packet in progress
+        self._skipping = False  # the packet in progress is skipped (OpusTags, or a lost start)
         self.pages_read = 0
+        self.bytes_read = 0
         self.bytes_skipped = 0
         self.packets_dropped = 0
         self.preroll_dropped = 0
+        self.packets_out = 0
+
+    @property
+    def serial(self) -> int | None:
+        """The serial number of the logical stream played (None until one is picked)."""
+        return self._serial
 
     def __iter__(self) -> Iterator[bytes]:
         return self.packets()
@@ -108,6 +137,7 @@ class OggOpusReader:
             if not chunk:
                 self._eof = True
                 break
+            self.bytes_read += len(chunk)
             self._buf += chunk
         return len(self._buf) >= size
 
@@ -115,9 +145,9 @@ class OggOpusReader:
         del self._buf[:count]
         self.bytes_skipped += count
 
-    def _next_page(self) -> tuple[int, int, int, int, list[int], bytes] | None:
-        """Return (flags, granule, serial, seqno, lacing, body) of the next valid page, or None
-        at EOF."""
+    def _next_page(self) -> tuple[int, int, int, int, int, int, bool] | None:
+        """(flags, granule, serial, seqno, nsegs, page size, resynced) of the next valid page,
+        whose bytes start the buffer (not consumed); None at EOF."""
         resynced = False
         while True:
             if not self._fill(HEADER_SIZE):
@@ -125,40 +155,28 @@ class OggOpusReader:
                     self.bytes_skipped += len(self._buf)
                     self._buf.clear()
                 return None
-            if not self._buf.startswith(CAPTURE_PATTERN):
-                at = self._buf.find(CAPTURE_PATTERN, 1)
+            buf = self._buf
+            if not buf.startswith(CAPTURE_PATTERN):
+                at = buf.find(CAPTURE_PATTERN, 1)
                 # keep up to 3 trailing bytes: they may be the start of a split capture pattern
-                self._skip(at if at > 0 else len(self._buf) - 3)
+                self._skip(at if at > 0 else len(buf) - 3)
                 resynced = True
                 continue
-            _, version, flags, granule, serial, seqno, _crc, nsegs = _HEADER.unpack_from(self._buf)
-            if version != 0 or not self._fill(HEADER_SIZE + nsegs):
-                self._skip(1)
-                resynced = True
-                continue
-            lacing = list(self._buf[HEADER_SIZE : HEADER_SIZE + nsegs])
-            page_size = HEADER_SIZE + nsegs + sum(lacing)
-            if not self._fill(page_size):
-                # truncated final page: nothing after it to resync to
-                self._skip(1)
-                resynced = True
-                continue
-            if (resynced or self._verify_all) and not page_crc_ok(self._buf[:page_size]):
-                self._skip(1)
-                resynced = True
-                continue
-            body = bytes(self._buf[HEADER_SIZE + nsegs : page_size])
-            del self._buf[:page_size]
-            self.pages_read += 1
-            if resynced:
-                # whatever packet was in progress lost its continuation
-                self._drop_partials()
-            return flags, granule, serial, seqno, lacing, body
-
-    def _drop_partials(self) -> None:
-        if self._partial:
-            self.packets_dropped += len(self._partial)
-            self._partial.clear()
+            _, version, flags, granule, serial, seqno, _crc, nsegs = _HEADER.unpack_from(buf)
+            if version == 0 and self._fill(HEADER_SIZE + nsegs):
+                page_size = HEADER_SIZE + nsegs + sum(self._buf[HEADER_SIZE : HEADER_SIZE + nsegs])
+                # (a truncated final page fails here: nothing after it to resync to)
+                if self._fill(page_size):
+                    if not (resynced or self._verify_all):
+                        return flags, granule, serial, seqno, nsegs, page_size, resynced
+                    # one step per KiB of CRC: a storm of candidates claiming 64 KB pages
+                    # cannot make the checks cost more than the input warrants
+                    self._meter.charge(1 + (page_size >> 10))
+                    if page_crc_ok(self._buf[:page_size]):
+                        return flags, granule, serial, seqno, nsegs, page_size, resynced
+            self._meter.charge(1)
+            self._skip(1)
+            resynced = True
 
     # -- packets ---------------------------------------------------------------------------------
 
@@ -166,69 +184,142 @@ class OggOpusReader:
         while True:
             page = self._next_page()
             if page is None:
-                self._drop_partials()
+                self._drop_partial()
                 return
-            flags, granule, serial, seqno, lacing, body = page
+            flags, granule, serial, seqno, nsegs, page_size, resynced = page
+            self.pages_read += 1
+            if resynced:
+                self._drop_partial()  # whatever packet was in progress lost its continuation
             if flags & FLAG_BOS:
-                # a new logical stream (chained Ogg): its header packets come first
-                self._headers_left[serial] = 2
-                self._partial.pop(serial, None)
-            elif serial not in self._headers_left:
-                # joined mid-stream (after garbage): assume audio; _accept still drops headers
-                self._headers_left[serial] = 0
-            last = self._last_seqno.get(serial)
-            if last is not None and seqno != (last + 1) & 0xFFFFFFFF and serial in self._partial:
-                # a page went missing: the packet in progress is incomplete
-                del self._partial[serial]
+                self._begin_stream(serial, seqno, nsegs)
+            elif serial == self._serial or self._serial is None and not self._bos_seen:
+                if self._serial is None:
+                    log.debug("joined logical stream %08x mid-stream", serial)
+                    self._serial, self._had_pages = serial, True
+                packets = self._read_page(flags, granule, seqno, nsegs, page_size)
+                if packets:
+                    self.packets_out += len(packets)
+                    yield from packets
+                continue
+            # a BOS page, or a page of a logical stream that is not played: no packets
+            del self._buf[:page_size]
+            self._meter.charge(1)
+
+    def _begin_stream(self, serial: int, seqno: int, nsegs: int) -> None:
+        """A beginning-of-stream page (buffered): play its stream if it is Opus and either no
+        stream is played yet or this one starts a new link of a chain."""
+        self._bos_seen = True
+        if self._serial is not None and not self._had_pages:
+            return  # grouped with the stream played (a multiplexed file): not played
+        # Its first packet must be an OpusHead that ends on this page (RFC 7845).
+        size = 0
+        for value in self._buf[HEADER_SIZE : HEADER_SIZE + nsegs]:
+            size += value
+            if value < 255:
+                break
+        else:
+            return
+        start = HEADER_SIZE + nsegs
+        head = bytes(self._buf[start : start + size])
+        if not head.startswith(OPUS_HEAD):
+            log.debug("ignoring non-Opus logical stream %08x", serial)
+            return
+        self._drop_partial()
+        self._serial, self._had_pages, self._expect_tags = serial, False, True
+        self._pre_skip = struct.unpack_from("<H", head, 10)[0] if len(head) >= 12 else 0
+        self._last_seqno = seqno
+
+    def _drop_partial(self) -> None:
+        if self._partial is not None:
+            self.packets_dropped += 1
+        self._partial, self._skipping = None, False
+
+    def _read_page(self, flags: int, granule: int, seqno: int, nsegs: int,
+                   page_size: int) -> list[bytes]:
+        """Consume a page of the stream played; return the audio packets it completes."""
+        buf = self._buf
+        lacing = bytes(buf[HEADER_SIZE : HEADER_SIZE + nsegs])
+        body = bytes(buf[HEADER_SIZE + nsegs : page_size])
+        del buf[:page_size]
+        self._had_pages = True
+        last = self._last_seqno
+        if last is not None and seqno != (last + 1) & 0xFFFFFFFF:
+            self._drop_partial()  # a page went missing: the packet in progress is incomplete
+        self._last_seqno = seqno
+        completed = self._split(flags, lacing, body)
+        packets = self._audio(completed, granule) if completed else completed
+        if flags & FLAG_EOS:
+            self._drop_partial()
+        # per page one step, one more per 16 lacing values, one per packet that is not audio
+        self._meter.charge(1 + (nsegs >> 4) + len(completed) - len(packets))
+        return packets
+
+    def _split(self, flags: int, lacing: bytes, body: bytes) -> list[bytes]:
+        """The packets a page's segments complete; keeps the one in progress for the next."""
+        partial, skipping = self._partial, self._skipping
+        if flags & FLAG_CONTINUED:
+            if partial is None and not skipping:
+                skipping = True  # the rest of a packet whose start we never saw
                 self.packets_dropped += 1
-            self._last_seqno[serial] = seqno
-
-            partial = self._partial.pop(serial, None)
-            skipping_continuation = False
-            if flags & FLAG_CONTINUED and partial is None:
-                # continuation of a packet whose start we never saw: drop up to its end
-                skipping_continuation = True
-            elif not flags & FLAG_CONTINUED and partial is not None:
+        elif partial is not None or skipping:
+            if partial is not None:
                 self.packets_dropped += 1  # the page says the old packet never finished
+            partial, skipping = None, False
+        if self._expect_tags:
+            # the page after the OpusHead starts with the OpusTags packet: skip it unbuffered
+            self._expect_tags = False
+            if not flags & FLAG_CONTINUED and body.startswith(OPUS_TAGS):
+                skipping = True
+        completed: list[bytes] = []
+        start = end = 0
+        for value in lacing:
+            end += value
+            if value == 255:
+                continue  # the packet goes on in the next segment (maybe on the next page)
+            if skipping:
+                skipping = False
+            elif partial is not None:
+                partial += body[start:end]
+                completed.append(bytes(partial))
                 partial = None
+            else:
+                completed.append(body[start:end])
+            start = end
+        if lacing and lacing[-1] == 255 and not skipping:
+            if partial is None:
+                partial = bytearray(body[start:])
+            else:
+                partial += body[start:]
+            if len(partial) > OPUS_MAX_PACKET_BYTES:
+                self._partial = None
+                raise packet_too_long(OPUS_MAX_PACKET_BYTES)
+        self._partial, self._skipping = partial, skipping
+        return completed
 
-            current = partial if partial is not None else bytearray()
-            completed: list[bytes] = []
-            offset = 0
-            for size in lacing:
-                current += body[offset : offset + size]
-                offset += size
-                if size == 255:
-                    continue  # the packet goes on in the next segment (maybe on the next page)
-                if skipping_continuation:
-                    skipping_continuation = False
-                    self.packets_dropped += 1
-                else:
-                    packet = bytes(current)
-                    if self._accept(serial, packet):
-                        completed.append(packet)
-                current = bytearray()
-            if current and not skipping_continuation:
-                self._partial[serial] = current
-            if completed:
-                yield from self._without_preroll(serial, granule, completed)
-            if flags & FLAG_EOS:
-                self._partial.pop(serial, None)
-                self._last_seqno.pop(serial, None)
-                self._headers_left.pop(serial, None)
+    def _audio(self, packets: list[bytes], granule: int) -> list[bytes]:
+        """The audio packets among a page's complete packets, pre-roll dropped."""
+        kept = [p for p in packets if p and not p.startswith(_HEADER_MAGICS)]
+        for packet in kept:
+            if len(packet) > OPUS_MAX_BYTES_PER_FRAME:
+                check_opus_packet(packet)
+        if len(kept) != len(packets):
+            self.packets_dropped += len(packets) - len(kept)
+        if not self._drop_preroll or granule == -1 or not kept:
+            return kept
+        end = granule - self._pre_skip
+        if end - len(kept) * _SAMPLES_PER_PACKET_MAX > 0:
+            return kept  # even at 120 ms each, every packet ends after the start
+        return self._without_preroll(end, kept)
 
-    def _without_preroll(self, serial: int, granule: int, packets: list[bytes]) -> list[bytes]:
+    def _without_preroll(self, end: float, packets: list[bytes]) -> list[bytes]:
         """Drop packets that end before the stream's start.
 
         ffmpeg copying Opus after an input seek (``-ss`` before ``-i``) starts at the container's
         seek point (for WebM the start of a cluster, seconds early) and marks the packets before
         the requested position with negative timestamps: negative granule positions here. A
-        decoder would discard that audio; Discord clients would play it, so it goes."""
-        if not self._drop_preroll or granule == -1:
-            return packets
-        # The page's granule is the end (in 48 kHz samples, pre-skip included) of its last
-        # packet; earlier packets end earlier by the durations of the packets after them.
-        end: float = granule - self._pre_skip.get(serial, 0)
+        decoder would discard that audio; Discord clients would play it, so it goes. ``end`` is
+        where the page's last packet ends (48 kHz samples after the start); earlier packets end
+        earlier by the durations of the packets after them."""
         ends: list[float] = []
         for packet in reversed(packets):
             ends.append(end)
@@ -239,32 +330,10 @@ class OggOpusReader:
                 # (end <= 0) keeps being dropped; otherwise keep them all
                 end = float("-inf") if end <= 0 else float("inf")
         ends.reverse()
-        kept = [packet for packet, packet_end in zip(packets, ends, strict=True) if packet_end > 0]
+        # (no zip(strict=...): music/ runs on Python 3.9)
+        kept = [packet for index, packet in enumerate(packets) if ends[index] > 0]
         self.preroll_dropped += len(packets) - len(kept)
         return kept
-
-    def _accept(self, serial: int, packet: bytes) -> bool:
-        """Decide whether a complete packet is Opus audio (True) or a header / foreign data."""
-        left = self._headers_left.get(serial, 0)
-        if left == -1:
-            return False  # a logical stream that is not Opus
-        if left == 2:
-            if packet.startswith(OPUS_HEAD):
-                self._headers_left[serial] = 1
-                if len(packet) >= 12:
-                    self._pre_skip[serial] = struct.unpack_from("<H", packet, 10)[0]
-            else:
-                self._headers_left[serial] = -1
-                log.debug("ignoring non-Opus logical stream %08x", serial)
-            return False
-        if left == 1:
-            self._headers_left[serial] = 0
-            if packet.startswith(OPUS_TAGS):
-                return False
-        # Belt and braces: header packets must never reach Discord, wherever they show up.
-        if not packet or packet.startswith((OPUS_HEAD, OPUS_TAGS)):
-            return False
-        return True
 
 
 # Frame size in ms for each TOC configuration number (RFC 6716, section 3.1).

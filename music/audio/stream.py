@@ -23,6 +23,7 @@ from .fetch import MediaFetchError
 from .ffmpeg import build_args
 from .ffmpeg_process import STDERR_TAIL_LINES, FfmpegProcess, stderr_error_text
 from .in_process import MediaInput, close_quietly, input_error_text, open_demuxer, open_input
+from .limits import MediaLimitError
 from .ogg import OggOpusReader, opus_frame_duration_ms
 from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
 from .webm import NotOpusAudio, WebmError
@@ -237,6 +238,9 @@ class TrackStream:
                 self.ffmpeg_fallback = "packets other than 20 ms"
                 self.demuxed = None
                 return False, restart_at
+        except MediaLimitError as exc:  # hostile or broken past any real file: refused
+            if not self._closed:
+                self._error = str(exc)
         except NotOpusAudio:
             self.ffmpeg_fallback = "not Opus"
             self.demuxed = None
