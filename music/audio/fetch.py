@@ -25,6 +25,8 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urljoin, urlsplit
 
+from ..netguard import proxy_authorization
+
 log = logging.getLogger("red.music.audio.fetch")
 
 #: Redirects followed per connection (yt-dlp's stream URLs redirect once or twice at most).
@@ -267,22 +269,27 @@ class HttpMediaReader:
         if parts.query:
             target += "?" + parts.query
         conn: http.client.HTTPConnection
+        headers = dict(self.headers)
         if self.proxy:
             proxy = urlsplit(self.proxy)
             proxy_host, proxy_port = proxy.hostname or "127.0.0.1", proxy.port or 80
+            # the guard's secret, on the CONNECT or on the forwarded request (the guard takes it
+            # off before anything reaches the site)
+            authorization = proxy_authorization(self.proxy)
+            proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
             if https:
                 conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=self.timeout,
                                                    context=self._tls or _tls_context())
-                conn.set_tunnel(host, port)
+                conn.set_tunnel(host, port, headers=proxy_headers)
             else:
                 conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=self.timeout)
                 target = f"http://{parts.netloc.rsplit('@', 1)[-1]}{target}"  # absolute URI
+                headers.update(proxy_headers)
         elif https:
             conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
                                                context=self._tls or _tls_context())
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-        headers = dict(self.headers)
         if self.position > 0:
             headers["Range"] = f"bytes={self.position}-"
         with self._lock:

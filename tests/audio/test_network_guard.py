@@ -261,3 +261,52 @@ async def test_ffmpeg_https_is_tunnelled_with_connect(media_dir, tmp_path, guard
     finally:
         await tls_server.stop()
 
+
+
+# ---- the guard's secret: every client of the cog sends it; nothing else gets through --------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_ytdlp_sends_the_guards_secret_for_plain_requests_and_connect(
+    scheme, media_dir, tmp_path, guard_for
+):
+    """yt-dlp's `proxy` option with the guard's URL: the credentials in it become the
+    Proxy-Authorization of the absolute-URI request (http) and of the CONNECT (https)."""
+    from yt_dlp import YoutubeDL
+
+    if scheme == "https":
+        site, _ = await start_tls_server(media_dir, tmp_path)
+        host = "localhost"
+    else:
+        site, host = await CountingServer(media_dir).start(), "127.0.0.1"
+    try:
+        guard = await guard_for(LOOPBACK_ALLOWED)
+        url = f"{scheme}://{host}:{site.port}/media/a440.webm"
+
+        def fetch() -> bytes:
+            with YoutubeDL({"quiet": True, "proxy": guard.url, "nocheckcertificate": True}) as ydl:
+                return ydl.urlopen(url).read()
+
+        body = await asyncio.to_thread(fetch)
+        assert body == (media_dir / "a440.webm").read_bytes()
+        assert guard.stats.unauthorized == 0 and site.hits == ["/media/a440.webm"]
+        assert (guard.stats.tunnels, guard.stats.forwarded) == ((1, 0) if scheme == "https" else (0, 1))
+    finally:
+        await site.stop()
+
+
+async def test_a_raw_client_without_the_secret_is_refused_and_reaches_nothing(server, guard_for):
+    """Another local process that finds the guard's port: 407 for a plain request and for a
+    CONNECT, and the site behind it sees nothing."""
+    guard = await guard_for(LOOPBACK_ALLOWED)
+    port = int(guard.address.rsplit(":", 1)[1])
+    for head in (
+        f"GET http://127.0.0.1:{server.port}/media/a440.webm HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head.encode())
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 407 "), answer
+    assert server.hits == [] and guard.stats.unauthorized == 2
