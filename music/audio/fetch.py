@@ -46,6 +46,37 @@ _TLS_CONTEXT: ssl.SSLContext | None = None
 _TLS_LOCK = threading.Lock()
 
 
+class _IcyTolerantResponse(http.client.HTTPResponse):
+    """An HTTPResponse that also takes SHOUTcast v1's `ICY 200 OK` status line (internet radio,
+    often on port 8000), which http.client would refuse as a bad status line; ffmpeg, which
+    read such streams before the cog did, accepts it too."""
+
+    def begin(self) -> None:
+        peeked = self.fp.peek(4)[:4] if hasattr(self.fp, "peek") else b""
+        if peeked == b"ICY ":
+            self.fp = _IcyStatusLine(self.fp)
+        super().begin()
+
+
+class _IcyStatusLine:
+    """Wraps a response's file so its first line reads `HTTP/1.0` instead of `ICY`."""
+
+    def __init__(self, fp) -> None:  # type: ignore[no-untyped-def]
+        self._fp = fp
+        self._first = True
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._fp.readline(limit)
+        if self._first:
+            self._first = False
+            if line.startswith(b"ICY "):
+                line = b"HTTP/1.0 " + line[4:]
+        return line
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._fp, name)
+
+
 class MediaFetchError(Exception):
     """The media could not be fetched (or stopped being fetchable), in a sentence without the
     URL's path or query."""
@@ -111,6 +142,11 @@ class HttpMediaReader:
         self.length: int | None = None
         #: connections made after the first one (drops resumed)
         self.reconnects = 0
+        #: the URL the media came from after redirects (relative links in it are resolved
+        #: against this one); the given URL until connected
+        self.final_url = url
+        #: the media type the server named, lower case without parameters ("" if none)
+        self.content_type = ""
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._conn: http.client.HTTPConnection | None = None
@@ -156,6 +192,20 @@ class HttpMediaReader:
         return b""
 
     read = read1
+
+    def connect(self) -> None:
+        """Connect now (the first read would): a failure to fetch raises here."""
+        if self._response is not None or self._closed.is_set():
+            return
+        try:
+            self._open()
+        except MediaFetchError:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop_connection()
+            if self._closed.is_set():
+                return
+            raise MediaFetchError(f"Could not connect to {_site(self.url)}: {exc}") from None
 
     def seekable(self) -> bool:
         return True
@@ -252,6 +302,8 @@ class HttpMediaReader:
                 conn.close()
                 raise MediaFetchError(f"HTTP error {status} {response.reason} from {_site(url)}")
             self._note_length(response, status)
+            self.final_url = url
+            self.content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             if status == 200 and self.position > 0:
                 self._skip_to_position(response)  # no range support: read past what we had
             self._install(conn, response)
@@ -290,6 +342,7 @@ class HttpMediaReader:
                                                context=self._tls or _tls_context())
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        conn.response_class = _IcyTolerantResponse
         if self.position > 0:
             headers["Range"] = f"bytes={self.position}-"
         with self._lock:
