@@ -130,14 +130,15 @@ def policy_refusal(message: str) -> PolicyError | None:
     return PolicyError(refusal_sentence(match[2].strip("[]"), match[1]))
 
 
-def ffmpeg_env(proxy: str | None = None) -> dict[str, str]:
-    """The environment for an ffmpeg child: ours without `no_proxy` (any case), which ffmpeg
-    reads to skip the proxy for matching hosts. With a `proxy`, `http_proxy` names it too:
-    nested inputs that don't inherit `-http_proxy` fall back to the environment."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy")}
-    if proxy:
-        env["http_proxy"] = proxy
-    return env
+#: Environment variables ffmpeg (or a library in it) would read to use a proxy, or to skip one.
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy")
+
+
+def ffmpeg_env() -> dict[str, str]:
+    """The environment for an ffmpeg child: ours without proxy settings (any case). ffmpeg
+    opens no network URL (it reads the cog's pipe, music.audio.pipe_input) and must not learn
+    the guard's secret either."""
+    return {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_VARIABLES}
 
 
 async def system_resolve(host: str, port: int) -> list[IPAddress]:

@@ -252,13 +252,21 @@ def test_a_later_start_in_webm_is_copied_in_process_from_the_same_packet_as_ffmp
         assert len(media_server.requests) - before >= 2
 
 
-def test_ogg_from_a_position_is_copied_by_ffmpeg(media_server):
-    stream = TrackStream(FFMPEG, media_server.url("a440.ogg"), start=1.0, passthrough=True,
+@pytest.mark.parametrize("start", [0.5, 1.0, 2.37])
+def test_ogg_from_a_position_is_read_through_in_process_from_the_same_packet_as_ffmpeg(
+    media_server, media_dir: Path, start: float
+):
+    """Ogg has no index: the reader reads through and drops what ends before the position
+    (ffmpeg would read through too: remote input reaches it through a pipe). The reference is
+    ffmpeg's copy from the file, where it can bisect."""
+    reference = copied_by_ffmpeg(str(media_dir / "a440.ogg"), local=True, start=start)
+    stream = TrackStream(FFMPEG, media_server.url("a440.ogg"), start=start, passthrough=True,
                          in_process=True).start()
     with stream:
         packets = drain(stream)
-    assert stream.ffmpeg_fallback == "Ogg from a position" and stream.mode == "copy (ffmpeg)"
-    assert abs(len(packets) - 100) <= 3
+    assert stream.ffmpeg_fallback is None and stream.mode == "copy (in process, ogg)"
+    assert packets == reference
+    assert abs(len(packets) - (3.0 - start) / 0.02) <= 3
 
 
 # -- through the network guard ---------------------------------------------------------------------
