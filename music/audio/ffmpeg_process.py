@@ -163,9 +163,17 @@ _LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
 _URL_PATH = re.compile(r"(https?://[^/\s?#]+)[^\s]*")
 
 
+#: What the user reads when ffmpeg found a kind of file its demuxer allowlist leaves out
+#: (music.audio.ffmpeg.FORMAT_WHITELIST): a playlist or a list of other files, as a rule.
+NOT_MEDIA_SENTENCE = ("That isn't an audio or video file I can play: it looks like a playlist "
+                      "or a list of other files, which I don't open.")
+
+
 def stderr_error_text(lines: collections.deque[str], source: str, limit: int = 400) -> str:
     """ffmpeg's last stderr lines as one sentence-ish text, without log prefixes and without
     URL paths and queries (stream URLs carry tokens and the bot's IP address)."""
+    if any("not on whitelist" in line for line in lines):
+        return NOT_MEDIA_SENTENCE
     cleaned = []
     for line in list(lines)[-4:]:
         line = _LOG_PREFIX.sub("", line).replace(source, "the input")

@@ -14,7 +14,7 @@ from typing import BinaryIO, Union, cast
 
 from .fetch import HttpMediaReader, MediaFetchError
 from .ogg import CAPTURE_PATTERN, OggOpusReader, opus_frame_duration_ms
-from .pipe_input import Prefixed
+from .pipe_input import Prefixed, fetch_error_sentence
 from .webm import EBML_MAGIC, WebmOpusReader
 
 log = logging.getLogger("red.music.audio.in_process")
@@ -88,7 +88,7 @@ def close_quietly(raw: MediaInput) -> None:
 
 def input_error_text(exc: BaseException) -> str:
     if isinstance(exc, MediaFetchError):
-        return str(exc)
+        return fetch_error_sentence(str(exc))
     if isinstance(exc, FileNotFoundError):
         return "The file does not exist."
     return f"Reading the track failed: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)

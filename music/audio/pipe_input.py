@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Optional, Protocol
 
+from ..netguard import policy_refusal
 from .fetch import HttpMediaReader, MediaFetchError
 from .hls import MAX_PLAYLIST_BYTES, HlsError, HlsReader, is_playlist
 from .mp4_index import IndexFirstReader
@@ -49,6 +50,13 @@ class Readable(Protocol):
     def read1(self, size: int = ...) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+def fetch_error_sentence(text: str) -> str:
+    """A fetch error as the user reads it: the network guard's refusal becomes the policy's
+    sentence (`I won't fetch ...`), anything else stays as it is (already a sentence)."""
+    refusal = policy_refusal(text)
+    return refusal.sentence if refusal is not None else text
 
 
 def sniff(head: bytes) -> str:
@@ -319,7 +327,7 @@ class PipeFeeder:
                     break  # ffmpeg has gone
         except MediaFetchError as exc:
             if not self._stopped.is_set():
-                self.error = str(exc)
+                self.error = fetch_error_sentence(str(exc))
         except OSError as exc:
             if not self._stopped.is_set():
                 self.error = f"Reading the track failed: {exc.strerror or exc}"

@@ -33,6 +33,7 @@ import pytest
 from aiohttp import web
 
 from music.audio.ffmpeg import FORMAT_WHITELIST, build_args, input_args
+from music.audio.ffmpeg_process import NOT_MEDIA_SENTENCE
 from music.audio.stream import TrackStream
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
@@ -230,7 +231,7 @@ async def test_local_manifest_files_reach_no_denied_address(media_dir, tmp_path,
     errors = await run_all([lambda p=p: play(str(p), proxy=None, local=True) for p in paths])
     assert listener.connections == 0, listener.seen[:5]
     assert all(errors)
-    assert any("whitelist" in str(e) for e in errors)
+    assert NOT_MEDIA_SENTENCE in errors  # ffmpeg's demuxer allowlist refused the manifest
 
 
 # ---- ffmpeg's own layers, and the controls --------------------------------------------------------
