@@ -1,14 +1,15 @@
-"""NetworkGuard: a policy-enforcing HTTP forward proxy on 127.0.0.1 that yt-dlp and ffmpeg
-connect through for every remote request.
+"""NetworkGuard: a policy-enforcing HTTP forward proxy on 127.0.0.1 that yt-dlp and the cog's
+own reader (music.audio.fetch, which also feeds ffmpeg: ffmpeg opens no URL, see
+music.audio.pipe_input) connect through for every remote request.
 
-Checking a URL's host name before handing the URL to yt-dlp or ffmpeg is not enough: they
-resolve the name again themselves (a DNS-rebinding name answers a public address to the check
-and 127.0.0.1 to the real connection), follow redirects and open HLS segments on other hosts
-without asking. Through the guard, every connection they make is a request to it: it resolves
+Checking a URL's host name before handing the URL to a client is not enough: it resolves the
+name again itself (a DNS-rebinding name answers a public address to the check and 127.0.0.1 to
+the real connection), follows redirects and opens HLS segments on other hosts without asking.
+Through the guard, every connection they make is a request to it: it resolves
 the name ONCE, checks every resolved address with the network policy in force, and connects to
 the checked address itself, so the address checked is the address connected to.
 
-- `CONNECT host:port` (https, and ffmpeg's tls protocol): answers 200 and relays bytes both
+- `CONNECT host:port` (https): answers 200 and relays bytes both
   ways; TLS runs end to end between the client and the site (certificates still name the host).
 - Absolute-URI requests (`GET http://host/path HTTP/1.1`, plain http): forwarded once with
   `Connection: close`; the connection ends with the response.

@@ -1,11 +1,12 @@
-"""Reading a remote media file in the bot process, for in-process Opus passthrough.
+"""Reading remote media in the bot process: every remote byte the cog plays or probes.
 
 ``HttpMediaReader`` is a blocking, file-like reader (``read1``/``read``) of one http(s) URL for a
-reader thread. It goes through the network guard like ffmpeg does (plain http as an absolute-URI
-request to the guard, https tunnelled with CONNECT), follows a few redirects (each one through
-the guard, so each address is checked), and resumes a dropped connection where it stopped with a
-``Range`` request: the demuxer above it never sees the drop. It is the in-process twin of
-ffmpeg's ``-reconnect`` options (music.audio.ffmpeg.input_args).
+reader thread: the in-process demuxers read it, and so does ffmpeg, through its stdin
+(music.audio.pipe_input; ffmpeg opens no URL itself). It goes through the network guard (plain
+http as an absolute-URI request to the guard, https tunnelled with CONNECT, both with the
+guard's secret), follows a few redirects (each one through the guard, so each address is
+checked), and resumes a dropped connection where it stopped with a ``Range`` request: the
+reader above it never sees the drop.
 
 Error texts never contain a URL path or query (stream URLs carry tokens and the bot's address);
 a refusal by the guard keeps its ``Refused by network policy`` text so

@@ -77,7 +77,7 @@ def sniff(head: bytes) -> str:
 
 def read_head(raw: Readable, size: int) -> bytes:
     """Up to ``size`` bytes from the start of ``raw`` (fewer only at its end)."""
-    read = getattr(raw, "read1", None) or getattr(raw, "read")
+    read = getattr(raw, "read1", None) or raw.read
     head = b""
     while len(head) < size:
         chunk = read(size - len(head))
@@ -94,7 +94,7 @@ class Prefixed:
     def __init__(self, head: bytes, raw: Readable) -> None:
         self._head = head
         self._raw = raw
-        self._raw_read = getattr(raw, "read1", None) or getattr(raw, "read")
+        self._raw_read = getattr(raw, "read1", None) or raw.read
 
     def read1(self, size: int = FEED_CHUNK) -> bytes:
         if self._head:

@@ -24,8 +24,8 @@ from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args
 from .ffmpeg_process import STDERR_TAIL_LINES, FfmpegProcess, stderr_error_text
 from .in_process import MediaInput, close_quietly, input_error_text, open_demuxer, open_input
-from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
 from .ogg import OggOpusReader, opus_frame_duration_ms
+from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
 from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
 from .webm import NotOpusAudio, WebmError
 

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from music.audio import ffmpeg as ffmpeg_mod
 from music.audio.ffmpeg import (
-    FFmpegNotFound,
     FORMAT_WHITELIST,
+    FFmpegNotFound,
     ProbeError,
     build_args,
     end_process,

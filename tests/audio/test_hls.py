@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from music.audio import hls
+from music.audio import hls, hls_playlist
 from music.audio.fetch import MediaFetchError
 from music.audio.hls import (
     HlsError,
@@ -142,7 +142,7 @@ def test_links_that_are_not_http_are_refused_in_every_place_a_playlist_names_one
         ("#EXTM3U\n#EXT-X-BYTERANGE:10\n#EXTINF:1,\na.ts\n", "byte range without a start"),
         ("#EXTM3U\n#EXT-X-BYTERANGE:x@y\n#EXTINF:1,\na.ts\n", "byte range I can't read"),
         ("<MPD></MPD>", "not an HLS playlist"),
-        ("#EXTM3U\n#EXTINF:1,\n" + "a" * (hls.MAX_LINE + 1) + "\n", "line too long"),
+        ("#EXTM3U\n#EXTINF:1,\n" + "a" * (hls_playlist.MAX_LINE + 1) + "\n", "line too long"),
     ],
 )
 def test_what_it_cannot_play_is_refused_with_a_sentence(text: str, sentence: str) -> None:
@@ -152,8 +152,8 @@ def test_what_it_cannot_play_is_refused_with_a_sentence(text: str, sentence: str
 
 def test_huge_playlists_are_refused_by_size_and_by_entries(monkeypatch) -> None:
     with pytest.raises(HlsError, match="too large"):
-        parse_playlist(b"#EXTM3U\n" + b"#" * hls.MAX_PLAYLIST_BYTES, BASE)
-    monkeypatch.setattr(hls, "MAX_ENTRIES", 100)
+        parse_playlist(b"#EXTM3U\n" + b"#" * hls_playlist.MAX_PLAYLIST_BYTES, BASE)
+    monkeypatch.setattr(hls_playlist, "MAX_ENTRIES", 100)
     many = "#EXTM3U\n" + "#EXTINF:1,\ns.ts\n" * 101
     with pytest.raises(HlsError, match="too many segments"):
         parse_playlist(many.encode(), BASE)
@@ -167,7 +167,7 @@ def test_hostile_numbers_stay_finite() -> None:
             "#EXTINF:nan,\na.ts\n#EXTINF:1e300,\nb.ts\n#EXTINF:-5,\nc.ts\n")
     playlist = parse_playlist(text.encode(), BASE)
     assert playlist.media_sequence == 0
-    assert [s.duration for s in playlist.segments] == [0.0, hls.MAX_SEGMENT_SECONDS, 0.0]
+    assert [s.duration for s in playlist.segments] == [0.0, hls_playlist.MAX_SEGMENT_SECONDS, 0.0]
 
 
 def test_playlists_are_recognised_by_their_first_bytes() -> None:
@@ -439,7 +439,7 @@ async def test_a_segment_on_a_denied_address_is_refused_by_the_guard(site, guard
         site.texts["hop.m3u8"] = b"#EXTM3U\n#EXTINF:1,\n/redirect/hop.ts\n#EXT-X-ENDLIST\n"
         guard = await guard_for(NetworkPolicy(allow=["127.0.0.1/32"]))
         for name in ("denied.m3u8", "hop.m3u8"):
-            reader = await asyncio.to_thread(lambda: HlsReader(site.url(f"text/{name}"), proxy=guard.url))
+            reader = await asyncio.to_thread(HlsReader, site.url(f"text/{name}"), proxy=guard.url)
             with pytest.raises(MediaFetchError) as caught:
                 await asyncio.to_thread(read_all, reader)
             refusal = policy_refusal(str(caught.value))
