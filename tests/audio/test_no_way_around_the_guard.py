@@ -206,7 +206,7 @@ async def test_redirects_to_any_protocol_reach_no_denied_address(site, guard, li
     assert listener.connections == 0, listener.seen[:5]
     assert all(errors)
     assert any("not a web link" in str(e) for e in errors)
-    assert any("Refused by network policy" in str(e) for e in errors)  # the http(s) ones
+    assert any("I won't fetch `127.0.0.2`" in str(e) for e in errors)  # the http(s) ones
 
 
 async def test_stored_stream_urls_of_any_protocol_reach_no_denied_address(guard, listener) -> None:
