@@ -24,6 +24,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 from ..netguard import proxy_authorization
@@ -55,7 +56,7 @@ class _IcyTolerantResponse(http.client.HTTPResponse):
     def begin(self) -> None:
         peeked = self.fp.peek(4)[:4] if hasattr(self.fp, "peek") else b""
         if peeked == b"ICY ":
-            self.fp = _IcyStatusLine(self.fp)
+            self.fp = cast(Any, _IcyStatusLine(self.fp))  # a file that reads like the original
         super().begin()
 
 
@@ -93,7 +94,7 @@ def _tls_context() -> ssl.SSLContext:
 
 def clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Header pairs without CR, LF or a colon in names and without CR/LF in values, for this
-    reader and for ffmpeg's -headers (music.audio.ffmpeg.format_headers): a site's header must
+    reader (which sends every remote request, ffmpeg opens none): a site's header must
     not smuggle in another header. Names left empty are dropped."""
     cleaned: dict[str, str] = {}
     for key, value in (headers or {}).items():

@@ -27,7 +27,7 @@ import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Optional, Protocol
+from typing import IO, BinaryIO, Callable, Optional, Protocol, Union, cast
 
 from ..netguard import policy_refusal
 from .fetch import HttpMediaReader, MediaFetchError
@@ -75,9 +75,19 @@ def sniff(head: bytes) -> str:
     return "other"
 
 
-def read_head(raw: Readable, size: int) -> bytes:
+#: what the cog reads media from: a Readable (HttpMediaReader, HlsReader, ...) or a local file
+Source = Union[Readable, BinaryIO]  # noqa: UP007 -- evaluated at runtime (3.9)
+
+
+def reader_of(raw: Source) -> Callable[[int], bytes]:
+    """``raw.read1`` when it has one (a read that returns what is there), else ``raw.read``."""
+    read1 = getattr(raw, "read1", None)
+    return read1 if read1 is not None else cast(BinaryIO, raw).read
+
+
+def read_head(raw: Source, size: int) -> bytes:
     """Up to ``size`` bytes from the start of ``raw`` (fewer only at its end)."""
-    read = getattr(raw, "read1", None) or raw.read
+    read = reader_of(raw)
     head = b""
     while len(head) < size:
         chunk = read(size - len(head))
@@ -91,10 +101,10 @@ class Prefixed:
     """A reader that first returns the bytes already read to recognise the input; seeks go to
     the input (WebM's Cues are used when it can seek: files, HttpMediaReader)."""
 
-    def __init__(self, head: bytes, raw: Readable) -> None:
+    def __init__(self, head: bytes, raw: Source) -> None:
         self._head = head
         self._raw = raw
-        self._raw_read = getattr(raw, "read1", None) or raw.read
+        self._raw_read = reader_of(raw)
 
     def read1(self, size: int = FEED_CHUNK) -> bytes:
         if self._head:
@@ -109,11 +119,12 @@ class Prefixed:
         return bool(seekable and seekable())
 
     def tell(self) -> int:
-        return self._raw.tell() - len(self._head)  # type: ignore[attr-defined]
+        # only called when seekable(): a file or an HttpMediaReader, which both tell and seek
+        return cast(BinaryIO, self._raw).tell() - len(self._head)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         self._head = b""
-        return self._raw.seek(offset, whence)  # type: ignore[attr-defined,no-any-return]
+        return cast(BinaryIO, self._raw).seek(offset, whence)
 
     def close(self) -> None:
         self._raw.close()
