@@ -306,3 +306,47 @@ def test_the_index_first_file_decodes_like_the_original(piped_media, tmp_path: P
                                "pipe:1"], input=data, capture_output=True, check=True).stdout
 
     assert pcm(["-i", "pipe:0"], reordered) == pcm(["-i", str(root / "steps.m4a")], None)
+
+
+async def test_an_endless_shoutcast_radio_plays_through_the_guard_and_closes(piped_media, guard_for):  # noqa: F811
+    """Radio as users have it (an `ICY 200 OK` answer, no length, MP3 for ever): it plays
+    through the guard with its secret, and close() ends the feeder blocked on it."""
+    root, _ = piped_media
+    mp3 = (root / "steps.mp3").read_bytes()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def broadcast() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"ICY 200 OK\r\nicy-name: test radio\r\nContent-Type: audio/mpeg\r\n\r\n")
+        try:
+            while not stop.is_set():
+                conn.sendall(mp3)
+        except OSError:
+            pass
+        conn.close()
+
+    thread = threading.Thread(target=broadcast, daemon=True)
+    thread.start()
+    guard = await guard_for(LOOPBACK_ALLOWED)
+    stream = TrackStream(FFMPEG, f"http://127.0.0.1:{server.getsockname()[1]}/;stream.mp3",
+                         passthrough=False, proxy=guard.url).start()
+    try:
+        assert await asyncio.to_thread(stream.wait_ready, 15), stream.error
+        await asyncio.sleep(1.0)
+        taken = 0
+        while stream.read_packet() is not None:
+            taken += 1
+        assert taken >= 40 and stream.error is None
+    finally:
+        began = asyncio.get_running_loop().time()
+        await asyncio.to_thread(stream.close)
+        closed_in = asyncio.get_running_loop().time() - began
+        stop.set()
+        server.close()
+    assert closed_in < 3.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("music-ffmpeg-feed")]
+    assert guard.stats.forwarded == 1 and guard.stats.unauthorized == 0
