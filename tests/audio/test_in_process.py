@@ -325,5 +325,5 @@ def test_no_reader_thread_outlives_its_stream(media_server):
     stream = in_process(media_server.url("a440.webm"))
     assert stream.wait_ready(10)
     stream.close()
-    assert not any(t.name == "music-reader:in-process" and t.is_alive()
+    assert not any(t.name == "music-reader:input" and t.is_alive()
                    for t in threading.enumerate() if t is stream._reader)
