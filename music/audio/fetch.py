@@ -1,11 +1,12 @@
-"""Reading a remote media file in the bot process, for in-process Opus passthrough.
+"""Reading remote media in the bot process: every remote byte the cog plays or probes.
 
 ``HttpMediaReader`` is a blocking, file-like reader (``read1``/``read``) of one http(s) URL for a
-reader thread. It goes through the network guard like ffmpeg does (plain http as an absolute-URI
-request to the guard, https tunnelled with CONNECT), follows a few redirects (each one through
-the guard, so each address is checked), and resumes a dropped connection where it stopped with a
-``Range`` request: the demuxer above it never sees the drop. It is the in-process twin of
-ffmpeg's ``-reconnect`` options (music.audio.ffmpeg.input_args).
+reader thread: the in-process demuxers read it, and so does ffmpeg, through its stdin
+(music.audio.pipe_input; ffmpeg opens no URL itself). It goes through the network guard (plain
+http as an absolute-URI request to the guard, https tunnelled with CONNECT, both with the
+guard's secret), follows a few redirects (each one through the guard, so each address is
+checked), and resumes a dropped connection where it stopped with a ``Range`` request: the
+reader above it never sees the drop.
 
 Error texts never contain a URL path or query (stream URLs carry tokens and the bot's address);
 a refusal by the guard keeps its ``Refused by network policy`` text so
@@ -23,7 +24,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
+
+from ..netguard import proxy_authorization
 
 log = logging.getLogger("red.music.audio.fetch")
 
@@ -44,6 +48,37 @@ _TLS_CONTEXT: ssl.SSLContext | None = None
 _TLS_LOCK = threading.Lock()
 
 
+class _IcyTolerantResponse(http.client.HTTPResponse):
+    """An HTTPResponse that also takes SHOUTcast v1's `ICY 200 OK` status line (internet radio,
+    often on port 8000), which http.client would refuse as a bad status line; ffmpeg, which
+    read such streams before the cog did, accepts it too."""
+
+    def begin(self) -> None:
+        peeked = self.fp.peek(4)[:4] if hasattr(self.fp, "peek") else b""
+        if peeked == b"ICY ":
+            self.fp = cast(Any, _IcyStatusLine(self.fp))  # a file that reads like the original
+        super().begin()
+
+
+class _IcyStatusLine:
+    """Wraps a response's file so its first line reads `HTTP/1.0` instead of `ICY`."""
+
+    def __init__(self, fp) -> None:  # type: ignore[no-untyped-def]
+        self._fp = fp
+        self._first = True
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self._fp.readline(limit)
+        if self._first:
+            self._first = False
+            if line.startswith(b"ICY "):
+                line = b"HTTP/1.0 " + line[4:]
+        return line
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._fp, name)
+
+
 class MediaFetchError(Exception):
     """The media could not be fetched (or stopped being fetchable), in a sentence without the
     URL's path or query."""
@@ -59,7 +94,7 @@ def _tls_context() -> ssl.SSLContext:
 
 def clean_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Header pairs without CR, LF or a colon in names and without CR/LF in values, for this
-    reader and for ffmpeg's -headers (music.audio.ffmpeg.format_headers): a site's header must
+    reader (which sends every remote request, ffmpeg opens none): a site's header must
     not smuggle in another header. Names left empty are dropped."""
     cleaned: dict[str, str] = {}
     for key, value in (headers or {}).items():
@@ -109,6 +144,11 @@ class HttpMediaReader:
         self.length: int | None = None
         #: connections made after the first one (drops resumed)
         self.reconnects = 0
+        #: the URL the media came from after redirects (relative links in it are resolved
+        #: against this one); the given URL until connected
+        self.final_url = url
+        #: the media type the server named, lower case without parameters ("" if none)
+        self.content_type = ""
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._conn: http.client.HTTPConnection | None = None
@@ -154,6 +194,20 @@ class HttpMediaReader:
         return b""
 
     read = read1
+
+    def connect(self) -> None:
+        """Connect now (the first read would): a failure to fetch raises here."""
+        if self._response is not None or self._closed.is_set():
+            return
+        try:
+            self._open()
+        except MediaFetchError:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop_connection()
+            if self._closed.is_set():
+                return
+            raise MediaFetchError(f"Could not connect to {_site(self.url)}: {exc}") from None
 
     def seekable(self) -> bool:
         return True
@@ -250,6 +304,8 @@ class HttpMediaReader:
                 conn.close()
                 raise MediaFetchError(f"HTTP error {status} {response.reason} from {_site(url)}")
             self._note_length(response, status)
+            self.final_url = url
+            self.content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
             if status == 200 and self.position > 0:
                 self._skip_to_position(response)  # no range support: read past what we had
             self._install(conn, response)
@@ -267,22 +323,28 @@ class HttpMediaReader:
         if parts.query:
             target += "?" + parts.query
         conn: http.client.HTTPConnection
+        headers = dict(self.headers)
         if self.proxy:
             proxy = urlsplit(self.proxy)
             proxy_host, proxy_port = proxy.hostname or "127.0.0.1", proxy.port or 80
+            # the guard's secret, on the CONNECT or on the forwarded request (the guard takes it
+            # off before anything reaches the site)
+            authorization = proxy_authorization(self.proxy)
+            proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
             if https:
                 conn = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=self.timeout,
                                                    context=self._tls or _tls_context())
-                conn.set_tunnel(host, port)
+                conn.set_tunnel(host, port, headers=proxy_headers)
             else:
                 conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=self.timeout)
                 target = f"http://{parts.netloc.rsplit('@', 1)[-1]}{target}"  # absolute URI
+                headers.update(proxy_headers)
         elif https:
             conn = http.client.HTTPSConnection(host, port, timeout=self.timeout,
                                                context=self._tls or _tls_context())
         else:
             conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-        headers = dict(self.headers)
+        conn.response_class = _IcyTolerantResponse
         if self.position > 0:
             headers["Range"] = f"bytes={self.position}-"
         with self._lock:

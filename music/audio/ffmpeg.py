@@ -1,15 +1,15 @@
 """Locating ffmpeg, probing inputs and building safe ffmpeg command lines.
 
 Every command line here is an argument list (never a shell string) and user-controlled text only
-ever appears as the value of ``-i``; it is never formatted into an option string. The protocol
-whitelist keeps crafted inputs (HLS playlists, ``concat:``, ``subfile,`` ...) from making ffmpeg
-read local files when the input is remote, or the network when the input is local.
+ever appears as the value of ``-i`` (a local file's path); it is never formatted into an option
+string.
 
-A remote input goes through the cog's network guard (``proxy``, see music.netguard): ffmpeg's
-http and tls protocols both honour ``-http_proxy`` (tls tunnels with CONNECT through the
-``httpproxy`` protocol), so redirects and HLS segments are checked on the address actually
-connected to. ``no_proxy`` is removed from ffmpeg's environment (music.netguard.ffmpeg_env): it
-would let ffmpeg bypass the guard for matching hosts.
+ffmpeg never opens a network URL (music.audio.pipe_input says why): a remote input is fetched by
+the cog through the network guard and written into ffmpeg's stdin, read with
+``-protocol_whitelist pipe``; a local file is read with ``-protocol_whitelist file``. Both get
+``-format_whitelist`` (:data:`FORMAT_WHITELIST`): media containers only, none of the demuxers
+that open other URLs or files themselves (hls, dash, imf, concat, image sequences, sdp/rtsp,
+avisynth, dvdvideo, ...), so the bytes cannot make ffmpeg open anything else either.
 """
 
 from __future__ import annotations
@@ -20,18 +20,30 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from music.netguard import ffmpeg_env
 
-from .fetch import clean_headers
+from .pipe_input import PipeFeeder, RemoteSource, duration_from_bitrate, ogg_duration_from_tail
 
 log = logging.getLogger("red.music.audio.ffmpeg")
 
-#: Protocols a remote (http/https) input may use, including what HLS and TLS need.
-REMOTE_PROTOCOLS = "http,https,tcp,tls,crypto,httpproxy"
+#: The protocol a remote input is read with: ffmpeg's stdin, which the cog writes into.
+PIPE_PROTOCOLS = "pipe"
+#: The input ffmpeg reads a remote input from.
+PIPE_INPUT = "pipe:0"
 #: Protocols a local input may use: plain files only.
 LOCAL_PROTOCOLS = "file"
+#: Demuxers ffmpeg may use (``-format_whitelist``; a name matches ffmpeg's "mov,mp4,m4a,..."
+#: family): containers that carry audio and open nothing but their own input. Left out on
+#: purpose: hls, dash, imf, concat, image2 and the other sequence readers, sdp, rtsp, rtp, sap,
+#: avisynth, vapoursynth, dvdvideo, ffmetadata and subtitle formats.
+FORMAT_WHITELIST = ",".join([
+    "aac", "ac3", "aiff", "amr", "ape", "asf", "au", "avi", "caf", "dts", "dtshd", "eac3",
+    "flac", "flv", "live_flv", "loas", "matroska", "mlp", "mov", "mp3", "mpc", "mpc8", "mpeg",
+    "mpegts", "nut", "ogg", "oma", "rm", "shn", "tak", "truehd", "tta", "voc", "w64", "wav",
+    "wv", "xwma",
+])
 
 #: Opus bitrate for transcoding. Discord's voice channels top out at 96-384 kbps depending on the
 #: server's boost level; 128k is transparent for music and cheap to send.
@@ -81,57 +93,43 @@ def is_http_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://"))
 
 
-def format_headers(headers: Mapping[str, str] | None) -> str | None:
-    """The value for ffmpeg's ``-headers``: ``Key: Value\\r\\n`` lines, cleaned as the in-process
-    reader's headers are (``fetch.clean_headers``: no CR or LF anywhere, no colon in a name), so
-    a header cannot smuggle in another header or end the request head early (yt-dlp hands us
-    headers that came from remote sites)."""
-    lines = [f"{key}: {value}\r\n" for key, value in clean_headers(headers).items()]
-    return "".join(lines) or None
-
-
 def input_args(
-    source: str,
+    path: str | None,
     *,
-    headers: Mapping[str, str] | None = None,
-    local: bool,
     start: float = 0.0,
-    proxy: str | None = None,
+    input_format: str | None = None,
 ) -> list[str]:
-    """Input options and ``-i source`` (shared by probing and playback). ``proxy`` (the network
-    guard's ``http://127.0.0.1:port``) carries every remote connection."""
-    args: list[str] = []
-    if local:
-        args += ["-protocol_whitelist", LOCAL_PROTOCOLS]
+    """Input options and ``-i`` (shared by probing and playback): ``path`` a local file, or
+    None for ffmpeg's stdin (a remote input the cog feeds, see music.audio.pipe_input).
+    ``input_format`` forces the demuxer when the container is known."""
+    if path is None:
+        args = ["-protocol_whitelist", PIPE_PROTOCOLS]
+        target = PIPE_INPUT
     else:
-        # Streamed HTTP drops after a while (YouTube especially); let ffmpeg reconnect instead of
-        # ending the track early.
-        args += ["-reconnect", "1", "-reconnect_streamed", "1", "-reconnect_delay_max", "5"]
-        args += ["-protocol_whitelist", REMOTE_PROTOCOLS]
-        if proxy:
-            args += ["-http_proxy", proxy]
-        header_value = format_headers(headers)
-        if header_value:
-            args += ["-headers", header_value]
+        args = ["-protocol_whitelist", LOCAL_PROTOCOLS]
+        # "file:" + an absolute path: a name with a colon ("concat:a|b") stays a file name
+        target = "file:" + os.path.abspath(path)
+    args += ["-format_whitelist", FORMAT_WHITELIST]
+    if input_format:
+        args += ["-f", input_format]
     if start > 0:
-        # Before -i: an input seek (fast, demuxer-level) instead of decoding up to the position.
+        # Before -i: an input seek (fast in a file; on a pipe ffmpeg reads up to the position)
         args += ["-ss", f"{start:.3f}"]
-    args += ["-i", source]
+    args += ["-i", target]
     return args
 
 
 def build_args(
     ffmpeg: str,
-    source: str,
+    path: str | None,
     *,
     start: float = 0.0,
     volume: int = 100,
     passthrough: bool,
-    headers: Mapping[str, str] | None = None,
-    local: bool,
-    proxy: str | None = None,
+    input_format: str | None = None,
 ) -> list[str]:
-    """The full ffmpeg command line that writes Ogg/Opus (20 ms packets) to stdout.
+    """The full ffmpeg command line that writes Ogg/Opus (20 ms packets) to stdout, reading
+    the local file ``path`` or (None) its stdin.
 
     ``passthrough`` copies an Opus input as it is (no decode, no encode: ~1 ms CPU per second of
     audio instead of ~43); a volume other than 100 needs decoding, so passthrough with a volume is
@@ -142,7 +140,7 @@ def build_args(
     if volume < 0:
         raise ValueError("The volume cannot be negative.")
     args = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostdin"]
-    args += input_args(source, headers=headers, local=local, start=start, proxy=proxy)
+    args += input_args(path, start=start, input_format=input_format)
     args += ["-map", "0:a:0", "-vn", "-sn", "-dn"]
     if passthrough:
         args += ["-c:a", "copy"]
@@ -222,6 +220,71 @@ def parse_probe_output(stderr: str) -> ProbeResult:
     return ProbeResult(codec, container, sample_rate, channels, duration)
 
 
+class ProbeRun:
+    """``ffmpeg -i`` started now on a local file, or on a remote input that a PipeFeeder opens
+    (through the guard, on its own thread) and writes into ffmpeg's stdin; read it later with
+    :meth:`finish` (or end it with :meth:`cancel`: one of them must be called)."""
+
+    def __init__(self, ffmpeg: str, source: str, *, local: bool,
+                 headers: Mapping[str, str] | None = None, proxy: str | None = None) -> None:
+        self.source: RemoteSource | None = None
+        self.feeder: PipeFeeder | None = None
+        args = [ffmpeg, "-hide_banner", "-nostdin"] + input_args(source if local else None)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL if local else subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=ffmpeg_env(),
+        )
+        if not local:
+            self.source = RemoteSource(source, headers=headers, proxy=proxy)
+            # the feeder owns stdin from now on (communicate() would close it under it)
+            stdin, self.process.stdin = self.process.stdin, None
+            assert stdin is not None
+            self.feeder = PipeFeeder(self.source, stdin, name="music-probe-feed").start()
+
+    def finish(self, timeout: float) -> str:
+        """ffmpeg's summary (stderr). Raises subprocess.TimeoutExpired (ffmpeg ended)."""
+        try:
+            # Without an output ffmpeg prints the input summary and exits 1: that is expected.
+            _, stderr = self.process.communicate(timeout=max(0.0, timeout))
+        except subprocess.TimeoutExpired:
+            self.cancel()
+            raise
+        finally:
+            self._stop_feeding()
+        return stderr.decode("utf-8", "replace")
+
+    @property
+    def input_error(self) -> str | None:
+        """Why the remote input could not be read (a sentence), if it could not."""
+        return self.feeder.error if self.feeder is not None else None
+
+    def duration_without_ffmpeg(self, summary: str, *, headers: Mapping[str, str] | None,
+                                proxy: str | None) -> float | None:
+        """The duration ffmpeg cannot know from a pipe: an Ogg file's from its last page, any
+        other's estimated from its length and bitrate (blocking: one more request for Ogg)."""
+        source = self.source
+        if source is None or not source.length:
+            return None
+        if source.container == "ogg":
+            return ogg_duration_from_tail(source.url, headers=headers, proxy=proxy,
+                                          length=source.length)
+        return duration_from_bitrate(summary, source.length)
+
+    def cancel(self) -> None:
+        self._stop_feeding()
+        end_process(self.process)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def _stop_feeding(self) -> None:
+        if self.feeder is not None:
+            self.feeder.stop()
+            self.feeder.join()
+
+
 def probe_audio(
     ffmpeg: str,
     source: str,
@@ -233,26 +296,24 @@ def probe_audio(
 ) -> ProbeResult:
     """Ask ``ffmpeg -i`` what ``source`` holds (blocking: run it in a thread).
 
-    ``local`` chooses the protocol whitelist as in :func:`build_args`; by default an http(s)
-    source is remote and anything else local. Raises :class:`ProbeError` on failure or timeout.
+    By default an http(s) source is remote (fetched by the cog through ``proxy``, the network
+    guard, into ffmpeg's stdin) and anything else a local file. Raises :class:`ProbeError` on
+    failure or timeout.
     """
     if local is None:
         local = not is_http_url(source)
-    args = [ffmpeg, "-hide_banner", "-nostdin"]
-    args += input_args(source, headers=headers, local=local, proxy=proxy)
+    run = ProbeRun(ffmpeg, source, local=local, headers=headers, proxy=proxy)
     try:
-        # Without an output ffmpeg prints the input summary and exits 1: that is expected.
-        done = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=timeout,
-            env=ffmpeg_env(proxy),
-        )
+        summary = run.finish(timeout)
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"ffmpeg took longer than {timeout:g} s to open this input.") from exc
-    return parse_probe_output(done.stderr.decode("utf-8", "replace"))
+    if run.input_error:
+        raise ProbeError(run.input_error)
+    result = parse_probe_output(summary)
+    if result.duration is None:
+        duration = run.duration_without_ffmpeg(summary, headers=headers, proxy=proxy)
+        result = replace(result, duration=duration)
+    return result
 
 
 def end_process(proc: subprocess.Popen, timeout: float = 2.0) -> int | None:

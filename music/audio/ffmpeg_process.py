@@ -1,5 +1,6 @@
-"""One running ffmpeg that writes Ogg/Opus into a pipe: starting it, draining its stderr, and
-ending it from the thread that reads its output (where SIGTERM alone may not get it out)."""
+"""One running ffmpeg that writes Ogg/Opus into a pipe: starting it, feeding a remote input into
+its stdin (music.audio.pipe_input: ffmpeg opens no URL), draining its stderr, and ending it from
+the thread that reads its output (where SIGTERM alone may not get it out)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 from typing import IO
 
 from .ffmpeg import end_process
+from .pipe_input import PipeFeeder, Readable
 
 #: How many stderr lines of ffmpeg are kept for error messages.
 STDERR_TAIL_LINES = 20
@@ -18,23 +20,31 @@ EXIT_WAIT_SECONDS = 5.0
 
 
 class FfmpegProcess:
-    """An ffmpeg child with stdout piped (unbuffered) and stderr drained into ``stderr_tail``.
+    """An ffmpeg child with stdout piped (unbuffered) and stderr drained into ``stderr_tail``;
+    with ``feed``, a PipeFeeder writes that input into its stdin (``feeder``).
 
     Starting raises OSError when ffmpeg cannot run. Several processes of one track may share one
     ``stderr_tail``, so the error message reads like one process's."""
 
     def __init__(self, args: list[str], env: dict[str, str],
-                 stderr_tail: collections.deque[str]) -> None:
+                 stderr_tail: collections.deque[str], feed: Readable | None = None) -> None:
         self.args = args
         self.stderr_tail = stderr_tail
+        self.feeder: PipeFeeder | None = None
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,  # unbuffered: the Ogg reader gets pages as soon as ffmpeg writes them
             env=env,
         )
+        if feed is not None:
+            # the feeder owns stdin (and closes it at the input's end: ffmpeg sees EOF)
+            stdin, self.proc.stdin = self.proc.stdin, None
+            assert stdin is not None
+            self.feeder = PipeFeeder(feed, stdin, name=f"music-ffmpeg-feed:{self.proc.pid}")
+            self.feeder.start()
         # stderr must be drained or ffmpeg blocks once the pipe is full; keep only the tail.
         self._drain = threading.Thread(
             target=self._drain_stderr, name=f"music-ffmpeg-stderr:{self.proc.pid}", daemon=True
@@ -64,10 +74,24 @@ class FfmpegProcess:
 
     # -- ending -----------------------------------------------------------------------------------
 
+    @property
+    def feed_error(self) -> str | None:
+        """Why the input fed to ffmpeg failed (a sentence), if it did."""
+        return self.feeder.error if self.feeder is not None else None
+
+    def stop_feeding(self) -> None:
+        """Stop the feeder (it ends its input, waking a read blocked on the network)."""
+        if self.feeder is not None:
+            self.feeder.stop()
+
     def end(self, timeout: float = 2.0) -> int | None:
         """Terminate, then kill; reap. For any thread but the one reading stdout (see
         :meth:`end_while_draining`)."""
-        return end_process(self.proc, timeout)
+        self.stop_feeding()
+        returncode = end_process(self.proc, timeout)
+        if self.feeder is not None:
+            self.feeder.join(timeout)
+        return returncode
 
     def end_while_draining(self, timeout: float = 2.0) -> None:
         """End ffmpeg from the thread reading its output. ffmpeg may be blocked writing into the
@@ -76,6 +100,7 @@ class FfmpegProcess:
         killer = threading.Timer(timeout, _kill_quietly, args=(self.proc,))
         killer.daemon = True
         killer.start()
+        self.stop_feeding()
         try:
             self.proc.terminate()
             self._discard_output()
@@ -100,6 +125,11 @@ class FfmpegProcess:
             returncode = end_process(self.proc)
         self.close_stdout()
         self.join_stderr(1.0)  # so the error message has ffmpeg's last words
+        if self.feeder is not None:
+            # ffmpeg has ended: a feeder still reading (ffmpeg stopped early) is not needed
+            if self.feeder.running:
+                self.feeder.stop()
+            self.feeder.join()
         return returncode
 
     def join_stderr(self, timeout: float) -> None:
@@ -133,9 +163,17 @@ _LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
 _URL_PATH = re.compile(r"(https?://[^/\s?#]+)[^\s]*")
 
 
+#: What the user reads when ffmpeg found a kind of file its demuxer allowlist leaves out
+#: (music.audio.ffmpeg.FORMAT_WHITELIST): a playlist or a list of other files, as a rule.
+NOT_MEDIA_SENTENCE = ("That isn't an audio or video file I can play: it looks like a playlist "
+                      "or a list of other files, which I don't open.")
+
+
 def stderr_error_text(lines: collections.deque[str], source: str, limit: int = 400) -> str:
     """ffmpeg's last stderr lines as one sentence-ish text, without log prefixes and without
     URL paths and queries (stream URLs carry tokens and the bot's IP address)."""
+    if any("not on whitelist" in line for line in lines):
+        return NOT_MEDIA_SENTENCE
     cleaned = []
     for line in list(lines)[-4:]:
         line = _LOG_PREFIX.sub("", line).replace(source, "the input")

@@ -9,11 +9,12 @@ to ffmpeg (see music.audio.stream): :func:`open_demuxer` says why.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO, Union, cast
 
 from .fetch import HttpMediaReader, MediaFetchError
-from .ogg import CAPTURE_PATTERN, OggOpusReader
+from .ogg import CAPTURE_PATTERN, OggOpusReader, opus_frame_duration_ms
+from .pipe_input import Prefixed, fetch_error_sentence
 from .webm import EBML_MAGIC, WebmOpusReader
 
 log = logging.getLogger("red.music.audio.in_process")
@@ -30,59 +31,52 @@ def open_input(source: str, *, local: bool, headers: Mapping[str, str] | None,
     return HttpMediaReader(source, headers=headers, proxy=proxy)
 
 
-def open_demuxer(raw: MediaInput, start: float) -> tuple[str, Iterable[bytes]] | str:
+def open_demuxer(raw: MediaInput, head: bytes, start: float
+                 ) -> tuple[str, Iterable[bytes]] | str:
     """``(container, packets)`` for an input this module demuxes from ``start`` seconds, or why
-    ffmpeg must read it instead. Reads the first bytes of ``raw``; the demuxer sees them again.
-    A WebM's packets raise NotOpusAudio when its first audio track is not Opus."""
-    head = read_head(raw, 4)
-    if head == EBML_MAGIC:
+    ffmpeg must read it instead. ``head`` is what was read from ``raw`` already (see
+    pipe_input.SNIFF_BYTES); the demuxer sees it again. A WebM's packets raise NotOpusAudio
+    when its first audio track is not Opus."""
+    if head[:4] == EBML_MAGIC:
         # a later start jumps to the Cluster the file's Cues name (a Range request)
         return "webm", WebmOpusReader(cast(BinaryIO, Prefixed(head, raw)),
                                       start_ns=round(start * 1e9))
-    if head == CAPTURE_PATTERN and start == 0:
-        return "ogg", OggOpusReader(cast(BinaryIO, Prefixed(head, raw)))
-    # other containers, and Ogg from a position (it has no index: ffmpeg bisects)
-    return "Ogg from a position" if head == CAPTURE_PATTERN else "not WebM or Ogg"
+    if head[:4] == CAPTURE_PATTERN:
+        packets = OggOpusReader(cast(BinaryIO, Prefixed(head, raw)))
+        if start > 0:
+            # Ogg has no index: read through (ffmpeg would too: it reads remote input from a
+            # pipe, where it cannot bisect, and its copy from a position gives no packets there)
+            return "ogg", ogg_from(packets, start, opus_pre_skip(head))
+        return "ogg", packets
+    return "not WebM or Ogg"
 
 
-class Prefixed:
-    """A reader that first returns the bytes already read to recognise the container; seeks go
-    to the input (WebM's Cues are used when it can seek: files, HttpMediaReader)."""
-
-    def __init__(self, head: bytes, raw: MediaInput) -> None:
-        self._head = head
-        self._raw = raw
-        self._raw_read = getattr(raw, "read1", raw.read)
-
-    def read1(self, size: int = 65536) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head
-        return self._raw_read(size)
-
-    read = read1
-
-    def seekable(self) -> bool:
-        seekable = getattr(self._raw, "seekable", None)
-        return bool(seekable and seekable())
-
-    def tell(self) -> int:
-        return self._raw.tell() - len(self._head)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._head = b""
-        return self._raw.seek(offset, whence)
+def opus_pre_skip(head: bytes) -> int:
+    """The pre-skip (samples at 48 kHz) of the OpusHead in an Ogg file's first page, or 0."""
+    if len(head) < 27 or head[:4] != CAPTURE_PATTERN:
+        return 0
+    packet_at = 27 + head[26]
+    if head[packet_at:packet_at + 8] != b"OpusHead" or len(head) < packet_at + 12:
+        return 0
+    return int.from_bytes(head[packet_at + 10:packet_at + 12], "little")
 
 
-def read_head(raw: MediaInput, size: int) -> bytes:
-    read = getattr(raw, "read1", raw.read)
-    head = b""
-    while len(head) < size:
-        chunk = read(size - len(head))
-        if not chunk:
+def ogg_from(packets: Iterable[bytes], start: float, pre_skip: int) -> Iterator[bytes]:
+    """The packets from the first one that ends after ``start`` seconds, their times counted
+    from the start of the stream minus the pre-skip (as ffmpeg's -ss and the WebM reader's
+    ``start_ns`` count them)."""
+    start_samples = round(start * 48000)
+    end = -pre_skip
+    iterator = iter(packets)
+    for packet in iterator:
+        try:
+            end += round(opus_frame_duration_ms(packet) * 48)
+        except ValueError:
+            pass  # not a valid packet: TrackStream's 20 ms check decides what to do with it
+        if end > start_samples:
+            yield packet
             break
-        head += chunk
-    return head
+    yield from iterator
 
 
 def close_quietly(raw: MediaInput) -> None:
@@ -94,7 +88,7 @@ def close_quietly(raw: MediaInput) -> None:
 
 def input_error_text(exc: BaseException) -> str:
     if isinstance(exc, MediaFetchError):
-        return str(exc)
+        return fetch_error_sentence(str(exc))
     if isinstance(exc, FileNotFoundError):
         return "The file does not exist."
     return f"Reading the track failed: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)

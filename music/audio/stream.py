@@ -3,7 +3,8 @@ ffmpeg or (a passthrough with ``in_process``) from the input itself, and hands t
 thread without ever waiting.
 
 The parts it composes: music.audio.prebuffer (the bounded buffer), music.audio.ffmpeg_process
-(one ffmpeg child) and music.audio.in_process (opening and demuxing an input without ffmpeg).
+(one ffmpeg child), music.audio.in_process (opening and demuxing an input without ffmpeg) and
+music.audio.pipe_input (a remote input fed into ffmpeg's stdin: ffmpeg never opens a URL).
 What stays here is the choice between them and the hand-overs: an in-process input that turns
 out to need ffmpeg, and a copied input whose packets are not 20 ms (restarted transcoding at the
 same position). Nothing here imports discord.py.
@@ -19,22 +20,26 @@ import time
 from collections.abc import Iterable, Mapping
 
 from ..netguard import ffmpeg_env
-from .fetch import MediaFetchError
+from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args
 from .ffmpeg_process import STDERR_TAIL_LINES, FfmpegProcess, stderr_error_text
 from .in_process import MediaInput, close_quietly, input_error_text, open_demuxer, open_input
 from .limits import MediaLimitError
 from .ogg import OggOpusReader, opus_frame_duration_ms
+from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
 from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
 from .webm import NotOpusAudio, WebmError
 
 log = logging.getLogger("red.music.audio.source")
 
 #: A remote stream whose audio ends more than this many seconds before the track's duration was
-#: cut short. ffmpeg exits with code 0 when its HTTP connection drops and its reconnect fails
-#: (an expired URL answering 403, a server that went away): without this check such a track
-#: would count as finished and the player would move on. Durations from sites are whole seconds.
+#: cut short, unless its input was read to the end its server announced: a stream whose length
+#: was unknown can end early without an error anywhere (a server that closes, a live segment
+#: list that stops). Durations from sites are whole seconds.
 SHORT_END_TOLERANCE = 3.0
+
+#: an input already opened and sniffed (the reader, its first bytes), handed to the next ffmpeg
+Opened = tuple[HttpMediaReader, bytes]
 
 
 class TrackStream:
@@ -92,6 +97,9 @@ class TrackStream:
         self.demuxed: str | None = None
         #: the command line of the current ffmpeg (set by start())
         self.args: list[str] = []
+        #: what the remote input fed to ffmpeg was recognised as ("hls", "mp4", ...; see
+        #: pipe_input.sniff), None until one is
+        self.fed_container: str | None = None
         #: seconds from start() to the first buffered packet (None until then)
         self.ready_latency: float | None = None
 
@@ -99,6 +107,7 @@ class TrackStream:
         self._lock = threading.Lock()
         self._proc: FfmpegProcess | None = None
         self._input: MediaInput | None = None
+        self._fed: FfmpegInput | None = None  # what the current ffmpeg reads on its stdin
         self._reader: threading.Thread | None = None
         # one tail for every ffmpeg of the track: the error message reads like one process's
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -117,10 +126,11 @@ class TrackStream:
                 return self
             self._started = True
             self._started_at = time.perf_counter()
-        if self.in_process:
-            # the reader thread opens the input itself: start() returns at once
+        if self.in_process or not self.local:
+            # the reader thread opens the input itself (a remote one always: ffmpeg only reads
+            # what the cog feeds it): start() returns at once
             self._reader = threading.Thread(
-                target=self._read_loop, name="music-reader:in-process", daemon=True
+                target=self._read_loop, name="music-reader:input", daemon=True
             )
             self._reader.start()
             return self
@@ -144,30 +154,32 @@ class TrackStream:
         self._reader.start()
         return self
 
-    def _spawn(self, passthrough: bool, start: float) -> FfmpegProcess:
+    def _spawn(self, passthrough: bool, start: float, fed: FfmpegInput | None = None
+               ) -> FfmpegProcess:
+        """An ffmpeg reading the local file, or (``fed``) its stdin fed with a remote input."""
         args = build_args(
             self.ffmpeg,
-            self.source,
-            start=start,
+            None if fed is not None else self.source,
+            start=fed.start if fed is not None else start,
             volume=self.volume,
             passthrough=passthrough,
-            headers=self.headers,
-            local=self.local,
-            proxy=self.proxy,
+            input_format=fed.input_format if fed is not None else None,
         )
         self.args = args
-        return FfmpegProcess(args, ffmpeg_env(self.proxy), self._stderr_tail)
+        return FfmpegProcess(args, ffmpeg_env(), self._stderr_tail,
+                             feed=fed.reader if fed is not None else None)
 
     def _read_loop(self) -> None:
         proc = self._proc
         passthrough = self.passthrough
         try:
             if proc is None:  # in process: ffmpeg only if the input needs it
-                handover = self._pump_in_process()
+                handover = (self._pump_in_process() if self.in_process
+                            else (passthrough, self.start_position, None))
                 if handover is None:
                     return
-                passthrough, position = handover
-                proc = self._hand_to_ffmpeg(passthrough, position)
+                passthrough, position, opened = handover
+                proc = self._hand_to_ffmpeg(passthrough, position, opened)
                 if proc is None or self._closed:
                     return  # closed meanwhile: _finish ends the new process
             while True:
@@ -197,13 +209,27 @@ class TrackStream:
             else:
                 self._conclude(None)
 
-    def _hand_to_ffmpeg(self, passthrough: bool, position: float) -> FfmpegProcess | None:
+    def _hand_to_ffmpeg(self, passthrough: bool, position: float, opened: Opened | None = None
+                        ) -> FfmpegProcess | None:
         """Start the ffmpeg that goes on with this track from ``position`` (copying or
-        transcoding); None, with the error set, when it cannot start. close() sees the new
-        process as soon as this returns (it is set under the lock close() reads it with)."""
+        transcoding), fed with the remote input (``opened`` if the caller has it open, else
+        opened again from its start); None, with the error set, when it cannot start. close()
+        sees the new process as soon as this returns (it is set under the lock close() reads
+        it with)."""
+        fed: FfmpegInput | None = None
+        if not self.local:
+            fed = self._remote_input(position, opened)
+            if fed is None:
+                return None
+            if passthrough and fed.container == "ogg" and fed.start > 0:
+                # ffmpeg's copy of Ogg from a position on a pipe gives no packets: transcode
+                passthrough = False
+        self._fed = fed
         try:
-            new_proc = self._spawn(passthrough, position)
+            new_proc = self._spawn(passthrough, position, fed)
         except OSError as exc:
+            if fed is not None:
+                close_quietly(fed.reader)  # type: ignore[arg-type]
             self._error = f"ffmpeg could not be started: {exc}"
             return None
         with self._lock:
@@ -213,9 +239,42 @@ class TrackStream:
                 self.fell_back_to_transcode = True
         return new_proc
 
-    def _pump_in_process(self) -> tuple[bool, float] | None:
+    def _remote_input(self, position: float, opened: Opened | None) -> FfmpegInput | None:
+        """What ffmpeg reads from ``position``: the remote input (opened now unless given)
+        through the guard, an HLS stream's segments, an MP4 sent index first; None, with the
+        error set, when it cannot be read (a refusal by the guard keeps its text)."""
+        raw: HttpMediaReader | None = opened[0] if opened is not None else None
+        try:
+            if raw is None:
+                raw = HttpMediaReader(self.source, headers=self.headers, proxy=self.proxy)
+            with self._lock:
+                if self._closed:
+                    close_quietly(raw)
+                    return None
+                self._input = raw  # close() wakes a connection or a playlist read
+            head = opened[1] if opened is not None else read_head(raw, SNIFF_BYTES)
+            fed = ffmpeg_input(raw, head, start=position, headers=self.headers,
+                               proxy=self.proxy)
+        except (MediaFetchError, OSError) as exc:
+            if raw is not None:
+                close_quietly(raw)
+            if not self._closed:
+                self._error = input_error_text(exc)
+            return None
+        finally:
+            with self._lock:
+                self._input = None
+        self.fed_container = fed.container
+        if self._closed:
+            close_quietly(fed.reader)  # type: ignore[arg-type]
+            return None
+        return fed
+
+    def _pump_in_process(self) -> tuple[bool, float, Opened | None] | None:
         """Copy the input's Opus packets without ffmpeg. Returns None when done (the end, an
-        error, or closed), or ``(passthrough, position)`` for the ffmpeg that takes over."""
+        error, or closed), or ``(passthrough, position, opened)`` for the ffmpeg that takes
+        over (``opened``: the remote input still open at its first bytes, when ffmpeg can go
+        on from there)."""
         try:
             raw = open_input(self.source, local=self.local, headers=self.headers, proxy=self.proxy)
         except (MediaFetchError, OSError) as exc:
@@ -226,31 +285,38 @@ class TrackStream:
                 close_quietly(raw)
                 return None
             self._input = raw
+        keep_open = False
         try:
-            opened = open_demuxer(raw, self.start_position)
+            head = read_head(raw, SNIFF_BYTES)
+            opened = open_demuxer(raw, head, self.start_position)
             if isinstance(opened, str):
                 self.ffmpeg_fallback = opened
-                return (True, self.start_position) if not self._closed else None
+                if self._closed:
+                    return None
+                if isinstance(raw, HttpMediaReader):
+                    keep_open = True  # ffmpeg reads on from these first bytes
+                    return True, self.start_position, (raw, head)
+                return True, self.start_position, None
             container, packets = opened
             self.demuxed = container
             restart_at = self._pump(packets, True)
             if restart_at is not None and not self._closed:
                 self.ffmpeg_fallback = "packets other than 20 ms"
                 self.demuxed = None
-                return False, restart_at
+                return False, restart_at, None
         except MediaLimitError as exc:  # hostile or broken past any real file: refused
             if not self._closed:
                 self._error = str(exc)
         except NotOpusAudio:
             self.ffmpeg_fallback = "not Opus"
             self.demuxed = None
-            return (False, self.start_position) if not self._closed else None
+            return (False, self.start_position, None) if not self._closed else None
         except WebmError as exc:
             if self._prebuffer.packets_put == 0 and not self._closed:
                 # ffmpeg reads more of Matroska than we do: let it try
                 self.ffmpeg_fallback = f"unreadable WebM ({exc})"
                 self.demuxed = None
-                return True, self.start_position
+                return True, self.start_position, None
             if not self._closed:
                 self._error = f"the stream's data is damaged ({exc})"
         except (MediaFetchError, OSError) as exc:
@@ -259,7 +325,8 @@ class TrackStream:
         finally:
             with self._lock:
                 self._input = None
-            close_quietly(raw)
+            if not keep_open:
+                close_quietly(raw)
         return None
 
     def _pump(self, packets: Iterable[bytes], passthrough: bool) -> float | None:
@@ -287,13 +354,18 @@ class TrackStream:
 
     def _ending_error(self, returncode: int | None, ran_ffmpeg: bool) -> str | None:
         """Why a stream that ended by itself failed, or None when it played to its end."""
+        feeder = self._proc.feeder if self._proc is not None else None
+        if feeder is not None and feeder.error:
+            return feeder.error  # the input failed (a refusal, a lost connection, a sentence)
         if returncode:
             return stderr_error_text(self._stderr_tail, self.source) or (
                 f"ffmpeg exited with code {returncode}.")
         if self._prebuffer.packets_put == 0:
             return ("ffmpeg produced no audio for this track." if ran_ffmpeg
                     else "The track holds no audio I can play.")
-        if (self.expected_end is not None
+        read_to_its_end = (feeder is not None and feeder.complete
+                           and self._fed is not None and self._fed.known_end)
+        if (self.expected_end is not None and not read_to_its_end
                 and self._end_position() < self.expected_end - SHORT_END_TOLERANCE):
             cause = stderr_error_text(self._stderr_tail, self.source)
             return (

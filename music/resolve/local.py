@@ -10,12 +10,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from music.audio.ffmpeg import input_args, is_http_url
+from music.audio.ffmpeg import ProbeRun, is_http_url
 from music.engine.track import Track
-from music.netguard import ffmpeg_env
 from music.policy import MEDIA_SUFFIXES, resolve_local_path
 
 log = logging.getLogger("red.music.resolve.local")
@@ -78,8 +77,10 @@ def probe_media(
 class StartedProbe:
     """`ffmpeg -i source` started now, read later: the resolver starts one for a direct media
     link while yt-dlp looks at the same link, so the two overlap (ffmpeg alone takes ~15-30 ms
-    to start). `result()` waits for it (never raises); `cancel()` ends an unneeded one.
-    Neither call may be skipped once started: one of them reaps the process."""
+    to start). A remote source is fetched by the cog through the network guard and fed into
+    ffmpeg's stdin (music.audio.ffmpeg.ProbeRun; ffmpeg opens no URL). `result()` waits for it
+    (never raises); `cancel()` ends an unneeded one. Neither call may be skipped once started:
+    one of them reaps the process."""
 
     def __init__(
         self,
@@ -91,55 +92,46 @@ class StartedProbe:
         proxy: str | None = None,
     ) -> None:
         self.source = source
+        self._headers = headers
+        self._proxy = proxy
         self._deadline = time.monotonic() + timeout
-        self._process: subprocess.Popen[bytes] | None = None
+        self._run: ProbeRun | None = None
         exe = ffmpeg or default_ffmpeg()
         if exe is None:
             return
-        remote = is_http_url(source)
-        args = [exe, "-hide_banner", "-nostdin"]
-        if remote:
-            args += ["-rw_timeout", str(int(timeout * 1e6))]
-        # the same input options as playback: only the protocols the source needs (a crafted
-        # playlist/concat input can't make ffmpeg read other files or URLs), the network guard,
-        # and the site's headers cleaned of CR/LF
-        target = source if remote else "file:" + os.path.abspath(source)
-        args += input_args(target, headers=headers, local=not remote, proxy=proxy)
         try:
-            self._process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=ffmpeg_env(proxy if remote else None),
-            )
+            # the same input options as playback: a file with only the file protocol, or the
+            # cog's pipe; either way no demuxer that opens other files or URLs
+            self._run = ProbeRun(exe, source, local=not is_http_url(source),
+                                 headers=headers, proxy=proxy)
         except OSError as exc:
             log.debug("probe of %s failed: %s", source, exc)
 
     def result(self) -> MediaProbe:
         """What ffmpeg said (blocking until it ends or the timeout passes)."""
-        process, self._process = self._process, None
-        if process is None:
+        run, self._run = self._run, None
+        if run is None:
             return MediaProbe()
         try:
-            _, stderr = process.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+            summary = run.finish(self._deadline - time.monotonic())
         except subprocess.TimeoutExpired:
             log.debug("probe of %s timed out", self.source)
-            _end(process)
             return MediaProbe()
-        return parse_probe_output(stderr.decode("utf-8", "replace"))
+        if run.input_error:
+            log.debug("probe of %s could not read it: %s", self.source, run.input_error)
+            return MediaProbe()
+        probe = parse_probe_output(summary)
+        if probe.duration is None:
+            duration = run.duration_without_ffmpeg(summary, headers=self._headers,
+                                                   proxy=self._proxy)
+            probe = replace(probe, duration=duration)
+        return probe
 
     def cancel(self) -> None:
         """End the probe without waiting for what it finds."""
-        process, self._process = self._process, None
-        if process is not None:
-            _end(process)
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.communicate()  # reaps it and closes the pipe
+        run, self._run = self._run, None
+        if run is not None:
+            run.cancel()
 
 
 def list_local_files(folder: Path, limit: int = 1000) -> list[str]:

@@ -58,7 +58,9 @@ def lookup_options(
         "no_warnings": True,
         "noprogress": True,
         "logger": _YTDL_LOGGER,
-        "format": "bestaudio/best",
+        # a DASH format's URL is its manifest, which the cog does not read (ffmpeg reads only
+        # a pipe, see music.audio.pipe_input): any other format first
+        "format": "bestaudio[protocol!*=dash]/best[protocol!*=dash]/bestaudio/best",
         "skip_download": True,
         "extract_flat": "in_playlist" if flat else False,
         # Words are searched explicitly with the search prefix; a link never falls back to

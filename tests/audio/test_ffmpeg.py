@@ -13,12 +13,12 @@ from aiohttp import web
 
 from music.audio import ffmpeg as ffmpeg_mod
 from music.audio.ffmpeg import (
+    FORMAT_WHITELIST,
     FFmpegNotFound,
     ProbeError,
     build_args,
     end_process,
     find_ffmpeg,
-    format_headers,
     parse_probe_output,
     probe_audio,
 )
@@ -66,74 +66,81 @@ def test_find_ffmpeg_falls_back_to_path_then_explains(monkeypatch: pytest.Monkey
 # -- build_args ----------------------------------------------------------------------------------
 
 
-def test_remote_passthrough_args():
-    args = build_args(FFMPEG, URL, passthrough=True, headers=None, local=False)
+def test_remote_input_is_ffmpegs_stdin_with_no_network_protocol():
+    args = build_args(FFMPEG, None, passthrough=True)
     assert args[0] == FFMPEG
-    assert option_value(args, "-i") == URL
+    assert option_value(args, "-i") == "pipe:0"
     assert option_value(args, "-c:a") == "copy"
-    # httpproxy: ffmpeg's tls tunnels through the network guard with CONNECT
-    assert option_value(args, "-protocol_whitelist") == "http,https,tcp,tls,crypto,httpproxy"
-    assert "-http_proxy" not in args  # no guard given
-    guarded = build_args(FFMPEG, URL, passthrough=True, local=False, proxy="http://127.0.0.1:9")
-    assert option_value(guarded, "-http_proxy") == "http://127.0.0.1:9"
-    assert guarded.index("-http_proxy") < guarded.index("-i")  # an input option
-    local = build_args(FFMPEG, "/x.webm", passthrough=True, local=True, proxy="http://127.0.0.1:9")
-    assert "-http_proxy" not in local
-    assert option_value(args, "-reconnect") == "1"
-    assert option_value(args, "-reconnect_streamed") == "1"
-    assert option_value(args, "-reconnect_delay_max") == "5"
+    # the cog feeds the bytes (music.audio.pipe_input): ffmpeg opens nothing itself
+    assert option_value(args, "-protocol_whitelist") == "pipe"
+    for network_option in ("-http_proxy", "-headers", "-reconnect", "-rw_timeout"):
+        assert network_option not in args
     assert option_value(args, "-map") == "0:a:0"
     assert "-vn" in args and "-nostdin" in args
     assert option_value(args, "-loglevel") == "warning"
     assert args[-5:] == ["-f", "ogg", "-page_duration", "20000", "pipe:1"]
-    assert "libopus" not in args and "-ss" not in args and "-headers" not in args
+    assert "libopus" not in args and "-ss" not in args
     # input options must come before -i to apply to the input
-    assert args.index("-reconnect") < args.index("-i")
-    assert args.index("-protocol_whitelist") < args.index("-i")
+    for option in ("-protocol_whitelist", "-format_whitelist"):
+        assert args.index(option) < args.index("-i")
+
+
+def test_no_demuxer_that_opens_other_urls_is_allowed():
+    allowed = set(option_value(build_args(FFMPEG, None, passthrough=True), "-format_whitelist").split(","))
+    assert allowed == set(FORMAT_WHITELIST.split(","))
+    nested = {"hls", "dash", "imf", "concat", "image2", "image2pipe", "sdp", "rtsp", "rtp", "sap",
+              "avisynth", "vapoursynth", "dvdvideo", "ffmetadata", "webm_dash_manifest", "tee",
+              "data", "libopenmpt", "libgme", "bluray"}
+    assert not allowed & nested
+    # every name is a demuxer this ffmpeg has (a typo would silently allow nothing)
+    listed = subprocess.run([FFMPEG, "-hide_banner", "-demuxers"], capture_output=True,
+                            text=True, check=True).stdout
+    demuxers = {name for line in listed.splitlines()[4:] if len(line.split()) >= 2
+                for name in line.split()[1].split(",")}
+    assert allowed <= demuxers, allowed - demuxers
+
+
+def test_a_forced_container_comes_before_the_input():
+    args = build_args(FFMPEG, None, passthrough=True, input_format="matroska")
+    assert option_value(args, "-f") == "matroska" and args.index("-f") < args.index("-i")
 
 
 def test_transcode_args_and_volume():
-    args = build_args(FFMPEG, URL, passthrough=False, headers=None, local=False)
+    args = build_args(FFMPEG, None, passthrough=False)
     assert option_value(args, "-c:a") == "libopus"
     assert option_value(args, "-b:a") == "128k"
     assert option_value(args, "-frame_duration") == "20"
     assert option_value(args, "-application") == "audio"
     assert "-af" not in args
-    quieter = build_args(FFMPEG, URL, volume=50, passthrough=False, headers=None, local=False)
+    quieter = build_args(FFMPEG, None, volume=50, passthrough=False)
     assert option_value(quieter, "-af") == "volume=0.50"
     assert quieter.index("-af") > quieter.index("-i")  # an output option
 
 
 def test_passthrough_cannot_apply_a_volume():
     with pytest.raises(ValueError, match="volume"):
-        build_args(FFMPEG, URL, volume=80, passthrough=True, headers=None, local=False)
+        build_args(FFMPEG, None, volume=80, passthrough=True)
 
 
 def test_seek_is_an_input_option():
-    args = build_args(FFMPEG, URL, start=83.5, passthrough=True, headers=None, local=False)
+    args = build_args(FFMPEG, None, start=83.5, passthrough=True)
     assert option_value(args, "-ss") == "83.500"
     assert args.index("-ss") < args.index("-i")
 
 
-def test_local_input_is_limited_to_files_and_gets_no_http_options():
-    args = build_args(FFMPEG, "/music/a.mp3", passthrough=False, headers={"A": "b"}, local=True)
+def test_local_input_is_a_file_url_limited_to_files():
+    args = build_args(FFMPEG, "/music/a.mp3", passthrough=False)
     assert option_value(args, "-protocol_whitelist") == "file"
-    assert "-reconnect" not in args and "-headers" not in args
+    assert option_value(args, "-format_whitelist") == FORMAT_WHITELIST
+    assert option_value(args, "-i") == "file:/music/a.mp3"
 
 
 def test_user_text_only_ever_is_the_input_value():
-    hostile = "x.mp3 -f lavfi -i sine -y /tmp/owned"
-    args = build_args(FFMPEG, hostile, passthrough=False, headers=None, local=True)
-    assert [a for a in args if "lavfi" in a or "owned" in a] == [hostile]
-    assert option_value(args, "-i") == hostile
-
-
-def test_headers_are_one_line_each_without_injected_lines():
-    value = format_headers({"User-Agent": "ua\r\nX-Injected: 1", "Bad\nKey": "v", "Empty": ""})
-    assert value == "User-Agent: uaX-Injected: 1\r\nBadKey: v\r\nEmpty: \r\n"
-    args = build_args(FFMPEG, URL, passthrough=True, local=False,
-                      headers={"Referer": "https://www.youtube.com/"})
-    assert option_value(args, "-headers") == "Referer: https://www.youtube.com/\r\n"
+    hostile = "/music/x.mp3 -f lavfi -i sine -y /tmp/owned"
+    args = build_args(FFMPEG, hostile, passthrough=False)
+    assert [a for a in args if "lavfi" in a or "owned" in a] == ["file:" + hostile]
+    # a name that looks like a protocol stays a file name
+    assert option_value(build_args(FFMPEG, "/m/concat:a|b", passthrough=True), "-i") == "file:/m/concat:a|b"
 
 
 # -- probe_audio ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from music.audio.fetch import HttpMediaReader
 from music.audio.ffmpeg import ProbeError, find_ffmpeg, input_args, probe_audio
+from music.audio.pipe_input import PipeFeeder
 from music.audio.source import TrackStream
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
@@ -121,8 +124,9 @@ async def guard_for() -> AsyncIterator[Callable[[NetworkPolicy], asyncio.Future]
         await guard.close()
 
 
-async def resolve_with(policy: NetworkPolicy, url: str, proxy: str | None):
-    return await resolve_once(Resolver(lambda: policy, proxy=proxy, timeout=15), url, limit=1)
+async def resolve_with(policy: NetworkPolicy, url: str, proxy: str | None, *, probe: bool = True):
+    resolver = Resolver(lambda: policy, proxy=proxy, timeout=15, probe_direct_media=probe)
+    return await resolve_once(resolver, url, limit=1)
 
 
 # ---- DNS rebinding ---------------------------------------------------------------------
@@ -134,7 +138,8 @@ async def test_without_the_guard_a_rebinding_name_reaches_the_local_server(dns, 
     dns.answers["rebind.test"] = [PUBLIC_ADDRESS, PUBLIC_ADDRESS, "127.0.0.1"]
     url = f"http://rebind.test:{server.port}/media/a440.webm"
     with pytest.raises(ResolveError):  # whatever happens after: the request was made
-        await resolve_with(NetworkPolicy(), url, proxy=None)
+        # no media probe: its own lookup would take one of the answers meant for yt-dlp
+        await resolve_with(NetworkPolicy(), url, proxy=None, probe=False)
     assert server.hits, "the unguarded resolver should have reached the server"
 
 
@@ -146,7 +151,8 @@ async def test_a_rebinding_name_never_reaches_a_local_server_through_ytdlp(
     guard = await guard_for(NetworkPolicy())  # 127.0.0.0/8 not allowed
     url = f"http://rebind.test:{server.port}/media/a440.webm"
     with pytest.raises(ResolveError) as caught:
-        await resolve_with(NetworkPolicy(), url, proxy=guard.url)
+        # no media probe: its own lookups would take answers meant for yt-dlp's
+        await resolve_with(NetworkPolicy(), url, proxy=guard.url, probe=False)
     assert server.hits == []
     assert caught.value.sentence == (
         "I won't fetch `rebind.test`: it points to a private or local network address."
@@ -232,32 +238,83 @@ async def test_a_track_resolves_and_plays_through_the_guard(dns, server, guard_f
     assert guard.stats.refused == 0
 
 
-async def test_ffmpeg_https_is_tunnelled_with_connect(media_dir, tmp_path, guard_for):
+async def test_https_reaches_ffmpeg_only_as_bytes_the_cog_tunnelled(media_dir, tmp_path, guard_for):
+    """ffmpeg opens no https itself: the cog's reader tunnels through the guard with CONNECT
+    and ffmpeg reads the bytes on its stdin; through a guard that refuses loopback the tunnel
+    is never opened and the refusal is the feeder's error."""
     tls_server, cert = await start_tls_server(media_dir, tmp_path)
+    tls = ssl.create_default_context(cafile=cert)
+    url = f"https://localhost:{tls_server.port}/media/a440.webm"
+
+    def play(proxy: str) -> tuple[int, str | None]:
+        proc = subprocess.Popen(
+            [find_ffmpeg(), "-hide_banner", "-nostdin", *input_args(None), "-f", "null", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdin, proc.stdin = proc.stdin, None
+        feeder = PipeFeeder(HttpMediaReader(url, proxy=proxy, tls_context=tls), stdin).start()
+        returncode = proc.wait(30)
+        feeder.join(5)
+        return returncode, feeder.error
+
     try:
         guard = await guard_for(LOOPBACK_ALLOWED)
-        url = f"https://localhost:{tls_server.port}/media/a440.webm"
-        args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-ca_file", cert]
-        args += input_args(url, local=False, proxy=guard.url) + ["-f", "null", "-"]
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 0, err.decode()[-500:]
-        assert guard.stats.tunnels >= 1 and guard.stats.forwarded == 0
-        assert tls_server.hits
-        # the same through a guard that refuses loopback: the tunnel is never opened
+        assert await asyncio.to_thread(play, guard.url) == (0, None)
+        assert (guard.stats.tunnels, guard.stats.forwarded) == (1, 0)
+        assert tls_server.hits == ["/media/a440.webm"]
         strict = await guard_for(NetworkPolicy())
-        before = len(tls_server.hits)
-        args = [find_ffmpeg(), "-hide_banner", "-nostdin", "-ca_file", cert]
-        args += input_args(url, local=False, proxy=strict.url) + ["-f", "null", "-"]
-        proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode != 0
-        assert "Refused by network policy: local localhost" in err.decode()
-        assert len(tls_server.hits) == before
+        returncode, error = await asyncio.to_thread(play, strict.url)
+        assert returncode != 0
+        assert error == "I won't fetch `localhost`: it points to a private or local network address."
+        assert len(tls_server.hits) == 1
     finally:
         await tls_server.stop()
 
+
+
+# ---- the guard's secret: every client of the cog sends it; nothing else gets through --------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_ytdlp_sends_the_guards_secret_for_plain_requests_and_connect(
+    scheme, media_dir, tmp_path, guard_for
+):
+    """yt-dlp's `proxy` option with the guard's URL: the credentials in it become the
+    Proxy-Authorization of the absolute-URI request (http) and of the CONNECT (https)."""
+    from yt_dlp import YoutubeDL
+
+    if scheme == "https":
+        site, _ = await start_tls_server(media_dir, tmp_path)
+        host = "localhost"
+    else:
+        site, host = await CountingServer(media_dir).start(), "127.0.0.1"
+    try:
+        guard = await guard_for(LOOPBACK_ALLOWED)
+        url = f"{scheme}://{host}:{site.port}/media/a440.webm"
+
+        def fetch() -> bytes:
+            with YoutubeDL({"quiet": True, "proxy": guard.url, "nocheckcertificate": True}) as ydl:
+                return ydl.urlopen(url).read()
+
+        body = await asyncio.to_thread(fetch)
+        assert body == (media_dir / "a440.webm").read_bytes()
+        assert guard.stats.unauthorized == 0 and site.hits == ["/media/a440.webm"]
+        assert (guard.stats.tunnels, guard.stats.forwarded) == ((1, 0) if scheme == "https" else (0, 1))
+    finally:
+        await site.stop()
+
+
+async def test_a_raw_client_without_the_secret_is_refused_and_reaches_nothing(server, guard_for):
+    """Another local process that finds the guard's port: 407 for a plain request and for a
+    CONNECT, and the site behind it sees nothing."""
+    guard = await guard_for(LOOPBACK_ALLOWED)
+    port = int(guard.address.rsplit(":", 1)[1])
+    for head in (
+        f"GET http://127.0.0.1:{server.port}/media/a440.webm HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"CONNECT 127.0.0.1:{server.port} HTTP/1.1\r\n\r\n",
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head.encode())
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 407 "), answer
+    assert server.hits == [] and guard.stats.unauthorized == 2

@@ -4,13 +4,15 @@ one lookup per connection (the rebinding defence), and the refusal text -> user 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
-from music.netguard import NetworkGuard, policy_refusal
+from music.netguard import NetworkGuard, policy_refusal, proxy_authorization, redact
 from music.policy import NetworkPolicy
 
 
@@ -45,8 +47,19 @@ class Resolver:
         return [ipaddress.ip_address(answer)]
 
 
-async def ask(guard: NetworkGuard, head: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+def with_secret(guard: NetworkGuard, head: bytes) -> bytes:
+    """`head` with the guard's Proxy-Authorization after the request line, as its clients send."""
+    request_line, _, rest = head.partition(b"\r\n")
+    authorization = proxy_authorization(guard.url)  # type: ignore[arg-type]
+    return request_line + f"\r\nProxy-Authorization: {authorization}".encode() + b"\r\n" + rest
+
+
+async def ask(
+    guard: NetworkGuard, head: bytes, *, authorized: bool = True
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
     port = int(guard.url.rsplit(":", 1)[1])  # type: ignore[union-attr]
+    if authorized:
+        head = with_secret(guard, head)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(head)
     await writer.drain()
@@ -118,6 +131,7 @@ async def test_plain_http_is_forwarded_once_in_origin_form_without_proxy_headers
         ).encode()
         _, writer, seen = await ask(guard, head)
         writer.close()
+        # neither the guard's secret nor the client's other proxy header reaches the site
         assert seen == (
             f"GET /a/b.webm?x=1 HTTP/1.1\r\nHost: site.test:{port}\r\nRange: bytes=0-\r\n"
             "Connection: close\r\n\r\n"
@@ -190,3 +204,94 @@ async def test_close_cuts_relayed_connections(echo) -> None:
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
     assert guard.url is None
+
+
+# ---- only the cog may use the guard (a per-run secret) ----------------------------------------
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,  # a raw client that knows nothing
+        "wrong-password",  # the right user, a guessed password
+        "secret-with-a-changed-last-character",
+        "Bearer",  # another scheme carrying the right token
+        "not base64 at all",
+        "Basic",  # the scheme and nothing else
+    ],
+)
+async def test_a_client_without_the_secret_gets_407_and_nothing_is_relayed(
+    echo, authorization: str | None
+) -> None:
+    port, connections = echo
+    resolve = Resolver("127.0.0.1")
+    guard = NetworkGuard(lambda: NetworkPolicy(allow=["127.0.0.0/8"]), resolve=resolve)
+    await guard.start()
+    secret = guard.url.split("@")[0].rsplit(":", 1)[1]  # type: ignore[union-attr]
+    value = {
+        None: None,
+        "wrong-password": _basic("music:wrong-password"),
+        "secret-with-a-changed-last-character": _basic(
+            "music:" + secret[:-1] + ("A" if secret[-1] != "A" else "B")
+        ),
+        "Bearer": "Bearer " + base64.b64encode(f"music:{secret}".encode()).decode(),
+        "not base64 at all": "Basic !!!not-base64!!!",
+        "Basic": "Basic",
+    }[authorization]
+    extra = f"Proxy-Authorization: {value}\r\n" if value is not None else ""
+    try:
+        for head in (
+            f"CONNECT echo.test:{port} HTTP/1.1\r\n{extra}\r\n",
+            f"GET http://echo.test:{port}/x HTTP/1.1\r\nHost: a\r\n{extra}\r\n",
+        ):
+            reader, writer, status = await ask(guard, head.encode(), authorized=False)
+            assert status.startswith(b"HTTP/1.1 407 Proxy Authentication Required\r\n"), status
+            assert b'Proxy-Authenticate: Basic realm="music"' in status
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # and the guard hangs up
+            writer.close()
+        assert connections == [] and resolve.calls == 0
+        assert guard.stats.unauthorized == 2 and guard.stats.refused == 0
+        assert guard.stats.tunnels == guard.stats.forwarded == 0
+    finally:
+        await guard.close()
+
+
+async def test_the_secret_is_new_for_each_guard_and_never_logged(echo, caplog) -> None:
+    port, _ = echo
+    caplog.set_level(logging.DEBUG, logger="red.music.netguard")
+    guards = [NetworkGuard(lambda: NetworkPolicy(), resolve=Resolver("127.0.0.1")) for _ in range(2)]
+    for guard in guards:
+        await guard.start()
+    try:
+        urls = [guard.url for guard in guards]
+        secrets = [url.split("@")[0].rsplit(":", 1)[1] for url in urls]  # type: ignore[union-attr]
+        assert secrets[0] != secrets[1] and min(len(s) for s in secrets) >= 32
+        assert urls[0].startswith("http://music:") and guards[0].address == (
+            "http://127.0.0.1:" + urls[0].rsplit(":", 1)[1]  # type: ignore[union-attr]
+        )
+        # the other guard's secret is no good here
+        head = f"CONNECT echo.test:{port} HTTP/1.1\r\nProxy-Authorization: {proxy_authorization(urls[1])}\r\n\r\n"
+        _, writer, status = await ask(guards[0], head.encode(), authorized=False)
+        writer.close()
+        assert status.startswith(b"HTTP/1.1 407")
+        _, writer, status = await ask(guards[0], f"CONNECT echo.test:{port} HTTP/1.1\r\n\r\n".encode())
+        writer.close()
+        assert status.startswith(b"HTTP/1.1 403")  # the secret passes; the policy refuses
+        logged = "\n".join(record.getMessage() for record in caplog.records)
+        assert "another program on this machine" in logged
+        assert not any(secret in logged for secret in secrets)
+    finally:
+        for guard in guards:
+            await guard.close()
+
+
+def test_redact_takes_the_secret_out_of_an_error_text() -> None:
+    url = "http://music:s3cr%2Bt@127.0.0.1:5000"
+    text = "Unable to connect to proxy http://music:s3cr%2Bt@127.0.0.1:5000 (s3cr+t)"
+    assert redact(text, url) == "Unable to connect to proxy http://music:***@127.0.0.1:5000 (***)"
+    assert proxy_authorization(url) == _basic("music:s3cr+t")
+    assert proxy_authorization("http://127.0.0.1:5000") is None

@@ -14,6 +14,7 @@ import pytest_asyncio
 import yt_dlp
 import yt_dlp.networking._helper
 
+from music.audio import fetch
 from music.policy import NetworkPolicy
 from music.resolve import ytdl_compat
 from music.resolve.resolver import Resolver, ResolveResult
@@ -184,6 +185,8 @@ async def tls_site(media_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(yt_dlp.networking._helper, "certifi", None, raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", cert)
     monkeypatch.setattr(ytdl_compat, "_ssl_contexts", {})
+    # the media probe reads through the cog's own reader, whose context is made once too
+    monkeypatch.setattr(fetch, "_TLS_CONTEXT", None)
     yield server
     await server.stop()
 
