@@ -16,7 +16,13 @@ from redbot.core import commands
 from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 
-from .commands import OwnerCommands, PlaybackCommands, QueueCommands, SettingsCommands
+from .commands import (
+    OwnerCommands,
+    PlaybackCommands,
+    PlaylistFileCommands,
+    QueueCommands,
+    SettingsCommands,
+)
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .engine.queue import QueueModel
 from .engine.track import Track
@@ -39,7 +45,7 @@ MONITOR_INTERVAL = 1.0
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
-class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, commands.Cog):
+class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, PlaylistFileCommands, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -263,6 +269,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, co
             return PlayerCapture.of({k: v for k, v in state.items() if k != "queue"}, queue)
 
         await self.store.rewrite_saved(forget, skip=set(self.manager.players))
+        await self.control.playlists.forget_user(user_id)  # their own playlists, and as author
 
 
 def _same(capture: PlayerCapture) -> PlayerCapture:

@@ -2,7 +2,8 @@
 
 from .owner import OwnerCommands
 from .playback import PlaybackCommands
+from .playlist_files import PlaylistFileCommands  # `playlist ...` (PlaylistCommands) and its files
 from .queue import QueueCommands
 from .settings import SettingsCommands
 
-__all__ = ["OwnerCommands", "PlaybackCommands", "QueueCommands", "SettingsCommands"]
+__all__ = ["OwnerCommands", "PlaybackCommands", "PlaylistFileCommands", "QueueCommands", "SettingsCommands"]

@@ -41,7 +41,7 @@ class CommandError(commands.UserFeedbackCheckFailure):
 class _ChatControl:
     """The control layer as chat commands see it: a ControlError becomes a CommandError."""
 
-    def __init__(self, control: MusicControl) -> None:
+    def __init__(self, control: object) -> None:  # MusicControl, or one it composes (playlists)
         self._control = control
 
     def __getattr__(self, name: str) -> Any:

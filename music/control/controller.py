@@ -10,7 +10,7 @@ the sentence to show, having changed nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from ..resolve.jobs import JobNotAllowed, Priority
 from ..resolve.resolver import ResolveError
 from .errors import MAX_QUERY_LENGTH, ControlError, clean_query
 from .permissions import Actor, Intent, Verdict, require
+from .playlists import PlaylistControl
 
 if TYPE_CHECKING:
     from ..player.manager import PlayerManager
@@ -58,6 +59,7 @@ class MusicControl:
         self.manager = manager
         self.store = store
         self.service = service
+        self.playlists = PlaylistControl(self)  # saved playlists: control/playlists.py
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -166,7 +168,7 @@ class MusicControl:
         self,
         guild_id: int,
         actor: Actor,
-        rest: PlaylistExpansion,
+        rest: AsyncIterable[list[Track]],  # a link's PlaylistExpansion, or a saved playlist's entries
         insert_at: int | None,
         on_batch: BatchCallback | None = None,
     ) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..playlists.model import Scope, Where
 from .errors import ControlError
 
 
@@ -41,6 +42,10 @@ class Rule(str, Enum):
     VOTE = "DJ or requester at once; other listeners vote"
     DJ = "DJ"
     ADMIN = "admin"
+    OWNER = "owner"
+    # saved playlists: who may make one in a scope, and who may change one
+    PLAYLIST_CREATE = "server: anyone, or DJs when a DJ role is set; user: yourself; global: owner"
+    PLAYLIST_EDIT = "server: its author, DJ role holders, mods, admins; user: its member; global: owner"
 
 
 class Intent(str, Enum):
@@ -63,6 +68,21 @@ class Intent(str, Enum):
     SUMMON = "summon"
     RESCHEDULE = "music reschedule"
     BACKGROUND = "musicset background"
+    PLAYLIST_START = "playlist start"
+    PLAYLIST_LIST = "playlist list"
+    PLAYLIST_INFO = "playlist info"
+    PLAYLIST_DOWNLOAD = "playlist download"
+    PLAYLIST_SAVE = "playlist save"
+    PLAYLIST_CREATE = "playlist create"
+    PLAYLIST_UPLOAD = "playlist upload"
+    PLAYLIST_COPY = "playlist copy"
+    PLAYLIST_APPEND = "playlist append"
+    PLAYLIST_REMOVE = "playlist remove"
+    PLAYLIST_RENAME = "playlist rename"
+    PLAYLIST_DEDUPE = "playlist dedupe"
+    PLAYLIST_DELETE = "playlist delete"
+    PLAYLIST_LIMITS = "musicset playlistlimits"
+    IMPORT_AUDIO = "musicset import audio"
 
 
 MATRIX: dict[Intent, Rule] = {
@@ -85,6 +105,21 @@ MATRIX: dict[Intent, Rule] = {
     Intent.DISCONNECT: Rule.DJ,
     Intent.RESCHEDULE: Rule.ADMIN,
     Intent.BACKGROUND: Rule.ADMIN,
+    Intent.PLAYLIST_START: Rule.ANYONE,  # as `play`: the server's queue limits apply to every entry
+    Intent.PLAYLIST_LIST: Rule.ANYONE,
+    Intent.PLAYLIST_INFO: Rule.ANYONE,
+    Intent.PLAYLIST_DOWNLOAD: Rule.ANYONE,
+    Intent.PLAYLIST_SAVE: Rule.PLAYLIST_CREATE,
+    Intent.PLAYLIST_CREATE: Rule.PLAYLIST_CREATE,
+    Intent.PLAYLIST_UPLOAD: Rule.PLAYLIST_CREATE,
+    Intent.PLAYLIST_COPY: Rule.PLAYLIST_CREATE,  # into the target scope; anyone may read the source
+    Intent.PLAYLIST_APPEND: Rule.PLAYLIST_EDIT,
+    Intent.PLAYLIST_REMOVE: Rule.PLAYLIST_EDIT,
+    Intent.PLAYLIST_RENAME: Rule.PLAYLIST_EDIT,
+    Intent.PLAYLIST_DEDUPE: Rule.PLAYLIST_EDIT,
+    Intent.PLAYLIST_DELETE: Rule.PLAYLIST_EDIT,
+    Intent.PLAYLIST_LIMITS: Rule.ADMIN,  # the server's limit; the per-playlist, user and global ones: owner
+    Intent.IMPORT_AUDIO: Rule.OWNER,
 }
 
 # What a refused member is told: "Only DJs can <action> here."
@@ -119,14 +154,20 @@ def judge(
     *,
     dj_mode: bool,
     requester_id: int | None = None,
+    where: Where | None = None,
 ) -> Verdict:
     """Whether `actor` may carry out `intent`. `requester_id`: who queued the track concerned
-    (the current one, or the target of `queue remove`); `dj_mode`: a DJ role is set."""
+    (the current one, or the target of `queue remove`), or a saved playlist's author; `where`:
+    a saved playlist's scope (None: this server's); `dj_mode`: a DJ role is set."""
     rule = MATRIX[intent]
     if actor.system or rule is Rule.ANYONE:
         return Verdict(True)
     if rule is Rule.ADMIN:
         return Verdict(actor.admin, sentence="Only admins can do that here.")
+    if rule is Rule.OWNER:
+        return Verdict(actor.owner, sentence="Only the bot owner can do that.")
+    if rule in (Rule.PLAYLIST_CREATE, Rule.PLAYLIST_EDIT):
+        return _judge_playlist(rule, actor, dj_mode=dj_mode, author_id=requester_id, where=where)
     if not (actor.listening or actor.moderator):
         return Verdict(False, sentence=f"Join {actor.voice_channel} to control the music.")
     is_dj = actor.privileged or not dj_mode
@@ -140,9 +181,29 @@ def judge(
     return Verdict(False, sentence=f"Only DJs can {ACTIONS.get(intent, 'do that')} here.")
 
 
-def require(intent: Intent, actor: Actor, *, dj_mode: bool, requester_id: int | None = None) -> Verdict:
+def _judge_playlist(rule: Rule, actor: Actor, *, dj_mode: bool, author_id: int | None,
+                    where: Where | None) -> Verdict:
+    """Saved playlists need no voice channel: the scope decides. The owner may do anything."""
+    scope = where.scope if where is not None else Scope.SERVER
+    if actor.owner:
+        return Verdict(True)
+    if scope is Scope.GLOBAL:
+        return Verdict(False, sentence="Only the bot owner can change global playlists.")
+    if scope is Scope.USER:
+        assert where is not None
+        return Verdict(actor.user_id == where.scope_id,
+                       sentence="That is another member's own playlist scope: only they can change it.")
+    if rule is Rule.PLAYLIST_CREATE:
+        return Verdict(actor.privileged or not dj_mode,
+                       sentence="Only DJs can make server playlists here; `--scope user` makes your own.")
+    return Verdict(actor.privileged or (author_id is not None and author_id == actor.user_id),
+                   sentence="Only its author, DJs, mods and admins can change that playlist.")
+
+
+def require(intent: Intent, actor: Actor, *, dj_mode: bool, requester_id: int | None = None,
+            where: Where | None = None) -> Verdict:
     """`judge`, raising ControlError when refused."""
-    verdict = judge(intent, actor, dj_mode=dj_mode, requester_id=requester_id)
+    verdict = judge(intent, actor, dj_mode=dj_mode, requester_id=requester_id, where=where)
     if not verdict.allowed:
         raise ControlError(verdict.sentence)
     return verdict

@@ -51,11 +51,32 @@ EXPECTED = {
     Intent.DISCONNECT:   "n n n y y y",
     Intent.RESCHEDULE:   "n n n n n y",
     Intent.BACKGROUND:   "n n n n n y",
+    # saved playlists of this server (no scope given), the requester being the playlist's author;
+    # no voice channel needed. The user and global scopes: test_playlist_permissions.py
+    Intent.PLAYLIST_START:    "y y y y y y",
+    Intent.PLAYLIST_LIST:     "y y y y y y",
+    Intent.PLAYLIST_INFO:     "y y y y y y",
+    Intent.PLAYLIST_DOWNLOAD: "y y y y y y",
+    Intent.PLAYLIST_SAVE:     "n n n y y y",
+    Intent.PLAYLIST_CREATE:   "n n n y y y",
+    Intent.PLAYLIST_UPLOAD:   "n n n y y y",
+    Intent.PLAYLIST_COPY:     "n n n y y y",
+    Intent.PLAYLIST_APPEND:   "n n y y y y",
+    Intent.PLAYLIST_REMOVE:   "n n y y y y",
+    Intent.PLAYLIST_RENAME:   "n n y y y y",
+    Intent.PLAYLIST_DEDUPE:   "n n y y y y",
+    Intent.PLAYLIST_DELETE:   "n n y y y y",
+    Intent.PLAYLIST_LIMITS:   "n n n n n y",
+    Intent.IMPORT_AUDIO:      "n n n n n n",  # the owner only (see ROLES: nobody here is the owner)
 }
 # Without a DJ role every listener counts as a DJ; outsiders still may not control the music,
-# and admin-only intents stay admin-only.
+# and admin-only intents stay admin-only. Making a server playlist is then open to anyone;
+# changing one stays with its author, DJ role holders, mods and admins.
+PLAYLIST_MAKING = {Intent.PLAYLIST_SAVE, Intent.PLAYLIST_CREATE, Intent.PLAYLIST_UPLOAD, Intent.PLAYLIST_COPY}
 EXPECTED_NO_DJ_ROLE = {
-    intent: row if MATRIX[intent].value in ("anyone", "admin") else "n y y y y y"
+    intent: "y y y y y y" if intent in PLAYLIST_MAKING
+    else row if MATRIX[intent].value in ("anyone", "admin", "owner") or intent.value.startswith("playlist")
+    else "n y y y y y"
     for intent, row in EXPECTED.items()
 }
 

@@ -1,0 +1,167 @@
+"""Playlist files (`playlist download`, `playlist upload`), the playlist limits and the import
+from Red's core Audio cog (`musicset playlistlimits`, `musicset import audio`)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import Any, Optional
+
+import discord
+from redbot.core import commands
+from redbot.core.data_manager import cog_data_path
+from redbot.core.utils.chat_formatting import humanize_list, pagify
+from redbot.core.utils.predicates import MessagePredicate
+
+from ..control.playlist_import import AudioImportReport
+from ..formatting import safe
+from ..playlists.formats import MAX_FILE_BYTES
+from ..playlists.model import Where
+from ..playlists.store import LIMITS
+from .base import CommandError
+from .playlists import PlaylistCommands, where_name
+from .settings import SettingsCommands
+
+UPLOAD_WAIT = 30.0
+DISCORD_FILE_LIMIT = 8 * 1024 * 1024  # the smallest upload size a server allows
+
+
+class PlaylistFileCommands(PlaylistCommands):
+    @PlaylistCommands.playlist.command(name="download", usage="<name> [--scope ...]")
+    @commands.bot_has_permissions(attach_files=True)
+    @commands.cooldown(1, 10, commands.BucketType.member)
+    async def playlist_download(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Get a playlist as a file (`playlist upload` reads it back, here or on another bot)."""
+        _, where = await self._named(ctx, args)
+        filename, data = await self.lists.export(ctx.guild.id, await self.actor(ctx), name, where)
+        if len(data) > int(getattr(ctx.guild, "filesize_limit", DISCORD_FILE_LIMIT)):
+            raise CommandError("That playlist's file is bigger than this server lets me upload.")
+        await ctx.send(f"Here is **{safe(name)}**.", file=discord.File(io.BytesIO(data), filename=filename),
+                       allowed_mentions=discord.AllowedMentions.none())
+
+    @PlaylistCommands.playlist.command(name="upload", usage="[name] [--scope ...]")
+    async def playlist_upload(self, ctx: commands.GuildContext, *, args: str = "") -> None:
+        """Make a playlist from an attached file: one from `playlist download`, an export of
+        Red's Audio (its v2 and v3 files) or a text file with one link per line.
+
+        Attach the file to the command, or send it within 30 seconds after. The name comes from
+        the file unless you give one.
+        """
+        name, where = await self._named(ctx, args, default=True)
+        assert where is not None
+        actor = await self.actor(ctx)
+        attachment = await self._attachment(ctx)
+        if attachment.size > MAX_FILE_BYTES:
+            raise CommandError(f"That file is too big: a playlist file may be at most {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+        try:
+            data = await attachment.read()
+        except (discord.HTTPException, OSError):
+            raise CommandError("I couldn't download that file; try again.") from None
+        changed, parsed = await self.lists.upload(ctx.guild.id, actor, where, data, attachment.filename, name or None)
+        parts = [f"Made {where_name(where)} playlist **{safe(changed.playlist.name)}** with {changed.added} "
+                 f"entr{'y' if changed.added == 1 else 'ies'} from {_KINDS.get(parsed.kind, 'the file')}."]
+        if changed.left_out:
+            parts.append(f"{changed.left_out} did not fit: the limit is {changed.added} entries.")
+        await self.say(ctx, " ".join(parts + changed.notes))
+
+    async def _attachment(self, ctx: commands.GuildContext) -> Any:
+        message = getattr(ctx, "message", None)
+        attachments = list(getattr(message, "attachments", None) or [])
+        if attachments:
+            return attachments[0]
+        await self.say(ctx, f"Send the playlist file within {UPLOAD_WAIT:.0f} seconds (anything else cancels).")
+        try:
+            reply = await ctx.bot.wait_for("message", check=MessagePredicate.same_context(ctx), timeout=UPLOAD_WAIT)
+        except asyncio.TimeoutError:
+            raise CommandError("No file came; nothing was made.") from None
+        if not reply.attachments:
+            raise CommandError("Upload cancelled; nothing was made.")
+        return reply.attachments[0]
+
+    # -- settings -------------------------------------------------------------------------------
+
+    @SettingsCommands.musicset.command(name="playlistlimits", usage="[server|user|global|entries] [number]")
+    @commands.guild_only()
+    async def musicset_playlistlimits(self, ctx: commands.GuildContext, which: Optional[str] = None,
+                                      value: Optional[int] = None) -> None:
+        """Show or set the playlist limits.
+
+        `server`: playlists this server may keep (admins). `user`: playlists each member may keep
+        as their own, `global`: global playlists, `entries`: entries one playlist may hold (bot owner).
+        """
+        if which is None or value is None:
+            limits = await self.lists.limits(ctx.guild.id)
+            await self.say(ctx, f"Playlists per server: {limits.server}. Per member: {limits.user}. Global: "
+                                f"{limits.global_}. Entries per playlist: {limits.entries}.")
+            return
+        which = which.lower()
+        if which not in LIMITS:
+            raise CommandError("The limits are `server`, `user`, `global` and `entries`.")
+        await self.lists.set_limit(ctx.guild.id, await self.actor(ctx), which, value)
+        await self.say(ctx, f"The `{which}` playlist limit is now {value}.")
+
+    @SettingsCommands.musicset.group(name="import")
+    @commands.is_owner()
+    async def musicset_import(self, ctx: commands.GuildContext) -> None:
+        """Bring over what another music cog left in this bot's data."""
+
+    @musicset_import.command(name="audio")
+    async def musicset_import_audio(self, ctx: commands.GuildContext) -> None:
+        """Import Red's core Audio playlists (every scope) and server settings.
+
+        Audio and Lavalink need not be loaded. Imported: DJ role, vote percent, longest track,
+        volume, leaving and pausing in empty channels, now-playing messages; a setting left at
+        Audio's default keeps this cog's. A second run imports nothing new.
+        """
+        assert self.control is not None
+        async with ctx.typing():
+            report = await self.lists.import_audio(await self.actor(ctx), cog_data_path())
+        for page in pagify("\n".join(report_lines(report, ctx.bot)), page_length=1900):
+            await self.say(ctx, page)
+
+
+_KINDS = {"music": "this cog's file", "audio v3": "Red Audio's v3 file", "audio v2": "Red Audio's v2 file",
+          "text": "the list of links"}
+
+
+def _scope(where: Where, bot: Any) -> str:
+    if where.scope.value == "server":
+        guild = bot.get_guild(where.scope_id)
+        return f"server {safe(guild.name, limit=40)}" if guild is not None else f"server {where.scope_id}"
+    return where_name(where)
+
+
+def report_lines(report: AudioImportReport, bot: Any) -> list[str]:
+    """The import report, one line per playlist and per server (names escaped)."""
+    lines = [f"Read: {humanize_list(report.sources)}." if report.sources else
+             "I found nothing Red's Audio left in this bot's data."]
+    lines += [safe(p, limit=300) for p in report.problems]
+    entries = sum(p.entries for p in report.imported)
+    lines.append(f"**Playlists imported: {len(report.imported)}** ({entries} entries).")
+    for p in report.imported:
+        renamed = f" (was **{safe(p.original_name, limit=60)}**)" if p.name != p.original_name else ""
+        extra = []
+        if p.left_out:
+            extra.append(f"{p.left_out} local or unreadable entries left out")
+        if p.cut:
+            extra.append(f"{p.cut} over the limit left out")
+        lines.append(f"- {_scope(p.where, bot)}: **{safe(p.name)}**{renamed}, {p.entries} entries"
+                     + (f"; {', '.join(extra)}" if extra else ""))
+    if report.already:
+        lines.append(f"{report.already} playlist(s) were imported by an earlier run and were skipped.")
+    if report.skipped:
+        lines.append(f"**Playlists skipped: {len(report.skipped)}**")
+        lines += [f"- {_scope(p.where, bot)}: **{safe(p.name)}**: {p.reason}." for p in report.skipped]
+    lines.append(f"**Server settings imported: {len(report.settings)}**")
+    for s in report.settings:
+        values = ", ".join(f"{k} {v}" for k, v in s.values.items()) or "nothing to set"
+        lines.append(f"- {_scope(Where.server(s.guild_id), bot)}: {values}." + "".join(f" {n}" for n in s.notes))
+    if report.settings_already:
+        lines.append(f"{report.settings_already} server(s) had their settings imported by an earlier run.")
+    if report.settings_unchanged:
+        lines.append(f"{report.settings_unchanged} server(s) kept Audio's defaults: nothing to import.")
+    if report.unmapped:
+        shown = ", ".join(f"{name} ({count})" for name, count in sorted(report.unmapped.items()))
+        lines.append(f"Not imported, no equivalent here (servers): {shown}.")
+    lines.append("Audio has no queue-size setting; `musicset maxqueue` sets this cog's.")
+    return lines

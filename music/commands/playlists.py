@@ -1,0 +1,344 @@
+"""`playlist ...`: saved playlists, with Red Audio's command names and `--scope` options.
+
+Thin front door: parse the name and the options, say who asks, call one intent of
+`control.playlists`, render. Files (`download`, `upload`) and the import from Red's Audio are in
+playlist_files.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import cast
+
+import discord
+from redbot.core import commands
+from redbot.core.utils.menus import menu
+
+from ..control import Actor
+from ..control.playlists import PlaylistControl, Started
+from ..engine.timefmt import format_duration, progress_bar
+from ..formatting import safe, track_line
+from ..playlists.model import Playlist, PlaylistError, Scope, Where
+from ..playlists.scopes import ScopeArgs, parse_copy_options, parse_scope_options
+from .base import CommandError, MusicMixin, _ChatControl
+
+PAGE_SIZE = 10
+PROGRESS_EDIT_INTERVAL = 1.0
+_ID = re.compile(r"^<?(?:@!?|#)?(\d{15,21})>?$")
+
+SCOPE_HELP = """
+Options (as in Red's Audio), after everything else:
+`--scope server|user|global`: whose playlist (default: this server's; for a name, this server's, then yours, then global).
+`--author <member>`: a member's own playlists (`--scope user` of someone else).
+`--guild <server>`: another server's playlists (bot owner only).
+"""
+
+
+def where_name(where: Where) -> str:
+    """How a reply names a scope: "server", "<@id>'s" (inert: mentions are off) or "global"."""
+    if where.scope is Scope.USER:
+        return f"<@{where.scope_id}>'s"
+    return where.scope.value
+
+
+class PlaylistCommands(MusicMixin):
+    @property
+    def lists(self) -> PlaylistControl:
+        """The saved-playlist intents, with refusals raised as CommandError."""
+        assert self.control is not None
+        return cast(PlaylistControl, _ChatControl(self.control.playlists))
+
+    # -- options ------------------------------------------------------------------------------
+
+    async def scope_of(self, ctx: commands.GuildContext, options: ScopeArgs, *, default: bool) -> Where | None:
+        """The scope the options name; with none given, this server's (`default`) or None
+        (the intent then looks in this server's, the author's own and the global ones)."""
+        scope = options.scope
+        if scope is None and options.author is not None:
+            scope = Scope.USER
+        if options.guild is not None:
+            if not await ctx.bot.is_owner(ctx.author):
+                raise CommandError("Only the bot owner can use `--guild`.")
+            guild_id = self._find_guild(ctx, options.guild)
+            if scope in (None, Scope.SERVER):
+                return Where.server(guild_id)
+        if scope is None:
+            return Where.server(ctx.guild.id) if default else None
+        if scope is Scope.SERVER:
+            return Where.server(ctx.guild.id)
+        if scope is Scope.GLOBAL:
+            return Where.global_()
+        return Where.user(self._find_member(ctx, options.author) if options.author else ctx.author.id)
+
+    def _find_guild(self, ctx: commands.GuildContext, text: str) -> int:
+        match = _ID.match(text)
+        if match and ctx.bot.get_guild(int(match[1])) is not None:
+            return int(match[1])
+        found = [g for g in ctx.bot.guilds if g.name == text]
+        if len(found) != 1:
+            raise CommandError("`--guild` takes a server's id or its exact name (one the bot is in).")
+        return found[0].id
+
+    def _find_member(self, ctx: commands.GuildContext, text: str) -> int:
+        match = _ID.match(text)
+        if match:
+            return int(match[1])
+        members = list(getattr(ctx.guild, "members", ()))
+        found = {m.id for m in members if text in (m.name, getattr(m, "global_name", None), m.display_name, str(m))}
+        if len(found) != 1:
+            raise CommandError("`--author` takes a member's mention, id or exact name.")
+        return found.pop()
+
+    async def _named(self, ctx: commands.GuildContext, args: str, *, default: bool = False) -> tuple[str, Where | None]:
+        """The words before the options, and the scope."""
+        try:
+            text, options = parse_scope_options(args)
+        except PlaylistError as exc:
+            raise CommandError(exc.sentence) from None
+        return text, await self.scope_of(ctx, options, default=default)
+
+    # -- the group ------------------------------------------------------------------------------
+
+    @commands.group(name="playlist", invoke_without_command=False)
+    @commands.guild_only()
+    async def playlist(self, ctx: commands.GuildContext) -> None:
+        """Saved playlists, in three scopes.
+
+        **Server** playlists (the default) belong to this server: its members play them; their
+        author, DJs, mods and admins change them. **User** playlists are a member's own, in every
+        server (`--scope user`). **Global** playlists are the bot owner's, for every server.
+        Names with spaces need quotes: `[p]playlist create "road trip"`.
+        """
+
+    @playlist.command(name="start", aliases=["play"], usage="<name> [--scope ...]")
+    async def playlist_start(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Play a saved playlist: its first entry at once, the rest queued after it.
+
+        The server's queue, length and per-member limits apply to every entry, as for `play`.
+        """
+        _, where = await self._named(ctx, args)
+        actor = await self.actor(ctx)
+        await self.join_author(ctx)
+        started = await self.lists.start(ctx.guild.id, actor, name, where)
+        first = started.enqueued
+        if first.starting:
+            reply = f"Playing {track_line(first.tracks[0])} from {where_name(started.playlist.where)} playlist **{safe(started.playlist.name)}**."
+        else:
+            reply = self.queued_reply(first.tracks, first.position, started.playlist.name)
+        message = await self.say(ctx, " ".join([reply, *first.notes]))
+        if started.rest is not None:
+            assert self.manager is not None
+            self.manager.spawn(self._queue_rest(ctx, actor, started, message))
+
+    async def _queue_rest(self, ctx: commands.GuildContext, actor: Actor, started: Started,
+                          reply: discord.Message) -> None:
+        """Queue the other entries through the control layer, editing the reply with the
+        progress (at most once a second) and then what was added and left out."""
+        rest = started.rest
+        assert rest is not None and self.control is not None
+        title = safe(started.playlist.name)
+        counts = [0, 0]
+        last_edit = 0.0
+
+        async def edit(text: str) -> None:
+            with contextlib.suppress(discord.HTTPException):
+                await reply.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+        async def show(added: int, left_out: int) -> None:
+            nonlocal last_edit
+            counts[:] = [added, left_out]
+            now = asyncio.get_running_loop().time()
+            if now - last_edit >= PROGRESS_EDIT_INTERVAL:
+                last_edit = now
+                done = added + left_out
+                await edit(f"Queueing **{title}**: `{progress_bar(done, rest.expected, width=20)}` {done}/{rest.expected}")
+
+        try:
+            counts[:] = await self.control.enqueue_rest(ctx.guild.id, actor, rest, None, show)
+        finally:
+            added, left_out = counts
+            total = added + len(started.enqueued.tracks)
+            parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
+            if left_out:
+                parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
+            await edit(" ".join(parts))
+
+    @playlist.command(name="save", aliases=["queue"], usage="<name> [link] [--scope ...]")
+    async def playlist_save(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Save the current track and the queue, in order, as a new playlist.
+
+        With a link (Red Audio's `playlist save <name> <url>`), save what the link holds instead.
+        """
+        link, where = await self._named(ctx, args, default=True)
+        assert where is not None
+        actor = await self.actor(ctx)
+        if link:
+            async with ctx.typing():
+                changed = await self.lists.save_link(ctx.guild.id, actor, where, name, link)
+        else:
+            changed = await self.lists.save_queue(ctx.guild.id, actor, where, name)
+        parts = [f"Saved {changed.added} track{'s' if changed.added != 1 else ''} as "
+                 f"{where_name(where)} playlist **{safe(changed.playlist.name)}**."]
+        if changed.left_out:
+            parts.append(f"{changed.left_out} did not fit (the limit is {changed.added} entries).")
+        await self.say(ctx, " ".join(parts + [safe(n, limit=300) for n in changed.notes]))
+
+    @playlist.command(name="create", usage="<name> [--scope ...]")
+    async def playlist_create(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Make an empty playlist; `playlist append` adds to it."""
+        _, where = await self._named(ctx, args, default=True)
+        assert where is not None
+        changed = await self.lists.create(ctx.guild.id, await self.actor(ctx), where, name)
+        await self.say(ctx, f"Made the empty {where_name(where)} playlist **{safe(changed.playlist.name)}**.")
+
+    @playlist.command(name="append", usage="<name> <link or search> [--scope ...]")
+    async def playlist_append(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Add a track, a playlist link's entries or a search's first result at the end.
+
+        Entries already in the playlist are skipped.
+        """
+        query, where = await self._named(ctx, args)
+        if not query:
+            raise CommandError("Give a link, or words to search for, after the playlist's name.")
+        actor = await self.actor(ctx)
+        message = await self.say(ctx, "Looking that up...")
+        last = [0.0]
+
+        async def progress(found: int, expected: int | None) -> None:
+            now = asyncio.get_running_loop().time()
+            if now - last[0] >= PROGRESS_EDIT_INTERVAL:
+                last[0] = now
+                with contextlib.suppress(discord.HTTPException):
+                    await message.edit(content=f"Looking that up: {found}/{expected or '?'} entries.")
+
+        try:
+            changed = await self.lists.append(ctx.guild.id, actor, name, where, query, progress)
+        except CommandError as exc:
+            with contextlib.suppress(discord.HTTPException):
+                await message.edit(content=str(exc), allowed_mentions=discord.AllowedMentions.none())
+            return
+        playlist = changed.playlist
+        parts = [f"Added {changed.added} track{'s' if changed.added != 1 else ''} to "
+                 f"{where_name(playlist.where)} playlist **{safe(playlist.name)}** ({len(playlist.entries)} in all)."]
+        if changed.skipped:
+            parts.append(f"{changed.skipped} {'was' if changed.skipped == 1 else 'were'} already in it.")
+        if changed.left_out:
+            parts.append(f"{changed.left_out} did not fit: the playlist is full.")
+        parts += [safe(n, limit=300) for n in changed.notes]
+        with contextlib.suppress(discord.HTTPException):
+            await message.edit(content=" ".join(parts), allowed_mentions=discord.AllowedMentions.none())
+
+    @playlist.command(name="remove", usage="<name> <number or link> [--scope ...]")
+    async def playlist_remove(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Remove an entry by its number in `playlist info`, or every entry of a link."""
+        target, where = await self._named(ctx, args)
+        if not target:
+            raise CommandError("Give the entry's number (see `playlist info`), or its link.")
+        playlist, removed = await self.lists.remove(ctx.guild.id, await self.actor(ctx), name, where, target)
+        what = f"{track_line(removed[0])}" if isinstance(removed, list) else f"{removed} entr{'y' if removed == 1 else 'ies'}"
+        await self.say(ctx, f"Removed {what} from **{safe(playlist.name)}** ({len(playlist.entries)} left).")
+
+    @playlist.command(name="list", usage="[--scope ...]")
+    async def playlist_list(self, ctx: commands.GuildContext, *, args: str = "") -> None:
+        """List the playlists of this server, yours and the global ones (or one `--scope`)."""
+        _, where = await self._named(ctx, args)
+        sections = await self.lists.summaries(ctx.guild.id, await self.actor(ctx), where)
+        lines: list[str] = []
+        for scope, found in sections:
+            if where is None and not found:
+                continue
+            lines.append(f"__{where_name(scope).capitalize()} playlists__ ({len(found)})")
+            lines += [f"**{safe(s.name)}**: {s.count} entr{'y' if s.count == 1 else 'ies'}, "
+                      f"{format_duration(s.duration)}, by <@{s.author_id}>" if s.author_id else
+                      f"**{safe(s.name)}**: {s.count} entr{'y' if s.count == 1 else 'ies'}, {format_duration(s.duration)}"
+                      for s in found] or ["none"]
+        if not lines:
+            await self.say(ctx, "There are no playlists here yet: `playlist save <name>` saves the queue.")
+            return
+        await self._pages(ctx, "Playlists", [lines[i:i + 15] for i in range(0, len(lines), 15)])
+
+    @playlist.command(name="info", usage="<name> [--scope ...]")
+    async def playlist_info(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Show a playlist's entries, ten to a page."""
+        _, where = await self._named(ctx, args)
+        playlist = await self.lists.get(ctx.guild.id, await self.actor(ctx), name, where)
+        await self._pages(ctx, f"{playlist.name}", _info_pages(playlist))
+
+    @playlist.command(name="rename", usage="<name> <new name> [--scope ...]")
+    async def playlist_rename(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Give a playlist a new name."""
+        new_name, where = await self._named(ctx, args)
+        old, playlist = await self.lists.rename(ctx.guild.id, await self.actor(ctx), name, where, new_name)
+        await self.say(ctx, f"Renamed **{safe(old)}** to **{safe(playlist.name)}**.")
+
+    @playlist.command(name="copy", usage="<name> [new name] [--from-scope s] [--to-scope s] ...")
+    async def playlist_copy(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Copy a playlist into another scope (or under a new name).
+
+        `--from-scope`/`--to-scope`, `--from-author`/`--to-author` and `--from-guild`/`--to-guild`
+        (bot owner) say where from and where to; by default from this server's (or yours, or
+        global) to this server's.
+        """
+        try:
+            new_name, source_options, target_options = parse_copy_options(args)
+        except PlaylistError as exc:
+            raise CommandError(exc.sentence) from None
+        source = await self.scope_of(ctx, source_options, default=False)
+        target = await self.scope_of(ctx, target_options, default=True)
+        assert target is not None
+        found, changed = await self.lists.copy(ctx.guild.id, await self.actor(ctx), name, source, target, new_name or None)
+        note = f" ({changed.left_out} entries did not fit)" if changed.left_out else ""
+        await self.say(ctx, f"Copied {where_name(found)} playlist **{safe(name)}** to {where_name(target)} "
+                            f"playlist **{safe(changed.playlist.name)}**: {changed.added} entries{note}.")
+
+    @playlist.command(name="dedupe", usage="<name> [--scope ...]")
+    async def playlist_dedupe(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Remove repeated entries (the same link), keeping the first of each."""
+        _, where = await self._named(ctx, args)
+        playlist, removed = await self.lists.dedupe(ctx.guild.id, await self.actor(ctx), name, where)
+        if not removed:
+            await self.say(ctx, f"**{safe(playlist.name)}** has no repeated entries.")
+            return
+        await self.say(ctx, f"Removed {removed} repeated entr{'y' if removed == 1 else 'ies'} from **{safe(playlist.name)}**.")
+
+    @playlist.command(name="delete", aliases=["del"], usage="<name> [--scope ...]")
+    async def playlist_delete(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
+        """Delete a playlist."""
+        _, where = await self._named(ctx, args)
+        playlist = await self.lists.delete(ctx.guild.id, await self.actor(ctx), name, where)
+        await self.say(ctx, f"Deleted {where_name(playlist.where)} playlist **{safe(playlist.name)}**.")
+
+    # -- pages ----------------------------------------------------------------------------------
+
+    async def _pages(self, ctx: commands.GuildContext, title: str, pages: list[list[str]]) -> None:
+        """One message, or Red's menu for several pages (embeds when the channel wants them)."""
+        texts = [f"{chr(10).join(lines)}\n\nPage {n}/{len(pages)}" if len(pages) > 1 else chr(10).join(lines)
+                 for n, lines in enumerate(pages, 1)]
+        if await ctx.embed_requested():
+            embeds = [discord.Embed(title=safe(title), description=t) for t in texts]
+            if len(embeds) == 1:
+                await ctx.send(embed=embeds[0], allowed_mentions=discord.AllowedMentions.none())
+            else:
+                await menu(ctx, embeds)
+        elif len(texts) == 1:
+            await self.say(ctx, texts[0])
+        else:
+            await menu(ctx, texts)
+
+
+def _info_pages(playlist: Playlist) -> list[list[str]]:
+    author = f"by <@{playlist.author_id}>" if playlist.author_id else "author unknown"
+    head = [f"{where_name(playlist.where).capitalize()} playlist **{safe(playlist.name)}**, {author}: "
+            f"{len(playlist.entries)} entr{'y' if len(playlist.entries) == 1 else 'ies'}, "
+            f"{format_duration(playlist.duration)}."]
+    if playlist.source_url:
+        head.append(f"Made from <{playlist.source_url[:300]}>")
+    if not playlist.entries:
+        return [head + ["", "No entries yet: `playlist append` adds some."]]
+    return [head + [""] + [f"`{n}.` {track_line(e)}" for n, e in enumerate(playlist.entries[i:i + PAGE_SIZE], i + 1)]
+            for i in range(0, len(playlist.entries), PAGE_SIZE)]
+
+
+__all__ = ["PlaylistCommands", "where_name"]
