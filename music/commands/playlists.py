@@ -28,14 +28,6 @@ PAGE_SIZE = 10
 PROGRESS_EDIT_INTERVAL = 1.0
 _ID = re.compile(r"^<?(?:@!?|#)?(\d{15,21})>?$")
 
-SCOPE_HELP = """
-Options (as in Red's Audio), after everything else:
-`--scope server|user|global`: whose playlist (default: this server's; for a name, this server's, then yours, then global).
-`--author <member>`: a member's own playlists (`--scope user` of someone else).
-`--guild <server>`: another server's playlists (bot owner only).
-"""
-
-
 def where_name(where: Where) -> str:
     """How a reply names a scope: "server", "<@id>'s" (inert: mentions are off) or "global"."""
     if where.scope is Scope.USER:
@@ -110,6 +102,10 @@ class PlaylistCommands(MusicMixin):
         author, DJs, mods and admins change them. **User** playlists are a member's own, in every
         server (`--scope user`). **Global** playlists are the bot owner's, for every server.
         Names with spaces need quotes: `[p]playlist create "road trip"`.
+
+        Options, as in Red's Audio, go last: `--scope server|user|global`, `--author <member>`
+        (a member's own playlists), `--guild <server>` (bot owner). Without `--scope`, a name is
+        looked for in this server's playlists, then yours, then the global ones.
         """
 
     @playlist.command(name="start", aliases=["play"], usage="<name> [--scope ...]")
@@ -203,22 +199,23 @@ class PlaylistCommands(MusicMixin):
         if not query:
             raise CommandError("Give a link, or words to search for, after the playlist's name.")
         actor = await self.actor(ctx)
-        message = await self.say(ctx, "Looking that up...")
-        last = [0.0]
+        shown: list[discord.Message] = []  # a progress line, once a playlist link takes a while
+        last = [asyncio.get_running_loop().time()]
 
         async def progress(found: int, expected: int | None) -> None:
             now = asyncio.get_running_loop().time()
-            if now - last[0] >= PROGRESS_EDIT_INTERVAL:
-                last[0] = now
-                with contextlib.suppress(discord.HTTPException):
-                    await message.edit(content=f"Looking that up: {found}/{expected or '?'} entries.")
-
-        try:
-            changed = await self.lists.append(ctx.guild.id, actor, name, where, query, progress)
-        except CommandError as exc:
+            if now - last[0] < PROGRESS_EDIT_INTERVAL:
+                return
+            last[0] = now
+            text = f"Looking that up: {found}/{expected or '?'} entries."
             with contextlib.suppress(discord.HTTPException):
-                await message.edit(content=str(exc), allowed_mentions=discord.AllowedMentions.none())
-            return
+                if shown:
+                    await shown[0].edit(content=text)
+                else:
+                    shown.append(await self.say(ctx, text))
+
+        async with ctx.typing():
+            changed = await self.lists.append(ctx.guild.id, actor, name, where, query, progress)
         playlist = changed.playlist
         parts = [f"Added {changed.added} track{'s' if changed.added != 1 else ''} to "
                  f"{where_name(playlist.where)} playlist **{safe(playlist.name)}** ({len(playlist.entries)} in all)."]
@@ -226,9 +223,12 @@ class PlaylistCommands(MusicMixin):
             parts.append(f"{changed.skipped} {'was' if changed.skipped == 1 else 'were'} already in it.")
         if changed.left_out:
             parts.append(f"{changed.left_out} did not fit: the playlist is full.")
-        parts += [safe(n, limit=300) for n in changed.notes]
-        with contextlib.suppress(discord.HTTPException):
-            await message.edit(content=" ".join(parts), allowed_mentions=discord.AllowedMentions.none())
+        text = " ".join(parts + [safe(n, limit=300) for n in changed.notes])
+        if shown:
+            with contextlib.suppress(discord.HTTPException):
+                await shown[0].edit(content=text, allowed_mentions=discord.AllowedMentions.none())
+                return
+        await self.say(ctx, text)
 
     @playlist.command(name="remove", usage="<name> <number or link> [--scope ...]")
     async def playlist_remove(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
@@ -305,7 +305,7 @@ class PlaylistCommands(MusicMixin):
 
     @playlist.command(name="delete", aliases=["del"], usage="<name> [--scope ...]")
     async def playlist_delete(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
-        """Delete a playlist."""
+        """Delete a playlist (its author, DJs, mods and admins may; for your own, you)."""
         _, where = await self._named(ctx, args)
         playlist = await self.lists.delete(ctx.guild.id, await self.actor(ctx), name, where)
         await self.say(ctx, f"Deleted {where_name(playlist.where)} playlist **{safe(playlist.name)}**.")

@@ -213,8 +213,8 @@ def parse_file(data: bytes, filename: str = "") -> ParsedFile:
     if not parsed.entries:
         raise PlaylistError("I found no playable links in that file.")
     if parsed.skipped:
-        parsed.notes.append(f"{parsed.skipped} entr{'y was' if parsed.skipped == 1 else 'ies were'} "
-                            "not http(s) links and were left out.")
+        parsed.notes.append("1 entry was not an http(s) link and was left out." if parsed.skipped == 1 else
+                            f"{parsed.skipped} entries were not http(s) links and were left out.")
     return parsed
 
 
