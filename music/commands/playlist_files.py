@@ -124,6 +124,10 @@ _KINDS = {"music": "this cog's file", "audio v3": "Red Audio's v3 file", "audio 
           "text": "the list of links"}
 
 
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
 def _scope(where: Where, bot: Any) -> str:
     if where.scope.value == "server":
         guild = bot.get_guild(where.scope_id)
@@ -137,15 +141,15 @@ def report_lines(report: AudioImportReport, bot: Any) -> list[str]:
              "I found nothing Red's Audio left in this bot's data."]
     lines += [safe(p, limit=300) for p in report.problems]
     entries = sum(p.entries for p in report.imported)
-    lines.append(f"**Playlists imported: {len(report.imported)}** ({entries} entries).")
+    lines.append(f"**Playlists imported: {len(report.imported)}** ({_entries(entries)}).")
     for p in report.imported:
         renamed = f" (was **{safe(p.original_name, limit=60)}**)" if p.name != p.original_name else ""
         extra = []
         if p.left_out:
-            extra.append(f"{p.left_out} local or unreadable entries left out")
+            extra.append(f"{_entries(p.left_out)} left out (local files or unreadable)")
         if p.cut:
-            extra.append(f"{p.cut} over the limit left out")
-        lines.append(f"- {_scope(p.where, bot)}: **{safe(p.name)}**{renamed}, {p.entries} entries"
+            extra.append(f"{_entries(p.cut)} over the limit left out")
+        lines.append(f"- {_scope(p.where, bot)}: **{safe(p.name)}**{renamed}, {_entries(p.entries)}"
                      + (f"; {', '.join(extra)}" if extra else ""))
     if report.already:
         lines.append(f"{report.already} playlist(s) were imported by an earlier run and were skipped.")
@@ -159,7 +163,7 @@ def report_lines(report: AudioImportReport, bot: Any) -> list[str]:
     if report.settings_already:
         lines.append(f"{report.settings_already} server(s) had their settings imported by an earlier run.")
     if report.settings_unchanged:
-        lines.append(f"{report.settings_unchanged} server(s) kept Audio's defaults: nothing to import.")
+        lines.append(f"{report.settings_unchanged} server(s) had no setting with an equivalent here changed from Audio's default.")
     if report.unmapped:
         shown = ", ".join(f"{name} ({count})" for name, count in sorted(report.unmapped.items()))
         lines.append(f"Not imported, no equivalent here (servers): {shown}.")

@@ -98,7 +98,10 @@ async def read_audio_leftovers(cogs_path: Path) -> AudioLeftovers:
         except (sqlite3.Error, OSError) as exc:
             found.problems.append(f"Audio's playlist database could not be read: {exc}.")
     # on JSON, Config would create Audio's settings file: only read one that exists
-    on_json = str(data_manager.storage_type()).lower() == "json"
+    try:
+        on_json = str(data_manager.storage_type()).lower() == "json"
+    except RuntimeError:  # no basic config loaded: Red's drivers default to JSON then too
+        on_json = True
     if on_json and not (cogs_path / AUDIO_COG_NAME / "settings.json").is_file():
         return found
     config = Config.get_conf(None, identifier=AUDIO_IDENTIFIER, cog_name=AUDIO_COG_NAME)

@@ -71,7 +71,12 @@ class AudioPlaylist:
 def read_audio_db(path: Path) -> list[AudioPlaylist]:
     """Every playlist in Audio's SQLite file that is not deleted (blocking: run in a thread).
     Opened read-only: Audio's file is never changed. Raises sqlite3.Error if unreadable."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
+    # Audio keeps the file in WAL mode. Closed cleanly, it has no -wal file: open it immutable
+    # (no locks, no -shm or -wal files made next to it). A -wal file with data means Audio did
+    # not close cleanly; then read-only, so SQLite reads what the -wal holds too.
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.is_file() and wal.stat().st_size > 0
+    uri = f"{path.resolve().as_uri()}?{'mode=ro' if pending else 'immutable=1'}"
     connection = sqlite3.connect(uri, uri=True)
     try:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

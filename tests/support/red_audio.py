@@ -68,8 +68,9 @@ def audio_v2_export(name: str, uris: list[str], *, author_id: int = 7, url: str 
 class AudioWriter:
     """Audio's storage in this bot's data folder, written through Audio's own classes."""
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: Any, bot_user_id: int) -> None:
         self.bot = bot
+        self.bot_user = SimpleNamespace(user=SimpleNamespace(id=bot_user_id))  # Audio keys global playlists by it
         self.cog = Audio(bot)  # registers Audio's Config exactly as Audio does; starts nothing
         self.config = self.cog.config
         self.db_path = Path(cog_data_path(raw_name="Audio")) / "Audio.db"
@@ -86,7 +87,7 @@ class AudioWriter:
         """A playlist created the way `[p]playlist create/save` does (`create_playlist`, which
         takes the command message's id as the playlist id); returns its id."""
         playlist_id = next(self._ids)
-        ctx = SimpleNamespace(bot=self.bot, message=SimpleNamespace(id=playlist_id),
+        ctx = SimpleNamespace(bot=self.bot_user, message=SimpleNamespace(id=playlist_id),
                               guild=SimpleNamespace(id=guild_id) if guild_id is not None else None)
         author = SimpleNamespace(id=author_id)
         guild = SimpleNamespace(id=guild_id) if guild_id is not None else None
