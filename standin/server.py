@@ -285,12 +285,15 @@ class Standin:
     # -- members act ------------------------------------------------------------------------
 
     async def say(self, member: Member | User, channel: Channel, content: str, *,
-                  reply_to: Message | None = None) -> Message:
-        """`member` posts `content` in `channel` (MESSAGE_CREATE to the bot)."""
+                  reply_to: Message | None = None,
+                  files: list[tuple[str, bytes, str]] | None = None) -> Message:
+        """`member` posts `content` in `channel` (MESSAGE_CREATE to the bot), with `files`
+        (name, data, content type) attached: the bot downloads them from /attachments/."""
         user = member.user if isinstance(member, Member) else member
         message = Message(
             id=self.ids.next(), channel_id=channel.id, guild_id=channel.guild_id, author=user,
             content=content, reference_id=reply_to.id if reply_to else None,
+            attachments=self._attachments(channel, files or []),
         )
         self._store_message(channel, message)
         self._dispatch("MESSAGE_CREATE", self._message_payload(message))

@@ -81,11 +81,12 @@ class MusicBot:
         return self.heard
 
     async def ask(self, member: Member, content: str, *, expect: Callable[[Message], bool] | None = None,
-                  timeout: float = 20.0, channel: Channel | None = None) -> Message:
-        """`member` says `content`; the bot's first answer (not counting its "Now playing"
-        announcements, which can land at any time) or the first matching `expect`."""
+                  timeout: float = 20.0, channel: Channel | None = None,
+                  files: list[tuple[str, bytes, str]] | None = None) -> Message:
+        """`member` says `content` (with `files` attached); the bot's first answer (not counting
+        its "Now playing" announcements, which can land at any time) or the first matching `expect`."""
         channel = channel or self.world.general
-        said = await self.standin.say(member, channel, content)
+        said = await self.standin.say(member, channel, content, files=files)
 
         def answer(m: Message) -> bool:
             if expect is not None:
