@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from typing import cast
 
 import discord
@@ -28,11 +29,17 @@ PAGE_SIZE = 10
 PROGRESS_EDIT_INTERVAL = 1.0
 _ID = re.compile(r"^<?(?:@!?|#)?(\d{15,21})>?$")
 
-def where_name(where: Where) -> str:
-    """How a reply names a scope: "server", "<@id>'s" (inert: mentions are off) or "global"."""
+def where_name(where: Where, who: Callable[[int], str] | None = None) -> str:
+    """How a reply names a scope: "server", "<@id>'s" (inert: replies send no mentions) or
+    "global". Pages sent through Red's menus name members with `who` instead (the menu's
+    messages would ping a mention)."""
     if where.scope is Scope.USER:
-        return f"<@{where.scope_id}>'s"
+        return f"{who(where.scope_id) if who else f'<@{where.scope_id}>'}'s"
     return where.scope.value
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class PlaylistCommands(MusicMixin):
@@ -116,6 +123,7 @@ class PlaylistCommands(MusicMixin):
         """
         _, where = await self._named(ctx, args)
         actor = await self.actor(ctx)
+        where = await self.lists.locate(ctx.guild.id, actor, name, where)  # before joining voice
         await self.join_author(ctx)
         started = await self.lists.start(ctx.guild.id, actor, name, where)
         first = started.enqueued
@@ -245,15 +253,19 @@ class PlaylistCommands(MusicMixin):
         """List the playlists of this server, yours and the global ones (or one `--scope`)."""
         _, where = await self._named(ctx, args)
         sections = await self.lists.summaries(ctx.guild.id, await self.actor(ctx), where)
+        who = self._who(ctx)
         lines: list[str] = []
         for scope, found in sections:
             if where is None and not found:
                 continue
-            lines.append(f"__{where_name(scope).capitalize()} playlists__ ({len(found)})")
-            lines += [f"**{safe(s.name)}**: {s.count} entr{'y' if s.count == 1 else 'ies'}, "
-                      f"{format_duration(s.duration)}, by <@{s.author_id}>" if s.author_id else
-                      f"**{safe(s.name)}**: {s.count} entr{'y' if s.count == 1 else 'ies'}, {format_duration(s.duration)}"
-                      for s in found] or ["none"]
+            lines.append(f"__{_upper_first(where_name(scope, who))} playlists__ ({len(found)})")
+            for summary in found:
+                by = f", by {who(summary.author_id)}" if summary.author_id else ""
+                count = summary.count
+                lines.append(f"**{safe(summary.name)}**: {count} entr{'y' if count == 1 else 'ies'}, "
+                             f"{format_duration(summary.duration)}{by}")
+            if not found:
+                lines.append("none")
         if not lines:
             await self.say(ctx, "There are no playlists here yet: `playlist save <name>` saves the queue.")
             return
@@ -264,7 +276,7 @@ class PlaylistCommands(MusicMixin):
         """Show a playlist's entries, ten to a page."""
         _, where = await self._named(ctx, args)
         playlist = await self.lists.get(ctx.guild.id, await self.actor(ctx), name, where)
-        await self._pages(ctx, f"{playlist.name}", _info_pages(playlist))
+        await self._pages(ctx, f"{playlist.name}", _info_pages(playlist, self._who(ctx)))
 
     @playlist.command(name="rename", usage="<name> <new name> [--scope ...]")
     async def playlist_rename(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
@@ -312,6 +324,17 @@ class PlaylistCommands(MusicMixin):
 
     # -- pages ----------------------------------------------------------------------------------
 
+    def _who(self, ctx: commands.GuildContext) -> Callable[[int], str]:
+        """A member's name for pages (escaped), or "user <id>" when the bot can't see them."""
+
+        def name(user_id: int) -> str:
+            get_member = getattr(ctx.guild, "get_member", None)
+            found = (get_member(user_id) if get_member else None) or ctx.bot.get_user(user_id)
+            shown = safe(getattr(found, "display_name", None), limit=40)
+            return shown or f"user {user_id}"
+
+        return name
+
     async def _pages(self, ctx: commands.GuildContext, title: str, pages: list[list[str]]) -> None:
         """One message, or Red's menu for several pages (embeds when the channel wants them)."""
         texts = [f"{chr(10).join(lines)}\n\nPage {n}/{len(pages)}" if len(pages) > 1 else chr(10).join(lines)
@@ -328,9 +351,9 @@ class PlaylistCommands(MusicMixin):
             await menu(ctx, texts)
 
 
-def _info_pages(playlist: Playlist) -> list[list[str]]:
-    author = f"by <@{playlist.author_id}>" if playlist.author_id else "author unknown"
-    head = [f"{where_name(playlist.where).capitalize()} playlist **{safe(playlist.name)}**, {author}: "
+def _info_pages(playlist: Playlist, who: Callable[[int], str]) -> list[list[str]]:
+    author = f"by {who(playlist.author_id)}" if playlist.author_id else "author unknown"
+    head = [f"{_upper_first(where_name(playlist.where, who))} playlist **{safe(playlist.name)}**, {author}: "
             f"{len(playlist.entries)} entr{'y' if len(playlist.entries) == 1 else 'ies'}, "
             f"{format_duration(playlist.duration)}."]
     if playlist.source_url:

@@ -163,7 +163,7 @@ async def _import_playlist(control: PlaylistControl, audio: AudioPlaylist,
                            report: AudioImportReport) -> ImportedPlaylist | None:
     store = control.store
     where = _target(audio)
-    entries, left_out, cut = audio_entries(audio)
+    entries, left_out, cut = await asyncio.to_thread(audio_entries, audio)
     if audio.tracks and not entries:
         report.skipped.append(SkippedPlaylist(where, audio.name, f"all {len(audio.tracks)} entries are local "
                                               "files or unreadable (only links can be imported)"))

@@ -215,7 +215,8 @@ class PlaylistControl:
         async with self.store.lock:
             await self._check_new(guild_id, where, name)
             playlist = Playlist(name=name, where=where, author_id=actor.user_id, source_url=source_url)
-            added, left_out = playlist.append(list(tracks or []), entry_limit)
+            # up to 10,000 new entries: made in a thread, not on the event loop
+            added, left_out = await asyncio.to_thread(playlist.append, list(tracks or []), entry_limit)
             await self.store.write(playlist)
         return Changed(playlist, added, left_out)
 
@@ -383,7 +384,7 @@ class PlaylistControl:
             playlist = (await self._load(found, name)).playlist
         if not playlist.entries:
             raise ControlError(f"{_named(playlist.name)} has no entries yet; `playlist append` adds some.")
-        tracks = [queued_from(e, actor.user_id) for e in playlist.entries]
+        tracks = await asyncio.to_thread(lambda: [queued_from(e, actor.user_id) for e in playlist.entries])
         enqueued = self.control.enqueue(guild_id, actor, tracks[:1])
         rest = StoredEntries(tracks[1:], playlist.name) if len(tracks) > 1 else None
         return Started(playlist, enqueued, rest)

@@ -126,7 +126,8 @@ async def test_append_remove_dedupe_rename_copy_and_delete(red: Red, media_serve
     assert ctx.last == "Added 5 tracks to server playlist **mix** (6 in all). 2 were already in it."
     await command(red, "info")(ctx, "mix")
     lines = ctx.last.splitlines()
-    assert lines[0].startswith("Server playlist **mix**, by <@") and "6 entries" in lines[0]
+    # pages go through Red's menus, which would ping a mention: members are named instead
+    assert lines[0] == f"Server playlist **mix**, by user {world.member.id}: 6 entries, 0:03."
     assert lines[2:5] == ["`1.` **Fake b880.webm** (0:03)", "`2.` **Entry 0** (?)", "`3.` **Entry 2** (?)"]
 
     await command(red, "remove")(ctx, "mix", args="2")
@@ -154,7 +155,7 @@ async def test_append_remove_dedupe_rename_copy_and_delete(red: Red, media_serve
     await command(red, "list")(ctx)
     listing = ctx.last
     assert "__Server playlists__ (2)" in listing and "**mix**: 3 entries" in listing and "**Once**: 3 entries" in listing
-    assert f"__<@{world.member.id}>'s playlists__ (1)" in listing
+    assert f"__User {world.member.id}'s playlists__ (1)" in listing and "<@" not in listing
     await command(red, "delete")(ctx, "once")
     assert ctx.last == "Deleted server playlist **Once**."
     with pytest.raises(CommandError, match="no playlist named \\*\\*once\\*\\*"):
@@ -264,3 +265,17 @@ async def test_deleting_a_members_data_deletes_their_playlists(red: Red) -> None
     assert found == {"server": [("shared", 0)], "user": [], "global": []}
     await red.remove_cog("Music")
 
+
+
+def test_info_pages_hold_ten_entries_each_and_name_members_without_mentions() -> None:
+    from music.commands.playlists import _info_pages
+    from music.engine.track import Track
+    from music.playlists.model import Playlist
+
+    playlist = Playlist(name="@everyone *long*", where=Where.user(42), author_id=42)
+    playlist.append([Track(query=f"https://example.com/{i}", title=f"<@{100000000000000000 + i}> song", duration=60.0) for i in range(25)], 100)
+    pages = _info_pages(playlist, lambda user_id: f"name{user_id}")
+    assert [len(p) for p in pages] == [12, 12, 7]  # the heading, a blank line, then the entries
+    assert pages[0][0] == "Name42's playlist **@\u200beveryone \\*long\\***, by name42: 25 entries, 25:00."
+    assert pages[2][-1] == "`25.` **<@\u200b100000000000000024> song** (1:00)"  # a title's mention is inert
+    assert not any("<@1" in line or "<@4" in line for page in pages for line in page)
