@@ -17,6 +17,7 @@ from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 
 from .commands import (
+    FilterCommands,
     OwnerCommands,
     PlaybackCommands,
     PlaylistFileCommands,
@@ -24,6 +25,7 @@ from .commands import (
     SettingsCommands,
 )
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
+from .control.filters import server_chain
 from .engine.queue import QueueModel
 from .engine.track import Track
 from .formatting import track_line
@@ -45,7 +47,8 @@ MONITOR_INTERVAL = 1.0
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
-class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, PlaylistFileCommands, commands.Cog):
+class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, PlaylistFileCommands,
+            FilterCommands, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -93,6 +96,7 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, Pl
             notify=self._notify,
             announce=self._announce_now_playing,
             default_volume=lambda guild_id: self.store.guild(guild_id).volume,
+            default_filters=lambda guild_id: server_chain(self.store.guild(guild_id)),
         )
         self.control = MusicControl(self.manager, self.store, self.service)
         self._start("advancer", self.manager.run_advancer)

@@ -43,6 +43,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     # yt-dlp extractor families links may use (`musicset extractors`); None = the defaults
     # (policy.DEFAULT_EXTRACTORS), so a newer default list reaches owners who never changed it
     "extractors": None,
+    # servers whose music may go through filters, an equalizer or normalisation at once
+    # (`musicset filterlimit`); 0 = no limit
+    "filter_limit": 0,
 }
 
 GUILD_DEFAULTS: dict[str, Any] = {
@@ -61,6 +64,11 @@ GUILD_DEFAULTS: dict[str, Any] = {
     "pause_when_alone": False,
     "np_channel": None,  # channel id for now-playing messages; None = where music was asked for
     "background": None,  # a URL that plays while the queue is empty
+    # the server's `filter`s and `eq` (engine.filters.FilterChain.to_dict()), its loudness
+    # normalisation (`musicset normalize`) and its saved equalizer presets (name -> gains)
+    "filters": {},
+    "normalize": False,
+    "eq_presets": {},
     "queue_head": {},  # the persisted player, small part + chunk names: see store_chunks.py
     "state": {},  # the old layout (the whole GuildPlayer.snapshot()), read and migrated
 }
@@ -88,6 +96,9 @@ class GuildSettings:
     pause_when_alone: bool = False
     np_channel: int | None = None
     background: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    normalize: bool = False
+    eq_presets: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> GuildSettings:
@@ -104,6 +115,7 @@ class GlobalSettings:
     resolve_workers: int = 3
     resolve_timeout: int = 30
     extractors: list[str] | None = None
+    filter_limit: int = 0
 
 
 class MusicStore:
@@ -138,6 +150,7 @@ class MusicStore:
             resolve_workers=int(g["resolve_workers"]),
             resolve_timeout=int(g["resolve_timeout"]),
             extractors=None if g["extractors"] is None else list(g["extractors"]),
+            filter_limit=int(g.get("filter_limit") or 0),
         )
         self._rebuild_policy()
         for guild_id, data in (await self.config.all_guilds()).items():

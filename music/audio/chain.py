@@ -40,6 +40,8 @@ class FrameStats:
     frames_silence: int = 0  # silence frames handed out ("nulled"), for any reason
     underruns: int = 0  # silence frames because a playing track had nothing buffered
     gapless_switches: int = 0  # track changes whose first packet went out in the ending tick
+    splices: int = 0  # streams of the playing track swapped in at its position (filters, volume)
+    splice_dropped: int = 0  # packets of spliced streams dropped to reach the position
 
 
 class ChainClosed(RuntimeError):
@@ -64,6 +66,9 @@ class ChainSource(discord.AudioSource):
     A stream replaced by :meth:`play_now`, :meth:`set_next`, :meth:`skip` or dropped by
     :meth:`cleanup` gets no event: the caller asked for it.
 
+    :meth:`splice` swaps in another stream of the playing track (new filters, a new volume)
+    where the playing one has got to, inside ``read()``: no gap, no silence, no repeated audio.
+
     Between tracks (the current one ended, no next yet) ``read()`` sends silence for up to
     ``idle_grace`` seconds (default 2 s) so the advancer can resolve and open the next track
     without the player stopping; a slower next track then needs a new ChainSource.
@@ -78,6 +83,8 @@ class ChainSource(discord.AudioSource):
         self._current_started = False
         self._next: TrackStream | None = None
         self._next_id: str | None = None
+        # a stream of the current track waiting to take over at the current one's position
+        self._incoming: TrackStream | None = None
         self._idle_frames = 0
         self._exhausted = False
         self._closed = False
@@ -105,16 +112,40 @@ class ChainSource(discord.AudioSource):
         from the event loop call ``stream.start()`` in a worker thread first."""
         with self._lock:
             self._check_open()
-            old = self._current
-            self._current, self._current_id, self._current_started = stream, track_id, False
-            self._idle_frames = 0
-            self._holding = False
-            self._retire(old)
-            if self._next is not None and self._next_id == track_id:
-                # the prepared next is this very track (opened ahead, then loaded again by a
-                # skip or a recovery): keeping it would play the track a second time
-                self._retire(self._next)
-                self._next = self._next_id = None
+            self._play_now_locked(stream, track_id)
+        stream.start()
+
+    def _play_now_locked(self, stream: TrackStream, track_id: str) -> None:
+        """play_now's work, with the lock held (the new stream is started after)."""
+        old = self._current
+        self._current, self._current_id, self._current_started = stream, track_id, False
+        self._idle_frames = 0
+        self._holding = False
+        self._retire(old)
+        self._retire(self._incoming)
+        self._incoming = None
+        if self._next is not None and self._next_id == track_id:
+            # the prepared next is this very track (opened ahead, then loaded again by a
+            # skip or a recovery): keeping it would play the track a second time
+            self._retire(self._next)
+            self._next = self._next_id = None
+
+    def splice(self, stream: TrackStream, track_id: str) -> None:
+        """Swap ``stream`` (the playing track, opened again: other filters, another volume) in
+        for the current stream at the position the current one has reached when ``stream``
+        has audio there. Until then the current stream plays on; ``stream``'s packets before
+        that position are dropped (it was opened where the track was when the change was asked
+        for, and the old stream played on while it opened). Like :meth:`play_now` when the
+        current stream is not this track or has not started."""
+        with self._lock:
+            self._check_open()
+            current = self._current
+            if (current is None or self._current_id != track_id or not self._current_started
+                    or current.finished):
+                self._play_now_locked(stream, track_id)
+            else:
+                self._retire(self._incoming)
+                self._incoming = stream
         stream.start()
 
     def set_next(self, stream: TrackStream, track_id: str) -> None:
@@ -145,6 +176,8 @@ class ChainSource(discord.AudioSource):
             self._holding = False
             next_id = self._next_id
             self._retire(old)
+            self._retire(self._incoming)
+            self._incoming = None
         return next_id
 
     def _check_open(self) -> None:
@@ -192,6 +225,11 @@ class ChainSource(discord.AudioSource):
                 self._stats.frames_silence += 1
                 return SILENCE_FRAME
 
+            if self._incoming is not None:
+                spliced = self._splice_packet(stream)
+                if spliced is not None:
+                    self._stats.frames_sent += 1
+                    return spliced
             packet = stream.read_packet()
             if packet is not None:
                 self._stats.frames_sent += 1
@@ -208,6 +246,10 @@ class ChainSource(discord.AudioSource):
                 return SILENCE_FRAME
 
             error = stream.error
+            if self._incoming is not None:
+                # a change asked for as the track ended: the next track (or its end) wins
+                self._retire(self._incoming)
+                self._incoming = None
             self.last_end = (self._current_id, stream.position)
             events.append(("track_error" if error else "track_end", self._current_id, error))
             retired.append(stream)
@@ -218,15 +260,46 @@ class ChainSource(discord.AudioSource):
             self._idle_frames = 0
             switched = True
 
+    def _splice_packet(self, current: TrackStream) -> bytes | None:
+        """The incoming stream's packet when it has reached the current stream's position
+        (call with the lock held): its packets before that position are dropped, and the current
+        stream retires. None while it is not there yet: the current stream plays this tick."""
+        incoming = self._incoming
+        assert incoming is not None
+        target = current.position  # where the current stream's next packet starts
+        # within half a packet either way is the same position (positions are 20 ms steps
+        # times the timescale's rate, from starts that need not line up)
+        while incoming.position < target - incoming.packet_seconds / 2:
+            if incoming.read_packet() is None:
+                break
+            self._stats.splice_dropped += 1
+        behind = incoming.position < target - incoming.packet_seconds / 2
+        ahead = incoming.position > target + incoming.packet_seconds / 2
+        if behind or ahead:
+            if incoming.finished:  # it ended or failed before it got there: keep the old one
+                log.warning("a stream opened to replace the playing one ended early: %s",
+                            incoming.error or "no audio")
+                self._retire(incoming)
+                self._incoming = None
+            return None
+        packet = incoming.read_packet()
+        if packet is None:
+            return None
+        self._retire(current)
+        self._current, self._incoming = incoming, None
+        self._current_started = True  # the same track: no new track_start
+        self._stats.splices += 1
+        return packet
+
     def cleanup(self) -> None:
         """Called by discord.py when the player stops: close every stream (in the background)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for stream in (self._current, self._next):
+            for stream in (self._current, self._next, self._incoming):
                 self._retire(stream)
-            self._current = self._next = None
+            self._current = self._next = self._incoming = None
             self._current_id = self._next_id = None
             self._closer_queue.put(None)  # ends the closer thread after the streams
 
@@ -275,6 +348,11 @@ class ChainSource(discord.AudioSource):
     @property
     def current_track_id(self) -> str | None:
         return self._current_id
+
+    @property
+    def splicing(self) -> bool:
+        """A stream waits to take over at the current one's position."""
+        return self._incoming is not None
 
     @property
     def next_track_id(self) -> str | None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 
 from music.netguard import ffmpeg_env
 
+from ..engine.filters import FilterChain
+from .filters import filter_graph
 from .pipe_input import PipeFeeder, RemoteSource, duration_from_bitrate, ogg_duration_from_tail
 
 log = logging.getLogger("red.music.audio.ffmpeg")
@@ -125,6 +127,7 @@ def build_args(
     *,
     start: float = 0.0,
     volume: int = 100,
+    filters: FilterChain | None = None,
     passthrough: bool,
     input_format: str | None = None,
 ) -> list[str]:
@@ -132,21 +135,22 @@ def build_args(
     the local file ``path`` or (None) its stdin.
 
     ``passthrough`` copies an Opus input as it is (no decode, no encode: ~1 ms CPU per second of
-    audio instead of ~43); a volume other than 100 needs decoding, so passthrough with a volume is
-    refused (the caller decides, see ``TrackStream``).
+    audio instead of ~43); a volume other than 100 or a ``filters`` chain that is not flat needs
+    decoding, so passthrough with either is refused (the caller decides, see ``TrackStream``).
+    The filter graph holds only numbers (music.audio.filters).
     """
-    if passthrough and volume != 100:
-        raise ValueError("A volume other than 100% needs transcoding; passthrough cannot apply it.")
-    if volume < 0:
-        raise ValueError("The volume cannot be negative.")
+    graph = filter_graph(filters, volume)  # raises for a negative volume
+    if passthrough and graph is not None:
+        raise ValueError("A volume other than 100% or a filter needs transcoding; passthrough "
+                         "cannot apply it.")
     args = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostdin"]
     args += input_args(path, start=start, input_format=input_format)
     args += ["-map", "0:a:0", "-vn", "-sn", "-dn"]
     if passthrough:
         args += ["-c:a", "copy"]
     else:
-        if volume != 100:
-            args += ["-af", f"volume={volume / 100:.2f}"]
+        if graph is not None:
+            args += ["-af", graph]
         args += [
             "-c:a", "libopus",
             "-b:a", TRANSCODE_BITRATE,

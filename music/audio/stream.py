@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
+from ..engine.filters import FilterChain
 from ..netguard import ffmpeg_env
 from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args
@@ -66,6 +67,7 @@ class TrackStream:
         *,
         start: float = 0.0,
         volume: int = 100,
+        filters: FilterChain | None = None,
         headers: Mapping[str, str] | None = None,
         local: bool = False,
         passthrough: bool,
@@ -80,6 +82,11 @@ class TrackStream:
         self.source = source
         self.start_position = max(0.0, float(start))
         self.volume = volume
+        #: what the audio goes through (music.audio.filters makes ffmpeg's graph of it)
+        self.filters = filters if filters is not None and not filters.is_flat else None
+        #: seconds of the track each packet carries: 20 ms times the timescale's rate, so the
+        #: position moves by the audio played (nightcore: 25 ms of the track per packet)
+        self.packet_seconds = FRAME_SECONDS * (self.filters.media_rate if self.filters else 1.0)
         self.headers = dict(headers) if headers else None
         self.local = local
         #: the network guard's URL (music.netguard) that carries a remote input's connections
@@ -87,8 +94,8 @@ class TrackStream:
         #: where the track's audio should end (its duration), for a remote, non-live track: a
         #: stream that ends well before it was cut short (see SHORT_END_TOLERANCE)
         self.expected_end = expected_end if expected_end and not local else None
-        # Copying cannot change the volume: a volume other than 100 forces transcoding.
-        self.passthrough = passthrough and volume == 100
+        # Copying cannot change the sound: a volume other than 100 or a filter forces transcoding.
+        self.passthrough = passthrough and volume == 100 and self.filters is None
         self.fell_back_to_transcode = False
         self.in_process = in_process and self.passthrough
         #: why an in-process stream handed over to ffmpeg (None while it needs no ffmpeg)
@@ -162,6 +169,7 @@ class TrackStream:
             None if fed is not None else self.source,
             start=fed.start if fed is not None else start,
             volume=self.volume,
+            filters=self.filters,
             passthrough=passthrough,
             input_format=fed.input_format if fed is not None else None,
         )
@@ -377,7 +385,7 @@ class TrackStream:
 
     def _end_position(self) -> float:
         """Where in the track the audio produced so far ends."""
-        return self.start_position + self._prebuffer.packets_put * FRAME_SECONDS
+        return self.start_position + self._prebuffer.packets_put * self.packet_seconds
 
     def close(self, timeout: float = 2.0) -> None:
         """End ffmpeg (terminate, then kill) and join the reader. Blocking; safe to call twice."""
@@ -431,8 +439,9 @@ class TrackStream:
 
     @property
     def position(self) -> float:
-        """Seconds into the track of the audio handed out so far."""
-        return self.start_position + self._prebuffer.packets_taken * FRAME_SECONDS
+        """Seconds into the track of the audio handed out so far (track time: with a timescale
+        filter it moves faster or slower than the clock)."""
+        return self.start_position + self._prebuffer.packets_taken * self.packet_seconds
 
     @property
     def buffered(self) -> int:

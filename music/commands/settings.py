@@ -60,6 +60,7 @@ class SettingsCommands(MusicMixin):
             ("Pause when alone", "on" if s.pause_when_alone else "off"),
             ("Now-playing channel", f"<#{s.np_channel}>" if s.np_channel else "where asked"),
             ("Background", "set" if s.background else "off"),
+            ("Loudness normalisation", "on" if s.normalize else "off"),
             ("Local folder", "set" if g.local_folder else "not set"),
             ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
         ]

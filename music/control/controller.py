@@ -25,6 +25,7 @@ from ..policy import PolicyError
 from ..resolve.jobs import JobNotAllowed, Priority
 from ..resolve.resolver import ResolveError
 from .errors import MAX_QUERY_LENGTH, ControlError, clean_query
+from .filters import FilterControl
 from .permissions import Actor, Intent, Verdict, require
 from .playlists import PlaylistControl
 
@@ -60,6 +61,7 @@ class MusicControl:
         self.store = store
         self.service = service
         self.playlists = PlaylistControl(self)  # saved playlists: control/playlists.py
+        self.filters = FilterControl(self)  # filters, equalizer, normalisation: control/filters.py
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -397,6 +399,7 @@ class MusicControl:
             if player.queue.current is None and not len(player.queue):
                 continue
             player.unverified = _stored_streams(player.queue)
+            player.filters = self.manager.default_filters(guild_id)  # the server's settings
             self.manager.players[guild_id] = player
             if player.queue.current is not None and player.channel_id and self.store.guild(guild_id).auto_resume:
                 if present(guild_id):

@@ -83,6 +83,12 @@ class Intent(str, Enum):
     PLAYLIST_DELETE = "playlist delete"
     PLAYLIST_LIMITS = "musicset playlistlimits"
     IMPORT_AUDIO = "musicset import audio"
+    # filters, the equalizer and loudness normalisation (control/filters.py)
+    FILTER = "filter"
+    EQ = "eq"
+    EQ_SAVE = "eq save"
+    EQ_DELETE = "eq delete"
+    NORMALIZE = "musicset normalize"
 
 
 MATRIX: dict[Intent, Rule] = {
@@ -120,6 +126,11 @@ MATRIX: dict[Intent, Rule] = {
     Intent.PLAYLIST_DELETE: Rule.PLAYLIST_EDIT,
     Intent.PLAYLIST_LIMITS: Rule.ADMIN,  # the server's limit; the per-playlist, user and global ones: owner
     Intent.IMPORT_AUDIO: Rule.OWNER,
+    Intent.FILTER: Rule.DJ,  # like the volume: everyone in the channel hears it
+    Intent.EQ: Rule.DJ,
+    Intent.EQ_SAVE: Rule.DJ,
+    Intent.EQ_DELETE: Rule.DJ,
+    Intent.NORMALIZE: Rule.ADMIN,
 }
 
 # What a refused member is told: "Only DJs can <action> here."
@@ -138,6 +149,10 @@ ACTIONS: dict[Intent, str] = {
     Intent.MOVE: "move tracks",
     Intent.CLEAR: "clear the queue",
     Intent.DISCONNECT: "disconnect me",
+    Intent.FILTER: "change the filters",
+    Intent.EQ: "change the equalizer",
+    Intent.EQ_SAVE: "save equalizer presets",
+    Intent.EQ_DELETE: "delete equalizer presets",
 }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..audio.ffmpeg import find_ffmpeg
 from ..audio.sender import SharedSender
 from ..audio.source import ChainSource, TrackStream
+from ..engine.filters import FilterChain
 from ..engine.track import Track
 from ..policy import PolicyError, resolve_local_path
 from ..resolve.jobs import Priority
@@ -104,16 +105,18 @@ class PipelineAudio:
         # discord.py's own stop on disconnect reach it.
         self.sender = SharedSender()
 
-    async def open(self, track: Track, start: float, volume: int) -> TrackStream:
+    async def open(self, track: Track, start: float, volume: int,
+                   filters: FilterChain | None = None) -> TrackStream:
         assert track.stream_url
         stream = TrackStream(
             find_ffmpeg(self._ffmpeg_path()),
             track.stream_url,
             start=start,
             volume=volume,
+            filters=filters,
             headers=track.http_headers or None,
             local=track.kind == "local",
-            passthrough=wants_passthrough(track, volume),
+            passthrough=wants_passthrough(track, volume, filters),
             # lets the stream tell a cut-short end (ffmpeg exits 0 when its reconnect fails)
             # from the real one; live streams have no end to compare with
             expected_end=None if track.is_live else track.duration,
@@ -177,12 +180,14 @@ class ServiceTracks:
         self.service.forget_stream(track)
 
 
-def wants_passthrough(track: Track, volume: int) -> bool:
+def wants_passthrough(track: Track, volume: int, filters: FilterChain | None = None) -> bool:
     """Copy the Opus packets as they are (about 1 ms of ffmpeg CPU per second instead of ~43)
-    when nothing needs decoding: an Opus source in a container ffmpeg copies into Ogg, at 100%.
-    TrackStream still checks every packet is 20 ms and falls back to transcoding if not."""
+    when nothing needs decoding: an Opus source in a container ffmpeg copies into Ogg, at 100%,
+    with no filter. TrackStream still checks every packet is 20 ms and falls back to
+    transcoding if not."""
     return (
         volume == 100
+        and (filters is None or filters.is_flat)
         and (track.acodec or "").lower() == "opus"
         and (track.container or "").lower() in OPUS_CONTAINERS
     )

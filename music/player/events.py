@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.filters import FilterChain
 from ..engine.track import Track
 
 
@@ -140,6 +141,13 @@ class Seek(PlayerEvent):
 @dataclass(frozen=True)
 class SetVolume(PlayerEvent):
     percent: int
+
+
+@dataclass(frozen=True)
+class SetFilters(PlayerEvent):
+    """The server's filters, equalizer or normalisation changed: play on through `chain`."""
+
+    chain: FilterChain
 
 
 @dataclass(frozen=True)

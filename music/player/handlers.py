@@ -232,9 +232,28 @@ async def on_seek(m: PlayerManager, player: GuildPlayer, event: ev.Seek) -> None
 
 async def on_set_volume(m: PlayerManager, player: GuildPlayer, event: ev.SetVolume) -> None:
     player.volume = event.percent
+    _play_on_with_the_new_sound(m, player)
+
+
+async def on_set_filters(m: PlayerManager, player: GuildPlayer, event: ev.SetFilters) -> None:
+    if event.chain == player.filters:
+        return
+    player.filters = event.chain
+    _play_on_with_the_new_sound(m, player)
+
+
+def _play_on_with_the_new_sound(m: PlayerManager, player: GuildPlayer) -> None:
+    """The volume or the filters changed: the playing track is opened again with them and
+    spliced in where it has got to (no gap); a paused one stays paused."""
     current = player.queue.current
     if current is not None and player.active:
-        start_load(m, player, current, player.position)  # the new volume from where it is
+        player.paused_on_load = player.state is PlayerState.PAUSED
+        start_load(m, player, current, player.position, splice=True)
+    elif current is not None and player.state is PlayerState.LOADING:
+        # the load in flight may have opened with the old sound: open it again
+        start_load(m, player, current, player.position, splice=player.splice_load)
+    elif player.state is PlayerState.BACKGROUND:
+        start_background(m, player)
 
 
 async def on_pause(m: PlayerManager, player: GuildPlayer, event: ev.Pause) -> None:
@@ -340,6 +359,7 @@ HANDLERS: dict[type[ev.PlayerEvent], Handler] = {
     ev.StopBackground: on_stop_background,
     ev.Seek: on_seek,
     ev.SetVolume: on_set_volume,
+    ev.SetFilters: on_set_filters,
     ev.Pause: on_pause,
     ev.Unpause: on_unpause,
     ev.Disconnect: on_disconnect,

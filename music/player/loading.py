@@ -34,7 +34,7 @@ async def load(m: PlayerManager, player: GuildPlayer, track: Track, start: float
             guild_id, track, Priority.URGENT, stored=track.id in player.unverified
         )
         await m.voice.ensure(guild_id, player.channel_id)
-        stream = await m.audio.open(playable, start, player.volume)
+        stream = await m.audio.open(playable, start, player.volume, player.filters)
     except asyncio.CancelledError:
         if stream is not None:
             m.close_stream_later(stream)
@@ -56,7 +56,7 @@ async def prefetch(m: PlayerManager, player: GuildPlayer, track: Track, generati
         playable = await m.tracks.playable(
             player.guild_id, track, Priority.HIGH, stored=track.id in player.unverified
         )
-        stream = await m.audio.open(playable, 0.0, player.volume)
+        stream = await m.audio.open(playable, 0.0, player.volume, player.filters)
     except asyncio.CancelledError:
         if stream is not None:
             m.close_stream_later(stream)
@@ -74,7 +74,7 @@ async def load_background(m: PlayerManager, player: GuildPlayer, url: str, gener
     stream: Any | None = None
     try:
         track = await m.tracks.background(player.guild_id, url, player.background)
-        stream = await m.audio.open(track, 0.0, player.volume)
+        stream = await m.audio.open(track, 0.0, player.volume, player.filters)
     except asyncio.CancelledError:
         if stream is not None:
             m.close_stream_later(stream)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ..engine.filters import FilterChain
 from .events import PlayerEvent, Tick
 from .ports import Announcer, AudioPort, Notifier, TrackPort, VoicePort
 from .state import GuildPlayer
@@ -41,6 +42,7 @@ class PlayerManager:
         notify: Notifier,
         announce: Announcer | None = None,
         default_volume: Callable[[int], int] = lambda guild_id: 100,
+        default_filters: Callable[[int], FilterChain] = lambda guild_id: FilterChain(),
     ) -> None:
         self.voice = voice
         self.audio = audio
@@ -50,6 +52,8 @@ class PlayerManager:
         self.notify = notify
         self.announce = announce
         self._default_volume = default_volume
+        #: the server's filters, equalizer and normalisation (kept in its settings)
+        self.default_filters = default_filters
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -62,7 +66,8 @@ class PlayerManager:
         player = self.players.get(guild_id)
         if player is None:
             player = self.players[guild_id] = GuildPlayer(
-                guild_id=guild_id, volume=self._default_volume(guild_id)
+                guild_id=guild_id, volume=self._default_volume(guild_id),
+                filters=self.default_filters(guild_id),
             )
         return player
 

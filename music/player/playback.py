@@ -46,8 +46,12 @@ async def begin_playback(m: PlayerManager, player: GuildPlayer, track: Track, st
 async def _put_on_air(m: PlayerManager, player: GuildPlayer, vc: VoiceHandle, track: Track, stream: Any) -> bool:
     """Splice the stream into the running chain, or start a new chain; False if voice failed."""
     source = player.source
+    splice, player.splice_load = player.splice_load, False
     if source is not None and not source.exhausted and not source.closed and (vc.is_playing() or vc.is_paused()):
-        source.play_now(stream, track.id)
+        if splice and source.current_track_id == track.id:
+            source.splice(stream, track.id)  # where the playing stream has got to: no gap
+        else:
+            source.play_now(stream, track.id)
         return True
     # a new chain: the old one (if any) has stopped or is about to
     if vc.is_playing() or vc.is_paused():

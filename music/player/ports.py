@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from ..engine.filters import FilterChain
 from ..engine.track import Track
 from ..resolve.jobs import Priority
 
@@ -41,8 +42,9 @@ AfterCallback = Callable[[BaseException | None], None]
 class AudioPort(Protocol):
     """Opening streams and playing a chain of them into a voice client."""
 
-    async def open(self, track: Track, start: float, volume: int) -> Any:
-        """A started stream (buffered) of `track` from `start`; raises StreamOpenError."""
+    async def open(self, track: Track, start: float, volume: int, filters: FilterChain | None = None) -> Any:
+        """A started stream (buffered) of `track` from `start` (seconds of the track), at
+        `volume` percent through `filters`; raises StreamOpenError."""
 
     def new_source(self, on_event: SourceCallback) -> Any:
         """A chain source; `on_event(kind, track_id, error)` is called from the audio thread."""

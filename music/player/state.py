@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..engine.filters import FilterChain
 from ..engine.queue import QueueModel
 from ..engine.track import Track
 from ..store_chunks import PlayerCapture
@@ -28,12 +29,17 @@ class GuildPlayer:
     guild_id: int
     queue: QueueModel = field(default_factory=QueueModel)
     volume: int = 100
+    filters: FilterChain = field(default_factory=FilterChain)  # the server's (music.store)
     state: PlayerState = PlayerState.IDLE
     channel_id: int | None = None  # the voice channel to be in
     text_channel_id: int | None = None  # where now-playing and errors go
     source: Any = None  # the ChainSource playing into voice
     start_position: float = 0.0  # where the current track starts when (re)loaded
     generation: int = 0  # bumps on every load; stale load results are dropped
+    # the load in flight reopens the playing track for a new sound (volume, filters): its
+    # stream takes over where the playing one has got to (ChainSource.splice), not from the
+    # position asked for, which the playing stream has left behind while it opened
+    splice_load: bool = False
     load_task: asyncio.Task[None] | None = None
     prefetch_task: asyncio.Task[None] | None = None
     prefetched_id: str | None = None
@@ -55,7 +61,10 @@ class GuildPlayer:
     def position(self) -> float:
         """Seconds into the current track."""
         source = self.source
-        if self.state in (PlayerState.PLAYING, PlayerState.PAUSED) and source is not None:
+        # a splice load reopens the track while it plays on: its position still moves
+        on_air = self.state in (PlayerState.PLAYING, PlayerState.PAUSED) or (
+            self.splice_load and self.state is PlayerState.LOADING)
+        if on_air and source is not None:
             if self.queue.current is not None and source.current_track_id == self.queue.current.id:
                 position = source.position
                 if position is not None:

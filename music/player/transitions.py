@@ -23,11 +23,14 @@ PREFETCH_WINDOW = 30.0
 MAX_RECOVERIES = 3
 
 
-def start_load(m: PlayerManager, player: GuildPlayer, track: Track, start: float) -> None:
-    """Resolve and open `track` at `start` in a task; LOADED or LOAD_FAILED comes back."""
+def start_load(m: PlayerManager, player: GuildPlayer, track: Track, start: float, *,
+               splice: bool = False) -> None:
+    """Resolve and open `track` at `start` in a task; LOADED or LOAD_FAILED comes back.
+    `splice`: the track plays on meanwhile, and its new stream takes over where it got to."""
     m.cancel(player.load_task)
     player.generation += 1
     player.start_position = start
+    player.splice_load = splice
     player.state = PlayerState.LOADING
     player.load_task = m.spawn(loading.load(m, player, track, start, player.generation))
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from music.engine.filters import FilterChain
 from music.engine.track import Track
 from music.player import PlayerManager
 from music.player.errors import StreamOpenError, VoiceError
@@ -68,6 +69,7 @@ class FakeStream:
     start: float
     volume: int
     closed: bool = False
+    filters: FilterChain | None = None
 
     def close(self) -> None:
         self.closed = True
@@ -86,10 +88,16 @@ class FakeSource:
         self.closed = False
         self.last_end: tuple[str, float] | None = None
         self.cleaned = False
+        self.splices: list[FakeStream] = []  # streams spliced in at the playing position
 
     def play_now(self, stream: FakeStream, track_id: str) -> None:
         self.stream, self.current_track_id = stream, track_id
         self.position = stream.start
+
+    def splice(self, stream: FakeStream, track_id: str) -> None:
+        """As ChainSource.splice: the stream takes over where the playing one has got to."""
+        self.splices.append(stream)
+        self.stream, self.current_track_id = stream, track_id
 
     def set_next(self, stream: FakeStream, track_id: str) -> None:
         self.next = stream
@@ -121,12 +129,13 @@ class FakeAudio:
         self.afters: list[Callable[[BaseException | None], None]] = []
         self.closed = False
 
-    async def open(self, track: Track, start: float, volume: int) -> FakeStream:
+    async def open(self, track: Track, start: float, volume: int,
+                   filters: FilterChain | None = None) -> FakeStream:
         if self.gate is not None:
             await self.gate.wait()
         if track.id in self.fail:
             raise StreamOpenError(self.fail[track.id])
-        stream = FakeStream(track.id, start, volume)
+        stream = FakeStream(track.id, start, volume, filters=filters)
         self.opened.append(stream)
         return stream
 

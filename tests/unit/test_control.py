@@ -68,6 +68,11 @@ EXPECTED = {
     Intent.PLAYLIST_DELETE:   "n n y y y y",
     Intent.PLAYLIST_LIMITS:   "n n n n n y",
     Intent.IMPORT_AUDIO:      "n n n n n n",  # the owner only (see ROLES: nobody here is the owner)
+    Intent.FILTER:       "n n n y y y",
+    Intent.EQ:           "n n n y y y",
+    Intent.EQ_SAVE:      "n n n y y y",
+    Intent.EQ_DELETE:    "n n n y y y",
+    Intent.NORMALIZE:    "n n n n n y",
 }
 # Without a DJ role every listener counts as a DJ; outsiders still may not control the music,
 # and admin-only intents stay admin-only. Making a server playlist is then open to anyone;

@@ -9,6 +9,7 @@ import inspect
 
 import pytest
 
+from music.engine.filters import FilterChain
 from music.engine.queue import RepeatMode
 from music.player import PlayerState
 from music.player import events as ev
@@ -413,6 +414,99 @@ async def test_a_volume_change_reopens_at_the_position_with_the_new_volume():
     await rig.settle()
     stream = rig.audio.sources[-1].stream
     assert player.volume == 40 and stream.volume == 40 and stream.start == 33.0
+    assert rig.audio.sources[-1].splices == [stream]  # in where it has got to, not from 33.0
+    assert len(rig.audio.sources) == 1 and rig.announced == ["a"]
+
+
+# -- filters --------------------------------------------------------------------------------------
+
+NIGHTCORE_CHAIN = FilterChain().with_filter("nightcore")
+
+
+async def test_new_filters_reopen_the_playing_track_at_its_position_and_splice_it_in():
+    rig = make_rig()
+    player = await playing(rig, "a")
+    source = rig.audio.sources[-1]
+    source.position = 42.5
+    rig.manager.post(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    await rig.settle()
+    stream = source.stream
+    assert player.filters == NIGHTCORE_CHAIN and stream.filters == NIGHTCORE_CHAIN
+    assert stream.start == 42.5 and source.splices == [stream]
+    assert player.state is PlayerState.PLAYING and not player.splice_load
+    assert rig.announced == ["a"]  # the same track goes on: no second "Now playing"
+
+
+async def test_the_same_filters_again_open_nothing():
+    rig = make_rig()
+    player = await playing(rig, "a")
+    rig.manager.post(ev.SetFilters(GUILD, player.filters))
+    await rig.settle()
+    assert len(rig.audio.opened) == 1
+
+
+async def test_filters_set_while_idle_are_what_the_next_track_opens_with():
+    rig = make_rig()
+    player = rig.manager.get(GUILD)
+    await rig.manager.handle(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    assert player.filters == NIGHTCORE_CHAIN and rig.audio.opened == []
+    await playing(rig, "a")
+    assert rig.audio.opened[-1].filters == NIGHTCORE_CHAIN
+
+
+async def test_a_new_player_starts_with_the_server_s_filters():
+    rig = make_rig()
+    rig.manager.default_filters = lambda guild_id: NIGHTCORE_CHAIN
+    await playing(rig, "a")
+    assert rig.audio.opened[-1].filters == NIGHTCORE_CHAIN
+
+
+async def test_a_paused_track_stays_paused_with_new_filters():
+    rig = make_rig()
+    player = await playing(rig, "a")
+    await rig.manager.handle(ev.Pause(GUILD))
+    rig.manager.post(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    await rig.settle()
+    assert player.state is PlayerState.PAUSED and rig.voice.vcs[GUILD].is_paused()
+    assert rig.audio.sources[-1].stream.filters == NIGHTCORE_CHAIN
+
+
+async def test_the_next_track_opened_ahead_is_opened_again_with_new_filters():
+    rig = make_rig()
+    await playing(rig, "a", "b", duration=20.0)  # inside the prefetch window from the start
+    source = rig.audio.sources[-1]
+    assert source.next is not None and source.next.filters == FilterChain()
+    rig.manager.post(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    await rig.settle()
+    assert source.next is not None and source.next.filters == NIGHTCORE_CHAIN
+
+
+async def test_a_load_in_flight_is_opened_again_with_new_filters():
+    rig = make_rig()
+    player = rig.manager.get(GUILD)
+    player.channel_id = 10
+    player.queue.add(tracks("a"))
+    rig.audio.gate = asyncio.Event()
+    await rig.manager.handle(ev.QueueChanged(GUILD))
+    assert player.state is PlayerState.LOADING
+    await rig.manager.handle(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    rig.audio.gate.set()
+    await rig.settle()
+    assert player.state is PlayerState.PLAYING
+    assert rig.audio.sources[-1].stream.filters == NIGHTCORE_CHAIN
+
+
+async def test_the_position_moves_on_during_a_splice_load():
+    rig = make_rig()
+    player = await playing(rig, "a")
+    rig.audio.gate = asyncio.Event()
+    rig.audio.sources[-1].position = 10.0
+    await rig.manager.handle(ev.SetFilters(GUILD, NIGHTCORE_CHAIN))
+    assert player.state is PlayerState.LOADING and player.splice_load
+    rig.audio.sources[-1].position = 10.4  # the track plays on while the new stream opens
+    assert player.position == 10.4
+    rig.audio.gate.set()
+    await rig.settle()
 
 
 async def test_pause_and_unpause_follow_the_voice_client():
