@@ -131,7 +131,8 @@ def run(quick: bool) -> None:
             fmt(cost.per_second / passthrough, 0),
             f"`{filter_graph(mode.chain, mode.volume) or '-'}`"[:90],
         ])
-    filtered = [best[m.name].per_second for m in all_modes[3:-3]]
+    filtered = [best[m.name].per_second for m in all_modes if m.name.startswith("filter ")]
+    eq_cost = {m.name: best[m.name].per_second for m in all_modes if m.name.startswith("eq ")}
     print_table(
         "Filters: CPU per second heard, beside passthrough and a plain transcode (same run)",
         ["mode", "CPU ms per second heard", "bot process", "ffmpeg", "x plain transcode",
@@ -142,8 +143,10 @@ def run(quick: bool) -> None:
             f"of {runs} run(s) per mode; seconds heard = packets x 20 ms",
             f"the `filter`s cost {min(filtered) / plain:.2f}-{max(filtered) / plain:.2f} x a "
             f"plain transcode ({min(filtered):.1f}-{max(filtered):.1f} ms per second heard against "
-            f"{plain:.1f}); normalisation (loudnorm, which works at 192 kHz) "
-            f"{best['normalize'].per_second / plain:.1f} x",
+            f"{plain:.1f}); the equalizer "
+            + ", ".join(f"{v / plain:.2f} x ({n})" for n, v in eq_cost.items())
+            + f"; normalisation (loudnorm, which works at 192 kHz) "
+            f"{best['normalize'].per_second / plain:.1f} x; passthrough {passthrough:.2f} ms",
             "a remote input adds the feeder thread (~1 ms per second, docs/ARCHITECTURE.md) to "
             "every ffmpeg row alike",
         ],

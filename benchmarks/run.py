@@ -4,7 +4,7 @@ in the same run.
     python -m benchmarks.run [--quick] [--only NAME ...]
 
 NAME is one of: gap, first_packet, first_packet_red, resources, stall, concurrency, resolution, persistence,
-media_cost.
+media_cost, filter_cost.
 See benchmarks/README.md.
 """
 
@@ -51,6 +51,10 @@ async def media_cost_rows(bench: Bench, quick: bool) -> None:
     await in_own_process("benchmarks.media_cost", *(["--quick"] if quick else []))
 
 
+async def filter_cost_rows(bench: Bench, quick: bool) -> None:
+    await in_own_process("benchmarks.filter_cost", *(["--quick"] if quick else []))
+
+
 BENCHMARKS = {
     "gap": gap.run,
     "first_packet": first_packet.run,
@@ -61,6 +65,7 @@ BENCHMARKS = {
     "resolution": resolution_rows,
     "persistence": persistence_rows,
     "media_cost": media_cost_rows,
+    "filter_cost": filter_cost_rows,
 }
 ENGINE_GUILD_ID = 1001
 
