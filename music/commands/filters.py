@@ -122,6 +122,19 @@ class FilterCommands(MusicMixin):
                        else "Any number of servers may use filters at once.")
 
 
+def sound_line(chain: FilterChain) -> str:
+    """What the music goes through, for `now` ("" when nothing)."""
+    parts = []
+    if chain.has_effects:
+        parts.append("filters: " + _effects_text(chain))
+    if chain.has_eq:
+        parts.append(f"equalizer: {_eq_name(chain)}")
+    if chain.normalize:
+        parts.append("loudness normalised")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
 def _effects_text(chain: FilterChain) -> str:
     return ", ".join(chain.effect_names()) or "off"
 

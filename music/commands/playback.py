@@ -22,6 +22,7 @@ from ..resolve.local import list_local_files, resolve_local
 from ..resolve.resolver import ResolveError
 from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
+from .filters import sound_line
 
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
@@ -240,6 +241,7 @@ class PlaybackCommands(MusicMixin):
         state = {PlayerState.PAUSED: "Paused", PlayerState.LOADING: "Loading"}.get(player.state, "Playing")
         timing = f"{format_duration(position)} / {format_duration(track.duration) if track.duration else 'live' if track.is_live else '?'}"
         requester = f"<@{track.requester_id}>" if track.requester_id else "someone"
+        sound = sound_line(player.filters)
         if await ctx.embed_requested():
             embed = discord.Embed(title=safe(track.title) or "Unknown title", url=track.webpage_url or None)
             embed.description = f"{bar}\n{timing}" if bar else timing
@@ -247,6 +249,8 @@ class PlaybackCommands(MusicMixin):
             embed.add_field(name="Requested by", value=requester)
             embed.add_field(name="Volume", value=f"{player.volume}%")
             embed.add_field(name="Repeat", value=player.queue.repeat.value)
+            if sound:
+                embed.add_field(name="Sound", value=sound)
             await ctx.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         else:
             lines = [f"{state}: {track_line(track)}, requested by {requester}"]
@@ -254,6 +258,8 @@ class PlaybackCommands(MusicMixin):
                 lines.append(f"`{bar}` {timing}")
             else:
                 lines.append(timing)
+            if sound:
+                lines.append(sound)
             await self.say(ctx, "\n".join(lines))
 
     @commands.command()
