@@ -204,6 +204,16 @@ async def test_bass_boost_raises_60_hz_by_6_db_and_leaves_5_khz(music_bot: Music
     assert low >= 6.0 and abs(high) <= 1.0
     shown = await music_bot.ask(music_bot.world.member, "!eq")
     assert shown.text.startswith("Equalizer: bassboost")
+
+    # the server's own presets, and a refusal is a sentence
+    await say(music_bot, "!eq save MyBass", "Saved the equalizer as `mybass`.")
+    await say(music_bot, "!eq set 16khz +6db", "The 16 kHz band is at +0.25 (+6.0 dB).")
+    listed = await music_bot.ask(music_bot.world.member, "!eq list")
+    assert "Saved here: `mybass`" in listed.content, listed.content
+    await say(music_bot, "!eq load mybass", "Equalizer: mybass.")
+    assert (await music_bot.ask(music_bot.world.member, "!eq")).text.startswith("Equalizer: bassboost")
+    await say(music_bot, "!eq delete mybass", "Deleted the preset `mybass`.")
+    await say(music_bot, "!filter speed 9", "Speed takes a number from 0.5 to 2, or `off`.")
     await say(music_bot, "!eq reset", "Equalizer: flat.")
     await stop(music_bot)
 
