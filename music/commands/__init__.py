@@ -1,9 +1,19 @@
 """Thin command mixins; the decisions live in the engine and the player."""
 
+from .content import ContentCommands  # musicset autoplay, maxvolume, blocklist, allowlist
 from .owner import OwnerCommands
 from .playback import PlaybackCommands
 from .playlist_files import PlaylistFileCommands  # `playlist ...` (PlaylistCommands) and its files
 from .queue import QueueCommands
+from .queue_tools import QueueToolCommands  # queue clean, cleanself, search, dedupe
 from .settings import SettingsCommands
 
-__all__ = ["OwnerCommands", "PlaybackCommands", "PlaylistFileCommands", "QueueCommands", "SettingsCommands"]
+__all__ = [
+    "ContentCommands",
+    "OwnerCommands",
+    "PlaybackCommands",
+    "PlaylistFileCommands",
+    "QueueCommands",
+    "QueueToolCommands",
+    "SettingsCommands",
+]

@@ -240,6 +240,8 @@ class PlaybackCommands(MusicMixin):
         state = {PlayerState.PAUSED: "Paused", PlayerState.LOADING: "Loading"}.get(player.state, "Playing")
         timing = f"{format_duration(position)} / {format_duration(track.duration) if track.duration else 'live' if track.is_live else '?'}"
         requester = f"<@{track.requester_id}>" if track.requester_id else "someone"
+        if track.autoplay:  # picked by autoplay: a member's `play` takes over at the next change
+            state, requester = f"{state} (autoplay)", "autoplay"
         if await ctx.embed_requested():
             embed = discord.Embed(title=safe(track.title) or "Unknown title", url=track.webpage_url or None)
             embed.description = f"{bar}\n{timing}" if bar else timing
@@ -249,7 +251,7 @@ class PlaybackCommands(MusicMixin):
             embed.add_field(name="Repeat", value=player.queue.repeat.value)
             await ctx.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         else:
-            lines = [f"{state}: {track_line(track)}, requested by {requester}"]
+            lines = [f"{state}: {track_line(track)}" + ("" if track.autoplay else f", requested by {requester}")]
             if bar:
                 lines.append(f"`{bar}` {timing}")
             else:
@@ -339,8 +341,9 @@ class PlaybackCommands(MusicMixin):
         if percent is None:
             await self.say(ctx, f"Volume: {self.player(ctx).volume}%.")
             return
-        self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
-        await self.say(ctx, f"Volume set to {percent}%.")
+        volume = self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
+        capped = " (this server's maximum, `musicset maxvolume`)" if volume < percent else ""
+        await self.say(ctx, f"Volume set to {volume}%{capped}.")
 
     @commands.command()
     @commands.guild_only()

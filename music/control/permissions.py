@@ -83,6 +83,16 @@ class Intent(str, Enum):
     PLAYLIST_DELETE = "playlist delete"
     PLAYLIST_LIMITS = "musicset playlistlimits"
     IMPORT_AUDIO = "musicset import audio"
+    QUEUE_CLEAN = "queue clean"
+    QUEUE_CLEANSELF = "queue cleanself"
+    QUEUE_SEARCH = "queue search"
+    QUEUE_DEDUPE = "queue dedupe"
+    MAX_VOLUME = "musicset maxvolume"
+    AUTOPLAY = "musicset autoplay"
+    BLOCKLIST = "musicset blocklist"
+    ALLOWLIST = "musicset allowlist"
+    BLOCKLIST_GLOBAL = "musicset blocklist global"
+    ALLOWLIST_GLOBAL = "musicset allowlist global"
 
 
 MATRIX: dict[Intent, Rule] = {
@@ -120,6 +130,16 @@ MATRIX: dict[Intent, Rule] = {
     Intent.PLAYLIST_DELETE: Rule.PLAYLIST_EDIT,
     Intent.PLAYLIST_LIMITS: Rule.ADMIN,  # the server's limit; the per-playlist, user and global ones: owner
     Intent.IMPORT_AUDIO: Rule.OWNER,
+    Intent.QUEUE_SEARCH: Rule.ANYONE,
+    Intent.QUEUE_CLEANSELF: Rule.ANYONE,  # only one's own tracks, even after leaving the channel
+    Intent.QUEUE_CLEAN: Rule.DJ,
+    Intent.QUEUE_DEDUPE: Rule.DJ,
+    Intent.MAX_VOLUME: Rule.ADMIN,
+    Intent.AUTOPLAY: Rule.ADMIN,
+    Intent.BLOCKLIST: Rule.ADMIN,
+    Intent.ALLOWLIST: Rule.ADMIN,
+    Intent.BLOCKLIST_GLOBAL: Rule.OWNER,
+    Intent.ALLOWLIST_GLOBAL: Rule.OWNER,
 }
 
 # What a refused member is told: "Only DJs can <action> here."
@@ -138,6 +158,8 @@ ACTIONS: dict[Intent, str] = {
     Intent.MOVE: "move tracks",
     Intent.CLEAR: "clear the queue",
     Intent.DISCONNECT: "disconnect me",
+    Intent.QUEUE_CLEAN: "clean the queue",
+    Intent.QUEUE_DEDUPE: "remove duplicates from the queue",
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .events import PlayerEvent, Tick
-from .ports import Announcer, AudioPort, Notifier, TrackPort, VoicePort
+from .ports import Announcer, AudioPort, AutoplayPort, Notifier, TrackPort, VoicePort
 from .state import GuildPlayer
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class PlayerManager:
         notify: Notifier,
         announce: Announcer | None = None,
         default_volume: Callable[[int], int] = lambda guild_id: 100,
+        autoplay: AutoplayPort | None = None,
     ) -> None:
         self.voice = voice
         self.audio = audio
@@ -50,6 +51,8 @@ class PlayerManager:
         self.notify = notify
         self.announce = announce
         self._default_volume = default_volume
+        # plugged in by the cog once the control layer exists (it is built on this manager)
+        self.autoplay = autoplay
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -149,6 +152,7 @@ class PlayerManager:
         for player in self.players.values():
             self.cancel(player.load_task)
             self.cancel(player.prefetch_task)
+            self.cancel(player.autoplay_task)
         sources = [p.source for p in self.players.values() if p.source is not None]
         for player in self.players.values():
             vc = self.voice.connected(player.guild_id)
