@@ -148,6 +148,7 @@ class AutoplayControl:
             return Outcome()
         queue = self.control.player(guild_id).queue
         recent = recent_keys(queue.history, queue.current, queue.upcoming)
+        notes: list[str] = []
         candidates: list[Track] = []
         reason = ""
         if mode == RELATED:
@@ -155,44 +156,52 @@ class AutoplayControl:
                 reason = "there is no last track to find related ones for"
             else:
                 try:
-                    candidates = related_order(await self.related.related(guild_id, seed), recent)
+                    found = await self.related.related(guild_id, seed)
                 except ControlError as exc:
                     reason = exc.sentence
-                if not candidates and not reason:
-                    reason = f"everything related to {track_line(seed)} played recently"
+                else:
+                    candidates = related_order(self._allowed(guild_id, found, notes), recent)
+                    if not candidates:
+                        reason = f"nothing related to {track_line(seed)} may play that did not play recently"
         if not candidates and name:
             try:
                 entries = await self.source.entries(guild_id, name)
             except ControlError as exc:
-                return Outcome(notes=[_stopped(reason or exc.sentence)])
+                return Outcome(notes=[*notes, _stopped(reason or exc.sentence)])
             if entries is None:
-                return Outcome(notes=[_stopped(f"there's no saved playlist named **{safe(name, limit=80)}** any more")])
-            candidates = playlist_order(entries, recent, self.rng)
+                return Outcome(notes=[*notes, _stopped(f"there's no saved playlist named **{safe(name, limit=80)}** any more")])
+            # the songs that may play here, so "recently" counts among them
+            candidates = playlist_order(self._allowed(guild_id, entries, notes), recent, self.rng)
+            reason = f"nothing in **{safe(name, limit=80)}** may play here"
         if not candidates:
-            return Outcome(notes=[_stopped(reason or f"the playlist **{safe(name or '', limit=80)}** is empty")])
+            return Outcome(notes=[*notes, _stopped(reason or "there is nothing to play")])
         if queue.peek_next() is not None:
-            return Outcome()  # a member queued something meanwhile: theirs plays
-        return self._queue_first_allowed(guild_id, candidates)
+            return Outcome(notes=notes)  # a member queued something meanwhile: theirs plays
+        return self._queue_one(guild_id, candidates, notes)
 
-    def _queue_first_allowed(self, guild_id: int, candidates: list[Track]) -> Outcome:
-        """Queue the first candidate the server lets play; name the refused ones (once)."""
+    def _allowed(self, guild_id: int, entries: list[Track], notes: list[str]) -> list[Track]:
+        """The entries the block and allow lists let play here; a refused one is named once
+        (per setting of autoplay), not at every pick."""
         rules = self.control.store.content_rules(guild_id)
+        if rules.empty:
+            return entries
         reported = self._reported.setdefault(guild_id, set())
-        notes: list[str] = []
-        attempts = 0
-        for candidate in candidates:
-            refusal = rules.refusal(candidate)
-            if refusal is not None:
-                if candidate.song_key() not in reported:
-                    reported.add(candidate.song_key())
-                    notes.append(f"Autoplay skipped {track_line(candidate)}: {refusal}.")
-                continue
-            if attempts == MAX_ATTEMPTS:
-                break
-            attempts += 1
+        allowed: list[Track] = []
+        for entry in entries:
+            refusal = rules.refusal(entry)
+            if refusal is None:
+                allowed.append(entry)
+            elif entry.song_key() not in reported:
+                reported.add(entry.song_key())
+                notes.append(f"Autoplay skipped {track_line(entry)}: {refusal}.")
+        return allowed
+
+    def _queue_one(self, guild_id: int, candidates: list[Track], notes: list[str]) -> Outcome:
+        """Queue the first candidate the queue takes (its limits may refuse one: too long)."""
+        for candidate in candidates[:MAX_ATTEMPTS]:
             try:
                 queued = self.control.enqueue(guild_id, Actor.system_for(0), [autoplay_entry(candidate)])
-            except ControlError as exc:  # the queue's limits (too long, full)
+            except ControlError as exc:
                 notes.append(f"Autoplay skipped one: {exc.sentence}")
                 continue
             return Outcome(queued.tracks[0], notes + queued.notes)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..engine.admission import AdmissionError, admit, admit_batch
+from ..engine.admission import AdmissionError, AllRefused, admit, admit_batch
 from ..engine.queue import QueueError, QueueModel, RepeatMode
 from ..engine.timefmt import parse_seek
 from ..engine.track import Track
@@ -149,10 +149,14 @@ class MusicControl:
         *,
         front: bool = False,
         describe: Callable[[Track], str] = track_line,
+        more_to_come: bool = False,
     ) -> Enqueued:
         """Queue `tracks` within the server's block and allow lists and limits (length, queue
         size, per member, fair queue). A member's tracks take the place of a pending autoplay
-        pick. `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain)."""
+        pick. `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain).
+        `more_to_come`: the first batch of a playlist still loading; when the block and allow
+        lists refuse all of it, it returns no tracks and their sentences (the rest still
+        comes) instead of refusing the request."""
         player = self.player(guild_id)
         before = list(player.queue.upcoming)
         _displace_autoplay(player.queue, tracks)
@@ -170,6 +174,8 @@ class MusicControl:
             )
         except AdmissionError as exc:
             player.queue.upcoming[:] = before  # a refusal changes nothing
+            if more_to_come and isinstance(exc, AllRefused):
+                return Enqueued([], len(player.queue) + 1, False, [exc.sentence])
             raise ControlError(exc.sentence) from None
         starting = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
         position = player.queue.add(admission.tracks, front=front, at=admission.at)

@@ -31,6 +31,11 @@ class AdmissionError(Exception):
         self.sentence = sentence
 
 
+class AllRefused(AdmissionError):
+    """The block and allow lists refused every entry (`sentence` names the rules): the rest of
+    a playlist may still play, unlike a full queue or a member at their limit."""
+
+
 @dataclass
 class Admission:
     tracks: list[Track]  # what may be queued, in order
@@ -91,7 +96,7 @@ def admit(
     tracks, refusals = screen(tracks, rules, describe)
     notes = summarise_refusals(refusals)
     if not tracks and notes:
-        raise AdmissionError(" ".join(notes))
+        raise AllRefused(" ".join(notes))
     if limits.max_length:
         too_long = [t for t in tracks if t.duration and t.duration > limits.max_length]
         if too_long:

@@ -202,3 +202,17 @@ async def test_an_allow_list_admits_only_its_matches():
     queued_ = control.enqueue(GUILD, MEMBER, tracks("here") + [other])
     assert [t.title for t in queued_.tracks] == ["here"]
     assert queued_.notes == ["**elsewhere** (3:00) was skipped: it matches nothing on this server's allow list."]
+
+
+async def test_a_playlist_whose_first_entry_is_blocked_still_loads_the_rest():
+    rig, control, store = control_for()
+    store.settings.blocklist = ["remix"]
+    first = control.enqueue(GUILD, MEMBER, tracks("a remix"), more_to_come=True)
+    assert first.tracks == [] and first.notes == [
+        "**a remix** (3:00) was skipped: it matches `remix` on this server's block list."]
+    assert drain(rig) == [] and titles(control.player(GUILD).queue) == []
+    added, _ = await control.enqueue_rest(GUILD, MEMBER, Batches(tracks("b", "c")), None)
+    assert added == 2 and titles(control.player(GUILD).queue) == ["b", "c"]
+    store.settings.max_queue = 2  # a full queue still refuses the whole request
+    with pytest.raises(ControlError, match="The queue is full"):
+        control.enqueue(GUILD, MEMBER, tracks("d"), more_to_come=True)
