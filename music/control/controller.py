@@ -120,6 +120,9 @@ class MusicControl:
     async def lookup(self, guild_id: int, actor: Actor, query: object) -> ServiceResult:
         """Resolve a member's query (a link, a playlist, or words: the first search result)."""
         text = clean_query(query)
+        refusal = self.store.content_rules(guild_id).site_refusal(text) if "://" in text else None
+        if refusal is not None:  # nothing is fetched from a blocked site
+            raise ControlError(f"I won't play that link: {refusal}.")
         player = self.player(guild_id)
         # the track that will play at once goes ahead of everyone's background work
         idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)

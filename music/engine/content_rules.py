@@ -198,6 +198,18 @@ class ContentRules:
             matched.update(s for s in (".".join(labels[n:]) for n in range(len(labels))) if s in self._domains)
         return matched
 
+    def site_refusal(self, url: str) -> str | None:
+        """Why a link's site is on a block list (before anything is fetched from it), or None.
+        Allow lists wait for the title and uploader, which may match them."""
+        if self.empty:
+            return None
+        matched = self.matches(Track(query=url, title=""))
+        for lst in self._lists:
+            hits = [r for r in lst.rules if r in matched] if lst.kind == "block" else []
+            if hits:
+                return f"it matches `{hits[0]}` on {lst.where} block list"
+        return None
+
     def refusal(self, track: Track) -> str | None:
         """Why the entry may not play ("it matches `x` on this server's block list"), or None."""
         if self.empty:

@@ -171,3 +171,10 @@ def test_many_refusals_are_named_up_to_three_then_counted():
     refusals = [f"s{n}." for n in range(5)]
     assert summarise_refusals(refusals) == ["s0.", "s1.", "s2.", "2 more entries were skipped by the block and allow lists."]
     assert summarise_refusals(refusals[:2]) == ["s0.", "s1."]
+
+
+def test_a_blocked_site_is_known_from_the_link_alone_and_allow_lists_wait_for_the_title():
+    rules = ContentRules(server_block=["bad.example", "tube"], server_allow=["song"])
+    assert rules.site_refusal("https://cdn.bad.example/x.mp3") == "it matches `bad.example` on this server's block list"
+    assert rules.site_refusal("https://www.youtube.com/watch?v=1") == "it matches `tube` on this server's block list"
+    assert rules.site_refusal("https://fine.example/x") is None  # the allow list may match its title

@@ -216,3 +216,18 @@ async def test_a_playlist_whose_first_entry_is_blocked_still_loads_the_rest():
     store.settings.max_queue = 2  # a full queue still refuses the whole request
     with pytest.raises(ControlError, match="The queue is full"):
         control.enqueue(GUILD, MEMBER, tracks("d"), more_to_come=True)
+
+
+async def test_a_link_to_a_blocked_site_is_refused_before_anything_is_fetched():
+    rig, control, store = control_for()
+    store.settings.blocklist = ["bad.example"]
+    asked = []
+
+    async def resolve(*args, **kwargs):
+        asked.append(args)
+        raise AssertionError("looked up")
+
+    control.service.resolve = resolve
+    with pytest.raises(ControlError, match="I won't play that link: it matches `bad.example`"):
+        await control.lookup(GUILD, MEMBER, "<https://www.bad.example/watch?v=1>")
+    assert asked == []
