@@ -7,8 +7,9 @@ the server's block and allow lists, length and queue limits apply to autoplay as
 The pick is queued while the current track still plays, so it is prefetched and the change is
 the usual gapless one; a member's track queued meanwhile takes its place (enqueue drops it).
 
-Where the entries come from is a seam: `AutoplaySource` (a saved playlist's entries) and
-`RelatedSource` (what a site lists as related), with the real ones plugged in by the cog.
+Where the entries come from is a seam: `AutoplaySource` (a saved playlist's entries: the
+cog's saved playlists, `SavedPlaylists`) and `RelatedSource` (what a site lists as related:
+`ServiceRelated`), so the tests plug in fakes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..engine.autoplay import autoplay_entry, playlist_order, recent_keys, related_order, related_url
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..playlists.model import PlaylistError, Where
 from ..player import events as ev
 from ..policy import PolicyError
 from ..resolve.jobs import Priority
@@ -50,11 +52,23 @@ class RelatedSource(Protocol):
         nothing to offer or the lookup failed."""
 
 
-class NoSavedPlaylists:
-    """The source until saved playlists are there to read."""
+class SavedPlaylists:
+    """The cog's saved playlists (control/playlists.py): this server's playlist of that name,
+    else a global one. Not a member's own: autoplay plays for nobody in particular."""
+
+    def __init__(self, control: MusicControl) -> None:
+        self.control = control
 
     async def entries(self, guild_id: int, name: str) -> list[Track] | None:
-        raise ControlError("saved playlists can't be read in this version of the cog")
+        playlists = self.control.playlists
+        for where in (Where.server(guild_id), Where.global_()):
+            try:
+                found = await playlists.entries(where, name)
+            except PlaylistError as exc:
+                raise ControlError(exc.sentence) from None
+            if found is not None:
+                return found
+        return None
 
 
 class ServiceRelated:
@@ -95,7 +109,7 @@ class AutoplayControl:
     def __init__(self, control: MusicControl, *, source: AutoplaySource | None = None,
                  related: RelatedSource | None = None, rng: random.Random | None = None) -> None:
         self.control = control
-        self.source: AutoplaySource = source or NoSavedPlaylists()
+        self.source: AutoplaySource = source or SavedPlaylists(control)
         self.related: RelatedSource = related or ServiceRelated(control)
         self.rng = rng or random.Random()
         # per guild: songs already reported as refused by the block and allow lists, so a

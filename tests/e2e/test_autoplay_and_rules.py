@@ -6,7 +6,7 @@ Tests run in file order on one Red:
 - the block list refuses a matching title, uploader (a file's artist tag) or site on `play`;
 - inside a playlist (the tests' fake site, a yt-dlp plugin) the blocked entry is skipped with a
   sentence and the other entries play;
-- autoplay on a five-track saved playlist with an empty queue: five different tones, no silence
+- autoplay on a five-track saved playlist (`playlist create`, `append`) with an empty queue: five different tones, no silence
   between them; a member's `play` takes over at the next change; a blocked entry is named and
   never heard.
 """
@@ -78,21 +78,33 @@ async def member_says(music_bot: MusicBot, command: str) -> str:
     return (await music_bot.ask(music_bot.world.member, command)).content
 
 
-async def stop(music_bot: MusicBot) -> None:
-    assert await member_says(music_bot, "!stop") == "Stopped, and cleared the queue."
-    if music_bot.audio.packets:
-        await music_bot.audio.wait_for_quiet(1.0, timeout=10)
-
-
 def tone_of(segment: Segment) -> float | None:
     return next((hz for hz in [*AUTO.values(), MINE_HZ] if near(segment.frequency, hz)), None)
 
 
-def changes(segments: list[Segment]) -> list[tuple[float | None, float | None, float, int]]:
-    """(from, to, seconds between the last packet of one and the first of the next, packets
-    between them) for each pair of consecutive tone segments."""
-    return [(tone_of(a), tone_of(b), b.start - a.end, b.first_packet - a.last_packet - 1)
+def changes(music_bot: MusicBot, segments: list[Segment]) -> list[tuple[float | None, float | None, float, list[str]]]:
+    """(from, to, seconds between the last packet of one and the first of the next, the kinds
+    of the packets between them) for each pair of consecutive tone segments."""
+    infos = music_bot.ears.infos()
+    return [(tone_of(a), tone_of(b), b.start - a.end, [p.kind for p in infos[a.last_packet + 1 : b.first_packet]])
             for a, b in zip(segments, segments[1:])]
+
+
+def assert_seamless(music_bot: MusicBot, segments: list[Segment]) -> None:
+    """Each change hands over inside the audio source: no silence frames and at most a few
+    mixed ones between two tones (as tests/e2e/test_playback.py's queue of two). The arrival
+    gap is printed, not asserted: on a loaded machine the sender thread itself can be late."""
+    found = changes(music_bot, segments)
+    print("changes (Hz -> Hz, ms between packets, packets between): "
+          + ", ".join(f"{int(a or 0)}->{int(b or 0)} {gap * 1000:.0f} ms {len(kinds)}" for a, b, gap, kinds in found))
+    for before, after, gap, kinds in found:
+        assert len(kinds) <= 5 and "silence" not in kinds, (before, after, gap, kinds)
+
+
+async def gapless_changes(music_bot: MusicBot) -> int:
+    """The gapless track changes the player counted so far (`music stats`, owner)."""
+    stats = await music_bot.ask(music_bot.world.owner, "!music stats")
+    return int(re.search(r"gapless (\d+)", stats.text)[1])  # type: ignore[index]
 
 
 async def heard_segments(music_bot: MusicBot, count: int, timeout: float) -> list[Segment]:
@@ -157,38 +169,41 @@ async def test_autoplay_plays_a_five_track_playlist_without_gaps_and_a_member_ta
         music_bot: MusicBot, tones) -> None:
     w = music_bot.world
     created = await member_says(music_bot, "!playlist create five")
-    assert "five" in created, created
-    for name in AUTO:
-        appended = await music_bot.ask(w.member, f"!playlist append five {tones.url(name)}",
-                                       expect=lambda m: "five" in m.content)
-        assert "Added" in appended.content or "Appended" in appended.content, appended.content
+    assert created == "Made the empty server playlist **five**.", created
+    for n, name in enumerate(AUTO, 1):
+        appended = await member_says(music_bot, f"!playlist append five {tones.url(name)}")
+        assert appended == f"Added 1 track to server playlist **five** ({n} in all).", appended
     assert await member_says(music_bot, "!queue") == "The queue is empty."
 
     await owner_says(music_bot, "!musicset autoplay five",
                      "Autoplay is on: when the queue runs dry, random tracks from **five** play.")
     segments = await heard_segments(music_bot, 5, timeout=40)
     heard = [tone_of(s) for s in segments]
-    print(f"\nautoplay: {[int(hz or 0) for hz in heard]}; changes (gap ms, packets between): "
-          f"{[(round(gap * 1000), between) for _, _, gap, between in changes(segments)]}")
+    print(f"\nautoplay played: {[int(hz or 0) for hz in heard]}")
     assert sorted(heard) == sorted(AUTO.values())  # five different tracks: no repeat within five
-    for before, after, gap, between in changes(segments):
-        assert gap < 0.1 and between <= 5, (before, after, gap, between)  # gapless: no silence
+    assert_seamless(music_bot, segments)
+    assert await gapless_changes(music_bot) >= 4  # every change so far was a switch in the source
 
-    now = await member_says(music_bot, "!now")
-    assert now.startswith("Playing (autoplay): **Auto "), now
+    now = (await music_bot.ask(w.member, "!now")).text  # an embed: its author line says autoplay
+    assert "Playing (autoplay)" in now and "Auto " in now, now
 
     playing = tone_of(segment_by_frequency(music_bot.audio)[-1])
     queued = await member_says(music_bot, f"!play {tones.url('mine.webm')}")
     assert queued == "Queued **Mine** (0:02) next.", queued
     asked = time.monotonic()
     await music_bot.ears.wait_for_tone(MINE_HZ, after=asked, packets=25, timeout=10)
-    after_mine = await heard_segments(music_bot, len(segments) + 2, timeout=20)
-    tail = [tone_of(s) for s in after_mine]
-    mine_at = tail.index(MINE_HZ)
-    assert tail[mine_at - 1] == playing  # it took over at the next change: nothing in between
-    assert tail[mine_at + 1] in AUTO.values()  # and autoplay carried on after it
-    for before, after, gap, between in changes(after_mine[mine_at - 1 : mine_at + 2]):
-        assert gap < 0.1 and between <= 5, (before, after, gap, between)
+
+    def around_mine() -> list[Segment] | None:
+        music_bot.ears.infos()
+        found = [s for s in segment_by_frequency(music_bot.audio) if tone_of(s) is not None]
+        at = next((n for n, s in enumerate(found) if tone_of(s) == MINE_HZ), None)
+        # the track before, Mine, and the one after it (complete: another has begun)
+        return found[at - 1 : at + 2] if at is not None and len(found) > at + 2 else None
+
+    before, mine, after = await music_bot.ears.wait_for(around_mine, 20, "the tracks around Mine")
+    assert tone_of(before) == playing  # it took over at the next change: nothing in between
+    assert tone_of(after) in AUTO.values()  # and autoplay carried on after it
+    assert_seamless(music_bot, [before, mine, after])
 
 
 async def test_autoplay_names_a_blocked_entry_and_never_plays_it(music_bot: MusicBot) -> None:
@@ -209,5 +224,6 @@ async def test_autoplay_names_a_blocked_entry_and_never_plays_it(music_bot: Musi
     assert time.monotonic() - ruled < 30
 
     await owner_says(music_bot, "!musicset autoplay off", "Autoplay is off.")
-    await stop(music_bot)
+    await music_bot.audio.wait_for_quiet(1.0, timeout=10)  # the pending pick went: the queue ends
+    assert await member_says(music_bot, "!queue") == "The queue is empty."
     await owner_says(music_bot, "!musicset blocklist clear", "Cleared this server's block list (4 rules).")
