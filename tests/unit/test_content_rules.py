@@ -178,3 +178,18 @@ def test_a_blocked_site_is_known_from_the_link_alone_and_allow_lists_wait_for_th
     assert rules.site_refusal("https://cdn.bad.example/x.mp3") == "it matches `bad.example` on this server's block list"
     assert rules.site_refusal("https://www.youtube.com/watch?v=1") == "it matches `tube` on this server's block list"
     assert rules.site_refusal("https://fine.example/x") is None  # the allow list may match its title
+
+
+def test_the_readme_lists_the_rules_as_the_code_applies_them():
+    from pathlib import Path
+
+    from music.engine.content_rules import MAX_RULES, MIN_RULE_LENGTH
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text[text.index("### Block and allow lists"):]
+    section = section[: section.index("\n## ")]
+    for needed in ("**keyword**", "**domain**", "**block list**", "**allow list**", "The block lists win",
+                   f"at most {MAX_RULES} rules of {MIN_RULE_LENGTH} to {MAX_RULE_LENGTH} characters",
+                   "`play`", "each\n  entry of a playlist", "saved playlists", "autoplay", "the RPC API",
+                   "checked again\n  when they come to play"):
+        assert needed in section, needed
