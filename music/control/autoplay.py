@@ -18,11 +18,17 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..engine.autoplay import autoplay_entry, playlist_order, recent_keys, related_order, related_url
+from ..engine.autoplay import (
+    autoplay_entry,
+    playlist_order,
+    recent_keys,
+    related_order,
+    related_url,
+)
 from ..engine.track import Track
 from ..formatting import safe, track_line
-from ..playlists.model import PlaylistError, Where
 from ..player import events as ev
+from ..playlists.model import PlaylistError, Where
 from ..policy import PolicyError
 from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError

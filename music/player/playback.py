@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from ..engine.track import Track
 from ..formatting import safe
 from . import events as ev
+from .autoplay import request_autoplay
 from .errors import plain_error
 from .state import GuildPlayer, PlayerState
-from .autoplay import request_autoplay
 from .transitions import announce, refresh_prefetch
 
 if TYPE_CHECKING:

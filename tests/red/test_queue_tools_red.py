@@ -41,7 +41,7 @@ async def test_lists_cap_and_autoplay_persist_across_a_restart(red: Red) -> None
     world = World(red)
     as_admin(world)
     red.owner_ids.add(world.member.id)
-    cog = await load_cog(red)
+    await load_cog(red)
     ctx = world.ctx()
     await red.get_command("musicset blocklist add")(ctx, rule="https://www.Bad.example/watch")
     assert ctx.last == "Added `bad.example` to this server's block list."
