@@ -17,11 +17,13 @@ from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 
 from .commands import (
+    ContentCommands,
     FilterCommands,
     OwnerCommands,
     PlaybackCommands,
     PlaylistFileCommands,
     QueueCommands,
+    QueueToolCommands,
     SettingsCommands,
 )
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
@@ -47,8 +49,8 @@ MONITOR_INTERVAL = 1.0
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
-class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, PlaylistFileCommands,
-            FilterCommands, commands.Cog):
+class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands, ContentCommands, OwnerCommands,
+            PlaylistFileCommands, FilterCommands, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -95,10 +97,11 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, Pl
             save=lambda player: self.store.mark_dirty(player.guild_id, player.capture),
             notify=self._notify,
             announce=self._announce_now_playing,
-            default_volume=lambda guild_id: self.store.guild(guild_id).volume,
+            default_volume=self._start_volume,
             default_filters=lambda guild_id: server_chain(self.store.guild(guild_id)),
         )
         self.control = MusicControl(self.manager, self.store, self.service)
+        self.manager.autoplay = self.control.autoplay  # autoplay queues through the control layer
         self._start("advancer", self.manager.run_advancer)
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
@@ -212,6 +215,10 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, Pl
         listeners = 0 if vc is None else sum(1 for m in voice_channel(vc).members if not m.bot)
         manager.post(Tick(player.guild_id, now, vc is not None, listeners, save_positions))
 
+    def _start_volume(self, guild_id: int) -> int:
+        settings = self.store.guild(guild_id)
+        return min(settings.volume, settings.max_volume)
+
     # -- messages ---------------------------------------------------------------------------------
 
     async def _notify(self, player: GuildPlayer, text: str) -> None:
@@ -241,6 +248,8 @@ class Music(PlaybackCommands, QueueCommands, SettingsCommands, OwnerCommands, Pl
                 with contextlib.suppress(discord.HTTPException):
                     await old_channel.get_partial_message(previous[1]).delete()
         requester = f" (asked for by <@{track.requester_id}>)" if track.requester_id else ""
+        if track.autoplay:
+            requester = " (autoplay)"
         try:
             message = await channel.send(
                 f"Now playing: {track_line(track)}{requester}",

@@ -180,7 +180,8 @@ class MusicRPC:
         control = self._control()
         result = await control.lookup(guild.id, actor, query)
         try:
-            queued = control.enqueue(guild.id, actor, result.tracks, front=bool(front), describe=_plain_title)
+            queued = control.enqueue(guild.id, actor, result.tracks, front=bool(front), describe=_plain_title,
+                                     more_to_come=result.rest is not None)
         except ControlError:
             control.drop_playlist(result.rest)
             raise
@@ -194,7 +195,8 @@ class MusicRPC:
             # a playlist: its first entry is queued now, the rest as it is listed
             insert_at = queued.position + len(queued.tracks) if front else None
             assert self.cog.manager is not None
-            self.cog.manager.spawn(control.enqueue_rest(guild.id, actor, result.rest, insert_at))
+            self.cog.manager.spawn(control.enqueue_rest(guild.id, actor, result.rest, insert_at,
+                                                        describe=_plain_title))
             answer["playlist_job"] = result.rest.job_id
         return answer
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from redbot.core import Config
 
+from .engine.content_rules import ContentRules
 from .policy import NetworkPolicy
 from .store_chunks import ChunkedQueueWriter, ChunkWriteStats, PlayerCapture
 
@@ -46,6 +47,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     # servers whose music may go through filters, an equalizer or normalisation at once
     # (`musicset filterlimit`); 0 = no limit
     "filter_limit": 0,
+    # the bot's block and allow lists (`musicset blocklist global ...`): keywords and domains
+    "blocklist": [],
+    "allowlist": [],
 }
 
 GUILD_DEFAULTS: dict[str, Any] = {
@@ -69,6 +73,11 @@ GUILD_DEFAULTS: dict[str, Any] = {
     "filters": {},
     "normalize": False,
     "eq_presets": {},
+    "max_volume": 150,  # the highest volume anyone may set (`musicset maxvolume`)
+    "autoplay_mode": "off",  # "off", "playlist" or "related": what plays when the queue runs dry
+    "autoplay_playlist": None,  # the saved playlist autoplay draws from (and `related` falls back to)
+    "blocklist": [],  # keywords and domains that never play here (`musicset blocklist`)
+    "allowlist": [],  # when not empty, only entries matching one of these play here
     "queue_head": {},  # the persisted player, small part + chunk names: see store_chunks.py
     "state": {},  # the old layout (the whole GuildPlayer.snapshot()), read and migrated
 }
@@ -99,6 +108,11 @@ class GuildSettings:
     filters: dict[str, Any] = field(default_factory=dict)
     normalize: bool = False
     eq_presets: dict[str, list[float]] = field(default_factory=dict)
+    max_volume: int = 150
+    autoplay_mode: str = "off"
+    autoplay_playlist: str | None = None
+    blocklist: list[str] = field(default_factory=list)
+    allowlist: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, data: dict[str, Any]) -> GuildSettings:
@@ -116,6 +130,12 @@ class GlobalSettings:
     resolve_timeout: int = 30
     extractors: list[str] | None = None
     filter_limit: int = 0
+    blocklist: list[str] = field(default_factory=list)
+    allowlist: list[str] = field(default_factory=list)
+
+
+# the settings the block and allow lists are built from
+RULE_SETTINGS = ("blocklist", "allowlist")
 
 
 class MusicStore:
@@ -132,6 +152,7 @@ class MusicStore:
         self._dirty: dict[int, StateSource] = {}
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._rules: dict[int, ContentRules] = {}  # per guild, built when a list changes
         self.writes = 0  # state writes done, for tests and benchmarks
         self.last_write = ChunkWriteStats()
 
@@ -151,7 +172,10 @@ class MusicStore:
             resolve_timeout=int(g["resolve_timeout"]),
             extractors=None if g["extractors"] is None else list(g["extractors"]),
             filter_limit=int(g.get("filter_limit") or 0),
+            blocklist=list(g["blocklist"]),
+            allowlist=list(g["allowlist"]),
         )
+        self._rules.clear()
         self._rebuild_policy()
         for guild_id, data in (await self.config.all_guilds()).items():
             self._guild_settings[guild_id] = GuildSettings.from_config(data)
@@ -176,12 +200,28 @@ class MusicStore:
         """Write one guild setting (rare, small) and update the cache."""
         await self.config.guild_from_id(guild_id).get_attr(name).set(value)
         setattr(self.guild(guild_id), name, value)
+        if name in RULE_SETTINGS:
+            self._rules.pop(guild_id, None)
 
     async def set_global(self, name: str, value: Any) -> None:
         await self.config.get_attr(name).set(value)  # type: ignore[attr-defined]  # Red types Config.get_attr loosely
         setattr(self.globals, name, value)
         if name in ("network_allow", "network_deny"):
             self._rebuild_policy()
+        if name in RULE_SETTINGS:
+            self._rules.clear()
+
+    def content_rules(self, guild_id: int) -> ContentRules:
+        """The bot's and this server's block and allow lists, as admission checks them (built
+        once per change of a list, not per entry)."""
+        rules = self._rules.get(guild_id)
+        if rules is None:
+            settings, g = self.guild(guild_id), self.globals
+            rules = self._rules[guild_id] = ContentRules(
+                server_block=settings.blocklist, server_allow=settings.allowlist,
+                global_block=g.blocklist, global_allow=g.allowlist,
+            )
+        return rules
 
     async def network_policy_check(self, url: str) -> None:
         """Raise PolicyError if the network policy refuses `url` (DNS lookup in a thread)."""

@@ -1,13 +1,21 @@
 """Thin command mixins; the decisions live in the engine and the player."""
 
+from .content import ContentCommands  # musicset autoplay, maxvolume, blocklist, allowlist
 from .filters import FilterCommands  # `filter`, `eq`, `musicset normalize/filterlimit`
 from .owner import OwnerCommands
 from .playback import PlaybackCommands
 from .playlist_files import PlaylistFileCommands  # `playlist ...` (PlaylistCommands) and its files
 from .queue import QueueCommands
+from .queue_tools import QueueToolCommands  # queue clean, cleanself, search, dedupe
 from .settings import SettingsCommands
 
 __all__ = [
-    "FilterCommands", "OwnerCommands", "PlaybackCommands", "PlaylistFileCommands", "QueueCommands",
+    "ContentCommands",
+    "FilterCommands",
+    "OwnerCommands",
+    "PlaybackCommands",
+    "PlaylistFileCommands",
+    "QueueCommands",
+    "QueueToolCommands",
     "SettingsCommands",
 ]

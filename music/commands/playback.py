@@ -13,6 +13,7 @@ from redbot.core.utils.chat_formatting import box, pagify
 from redbot.core.utils.predicates import MessagePredicate
 
 from ..control import Actor, ControlError, Intent, clean_query
+from ..engine.admission import summarise_refusals
 from ..engine.timefmt import format_duration, progress_bar
 from ..engine.track import Track
 from ..formatting import safe, track_line
@@ -79,13 +80,14 @@ class PlaybackCommands(MusicMixin):
             return
         # a playlist: its first entry is queued (and plays) now; the rest arrive in batches
         try:
-            position, reply = await self._enqueue(ctx, actor, result.tracks, front=front, title=result.title)
+            position, reply, first = await self._enqueue(
+                ctx, actor, result.tracks, front=front, title=result.title, more_to_come=True)
         except Exception:
             self.ctl.drop_playlist(result.rest)
             raise
-        insert_at = position + len(result.tracks) if front else None
+        insert_at = position + first if front else None
         assert self.manager is not None
-        self.manager.spawn(self._expand_playlist(ctx, actor, result.rest, reply, insert_at))
+        self.manager.spawn(self._expand_playlist(ctx, actor, result.rest, reply, insert_at, first))
 
     async def _expand_playlist(
         self,
@@ -94,9 +96,11 @@ class PlaybackCommands(MusicMixin):
         rest: PlaylistExpansion,
         reply: discord.Message,
         insert_at: int | None,
+        first: int = 1,
     ) -> None:
         """Queue a playlist's remaining batches and keep the reply's progress line current
-        (at most one edit a second, within Discord's rate limits)."""
+        (at most one edit a second, within Discord's rate limits). `first`: how many entries
+        were queued with the reply (0 when the block and allow lists skipped the first)."""
         settings = self.store.guild(ctx.guild.id)
         last_edit = 0.0
         title = safe(rest.title) or "the playlist"
@@ -120,14 +124,17 @@ class PlaybackCommands(MusicMixin):
             with contextlib.suppress(discord.HTTPException):
                 await reply.edit(content=text, allowed_mentions=discord.AllowedMentions.none())
 
+        refusals: list[str] = []  # entries the block and allow lists skipped, each with its rule
         try:
-            counts[:] = await self.ctl.enqueue_rest(ctx.guild.id, actor, rest, insert_at, show_progress)
+            counts[:] = await self.ctl.enqueue_rest(ctx.guild.id, actor, rest, insert_at, show_progress,
+                                                    refusals=refusals)
         finally:
             added, left_out = counts
-            total = added + 1  # the first entry was queued with the reply
+            total = added + first  # queued with the reply
             parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
             if left_out:
                 parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
+            parts += summarise_refusals(refusals)
             if rest.truncated:
                 parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
             parts += [safe(e, limit=300) for e in rest.errors]
@@ -142,18 +149,22 @@ class PlaybackCommands(MusicMixin):
         front: bool,
         title: str | None = None,
         errors: list[str] | None = None,
-    ) -> tuple[int, discord.Message]:
-        """Queue `tracks` within the server's limits and reply; returns (position, reply)."""
-        queued = self.ctl.enqueue(ctx.guild.id, actor, tracks, front=front)
+        more_to_come: bool = False,
+    ) -> tuple[int, discord.Message, int]:
+        """Queue `tracks` within the server's limits and reply; returns (position, reply, how
+        many were queued). `more_to_come`: a playlist's first batch (see MusicControl.enqueue)."""
+        queued = self.ctl.enqueue(ctx.guild.id, actor, tracks, front=front, more_to_come=more_to_come)
         notes = queued.notes
         if errors:
             notes.append(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be read.")
-        if queued.starting and len(queued.tracks) == 1:
+        if not queued.tracks:
+            reply = f"Loading the rest of **{safe(title) or 'the playlist'}**."
+        elif queued.starting and len(queued.tracks) == 1:
             reply = f"Playing {track_line(queued.tracks[0])}."
         else:
             reply = self.queued_reply(queued.tracks, queued.position, title)
-        message = await self.say(ctx, " ".join([reply, *notes]))
-        return queued.position, message
+        message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
+        return queued.position, message, len(queued.tracks)
 
     @commands.command()
     @commands.guild_only()
@@ -242,6 +253,8 @@ class PlaybackCommands(MusicMixin):
         timing = f"{format_duration(position)} / {format_duration(track.duration) if track.duration else 'live' if track.is_live else '?'}"
         requester = f"<@{track.requester_id}>" if track.requester_id else "someone"
         sound = sound_line(player.filters)
+        if track.autoplay:  # picked by autoplay: a member's `play` takes over at the next change
+            state, requester = f"{state} (autoplay)", "autoplay"
         if await ctx.embed_requested():
             embed = discord.Embed(title=safe(track.title) or "Unknown title", url=track.webpage_url or None)
             embed.description = f"{bar}\n{timing}" if bar else timing
@@ -253,7 +266,7 @@ class PlaybackCommands(MusicMixin):
                 embed.add_field(name="Sound", value=sound)
             await ctx.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         else:
-            lines = [f"{state}: {track_line(track)}, requested by {requester}"]
+            lines = [f"{state}: {track_line(track)}" + ("" if track.autoplay else f", requested by {requester}")]
             if bar:
                 lines.append(f"`{bar}` {timing}")
             else:
@@ -345,8 +358,9 @@ class PlaybackCommands(MusicMixin):
         if percent is None:
             await self.say(ctx, f"Volume: {self.player(ctx).volume}%.")
             return
-        self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
-        await self.say(ctx, f"Volume set to {percent}%.")
+        volume = self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
+        capped = " (this server's maximum, `musicset maxvolume`)" if volume < percent else ""
+        await self.say(ctx, f"Volume set to {volume}%{capped}.")
 
     @commands.command()
     @commands.guild_only()

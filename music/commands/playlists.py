@@ -19,6 +19,7 @@ from redbot.core.utils.menus import menu
 
 from ..control import Actor
 from ..control.playlists import PlaylistControl, Started
+from ..engine.admission import summarise_refusals
 from ..engine.timefmt import format_duration, progress_bar
 from ..formatting import safe, track_line
 from ..playlists.model import Playlist, PlaylistError, Scope, Where
@@ -127,6 +128,12 @@ class PlaylistCommands(MusicMixin):
         await self.join_author(ctx)
         started = await self.lists.start(ctx.guild.id, actor, name, where)
         first = started.enqueued
+        if not first.tracks:  # the block or allow list skipped the first entry (first.notes)
+            reply = f"Queueing the rest of **{safe(started.playlist.name)}**."
+            message = await self.say(ctx, " ".join([*first.notes, reply]))
+            assert self.manager is not None and started.rest is not None
+            self.manager.spawn(self._queue_rest(ctx, actor, started, message))
+            return
         if first.starting:
             reply = f"Playing {track_line(first.tracks[0])} from {where_name(started.playlist.where)} playlist **{safe(started.playlist.name)}**."
         else:
@@ -159,14 +166,16 @@ class PlaylistCommands(MusicMixin):
                 done = added + left_out
                 await edit(f"Queueing **{title}**: `{progress_bar(done, rest.expected, width=20)}` {done}/{rest.expected}")
 
+        refusals: list[str] = []  # entries the block and allow lists skipped, with their rule
         try:
-            counts[:] = await self.control.enqueue_rest(ctx.guild.id, actor, rest, None, show)
+            counts[:] = await self.control.enqueue_rest(ctx.guild.id, actor, rest, None, show, refusals=refusals)
         finally:
             added, left_out = counts
             total = added + len(started.enqueued.tracks)
             parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
             if left_out:
                 parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
+            parts += summarise_refusals(refusals)
             await edit(" ".join(parts))
 
     @playlist.command(name="save", aliases=["queue"], usage="<name> [link] [--scope ...]")

@@ -31,7 +31,8 @@ class QueueCommands(MusicMixin):
         pages: list[str] = []
         for start in range(0, max(len(upcoming), 1), PAGE_SIZE):
             lines = [head, ""]
-            lines += [f"`{i}.` {track_line(t)}" for i, t in enumerate(upcoming[start : start + PAGE_SIZE], start + 1)]
+            lines += [f"`{i}.` {track_line(t)}{' (autoplay)' if t.autoplay else ''}"
+                      for i, t in enumerate(upcoming[start : start + PAGE_SIZE], start + 1)]
             pages_total = max(1, -(-len(upcoming) // PAGE_SIZE))
             lines += ["", f"{footer} Page {start // PAGE_SIZE + 1}/{pages_total}."]
             pages.append("\n".join(lines))
@@ -47,10 +48,12 @@ class QueueCommands(MusicMixin):
             await menu(ctx, pages)
 
     @queue.command(name="remove")
-    async def queue_remove(self, ctx: commands.GuildContext, position: int) -> None:
-        """Remove the track at a position of the queue (DJs: any; others: their own)."""
-        track = self.ctl.remove(ctx.guild.id, await self.actor(ctx), position)
-        await self.say(ctx, f"Removed {track_line(track)}.")
+    async def queue_remove(self, ctx: commands.GuildContext, *, target: str) -> None:
+        """Remove from the queue: a position (`3`), a range (`3-7`) or a member's tracks
+        (`@member`). DJs remove any track; others their own."""
+        from .queue_tools import remove_target  # the queue tools hang on this module's group
+
+        await remove_target(self, ctx, target)
 
     @queue.command(name="move")
     async def queue_move(self, ctx: commands.GuildContext, from_position: int, to_position: int) -> None:

@@ -12,6 +12,7 @@ from redbot.core.utils.chat_formatting import box, humanize_list
 
 from ..audio.ffmpeg import find_ffmpeg
 from ..engine.timefmt import format_duration, parse_duration
+from ..formatting import safe
 from ..policy import validate_cidr
 from .base import CommandError, MusicMixin
 
@@ -61,6 +62,12 @@ class SettingsCommands(MusicMixin):
             ("Now-playing channel", f"<#{s.np_channel}>" if s.np_channel else "where asked"),
             ("Background", "set" if s.background else "off"),
             ("Loudness normalisation", "on" if s.normalize else "off"),
+            ("Autoplay", {"playlist": "playlist", "related": "related"}.get(s.autoplay_mode, "off")
+             + (f" ({safe(s.autoplay_playlist, limit=60)})" if s.autoplay_mode != "off" and s.autoplay_playlist else "")),
+            ("Maximum volume", f"{s.max_volume}%"),
+            ("Block list", f"{len(s.blocklist)} rule(s), bot-wide {len(g.blocklist)}"),
+            ("Allow list", (f"{len(s.allowlist)} rule(s)" if s.allowlist else "off")
+             + (f", bot-wide {len(g.allowlist)}" if g.allowlist else "")),
             ("Local folder", "set" if g.local_folder else "not set"),
             ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
         ]
@@ -80,6 +87,9 @@ class SettingsCommands(MusicMixin):
         """The volume a new player starts at, from 0 to 150."""
         if not 0 <= percent <= 150:
             raise CommandError("Pick a volume from 0 to 150.")
+        cap = self.store.guild(ctx.guild.id).max_volume
+        if percent > cap:
+            raise CommandError(f"This server's maximum volume is {cap}% (`musicset maxvolume`).")
         await self.store.set_guild(ctx.guild.id, "volume", percent)
         await self.say(ctx, f"New players will start at {percent}%.")
 

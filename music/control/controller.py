@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..engine.admission import AdmissionError, admit, admit_batch
+from ..engine.admission import AdmissionError, AllRefused, admit, admit_batch
 from ..engine.queue import QueueError, QueueModel, RepeatMode
 from ..engine.timefmt import parse_seek
 from ..engine.track import Track
@@ -24,10 +24,13 @@ from ..player.state import GuildPlayer, PlayerState
 from ..policy import PolicyError
 from ..resolve.jobs import JobNotAllowed, Priority
 from ..resolve.resolver import ResolveError
+from .autoplay import AutoplayControl
+from .content import ContentControl
 from .errors import MAX_QUERY_LENGTH, ControlError, clean_query
 from .filters import FilterControl
 from .permissions import Actor, Intent, Verdict, require
 from .playlists import PlaylistControl
+from .queue_tools import QueueTools
 
 if TYPE_CHECKING:
     from ..player.manager import PlayerManager
@@ -62,6 +65,9 @@ class MusicControl:
         self.service = service
         self.playlists = PlaylistControl(self)  # saved playlists: control/playlists.py
         self.filters = FilterControl(self)  # filters, equalizer, normalisation: control/filters.py
+        self.queue_tools = QueueTools(self)  # clean, dedupe, search, remove many: control/queue_tools.py
+        self.content = ContentControl(self)  # max volume, block and allow lists: control/content.py
+        self.autoplay = AutoplayControl(self)  # what plays when the queue runs dry: control/autoplay.py
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -107,7 +113,8 @@ class MusicControl:
     def summoned(self, guild_id: int) -> None:
         """The bot joined a member's channel: play the queue there."""
         player = self.player(guild_id)
-        if player.queue.current is not None or len(player.queue):
+        autoplay = self.store.guild(guild_id).autoplay_mode != "off"
+        if player.queue.current is not None or len(player.queue) or autoplay:
             self.manager.post(ev.Reschedule(guild_id))
 
     # -- adding music -----------------------------------------------------------------------
@@ -115,6 +122,9 @@ class MusicControl:
     async def lookup(self, guild_id: int, actor: Actor, query: object) -> ServiceResult:
         """Resolve a member's query (a link, a playlist, or words: the first search result)."""
         text = clean_query(query)
+        refusal = self.store.content_rules(guild_id).site_refusal(text) if "://" in text else None
+        if refusal is not None:  # nothing is fetched from a blocked site
+            raise ControlError(f"I won't play that link: {refusal}.")
         player = self.player(guild_id)
         # the track that will play at once goes ahead of everyone's background work
         idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
@@ -144,10 +154,17 @@ class MusicControl:
         *,
         front: bool = False,
         describe: Callable[[Track], str] = track_line,
+        more_to_come: bool = False,
     ) -> Enqueued:
-        """Queue `tracks` within the server's limits (length, queue size, per member, fair queue).
-        `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain text)."""
+        """Queue `tracks` within the server's block and allow lists and limits (length, queue
+        size, per member, fair queue). A member's tracks take the place of a pending autoplay
+        pick. `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain).
+        `more_to_come`: the first batch of a playlist still loading; when the block and allow
+        lists refuse all of it, it returns no tracks and their sentences (the rest still
+        comes) instead of refusing the request."""
         player = self.player(guild_id)
+        before = list(player.queue.upcoming)
+        _displace_autoplay(player.queue, tracks)
         try:
             admission = admit(
                 player.queue,
@@ -158,8 +175,12 @@ class MusicControl:
                 front=front,
                 describe=describe,
                 requester_is_you=not actor.system,
+                rules=self.store.content_rules(guild_id),
             )
         except AdmissionError as exc:
+            player.queue.upcoming[:] = before  # a refusal changes nothing
+            if more_to_come and isinstance(exc, AllRefused):
+                return Enqueued([], len(player.queue) + 1, False, [exc.sentence])
             raise ControlError(exc.sentence) from None
         starting = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
         position = player.queue.add(admission.tracks, front=front, at=admission.at)
@@ -173,19 +194,27 @@ class MusicControl:
         rest: AsyncIterable[list[Track]],  # a link's PlaylistExpansion, or a saved playlist's entries
         insert_at: int | None,
         on_batch: BatchCallback | None = None,
+        refusals: list[str] | None = None,
+        describe: Callable[[Track], str] = track_line,
     ) -> tuple[int, int]:
-        """Queue a loading playlist's later batches as they arrive, within the same limits as
-        its first entry (per member too), in playlist order (at the end, or from `insert_at`).
-        Returns (added, left out); `on_batch(added, left_out)` runs after every batch."""
+        """Queue a loading playlist's later batches as they arrive, within the same block and
+        allow lists and limits as its first entry (per member too), in playlist order (at the
+        end, or from `insert_at`). Returns (added, left out by the limits); `on_batch(added,
+        left_out)` runs after every batch; `refusals` (if given) collects a sentence for each
+        entry the block and allow lists skipped (see `summarise_refusals`)."""
         player = self.player(guild_id)
         settings = self.store.guild(guild_id)
         added = left_out = 0
         async for batch in rest:
-            usable, dropped = admit_batch(
-                player.queue, batch, settings, requester_id=actor.user_id, privileged=actor.privileged
+            usable, dropped, blocked = admit_batch(
+                player.queue, batch, settings, requester_id=actor.user_id, privileged=actor.privileged,
+                rules=self.store.content_rules(guild_id), describe=describe,
             )
             left_out += dropped
+            if refusals is not None:
+                refusals += blocked
             if usable:
+                _displace_autoplay(player.queue, usable)
                 position = player.queue.add(usable, at=insert_at)
                 if insert_at is not None:
                     insert_at = position + len(usable)
@@ -348,9 +377,12 @@ class MusicControl:
         return target
 
     def set_volume(self, guild_id: int, actor: Actor, percent: int) -> int:
+        """Set the volume; above the server's maximum (`musicset maxvolume`, admins included)
+        it is set to the maximum. Returns the volume set."""
         self._require(Intent.VOLUME, guild_id, actor)
         if not 0 <= percent <= 150:
             raise ControlError("Pick a volume from 0 to 150.")
+        percent = min(percent, self.store.guild(guild_id).max_volume)
         player = self.player(guild_id)
         if player.queue.current is None or player.state is PlayerState.IDLE:
             player.volume = percent  # nothing to reopen: the next track starts at it
@@ -434,6 +466,13 @@ def _stored_streams(queue: QueueModel) -> set[str]:
     """A stored stream URL is never opened as stored: it is looked up again through the same
     checks as a new `play` (network policy, extractor list), whatever the saved data says."""
     return {t.id for t in [queue.current, *queue.upcoming] if t is not None and t.stream_url}
+
+
+def _displace_autoplay(queue: QueueModel, tracks: list[Track]) -> None:
+    """A member's tracks (anything not autoplay's own) take the place of pending autoplay picks:
+    they play at the next track change, prefetched like any next track."""
+    if any(not t.autoplay for t in tracks):
+        queue.remove_where(lambda t: t.autoplay)
 
 
 def _queue_edit(edit: Callable[[], Track]) -> Track:

@@ -89,6 +89,16 @@ class Intent(str, Enum):
     EQ_SAVE = "eq save"
     EQ_DELETE = "eq delete"
     NORMALIZE = "musicset normalize"
+    QUEUE_CLEAN = "queue clean"
+    QUEUE_CLEANSELF = "queue cleanself"
+    QUEUE_SEARCH = "queue search"
+    QUEUE_DEDUPE = "queue dedupe"
+    MAX_VOLUME = "musicset maxvolume"
+    AUTOPLAY = "musicset autoplay"
+    BLOCKLIST = "musicset blocklist"
+    ALLOWLIST = "musicset allowlist"
+    BLOCKLIST_GLOBAL = "musicset blocklist global"
+    ALLOWLIST_GLOBAL = "musicset allowlist global"
 
 
 MATRIX: dict[Intent, Rule] = {
@@ -131,6 +141,16 @@ MATRIX: dict[Intent, Rule] = {
     Intent.EQ_SAVE: Rule.DJ,
     Intent.EQ_DELETE: Rule.DJ,
     Intent.NORMALIZE: Rule.ADMIN,
+    Intent.QUEUE_SEARCH: Rule.ANYONE,
+    Intent.QUEUE_CLEANSELF: Rule.ANYONE,  # only one's own tracks, even after leaving the channel
+    Intent.QUEUE_CLEAN: Rule.DJ,
+    Intent.QUEUE_DEDUPE: Rule.DJ,
+    Intent.MAX_VOLUME: Rule.ADMIN,
+    Intent.AUTOPLAY: Rule.ADMIN,
+    Intent.BLOCKLIST: Rule.ADMIN,
+    Intent.ALLOWLIST: Rule.ADMIN,
+    Intent.BLOCKLIST_GLOBAL: Rule.OWNER,
+    Intent.ALLOWLIST_GLOBAL: Rule.OWNER,
 }
 
 # What a refused member is told: "Only DJs can <action> here."
@@ -153,6 +173,8 @@ ACTIONS: dict[Intent, str] = {
     Intent.EQ: "change the equalizer",
     Intent.EQ_SAVE: "save equalizer presets",
     Intent.EQ_DELETE: "delete equalizer presets",
+    Intent.QUEUE_CLEAN: "clean the queue",
+    Intent.QUEUE_DEDUPE: "remove duplicates from the queue",
 }
 
 

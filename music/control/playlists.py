@@ -385,7 +385,8 @@ class PlaylistControl:
         if not playlist.entries:
             raise ControlError(f"{_named(playlist.name)} has no entries yet; `playlist append` adds some.")
         tracks = await asyncio.to_thread(lambda: [queued_from(e, actor.user_id) for e in playlist.entries])
-        enqueued = self.control.enqueue(guild_id, actor, tracks[:1])
+        # a first entry the block or allow list skips leaves the rest to play
+        enqueued = self.control.enqueue(guild_id, actor, tracks[:1], more_to_come=len(tracks) > 1)
         rest = StoredEntries(tracks[1:], playlist.name) if len(tracks) > 1 else None
         return Started(playlist, enqueued, rest)
 

@@ -1,4 +1,6 @@
-"""The server's queue limits, applied the same way for chat commands and the RPC API."""
+"""The server's queue limits and its block and allow lists, applied the same way to every
+entry of every path: chat commands, playlists as they expand, saved playlists, autoplay and the
+RPC API (the control layer admits everything it queues here)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .content_rules import ContentRules
 from .queue import QueueModel
 from .timefmt import format_duration
 from .track import Track
@@ -28,11 +31,48 @@ class AdmissionError(Exception):
         self.sentence = sentence
 
 
+class AllRefused(AdmissionError):
+    """The block and allow lists refused every entry (`sentence` names the rules): the rest of
+    a playlist may still play, unlike a full queue or a member at their limit."""
+
+
 @dataclass
 class Admission:
     tracks: list[Track]  # what may be queued, in order
     at: int | None  # the 1-based position to insert at (None: the end, or the front)
     notes: list[str] = field(default_factory=list)  # what was left out, in sentences
+
+
+# A request's refused entries are named one sentence each up to this many; the rest are counted.
+BLOCKED_SENTENCES = 3
+
+
+def screen(
+    tracks: list[Track], rules: ContentRules | None, describe: Callable[[Track], str]
+) -> tuple[list[Track], list[str]]:
+    """The entries the block and allow lists let through, in order, and for each one they
+    refused a sentence saying which rule decided."""
+    if rules is None or rules.empty:
+        return tracks, []
+    allowed: list[Track] = []
+    refusals: list[str] = []
+    for track in tracks:
+        reason = rules.refusal(track)
+        if reason is None:
+            allowed.append(track)
+        else:
+            refusals.append(f"{describe(track)} was skipped: {reason}.")
+    return allowed, refusals
+
+
+def summarise_refusals(refusals: list[str]) -> list[str]:
+    """The first BLOCKED_SENTENCES refusals, and how many more there were."""
+    if len(refusals) <= BLOCKED_SENTENCES:
+        return list(refusals)
+    more = len(refusals) - BLOCKED_SENTENCES
+    return refusals[:BLOCKED_SENTENCES] + [
+        f"{more} more entr{'y was' if more == 1 else 'ies were'} skipped by the block and allow lists."
+    ]
 
 
 def admit(
@@ -45,13 +85,18 @@ def admit(
     front: bool,
     describe: Callable[[Track], str] = lambda t: t.title,
     requester_is_you: bool = True,
+    rules: ContentRules | None = None,
 ) -> Admission:
-    """Apply the length, queue and per-member limits and the fair-queue position.
+    """Apply the block and allow lists, the length, queue and per-member limits and the
+    fair-queue position.
 
     Raises AdmissionError when nothing at all may be queued; otherwise the tracks that fit,
     with a note for each kind of track left out. `privileged` (DJs, mods) skips the
-    per-member limit."""
-    notes: list[str] = []
+    per-member limit; nobody skips the block and allow lists."""
+    tracks, refusals = screen(tracks, rules, describe)
+    notes = summarise_refusals(refusals)
+    if not tracks and notes:
+        raise AllRefused(" ".join(notes))
     if limits.max_length:
         too_long = [t for t in tracks if t.duration and t.duration > limits.max_length]
         if too_long:
@@ -90,13 +135,17 @@ def admit_batch(
     *,
     requester_id: int,
     privileged: bool,
-) -> tuple[list[Track], int]:
-    """A later batch of a playlist that is still loading: the length, queue and per-member
-    limits, quietly (the first batch was admitted with `admit`, which said why).
-    Returns (the tracks that fit, how many were left out)."""
-    usable = [t for t in batch if not (limits.max_length and t.duration and t.duration > limits.max_length)]
+    rules: ContentRules | None = None,
+    describe: Callable[[Track], str] = lambda t: t.title,
+) -> tuple[list[Track], int, list[str]]:
+    """A later batch of a playlist that is still loading: the block and allow lists (a sentence
+    for each entry they refuse: `summarise_refusals` them), then the length, queue and per-member limits, quietly (the
+    first batch was admitted with `admit`, which said why).
+    Returns (the tracks that fit, how many the limits left out, the block and allow sentences)."""
+    screened, blocked = screen(batch, rules, describe)
+    usable = [t for t in screened if not (limits.max_length and t.duration and t.duration > limits.max_length)]
     room = limits.max_queue - len(queue)
     if limits.max_per_member and not privileged:
         room = min(room, limits.max_per_member - queue.count_by(requester_id))
     usable = usable[: max(0, room)]
-    return usable, len(batch) - len(usable)
+    return usable, len(screened) - len(usable), blocked

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from typing import Any
 
@@ -140,6 +140,25 @@ class QueueModel:
     def remove(self, n: int) -> Track:
         """Remove and return the track at position n."""
         return self.upcoming.pop(self._check_index(n))
+
+    def remove_range(self, first: int, last: int) -> list[Track]:
+        """Remove and return positions `first` to `last` (both included, in either order)."""
+        first, last = sorted((first, last))
+        start = self._check_index(first)
+        end = self._check_index(last)
+        removed = self.upcoming[start : end + 1]
+        del self.upcoming[start : end + 1]
+        return removed
+
+    def remove_where(self, drop: Callable[[Track], bool]) -> list[Track]:
+        """Remove every upcoming track `drop` says yes to (one pass); returns them in order."""
+        kept: list[Track] = []
+        removed: list[Track] = []
+        for track in self.upcoming:
+            (removed if drop(track) else kept).append(track)
+        if removed:
+            self.upcoming[:] = kept
+        return removed
 
     def move(self, src: int, dst: int) -> Track:
         """Move the track at position src so that it ends up at position dst."""

@@ -39,6 +39,7 @@ class Track:
     container: str | None = None
     is_live: bool = False
     extractor: str | None = None
+    autoplay: bool = False  # queued by autoplay (not a member): a member's track takes its place
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (headers copied so the caller can't mutate this track)."""
@@ -63,6 +64,13 @@ class Track:
         """A copy with the same id and `changes` applied."""
         changes.setdefault("http_headers", dict(self.http_headers))
         return dataclasses.replace(self, **changes)
+
+    def song_key(self) -> tuple[str, str]:
+        """Two entries are the same song when they point at the same page (or local file)."""
+        target = (self.webpage_url or self.query).strip()
+        if self.kind == "remote":
+            target = target.rstrip("/")
+        return self.kind, target
 
     def is_expired(self, now: float, margin: float = 60.0) -> bool:
         """True when the stream URL is missing or expires within `margin` seconds."""

@@ -155,6 +155,7 @@ class ServiceTracks:
             if not folder:
                 raise PolicyError("Local files are turned off: the bot owner has not set a local folder.")
             path = await asyncio.to_thread(resolve_local_path, Path(folder), track.query)
+            self._check_rules(guild_id, track)
             return track.copy(stream_url=str(path))
         if track.kind != "remote":
             raise PolicyError("That queue entry is not a track I can play.")
@@ -167,7 +168,16 @@ class ServiceTracks:
         if not (track.stream_url or "").lower().startswith(REMOTE_SCHEMES):
             # whatever stored data or a site says: only http(s), and only through the guard
             raise PolicyError("That track's stream is not an http(s) link, so I won't open it.")
+        self._check_rules(guild_id, track)
         return track
+
+    def _check_rules(self, guild_id: int, track: Track) -> None:
+        """The block and allow lists once more on what the lookup found now (admission checked
+        what was known when it was queued): a rule added since, or an uploader a playlist's
+        listing did not give, still stops it."""
+        refusal = self.store.content_rules(guild_id).refusal(track)
+        if refusal is not None:
+            raise PolicyError(f"{refusal}.")
 
     async def background(self, guild_id: int, url: str, known: Track | None) -> Track:
         track = known

@@ -95,6 +95,17 @@ class BackgroundFailed(PlayerEvent):
     error: str
 
 
+@dataclass(frozen=True)
+class AutoplayResult(PlayerEvent):
+    """Autoplay's top-up for `seed` (the track it followed, "-" for none) is done: `queued`
+    says whether it queued a pick (the queue's own QueueChanged follows); `notes` are
+    sentences for the channel (entries it skipped, or why it stopped)."""
+
+    seed: str
+    queued: bool
+    notes: tuple[str, ...] = ()
+
+
 # -- from the control layer ------------------------------------------------------------------
 
 

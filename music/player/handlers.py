@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.queue import QueueError
 from ..formatting import safe, track_line
 from . import events as ev
+from .autoplay import cancel_autoplay, request_autoplay
 from .errors import plain_error
 from .playback import begin_playback
 from .state import GuildPlayer, PlayerState
@@ -50,6 +51,7 @@ async def on_queue_changed(m: PlayerManager, player: GuildPlayer, event: ev.Queu
         _start_queue(m, player, background_if_empty=False)
     else:
         refresh_prefetch(m, player)
+        request_autoplay(m, player)  # the edit left nothing after the current track
 
 
 async def on_reschedule(m: PlayerManager, player: GuildPlayer, event: ev.Reschedule) -> None:
@@ -62,10 +64,12 @@ async def on_reschedule(m: PlayerManager, player: GuildPlayer, event: ev.Resched
         start_load(m, player, current, player.position)
     else:
         refresh_prefetch(m, player)
+        request_autoplay(m, player)
 
 
 def _start_queue(m: PlayerManager, player: GuildPlayer, *, background_if_empty: bool) -> None:
-    """Idle or background: play the queue (it takes over from the background at once)."""
+    """Idle or background: play the queue (it takes over from the background at once); with
+    an empty queue, autoplay if it is on, else the background."""
     current = player.queue.current
     if current is None:
         current = player.queue.advance()
@@ -73,7 +77,10 @@ def _start_queue(m: PlayerManager, player: GuildPlayer, *, background_if_empty: 
     if current is not None:
         start_load(m, player, current, player.start_position)
     elif background_if_empty:
-        start_background(m, player)
+        if not request_autoplay(m, player):
+            start_background(m, player)
+    elif player.state is PlayerState.BACKGROUND:
+        request_autoplay(m, player)  # its pick takes over from the background when queued
 
 
 # -- results of the load tasks ------------------------------------------------------------------
@@ -123,6 +130,16 @@ async def on_prefetch_failed(m: PlayerManager, player: GuildPlayer, event: ev.Pr
         player.prefetched_id = None  # loaded the usual way when its turn comes
 
 
+async def on_autoplay_result(m: PlayerManager, player: GuildPlayer, event: ev.AutoplayResult) -> None:
+    for note in event.notes:
+        await m.notify(player, note)
+    if event.queued or not event.notes:
+        return  # queued (its QueueChanged plays it), or a member's track came first
+    player.autoplay_refused_for = event.seed  # not asked again until another track plays
+    if player.state is PlayerState.IDLE and player.queue.current is None and not len(player.queue):
+        start_background(m, player)
+
+
 async def on_background_failed(m: PlayerManager, player: GuildPlayer, event: ev.BackgroundFailed) -> None:
     if player.generation == event.generation and player.state is PlayerState.BACKGROUND:
         player.state = PlayerState.IDLE
@@ -153,6 +170,7 @@ async def on_track_ended(m: PlayerManager, player: GuildPlayer, event: ev.TrackE
         player.last_progress_at = time.monotonic()
         await announce(m, player, nxt)
         refresh_prefetch(m, player)
+        request_autoplay(m, player)
     else:
         start_load(m, player, nxt, 0.0)
 
@@ -212,6 +230,7 @@ async def on_previous(m: PlayerManager, player: GuildPlayer, event: ev.Previous)
 
 
 async def on_stop(m: PlayerManager, player: GuildPlayer, event: ev.Stop) -> None:
+    cancel_autoplay(m, player)
     player.queue.clear()
     player.queue.current = None
     stop_audio(m, player)
@@ -273,6 +292,7 @@ async def on_unpause(m: PlayerManager, player: GuildPlayer, event: ev.Unpause) -
 
 async def on_disconnect(m: PlayerManager, player: GuildPlayer, event: ev.Disconnect) -> None:
     # keep the queue and the position; forget the channel so nothing auto-rejoins
+    cancel_autoplay(m, player)
     player.start_position = player.position
     stop_audio(m, player)
     player.state = PlayerState.IDLE
@@ -348,6 +368,7 @@ HANDLERS: dict[type[ev.PlayerEvent], Handler] = {
     ev.Prefetched: on_prefetched,
     ev.PrefetchFailed: on_prefetch_failed,
     ev.BackgroundFailed: on_background_failed,
+    ev.AutoplayResult: on_autoplay_result,
     ev.TrackEnded: on_track_ended,
     ev.TrackFailed: on_track_failed,
     ev.SourceExhausted: on_source_exhausted,

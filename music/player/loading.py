@@ -13,7 +13,7 @@ from ..policy import PolicyError
 from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError
 from .errors import StreamOpenError, VoiceError, plain_error
-from .events import BackgroundFailed, Loaded, LoadFailed, Prefetched, PrefetchFailed
+from .events import AutoplayResult, BackgroundFailed, Loaded, LoadFailed, Prefetched, PrefetchFailed
 
 if TYPE_CHECKING:
     from .manager import PlayerManager
@@ -84,3 +84,17 @@ async def load_background(m: PlayerManager, player: GuildPlayer, url: str, gener
         m.post(BackgroundFailed(player.guild_id, generation, plain_error(exc)))
         return
     m.post(Loaded(player.guild_id, track, generation, stream))
+
+
+async def autoplay(m: PlayerManager, player: GuildPlayer, seed: Track | None, seed_key: str) -> None:
+    """Ask autoplay to queue what follows `seed` (it queues through the control layer, whose
+    QueueChanged starts or prefetches it); AUTOPLAY_RESULT says how it went."""
+    assert m.autoplay is not None
+    try:
+        queued, notes = await m.autoplay.top_up(player.guild_id, seed)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("Guild %s: autoplay failed", player.guild_id, exc_info=True)
+        queued, notes = False, [f"Autoplay stopped: {plain_error(exc)}."]
+    m.post(AutoplayResult(player.guild_id, seed_key, queued, tuple(notes)))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.filters import FilterChain
 from .events import PlayerEvent, Tick
-from .ports import Announcer, AudioPort, Notifier, TrackPort, VoicePort
+from .ports import Announcer, AudioPort, AutoplayPort, Notifier, TrackPort, VoicePort
 from .state import GuildPlayer
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class PlayerManager:
         announce: Announcer | None = None,
         default_volume: Callable[[int], int] = lambda guild_id: 100,
         default_filters: Callable[[int], FilterChain] = lambda guild_id: FilterChain(),
+        autoplay: AutoplayPort | None = None,
     ) -> None:
         self.voice = voice
         self.audio = audio
@@ -54,6 +55,8 @@ class PlayerManager:
         self._default_volume = default_volume
         #: the server's filters, equalizer and normalisation (kept in its settings)
         self.default_filters = default_filters
+        # plugged in by the cog once the control layer exists (it is built on this manager)
+        self.autoplay = autoplay
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -154,6 +157,7 @@ class PlayerManager:
         for player in self.players.values():
             self.cancel(player.load_task)
             self.cancel(player.prefetch_task)
+            self.cancel(player.autoplay_task)
         sources = [p.source for p in self.players.values() if p.source is not None]
         for player in self.players.values():
             vc = self.voice.connected(player.guild_id)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.track import Track
 from ..formatting import safe
 from . import events as ev
+from .autoplay import request_autoplay
 from .errors import plain_error
 from .state import GuildPlayer, PlayerState
 from .transitions import announce, refresh_prefetch
@@ -41,6 +42,7 @@ async def begin_playback(m: PlayerManager, player: GuildPlayer, track: Track, st
     if not restarted and player.recoveries == 0:
         await announce(m, player, track)
     refresh_prefetch(m, player)
+    request_autoplay(m, player)  # nothing after this track: autoplay's pick, prefetched in time
 
 
 async def _put_on_air(m: PlayerManager, player: GuildPlayer, vc: VoiceHandle, track: Track, stream: Any) -> bool:

@@ -68,6 +68,15 @@ class TrackPort(Protocol):
         """Drop a cached stream URL that just failed, so the next lookup fetches a new one."""
 
 
+class AutoplayPort(Protocol):
+    """What plays when the queue runs dry (the control layer's autoplay: it queues through the
+    control layer, so every rule of the server applies)."""
+
+    async def top_up(self, guild_id: int, seed: Track | None) -> tuple[bool, list[str]]:
+        """Queue the next autoplay track after `seed` if the queue is still dry; returns
+        (queued, sentences for the channel)."""
+
+
 Notifier = Callable[[Any, str], Awaitable[None]]  # (the GuildPlayer, a sentence); never raises
 Announcer = Callable[[Any, Track], Awaitable[None]]  # (the GuildPlayer, the track now playing)
 
@@ -80,3 +89,4 @@ class PlayerSettings(Protocol):
     empty_disconnect: int
     idle_disconnect: int
     pause_when_alone: bool
+    autoplay_mode: str  # "off", or what autoplay plays when the queue runs dry

@@ -48,6 +48,9 @@ class GuildPlayer:
     auto_paused: bool = False  # paused by the monitor because everyone left
     skip_votes: dict[str, set[int]] = field(default_factory=dict)  # track id -> member ids
     background: Track | None = None  # the resolved background, while it plays
+    autoplay_task: asyncio.Task[None] | None = None  # a top-up asked of autoplay, in flight
+    # the track autoplay last found nothing for (its id, "-" for none): not asked again for it
+    autoplay_refused_for: str | None = None
     # ids of queue entries restored from saved data whose stored stream URL is not trusted:
     # each is looked up again (the checks of a new `play`) before it is opened
     unverified: set[str] = field(default_factory=set)

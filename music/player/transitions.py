@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..engine.track import Track
 from ..formatting import safe, track_line
 from . import loading
+from .autoplay import request_autoplay
 from .state import GuildPlayer, PlayerState
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ def end_of_queue(m: PlayerManager, player: GuildPlayer) -> None:
     # stop sending now rather than after the source's grace
     stop_audio(m, player)
     go_idle(player, m)
-    start_background(m, player)
+    # autoplay's pick, when it comes, starts like any queued track; else the background
+    if not request_autoplay(m, player):
+        start_background(m, player)
 
 
 def go_idle(player: GuildPlayer, m: PlayerManager) -> None:

@@ -24,6 +24,7 @@ PROBE_TIMEOUT = 15.0
 _DURATION = re.compile(r"^\s*Duration:\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", re.MULTILINE)
 _AUDIO = re.compile(r"^\s*Stream #\S+.*?: Audio: (\w+)", re.MULTILINE)
 _TITLE = re.compile(r"^\s*title\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_ARTIST = re.compile(r"^\s*(?:artist|album_artist)\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
 _INPUT = re.compile(r"^Input #0, ([^ ]+), from", re.MULTILINE)
 
 
@@ -35,6 +36,7 @@ class MediaProbe:
     acodec: str | None = None
     title: str | None = None
     container: str | None = None  # ffmpeg's demuxer names, e.g. "matroska,webm"
+    artist: str | None = None  # the artist tag: a direct link's or a local file's uploader
 
 
 def default_ffmpeg() -> str | None:
@@ -48,14 +50,15 @@ def default_ffmpeg() -> str | None:
 
 
 def parse_probe_output(text: str) -> MediaProbe:
-    """Read duration, first audio codec, title tag and demuxer from `ffmpeg -i` stderr."""
+    """Read duration, first audio codec, title and artist tags and demuxer from `ffmpeg -i`."""
     duration = None
     if (m := _DURATION.search(text)) is not None:
         duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
     acodec = m[1] if (m := _AUDIO.search(text)) is not None else None
     title = m[1] if (m := _TITLE.search(text)) is not None else None
     container = m[1] if (m := _INPUT.search(text)) is not None else None
-    return MediaProbe(duration=duration, acodec=acodec, title=title, container=container)
+    artist = m[1] if (m := _ARTIST.search(text)) is not None else None
+    return MediaProbe(duration=duration, acodec=acodec, title=title, container=container, artist=artist)
 
 
 def probe_media(
@@ -182,6 +185,7 @@ def build_local_track(
         duration=info.duration,
         kind="local",
         requester_id=requester_id,
+        uploader=info.artist,
         stream_url=str(real),
         acodec=info.acodec,
         container=real.suffix.lower().lstrip("."),

@@ -57,6 +57,7 @@ def full_track(
     container = info.get("ext")
     if acodec in ("none", ""):
         acodec = None
+    uploader = info.get("uploader") or info.get("channel") or info.get("artist")
     if probe is not None and info.get("direct") and (duration is None or acodec is None):
         found = probe(stream_url, headers)
         duration = duration if duration is not None else found.duration
@@ -64,6 +65,7 @@ def full_track(
         # A generic title is only the file name; a tag is better.
         if found.title and title == info.get("id"):
             title = found.title
+        uploader = uploader or found.artist  # a direct link has no uploader but its artist tag
     is_live = bool(info.get("is_live")) or info.get("live_status") == "is_live"
     return Track(
         query=webpage_url or stream_url,
@@ -71,7 +73,7 @@ def full_track(
         duration=None if is_live else duration,
         kind="remote",
         requester_id=requester_id,
-        uploader=info.get("uploader") or info.get("channel") or info.get("artist"),
+        uploader=uploader,
         webpage_url=webpage_url,
         stream_url=stream_url,
         stream_expires=stream_expiry(stream_url),

@@ -229,7 +229,7 @@ async def test_add_edit_and_skip_through_the_api(music_bot: MusicBot, rpc: RpcCl
     assert after["state"] == "idle" and after["current"] is None and after["queue_length"] == 0, after
 
 
-async def test_the_servers_limits_apply_to_the_api(music_bot: MusicBot, rpc: RpcClient, media_server) -> None:
+async def test_the_servers_limits_and_block_list_apply_to_the_api(music_bot: MusicBot, rpc: RpcClient, media_server) -> None:
     w = music_bot.world
     gid = w.guild.id
     reply = await music_bot.ask(w.owner, "!musicset maxlength 10")
@@ -237,6 +237,12 @@ async def test_the_servers_limits_apply_to_the_api(music_bot: MusicBot, rpc: Rpc
     too_long = await rpc.call("MUSIC__ADD", guild_id=gid, query=media_server.url("long.mp3"))
     assert too_long == {"ok": False, "error": "long is longer than this server's limit of 0:10."}
     assert (await music_bot.ask(w.owner, "!musicset maxlength 0")).content == "Longest track: no limit."
+
+    reply = await music_bot.ask(w.owner, "!musicset blocklist add a660")
+    assert reply.content == "Added `a660` to this server's block list."
+    blocked = await rpc.call("MUSIC__ADD", guild_id=gid, query=media_server.url("a660.mp3"))
+    assert blocked == {"ok": False, "error": "a660 was skipped: it matches `a660` on this server's block list."}
+    assert (await music_bot.ask(w.owner, "!musicset blocklist clear")).content == "Cleared this server's block list (1 rule)."
 
     reply = await music_bot.ask(w.owner, "!musicset memberlimit 1")
     assert reply.content == "Each member may queue 1 track."

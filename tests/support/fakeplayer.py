@@ -195,7 +195,8 @@ GUILD = 1
 
 def make_rig(**settings: Any) -> Rig:
     voice, audio, tracks = FakeVoice(), FakeAudio(), FakeTracks()
-    values = dict(notify=True, background=None, empty_disconnect=60, idle_disconnect=300, pause_when_alone=False)
+    values = dict(notify=True, background=None, empty_disconnect=60, idle_disconnect=300, pause_when_alone=False,
+                  autoplay_mode="off")
     values.update(settings)
     guild_settings = SimpleNamespace(**values)
     rig: Rig

@@ -33,6 +33,7 @@ def generate_tone(
     *,
     amplitude: float = 0.5,
     title: str | None = None,
+    artist: str | None = None,
 ) -> Path:
     """Write a tone file. With several frequencies, each lasts `seconds_each` (a stepped tone,
     useful to check seek offsets); the format follows the suffix of `path`."""
@@ -46,6 +47,8 @@ def generate_tone(
     args = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", src]
     if title:
         args += ["-metadata", f"title={title}"]
+    if artist:
+        args += ["-metadata", f"artist={artist}"]
     args += _FORMATS[path.suffix.lstrip(".")] + [str(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(args, check=True, timeout=60)

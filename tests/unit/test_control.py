@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from music.control import MATRIX, Actor, ControlError, Intent, MusicControl, judge
+from music.engine.content_rules import ContentRules
 from music.engine.queue import RepeatMode
 from music.player import PlayerState
 from music.player import events as ev
@@ -73,6 +74,16 @@ EXPECTED = {
     Intent.EQ_SAVE:      "n n n y y y",
     Intent.EQ_DELETE:    "n n n y y y",
     Intent.NORMALIZE:    "n n n n n y",
+    Intent.QUEUE_SEARCH: "y y y y y y",
+    Intent.QUEUE_CLEANSELF: "y y y y y y",
+    Intent.QUEUE_CLEAN:  "n n n y y y",
+    Intent.QUEUE_DEDUPE: "n n n y y y",
+    Intent.MAX_VOLUME:   "n n n n n y",
+    Intent.AUTOPLAY:     "n n n n n y",
+    Intent.BLOCKLIST:    "n n n n n y",
+    Intent.ALLOWLIST:    "n n n n n y",
+    Intent.BLOCKLIST_GLOBAL: "n n n n n n",  # the bot owner only (not among these roles)
+    Intent.ALLOWLIST_GLOBAL: "n n n n n n",
 }
 # Without a DJ role every listener counts as a DJ; outsiders still may not control the music,
 # and admin-only intents stay admin-only. Making a server playlist is then open to anyone;
@@ -133,13 +144,24 @@ def tracks(*titles: str, requester: int = 9):
 class FakeStore:
     def __init__(self, **settings: Any) -> None:
         values = dict(max_length=0, max_queue=1000, max_per_member=0, fair_queue=False, dj_role=None,
-                      vote_percent=50, max_playlist=500, background=None, auto_resume=True)
+                      vote_percent=50, max_playlist=500, background=None, auto_resume=True, volume=100,
+                      max_volume=150, autoplay_mode="off", autoplay_playlist=None, blocklist=[], allowlist=[])
         values.update(settings)
         self.settings = SimpleNamespace(**values)
         self.saved: dict[str, Any] = {}
 
+        self.globals = SimpleNamespace(blocklist=[], allowlist=[])
+
     def guild(self, guild_id: int) -> SimpleNamespace:
         return self.settings
+
+    def content_rules(self, guild_id: int) -> ContentRules:
+        s, g = self.settings, self.globals
+        return ContentRules(server_block=s.blocklist, server_allow=s.allowlist,
+                            global_block=g.blocklist, global_allow=g.allowlist)
+
+    async def set_global(self, name: str, value: Any) -> None:
+        setattr(self.globals, name, value)
 
     async def set_guild(self, guild_id: int, name: str, value: Any) -> None:
         setattr(self.settings, name, value)

@@ -18,7 +18,8 @@ OWNERS = ("engine",)
 
 PLAYER_FIELDS = {f.name for f in dataclasses.fields(GuildPlayer)}
 QUEUE_FIELDS = {"current", "upcoming", "history", "repeat", "shuffle"}
-QUEUE_MUTATORS = {"add", "remove", "move", "clear", "shuffle_upcoming", "advance", "skip_to", "previous", "replace"}
+QUEUE_MUTATORS = {"add", "remove", "remove_range", "remove_where", "move", "clear", "shuffle_upcoming", "advance",
+                  "skip_to", "previous", "replace"}
 LIST_MUTATORS = {"append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse"}
 assert QUEUE_MUTATORS <= {name for name in dir(QueueModel) if not name.startswith("_")}
 
