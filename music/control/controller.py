@@ -156,12 +156,10 @@ class MusicControl:
         describe: Callable[[Track], str] = track_line,
         more_to_come: bool = False,
     ) -> Enqueued:
-        """Queue `tracks` within the server's block and allow lists and limits (length, queue
-        size, per member, fair queue). A member's tracks take the place of a pending autoplay
-        pick. `describe` names a track in a refusal (chat: bold markdown; the RPC API: plain).
-        `more_to_come`: the first batch of a playlist still loading; when the block and allow
-        lists refuse all of it, it returns no tracks and their sentences (the rest still
-        comes) instead of refusing the request."""
+        """Queue `tracks` within the server's block/allow lists and limits (length, queue size,
+        per member, fair queue), in place of a pending autoplay pick. `describe` names a track in
+        a refusal (chat: markdown; RPC: plain). `more_to_come` (a playlist's first batch): if
+        the lists refuse all of it, return no tracks and their sentences instead of refusing."""
         player = self.player(guild_id)
         before = list(player.queue.upcoming)
         _displace_autoplay(player.queue, tracks)
