@@ -178,16 +178,25 @@ class PlaylistCommands(MusicMixin):
             parts += summarise_refusals(refusals)
             await edit(" ".join(parts))
 
-    @playlist.command(name="save", aliases=["queue"], usage="<name> [link] [--scope ...]")
+    @playlist.command(name="save", aliases=["queue"], usage="<name> [link | --history] [--scope ...]")
     async def playlist_save(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Save the current track and the queue, in order, as a new playlist.
 
-        With a link (Red Audio's `playlist save <name> <url>`), save what the link holds instead.
+        With a link (Red Audio's `playlist save <name> <url>`), save what the link holds instead;
+        with `--history`, what played recently (oldest first, up to the current track).
         """
+        words = args.split()
+        history = "--history" in words
+        if history:
+            args = " ".join(w for w in words if w != "--history")
         link, where = await self._named(ctx, args, default=True)
         assert where is not None
         actor = await self.actor(ctx)
-        if link:
+        if history:
+            if link:
+                raise CommandError("Give either a link or `--history`, not both.")
+            changed = await self.lists.save_history(ctx.guild.id, actor, where, name)
+        elif link:
             async with ctx.typing():
                 changed = await self.lists.save_link(ctx.guild.id, actor, where, name, link)
         else:

@@ -228,6 +228,13 @@ class PlaylistControl:
             raise ControlError("Nothing is playing and the queue is empty: there is nothing to save.")
         return await self.create(guild_id, actor, where, name, tracks, intent=Intent.PLAYLIST_SAVE)
 
+    async def save_history(self, guild_id: int, actor: Actor, where: Where, name: str) -> Changed:
+        """What played recently (oldest first, ending with the current track) as a new playlist."""
+        tracks = self.control.queue_tools.recent_history(guild_id)
+        if not tracks:
+            raise ControlError("Nothing has played here yet: there is no history to save.")
+        return await self.create(guild_id, actor, where, name, tracks, intent=Intent.PLAYLIST_SAVE)
+
     async def save_link(self, guild_id: int, actor: Actor, where: Where, name: str, query: str,
                         progress: LookupProgress | None = None) -> Changed:
         """A new playlist from a link (a playlist link brings all its entries) or a search."""

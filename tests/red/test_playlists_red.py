@@ -279,3 +279,28 @@ def test_info_pages_hold_ten_entries_each_and_name_members_without_mentions() ->
     assert pages[0][0] == "Name42's playlist **@\u200beveryone \\*long\\***, by name42: 25 entries, 25:00."
     assert pages[2][-1] == "`25.` **<@\u200b100000000000000024> song** (1:00)"  # a title's mention is inert
     assert not any("<@1" in line or "<@4" in line for page in pages for line in page)
+
+
+async def test_save_history_keeps_what_played_oldest_first(red: Red, media_server) -> None:
+    """`playlist save <name> --history`: what played recently, up to the current track."""
+    world = World(red)
+    cog = await ready_cog(red, world)
+    ctx = world.ctx()
+    with pytest.raises(CommandError, match="no history to save"):
+        await command(red, "save")(ctx, "Before", args="--history")
+    for name in ("a440.webm", "b880.webm", "a660.mp3"):
+        await cog.play(ctx, query=media_server.url(name))
+    player = cog.manager.players[world.guild.id]
+    await wait_for(lambda: player.queue.current is not None and player.queue.current.title == "b880"
+                   and player.state is PlayerState.PLAYING, timeout=15)
+    await command(red, "save")(ctx, "Played", args="--history")
+    assert ctx.last == "Saved 2 tracks as server playlist **Played**."
+    with pytest.raises(CommandError, match="either a link or `--history`"):
+        await command(red, "save")(ctx, "Both", args=f"{media_server.url('a440.webm')} --history")
+    await red.get_command("stop")(ctx)
+    await wait_for(lambda: player.queue.current is None)
+    await command(red, "start")(ctx, "played")
+    await wait_for(lambda: len(queued_titles(cog, world.guild.id)) >= 2)
+    assert queued_titles(cog, world.guild.id)[:2] == ["a440", "b880"]
+    await red.get_command("stop")(ctx)
+    await red.remove_cog("Music")
