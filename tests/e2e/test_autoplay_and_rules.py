@@ -24,8 +24,8 @@ import pytest_asyncio
 from standin import Standin
 from standin.analysis import Segment, segment_by_frequency
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, near, running_music_bot
-from tests.e2e.test_resolution import plugin_env
+from tests.e2e.conftest import MusicBot, near
+from tests.e2e.test_resolution import running_fakesite_bot
 from tests.support.media import MediaServer, generate_tone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -55,12 +55,9 @@ def tones(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
 async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
                     allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
                     media_server):
-    """conftest's music_bot with the fake site's yt-dlp plugin (a playlist to block inside)."""
-    async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
-                                 env=plugin_env(media_server.base_url)) as bot:
-        reply = await bot.ask(world.owner, "!musicset extractors allow fakesite")
-        assert reply.content == "Links from `fakesite` are allowed now.", reply.content
-        await standin.join_voice(world.member, world.music)
+    """The fake site's yt-dlp plugin loaded (a playlist to block inside)."""
+    async with running_fakesite_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
+                                    media_server.base_url) as bot:
         yield bot
 
 

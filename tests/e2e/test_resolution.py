@@ -10,11 +10,13 @@ Tests run in file order on one Red; each leaves the queue empty.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -71,17 +73,27 @@ print(json.dumps(out))
     assert out["ytsearch2:tones"] == expected  # YouTube search answered by the fake site
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
-                    allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
-                    media_server):
-    """conftest's music_bot, with the fake-site plugin on the Red process's PYTHONPATH."""
+@contextlib.asynccontextmanager
+async def running_fakesite_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
+                               allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
+                               media_base: str) -> AsyncIterator[MusicBot]:
+    """conftest's running_music_bot, with the fake-site plugin on the Red process's PYTHONPATH,
+    the site allowed, and the member in the music channel (shared by the modules that need it)."""
     async with running_music_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
-                                 env=plugin_env(media_server.base_url)) as bot:
+                                 env=plugin_env(media_base)) as bot:
         # the owner allows the plugin's site like any site off the default list
         reply = await bot.ask(world.owner, "!musicset extractors allow fakesite")
         assert reply.content == "Links from `fakesite` are allowed now.", reply.content
         await standin.join_voice(world.member, world.music)
+        yield bot
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
+                    allowed_networks: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory,
+                    media_server):
+    async with running_fakesite_bot(standin, world, cog_snapshot, allowed_networks, tmp_path_factory,
+                                    media_server.base_url) as bot:
         yield bot
 
 
