@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 
 import discord
 from redbot.core import commands
+from redbot.core.utils.predicates import MessagePredicate
 
 from ..control import Actor, ControlError, MusicControl
 from ..engine.track import Track
@@ -87,6 +88,18 @@ class MusicMixin:
     async def say(self, ctx: commands.GuildContext, text: str) -> discord.Message:
         """Send our own sentence (any remote text in it must already be `safe`)."""
         return await ctx.send(text, allowed_mentions=NO_MENTIONS)
+
+    async def say_and_await_reply(self, ctx: commands.GuildContext, text: str, timeout: float) -> discord.Message:
+        """Send `text`, then the author's next message in this channel (asyncio.TimeoutError after
+        `timeout` s). The listener is in place before the prompt goes out: an answer typed the
+        moment the prompt shows can reach the gateway before our send returns, and would be missed."""
+        same_author_and_channel = MessagePredicate.same_context(ctx)
+        reply = asyncio.ensure_future(ctx.bot.wait_for("message", check=same_author_and_channel, timeout=timeout))
+        try:
+            await self.say(ctx, text)
+            return await reply
+        finally:
+            reply.cancel()  # a no-op once it is done; frees the listener when the send failed
 
     def player(self, ctx: commands.GuildContext) -> GuildPlayer:
         """The guild's player, to read; changes go through `self.ctl`."""

@@ -10,7 +10,6 @@ from typing import Optional
 import discord
 from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
-from redbot.core.utils.predicates import MessagePredicate
 
 from ..control import Actor, ControlError, Intent, clean_query
 from ..engine.admission import summarise_refusals
@@ -179,10 +178,9 @@ class PlaybackCommands(MusicMixin):
             f"`{i}.` {track_line(t)}" + (f" by {safe(t.uploader, limit=40)}" if t.uploader else "")
             for i, t in enumerate(results, 1)
         ]
-        await self.say(ctx, "\n".join(lines) + f"\nType a number from 1 to {len(results)} to queue it, or `cancel`.")
-        predicate = MessagePredicate.same_context(ctx)
+        prompt = "\n".join(lines) + f"\nType a number from 1 to {len(results)} to queue it, or `cancel`."
         try:
-            reply = await ctx.bot.wait_for("message", check=predicate, timeout=SEARCH_TIMEOUT)
+            reply = await self.say_and_await_reply(ctx, prompt, SEARCH_TIMEOUT)
         except asyncio.TimeoutError:
             await self.say(ctx, "Search timed out; nothing was queued.")
             return

@@ -11,7 +11,6 @@ import discord
 from redbot.core import commands
 from redbot.core.data_manager import cog_data_path
 from redbot.core.utils.chat_formatting import humanize_list, pagify
-from redbot.core.utils.predicates import MessagePredicate
 
 from ..control.playlist_import import AudioImportReport
 from ..formatting import safe
@@ -69,9 +68,9 @@ class PlaylistFileCommands(PlaylistCommands):
         attachments = list(getattr(message, "attachments", None) or [])
         if attachments:
             return attachments[0]
-        await self.say(ctx, f"Send the playlist file within {UPLOAD_WAIT:.0f} seconds (anything else cancels).")
         try:
-            reply = await ctx.bot.wait_for("message", check=MessagePredicate.same_context(ctx), timeout=UPLOAD_WAIT)
+            reply = await self.say_and_await_reply(
+                ctx, f"Send the playlist file within {UPLOAD_WAIT:.0f} seconds (anything else cancels).", UPLOAD_WAIT)
         except asyncio.TimeoutError:
             raise CommandError("No file came; nothing was made.") from None
         if not reply.attachments:
