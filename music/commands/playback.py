@@ -161,7 +161,7 @@ class PlaybackCommands(MusicMixin):
         elif queued.starting and len(queued.tracks) == 1:
             reply = f"Playing {track_line(queued.tracks[0])}."
         else:
-            reply = self.queued_reply(queued.tracks, queued.position, title)
+            reply = self.queued_reply(queued.tracks, queued.place, title)
         message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
         return queued.position, message, len(queued.tracks)
 

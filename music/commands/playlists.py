@@ -137,7 +137,7 @@ class PlaylistCommands(MusicMixin):
         if first.starting:
             reply = f"Playing {track_line(first.tracks[0])} from {where_name(started.playlist.where)} playlist **{safe(started.playlist.name)}**."
         else:
-            reply = self.queued_reply(first.tracks, first.position, started.playlist.name)
+            reply = self.queued_reply(first.tracks, first.place, started.playlist.name)
         message = await self.say(ctx, " ".join([reply, *first.notes]))
         if started.rest is not None:
             assert self.manager is not None

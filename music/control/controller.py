@@ -43,9 +43,10 @@ BatchCallback = Callable[[int, int], Awaitable[None]]
 @dataclass
 class Enqueued:
     tracks: list[Track]  # what was queued, in order
-    position: int  # the 1-based queue position of the first
+    position: int  # the 1-based queue position of the first (where more may be inserted)
     starting: bool  # the player was idle: the first track plays at once
     notes: list[str] = field(default_factory=list)  # what was left out, in sentences
+    place: int = 1  # the first's place in line as members will see it (1 when it is starting)
 
 
 @dataclass
@@ -163,6 +164,10 @@ class MusicControl:
         player = self.player(guild_id)
         before = list(player.queue.upcoming)
         _displace_autoplay(player.queue, tracks)
+        # An idle player's start is posted, not done: until the advancer takes the head of the
+        # queue, that head is the track about to play, and a second `play` right behind the
+        # first (two members, or a busy advancer) must not claim it plays, nor take its turn.
+        idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
         try:
             admission = admit(
                 player.queue,
@@ -174,16 +179,18 @@ class MusicControl:
                 describe=describe,
                 requester_is_you=not actor.system,
                 rules=self.store.content_rules(guild_id),
+                head_is_starting=idle,
             )
         except AdmissionError as exc:
             player.queue.upcoming[:] = before  # a refusal changes nothing
             if more_to_come and isinstance(exc, AllRefused):
-                return Enqueued([], len(player.queue) + 1, False, [exc.sentence])
+                return Enqueued([], len(player.queue) + 1, False, [exc.sentence], max(len(player.queue) + (0 if idle else 1), 1))
             raise ControlError(exc.sentence) from None
-        starting = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
         position = player.queue.add(admission.tracks, front=front, at=admission.at)
         self._changed(player)
-        return Enqueued(admission.tracks, position, starting, list(admission.notes))
+        starting = idle and position == 1
+        place = max(position - 1, 1) if idle else position
+        return Enqueued(admission.tracks, position, starting, list(admission.notes), place)
 
     async def enqueue_rest(
         self,

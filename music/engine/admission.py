@@ -86,9 +86,10 @@ def admit(
     describe: Callable[[Track], str] = lambda t: t.title,
     requester_is_you: bool = True,
     rules: ContentRules | None = None,
+    head_is_starting: bool = False,
 ) -> Admission:
     """Apply the block and allow lists, the length, queue and per-member limits and the
-    fair-queue position.
+    fair-queue position (`head_is_starting`: see QueueModel.fair_position).
 
     Raises AdmissionError when nothing at all may be queued; otherwise the tracks that fit,
     with a note for each kind of track left out. `privileged` (DJs, mods) skips the
@@ -109,7 +110,7 @@ def admit(
     if room <= 0:
         raise AdmissionError(f"The queue is full ({limits.max_queue} tracks).")
     if limits.max_per_member and not privileged:
-        mine = queue.count_by(requester_id)
+        mine = queue.count_by(requester_id, head_is_starting=head_is_starting)
         member_room = limits.max_per_member - mine
         if member_room <= 0:
             who = "You already have" if requester_is_you else "That member already has"
@@ -124,7 +125,7 @@ def admit(
         tracks = tracks[:room]
     if not tracks:
         raise AdmissionError("I found nothing to play there.")
-    at = queue.fair_position(requester_id) if limits.fair_queue and not front else None
+    at = queue.fair_position(requester_id, head_is_starting=head_is_starting) if limits.fair_queue and not front else None
     return Admission(tracks, at, notes)
 
 

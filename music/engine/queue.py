@@ -117,25 +117,30 @@ class QueueModel:
             )
         return n - 1
 
-    def fair_position(self, requester_id: int) -> int:
+    def fair_position(self, requester_id: int, *, head_is_starting: bool = False) -> int:
         """The 1-based position that keeps the queue round-robin between requesters.
 
         A requester's k-th upcoming track belongs to round k; a new track joins the end of the
         round after the requester's last one, so one member's twenty tracks never hold back
-        another member's first."""
+        another member's first. `head_is_starting`: the first upcoming track is about to
+        become the current one (an idle player's start is on its way), so it takes no turn."""
+        first = 1 if head_is_starting and self.upcoming else 0
+        taking_turns = self.upcoming[first:]
         rounds: dict[int, int] = {}
-        new_round = sum(1 for t in self.upcoming if t.requester_id == requester_id)
-        position = 0
-        for index, track in enumerate(self.upcoming):
+        new_round = sum(1 for t in taking_turns if t.requester_id == requester_id)
+        position = first
+        for index, track in enumerate(taking_turns, start=first):
             track_round = rounds.get(track.requester_id, 0)
             rounds[track.requester_id] = track_round + 1
             if track_round <= new_round:
                 position = index + 1
         return position + 1
 
-    def count_by(self, requester_id: int) -> int:
-        """How many upcoming tracks this member queued."""
-        return sum(1 for t in self.upcoming if t.requester_id == requester_id)
+    def count_by(self, requester_id: int, *, head_is_starting: bool = False) -> int:
+        """How many upcoming tracks this member queued (`head_is_starting`: not counting the
+        first, about to become the current one; see fair_position)."""
+        waiting = self.upcoming[1:] if head_is_starting else self.upcoming
+        return sum(1 for t in waiting if t.requester_id == requester_id)
 
     def remove(self, n: int) -> Track:
         """Remove and return the track at position n."""

@@ -212,11 +212,33 @@ async def test_every_playlist_batch_is_held_to_the_per_member_limit():
 async def test_a_refused_enqueue_changes_nothing():
     rig, control, _ = control_for(max_per_member=1)
     member = Actor(user_id=9)
-    control.enqueue(GUILD, member, tracks("a"))
+    control.enqueue(GUILD, member, tracks("a"))  # about to play: it counts as the current track
+    control.enqueue(GUILD, member, tracks("b"))
     before = [t.id for t in control.player(GUILD).queue.upcoming]
     with pytest.raises(ControlError, match="You already have 1 track"):
-        control.enqueue(GUILD, member, tracks("b"))
+        control.enqueue(GUILD, member, tracks("c"))
     assert [t.id for t in control.player(GUILD).queue.upcoming] == before
+
+
+async def test_a_play_right_behind_an_idle_player_s_start_is_queued_next_and_takes_its_turn():
+    """The start an idle player's first `play` posts is done by the advancer, later: until
+    then the head of the queue is the track about to play (the reply of a second `play` said
+    "Playing" and the fair queue gave the head a turn: CI's fair-queue failure)."""
+    rig, control, _ = control_for(fair_queue=True)
+    rig.manager.settings = lambda gid: rig.settings  # the store's values and the player's own
+    member, member2 = Actor(user_id=9), Actor(user_id=10)
+    first = control.enqueue(GUILD, member, tracks("long"))
+    assert first.starting
+    second = control.enqueue(GUILD, member, tracks("a440"))
+    third = control.enqueue(GUILD, member, tracks("b880"))
+    assert (second.starting, second.place, third.place) == (False, 1, 2)
+    others = control.enqueue(GUILD, member2, tracks("a660", requester=10))
+    assert others.place == 2  # after member's a440 (round 1), not after the starting "long"
+    assert [t.title for t in control.player(GUILD).queue.upcoming] == ["long", "a440", "a660", "b880"]
+    await rig.settle()  # the advancer takes "long": what the replies said is now the queue
+    player = control.player(GUILD)
+    assert player.queue.current.title == "long"
+    assert [t.title for t in player.queue.upcoming] == ["a440", "a660", "b880"]
 
 
 async def test_the_owner_s_tools_speak_of_the_member_they_act_for():
