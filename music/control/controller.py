@@ -164,10 +164,7 @@ class MusicControl:
         player = self.player(guild_id)
         before = list(player.queue.upcoming)
         _displace_autoplay(player.queue, tracks)
-        # An idle player's start is posted, not done: until the advancer takes the head of the
-        # queue, that head is the track about to play, and a second `play` right behind the
-        # first (two members, or a busy advancer) must not claim it plays, nor take its turn.
-        idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
+        idle = _head_is_starting(player)
         try:
             admission = admit(
                 player.queue,
@@ -214,6 +211,7 @@ class MusicControl:
             usable, dropped, blocked = admit_batch(
                 player.queue, batch, settings, requester_id=actor.user_id, privileged=actor.privileged,
                 rules=self.store.content_rules(guild_id), describe=describe,
+                head_is_starting=_head_is_starting(player),
             )
             left_out += dropped
             if refusals is not None:
@@ -471,6 +469,13 @@ def _stored_streams(queue: QueueModel) -> set[str]:
     """A stored stream URL is never opened as stored: it is looked up again through the same
     checks as a new `play` (network policy, extractor list), whatever the saved data says."""
     return {t.id for t in [queue.current, *queue.upcoming] if t is not None and t.stream_url}
+
+
+def _head_is_starting(player: GuildPlayer) -> bool:
+    """An idle player's start is posted, not done: until the advancer takes the head of the
+    queue, that head is the track about to play, and a second `play` right behind the first
+    (two members, or a busy advancer) must not claim it plays, nor give the head a turn."""
+    return player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
 
 
 def _displace_autoplay(queue: QueueModel, tracks: list[Track]) -> None:

@@ -138,6 +138,7 @@ def admit_batch(
     privileged: bool,
     rules: ContentRules | None = None,
     describe: Callable[[Track], str] = lambda t: t.title,
+    head_is_starting: bool = False,
 ) -> tuple[list[Track], int, list[str]]:
     """A later batch of a playlist that is still loading: the block and allow lists (a sentence
     for each entry they refuse: `summarise_refusals` them), then the length, queue and per-member limits, quietly (the
@@ -147,6 +148,6 @@ def admit_batch(
     usable = [t for t in screened if not (limits.max_length and t.duration and t.duration > limits.max_length)]
     room = limits.max_queue - len(queue)
     if limits.max_per_member and not privileged:
-        room = min(room, limits.max_per_member - queue.count_by(requester_id))
+        room = min(room, limits.max_per_member - queue.count_by(requester_id, head_is_starting=head_is_starting))
     usable = usable[: max(0, room)]
     return usable, len(screened) - len(usable), blocked

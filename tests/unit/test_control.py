@@ -200,10 +200,10 @@ def control_for(**settings: Any):
 async def test_every_playlist_batch_is_held_to_the_per_member_limit():
     rig, control, _ = control_for(max_per_member=3)
     member = Actor(user_id=9)
-    control.enqueue(GUILD, member, tracks("first"))
+    control.enqueue(GUILD, member, tracks("first"))  # about to play: the limit is on what waits
     added, left_out = await control.enqueue_rest(GUILD, member, Batches(tracks("b1", "b2"), tracks("b3", "b4")), None)
     player = control.player(GUILD)
-    assert player.queue.count_by(9) == 3 and (added, left_out) == (2, 2)
+    assert player.queue.count_by(9, head_is_starting=True) == 3 and (added, left_out) == (3, 1)
     dj = Actor(user_id=10, privileged=True)
     added, left_out = await control.enqueue_rest(GUILD, dj, Batches(tracks("d1", "d2", "d3", "d4", requester=10)), None)
     assert (added, left_out) == (4, 0)
@@ -243,6 +243,7 @@ async def test_a_play_right_behind_an_idle_player_s_start_is_queued_next_and_tak
 
 async def test_the_owner_s_tools_speak_of_the_member_they_act_for():
     rig, control, _ = control_for(max_per_member=1)
+    control.enqueue(GUILD, Actor.system_for(9), tracks("now"))  # about to play: not counted
     control.enqueue(GUILD, Actor.system_for(9), tracks("a"))
     with pytest.raises(ControlError, match="That member already has 1 track"):
         control.enqueue(GUILD, Actor.system_for(9), tracks("b"))
