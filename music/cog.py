@@ -19,6 +19,7 @@ from redbot.core.data_manager import cog_data_path
 from .commands import (
     ContentCommands,
     FilterCommands,
+    NowPlayingButtons,
     OwnerCommands,
     PlaybackCommands,
     PlaylistFileCommands,
@@ -29,8 +30,6 @@ from .commands import (
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .control.filters import server_chain
 from .engine.queue import QueueModel
-from .engine.track import Track
-from .formatting import track_line
 from .netguard import NetworkGuard
 from .player import GuildPlayer, PlayerManager
 from .player.adapters import DiscordVoice, PipelineAudio, ServiceTracks
@@ -41,6 +40,8 @@ from .resolve.service import ResolveService
 from .rpc import MusicRPC
 from .store import POSITION_SAVE_INTERVAL, MusicStore
 from .store_chunks import PlayerCapture
+from .ui.live import LiveMessages
+from .ui.views import NowPlayingControls
 from .voiceclient import connected_voice, voice_channel
 
 log = logging.getLogger("red.music")
@@ -50,7 +51,7 @@ SUPERVISOR_MAX_BACKOFF = 30.0
 
 
 class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands, ContentCommands, OwnerCommands,
-            PlaylistFileCommands, FilterCommands, commands.Cog):
+            PlaylistFileCommands, FilterCommands, NowPlayingButtons, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -67,8 +68,9 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         self.service: ResolveService | None = None
         self.manager: PlayerManager | None = None
         self.control: MusicControl | None = None
-        # the live "Now playing" message of each guild: (channel id, message id)
-        self.np_messages: dict[int, tuple[int, int]] = {}
+        # the live "Now playing" message of each guild, and the view answering its buttons
+        self.live = LiveMessages()
+        self.np_controls: NowPlayingControls | None = None
         self.supervisor_restarts: dict[str, int] = {}
         self.rpc: MusicRPC | None = None
 
@@ -105,6 +107,8 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         self._start("advancer", self.manager.run_advancer)
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
+        self._start("nowplaying", self.live_refresh_loop)  # the live "Now playing" messages
+        self.start_buttons()
         self.tasks["init"] = asyncio.create_task(self._initialize(), name="music-init")
         self.rpc = MusicRPC(self)
         self.rpc.register()  # only with `redbot --rpc`; the handlers wait for `ready`
@@ -113,6 +117,7 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         if self.rpc is not None:
             self.rpc.unregister()  # first: no RPC call may reach a cog that is shutting down
         self.shutdown_event.set()
+        self.stop_buttons()
         manager = self.manager
         if manager is not None:
             # save where every player is before anything stops, so a reload resumes there
@@ -233,39 +238,6 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
             await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException:
             log.debug("Could not notify guild %s", player.guild_id, exc_info=True)
-
-    async def _announce_now_playing(self, player: GuildPlayer, track: Track) -> None:
-        """Post "Now playing", replacing the previous one so the channel holds one at a time."""
-        settings = self.store.guild(player.guild_id)
-        channel_id = settings.np_channel or player.text_channel_id
-        channel = self._text_channel(channel_id)
-        if channel is None:
-            return
-        previous = self.np_messages.pop(player.guild_id, None)
-        if previous is not None:
-            old_channel = self._text_channel(previous[0])
-            if old_channel is not None:
-                with contextlib.suppress(discord.HTTPException):
-                    await old_channel.get_partial_message(previous[1]).delete()
-        requester = f" (asked for by <@{track.requester_id}>)" if track.requester_id else ""
-        if track.autoplay:
-            requester = " (autoplay)"
-        try:
-            message = await channel.send(
-                f"Now playing: {track_line(track)}{requester}",
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-        except discord.HTTPException:
-            log.debug("Could not announce in guild %s", player.guild_id, exc_info=True)
-            return
-        self.np_messages[player.guild_id] = (channel.id, message.id)
-
-    def _text_channel(self, channel_id: int | None) -> discord.TextChannel | None:
-        """A channel the cog can post in (text, voice-text or thread), or None."""
-        channel = self.bot.get_channel(channel_id) if channel_id else None
-        if channel is None or not hasattr(channel, "send") or not hasattr(channel, "get_partial_message"):
-            return None
-        return channel  # type: ignore[return-value]
 
     async def red_delete_data_for_user(self, *, requester: str, user_id: int) -> None:
         """Forget who requested queued tracks: the only user data this cog keeps."""

@@ -1,5 +1,6 @@
 """Thin command mixins; the decisions live in the engine and the player."""
 
+from .buttons import NowPlayingButtons  # the live "Now playing" message and its buttons
 from .content import ContentCommands  # musicset autoplay, maxvolume, blocklist, allowlist
 from .filters import FilterCommands  # `filter`, `eq`, `musicset normalize/filterlimit`
 from .owner import OwnerCommands
@@ -12,6 +13,7 @@ from .settings import SettingsCommands
 __all__ = [
     "ContentCommands",
     "FilterCommands",
+    "NowPlayingButtons",
     "OwnerCommands",
     "PlaybackCommands",
     "PlaylistFileCommands",

@@ -85,8 +85,10 @@ class MusicMixin:
     service: ResolveService | None
     ready: asyncio.Event
 
-    async def say(self, ctx: commands.GuildContext, text: str) -> discord.Message:
+    async def say(self, ctx: commands.GuildContext, text: str, *, view: discord.ui.View | None = None) -> discord.Message:
         """Send our own sentence (any remote text in it must already be `safe`)."""
+        if view is not None:
+            return await ctx.send(text, view=view, allowed_mentions=NO_MENTIONS)
         return await ctx.send(text, allowed_mentions=NO_MENTIONS)
 
     async def say_and_await_reply(self, ctx: commands.GuildContext, text: str, timeout: float) -> discord.Message:
@@ -119,24 +121,26 @@ class MusicMixin:
 
     async def actor(self, ctx: commands.GuildContext) -> Actor:
         """Who is asking, as the control layer judges it."""
-        guild, author = ctx.guild, ctx.author
-        assert guild is not None
-        bot = ctx.bot
-        is_owner = await bot.is_owner(author)
-        moderator = is_owner or await bot.is_mod(author)  # type: ignore[arg-type]
-        admin = is_owner or await bot.is_admin(author)  # type: ignore[arg-type]
+        return await self.member_actor(ctx.guild, ctx.author)
+
+    async def member_actor(self, guild: discord.Guild, member: discord.Member | discord.User) -> Actor:
+        """`member` of `guild` as the control layer judges them (a command's author, a clicker)."""
+        bot = self.bot
+        is_owner = await bot.is_owner(member)
+        moderator = is_owner or await bot.is_mod(member)  # type: ignore[arg-type]
+        admin = is_owner or await bot.is_admin(member)  # type: ignore[arg-type]
         if not admin:
-            perms = getattr(author, "guild_permissions", None)
+            perms = getattr(member, "guild_permissions", None)
             admin = bool(perms is not None and perms.manage_guild)
         vc = connected_voice(guild)
         listening, channel = True, "the voice channel"
         if vc is not None:
-            voice = getattr(author, "voice", None)  # only guild members have a voice state
+            voice = getattr(member, "voice", None)  # only guild members have a voice state
             listening = voice is not None and voice.channel == vc.channel
             channel = voice_channel(vc).mention
         return Actor(
-            user_id=author.id,
-            privileged=await self.is_privileged(ctx),
+            user_id=member.id,
+            privileged=await is_privileged(bot, self.store.guild(guild.id).dj_role, member),
             moderator=moderator,
             admin=admin,
             listening=listening,
@@ -149,7 +153,11 @@ class MusicMixin:
         return await is_privileged(ctx.bot, self.store.guild(ctx.guild.id).dj_role, ctx.author)
 
     def human_listeners(self, ctx: commands.GuildContext) -> list[discord.Member]:
-        vc = connected_voice(ctx.guild)
+        return self.guild_listeners(ctx.guild)
+
+    def guild_listeners(self, guild: discord.Guild) -> list[discord.Member]:
+        """The humans in the bot's voice channel of `guild` (who count in a skip vote)."""
+        vc = connected_voice(guild)
         if vc is None:
             return []
         return [m for m in voice_channel(vc).members if not m.bot]

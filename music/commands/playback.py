@@ -23,6 +23,7 @@ from ..resolve.resolver import ResolveError
 from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
 from .filters import sound_line
+from .menus import pick_result
 
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
@@ -168,7 +169,7 @@ class PlaybackCommands(MusicMixin):
     @commands.command()
     @commands.guild_only()
     async def search(self, ctx: commands.GuildContext, *, query: str) -> None:
-        """Search and pick a result to queue by typing its number."""
+        """Search and pick a result to queue from the menu, or by typing its number."""
         actor = await self.actor(ctx)
         async with ctx.typing():
             results = await self.ctl.search(ctx.guild.id, actor, query, SEARCH_RESULTS)
@@ -179,16 +180,15 @@ class PlaybackCommands(MusicMixin):
             for i, t in enumerate(results, 1)
         ]
         prompt = "\n".join(lines) + f"\nType a number from 1 to {len(results)} to queue it, or `cancel`."
-        try:
-            reply = await self.say_and_await_reply(ctx, prompt, SEARCH_TIMEOUT)
-        except asyncio.TimeoutError:
+        labels = [f"{i}. {t.title or 'Unknown title'}" for i, t in enumerate(results, 1)]
+        pick = await pick_result(self, ctx, prompt, labels, SEARCH_TIMEOUT)  # the menu, or a typed number
+        if pick.timed_out:
             await self.say(ctx, "Search timed out; nothing was queued.")
             return
-        choice = reply.content.strip()
-        if not choice.isdigit() or not 1 <= int(choice) <= len(results):
+        if pick.index is None:
             await self.say(ctx, "Search cancelled; nothing was queued.")
             return
-        picked = results[int(choice) - 1]
+        picked = results[pick.index]
         await self.join_author(ctx)
         await self._enqueue(ctx, actor, [picked], front=False)  # resolved when its turn comes
 

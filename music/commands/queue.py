@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import discord
 from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
-from redbot.core.utils.menus import menu
 
-from ..engine.timefmt import format_duration
 from ..formatting import safe, track_line
 from .base import MusicMixin
-
-PAGE_SIZE = 10
+from .menus import queue_pages, send_pages
 
 
 class QueueCommands(MusicMixin):
@@ -19,33 +15,11 @@ class QueueCommands(MusicMixin):
     @commands.guild_only()
     async def queue(self, ctx: commands.GuildContext) -> None:
         """Show the queue. Subcommands change it."""
-        player = self.player(ctx)
-        current = player.queue.current
-        upcoming = player.queue.upcoming
-        if current is None and not upcoming:
+        pages = queue_pages(self.player(ctx))
+        if not pages:
             await self.say(ctx, "The queue is empty.")
             return
-        head = f"Now: {track_line(current)}" if current else "Nothing playing."
-        total = sum(t.duration or 0 for t in upcoming)
-        footer = f"{len(upcoming)} track(s) queued, {format_duration(total)} in all. Repeat {player.queue.repeat.value}, shuffle {'on' if player.queue.shuffle else 'off'}."
-        pages: list[str] = []
-        for start in range(0, max(len(upcoming), 1), PAGE_SIZE):
-            lines = [head, ""]
-            lines += [f"`{i}.` {track_line(t)}{' (autoplay)' if t.autoplay else ''}"
-                      for i, t in enumerate(upcoming[start : start + PAGE_SIZE], start + 1)]
-            pages_total = max(1, -(-len(upcoming) // PAGE_SIZE))
-            lines += ["", f"{footer} Page {start // PAGE_SIZE + 1}/{pages_total}."]
-            pages.append("\n".join(lines))
-        if await ctx.embed_requested():
-            embeds = [discord.Embed(title="Queue", description=p) for p in pages]
-            if len(embeds) == 1:
-                await ctx.send(embed=embeds[0], allowed_mentions=discord.AllowedMentions.none())
-            else:
-                await menu(ctx, embeds)
-        elif len(pages) == 1:
-            await self.say(ctx, pages[0])
-        else:
-            await menu(ctx, pages)
+        await send_pages(self, ctx, pages, as_embeds=await ctx.embed_requested())
 
     @queue.command(name="remove")
     async def queue_remove(self, ctx: commands.GuildContext, *, target: str) -> None:
