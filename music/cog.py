@@ -117,7 +117,6 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         if self.rpc is not None:
             self.rpc.unregister()  # first: no RPC call may reach a cog that is shutting down
         self.shutdown_event.set()
-        self.stop_buttons()
         manager = self.manager
         if manager is not None:
             # save where every player is before anything stops, so a reload resumes there
@@ -127,6 +126,7 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
             snapshots = {gid: p.capture() for gid, p in manager.players.items()}
         else:
             snapshots = {}
+        await self.stop_buttons()  # after the snapshots: the positions are the ones at unload
         for task in self.tasks.values():
             task.cancel()
         if self.tasks:

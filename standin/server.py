@@ -732,6 +732,35 @@ class Standin:
                                                "endpoint": self.voice.endpoint})
 
 
+    # -- what members saw of the bot's answers to components ----------------------------------
+
+    def seen_by(self, message: Message) -> Member | None:
+        """The one member who sees `message` when it is an ephemeral answer to their click
+        (Discord shows it to nobody else); None for a message everyone sees."""
+        if not message.ephemeral or message.interaction_id is None:
+            return None
+        interaction = self.interactions.get(message.interaction_id)
+        return interaction.member if interaction is not None else None
+
+    def private_answers(self, member: Member, *, after: int | Message | None = None) -> list[Message]:
+        """The ephemeral answers only `member` saw, oldest first (newer than `after`)."""
+        after_id = 0 if after is None else (after.id if isinstance(after, Message) else after)
+        return [m for m in self.bot_messages() if m.id > after_id and m.ephemeral
+                and (seer := self.seen_by(m)) is not None and seer.id == member.id]
+
+    async def wait_for_answer(self, interaction: Interaction, *, timeout: float = 10.0) -> Message:
+        """The message that answers `interaction`: the one a type 4 callback created, the
+        component's message a type 7 callback edited, or else the first followup."""
+
+        def answer() -> Message | None:
+            if interaction.original is not None and interaction.responses and \
+                    interaction.responses[0]["type"] in (4, 7):
+                return interaction.original
+            return interaction.followups[0] if interaction.followups else None
+
+        return await self.wait_until(answer, timeout, f"an answer to interaction {interaction.custom_id!r}")
+
+
 def _find_component(rows: list[dict[str, Any]], custom_id: str | None, label: str | None,
                     emoji: str | None) -> dict[str, Any]:
     """The first component (inside action rows) that matches; ValueError listing what exists."""

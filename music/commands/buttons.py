@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("red.music")
 
 LIVE_CHECK_INTERVAL = 1.0  # how often the live messages are looked at (edits: ui/live.py's interval)
+UNLOAD_RETIRE_TIMEOUT = 3.0  # an unload waits this long at most for the live messages to go
 STALE_MESSAGE = "This \"Now playing\" message is old; use the latest one (or the commands)."
 
 
@@ -48,10 +49,19 @@ class NowPlayingButtons(MusicMixin):
         self.np_controls = NowPlayingControls(self.np_button_pressed)
         self.bot.add_view(self.np_controls)
 
-    def stop_buttons(self) -> None:
+    async def stop_buttons(self) -> None:
+        """At cog unload: the buttons stop answering, and the live messages go (a resumed player
+        announces its track again, and two messages with buttons would compete)."""
         if self.np_controls is not None:
             self.np_controls.stop()  # removes it from discord.py's store: the next load adds its own
             self.np_controls = None
+        retiring = []
+        for guild_id in self.live.guilds():
+            live = self.live.forget(guild_id)
+            if live is not None:
+                retiring.append(asyncio.ensure_future(self._retire(live.channel_id, live.message_id, delete=True)))
+        if retiring:
+            await asyncio.wait(retiring, timeout=UNLOAD_RETIRE_TIMEOUT)
 
     # -- the message ---------------------------------------------------------------------------
 
