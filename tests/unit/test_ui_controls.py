@@ -127,3 +127,23 @@ async def test_nothing_playing_is_a_sentence_not_an_error():
     for action in (Action.PAUSE, Action.SKIP):
         answer = press_as(control, ROLES["dj"], action)
         assert answer.private and answer.text == "Nothing is playing."
+
+
+async def test_the_registered_view_answers_every_button_and_a_shown_one_is_not_kept():
+    from music.ui.views import NowPlayingControls, display_controls
+
+    async def pressed(interaction, action):
+        return None
+
+    registered = NowPlayingControls(pressed)
+    assert registered.is_persistent() and registered.timeout is None  # what bot.add_view needs
+    assert sorted(i.custom_id for i in registered.children) == sorted(custom_id(a) for a in Action)
+    playing = display_controls(paused=False, shuffle=True, repeat="track")
+    paused = display_controls(paused=True, shuffle=False, repeat="off")
+    ids = [i.custom_id for i in playing.children]
+    assert custom_id(Action.PAUSE) in ids and custom_id(Action.RESUME) not in ids
+    assert custom_id(Action.RESUME) in [i.custom_id for i in paused.children]
+    labels = {i.custom_id: i.label for i in playing.children}
+    assert labels[custom_id(Action.SHUFFLE)] == "Shuffle: on" and labels[custom_id(Action.REPEAT)] == "Repeat: track"
+    # stopped before sending: discord.py stores no view per message (the registered one answers)
+    assert playing.is_finished() and paused.is_finished()
