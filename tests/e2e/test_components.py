@@ -121,6 +121,7 @@ async def test_the_skip_button_is_a_heard_skip_for_a_dj(music_bot: MusicBot, mem
     answer = await s.wait_for_answer(click)
     assert answer.content == f"<@{w.dj.id}> skipped **Tone 330** (0:08)." and s.seen_by(answer) is None
     heard = await ears.wait_for_tone(550, after=clicked_at, packets=5, timeout=5)
+    print(f"\nDJ's Skip click to the next track heard: {heard[0].arrival - clicked_at:.2f} s")
     assert heard[0].arrival - clicked_at < 2.0
     assert not any(near(p.frequency, 330) for p in ears.sound_after(heard[0].arrival))
     # one live message: the old one went, the next track's has the buttons
@@ -151,6 +152,7 @@ async def test_listeners_vote_with_the_skip_button_once_each(music_bot: MusicBot
     passed = await s.wait_for_answer(await s.click(member2, live, SKIP))
     assert passed.content == "Vote passed (2/2): skipped **Tone 550** (0:08)." and not passed.ephemeral
     heard = await ears.wait_for_tone(770, after=passed_at, packets=5, timeout=5)
+    print(f"\nthe passing vote's click to the next track heard: {heard[0].arrival - passed_at:.2f} s")
     assert heard[0].arrival - passed_at < 2.0
 
 
@@ -193,11 +195,14 @@ async def test_the_message_is_kept_current_in_spaced_edits(music_bot: MusicBot, 
     requests_from = len(s.requests)
     await queue_tones(music_bot, w.dj, tones, "t330.webm", "t550.webm")
     first = await live_message(music_bot, "Tone 330", after=start)
+    posted_at = time.monotonic()
     await live_message(music_bot, "Tone 550", after=first.id)  # the 8-second track played through
     patches = [r.started for r in s.requests[requests_from:]
                if r.method == "PATCH" and r.path.endswith(f"/messages/{first.id}")]
     assert patches, "the position bar never moved"
-    gaps = [b - a for a, b in zip(patches, patches[1:])]
+    gaps = [b - a for a, b in zip([posted_at, *patches], patches)]  # the first from the post
+    print(f"\nlive message edits during an {SECONDS:.0f} s track: {len(patches)}, "
+          f"gaps (the first from the post) {[round(g, 2) for g in gaps]} s")
     assert all(gap >= LIVE_EDIT_INTERVAL - 0.5 for gap in gaps), gaps
     assert len(patches) <= SECONDS / LIVE_EDIT_INTERVAL + 1
     shown = [e["content"] for e in first.edits[1:]] + [first.content]
