@@ -182,6 +182,9 @@ async def test_refusals_are_private_sentences_and_change_nothing(music_bot: Musi
     assert away.content == f"Join {w.music.mention} to control the music." and s.seen_by(away) is outsider
     not_dj = await s.wait_for_answer(await s.click(w.member, live, "music:np:stop"))
     assert not_dj.content == "Only DJs can stop the music here." and s.seen_by(not_dj) is w.member
+    # the Queue button only reads: anyone may look, privately
+    listing = await s.wait_for_answer(await s.click(outsider, live, "music:np:queue"))
+    assert listing.ephemeral and s.seen_by(listing) is outsider and "Now: **Tone 990**" in listing.text
     public = [m for m in s.bot_messages(w.general) if m.id > mark and not m.ephemeral]
     assert public == []  # nothing in the channel for anyone else
     await ears.wait_for_tone(990, after=time.monotonic(), packets=10, timeout=5)  # it plays on
