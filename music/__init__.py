@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+from .i18n import _
 
 if TYPE_CHECKING:
     from redbot.core.bot import Red
@@ -25,7 +26,7 @@ async def setup(bot: Red) -> None:
         # Red shows this text as it is (it substitutes [p] only in install messages)
         p = await _display_prefix(bot)
         raise CogLoadError(
-            f"The core Audio cog is loaded and uses the same commands; run `{p}unload audio` first, then `{p}load music`."
+            _("The core Audio cog is loaded and uses the same commands; run `{p}unload audio` first, then `{p}load music`.").format(p=p)
         )
     from .cog import Music
 

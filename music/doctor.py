@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from music.resolve.jsruntime import JsRuntimeReport, js_runtime_report
+from .i18n import _, deferred
 
 log = logging.getLogger("red.music.doctor")
 
@@ -36,7 +37,7 @@ YTDLP_LAST_RELEASE_FOR_PYTHON = {(3, 9): "2025.10.14", (3, 10): "2026.10.21"}
 # `[p]pipinstall` runs `pip install -U -t <lib>`: it updates yt-dlp (and the scripts it expects)
 # and keeps what the owner installed by hand; `[p]cog reinstallreqs` empties the lib folder first,
 # so deno installed with `[p]pipinstall deno` has to be installed again after it.
-YTDLP_UPDATE = (
+YTDLP_UPDATE = deferred._(
     "Update it with `[p]pipinstall -U yt-dlp yt-dlp-ejs` (or `[p]cog reinstallreqs`, which "
     "reinstalls every cog's requirements and removes what `[p]pipinstall` added, deno "
     "included), then restart the bot."
@@ -75,10 +76,10 @@ def _run(args: list[str], timeout: float = COMMAND_TIMEOUT) -> subprocess.Comple
 def ffmpeg_origin(path: str, override: str | None) -> str:
     """Which ffmpeg this is, in the owner's words."""
     if override and os.path.realpath(path) == os.path.realpath(override):
-        return "set with `musicset ffmpeg`"
+        return _("set with `musicset ffmpeg`")
     if "imageio_ffmpeg" in path:
-        return "bundled (imageio-ffmpeg)"
-    return "from PATH"
+        return _("bundled (imageio-ffmpeg)")
+    return _("from PATH")
 
 
 def check_ffmpeg(override: str | None) -> Finding:
@@ -88,10 +89,10 @@ def check_ffmpeg(override: str | None) -> Finding:
     try:
         path = find_ffmpeg(override)
     except FFmpegNotFound as exc:
-        return Finding(name, False, "No ffmpeg found.", str(exc))
+        return Finding(name, False, _("No ffmpeg found."), str(exc))
     origin = ffmpeg_origin(path, override)
     if override and origin != "set with `musicset ffmpeg`":
-        note = f" (the configured `{override}` is not an executable file)"
+        note = _(" (the configured `{override}` is not an executable file)").format(override=override)
     else:
         note = ""
     try:
@@ -101,29 +102,29 @@ def check_ffmpeg(override: str | None) -> Finding:
         return Finding(
             name,
             False,
-            f"`{path}` ({origin}) does not run: {exc}.",
-            "Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg, or reinstall it "
-            "with `[p]cog reinstallreqs`.",
+            _("`{path}` ({origin}) does not run: {exc}.").format(path=path, origin=origin, exc=exc),
+            _("Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg, or reinstall it "
+            "with `[p]cog reinstallreqs`."),
         )
     if version_out.returncode != 0:
         return Finding(
             name,
             False,
-            f"`{path}` ({origin}) exits with code {version_out.returncode}.",
-            "Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg.",
+            _("`{path}` ({origin}) exits with code {returncode}.").format(path=path, origin=origin, returncode=version_out.returncode),
+            _("Run `[p]musicset ffmpeg` with no path to use the bundled ffmpeg."),
         )
     match = re.search(r"ffmpeg version (\S+)", version_out.stdout)
-    version = match[1] if match else "unknown version"
-    detail = f"{version} at `{path}`, {origin}{note}"
+    version = match[1] if match else _("unknown version")
+    detail = _("{version} at `{path}`, {origin}{note}").format(version=version, path=path, origin=origin, note=note)
     if not re.search(r"^\s*A\S*\s+libopus\b", encoders_out.stdout, re.MULTILINE):
         return Finding(
             name,
             False,
-            detail + "; it has no libopus encoder, so anything that isn't Opus already can't play.",
-            "Use an ffmpeg built with libopus: `[p]musicset ffmpeg` with no path picks the "
-            "bundled one, which has it.",
+            detail + _("; it has no libopus encoder, so anything that isn't Opus already can't play."),
+            _("Use an ffmpeg built with libopus: `[p]musicset ffmpeg` with no path picks the "
+            "bundled one, which has it."),
         )
-    return Finding(name, True, detail + "; runs, has libopus.")
+    return Finding(name, True, detail + _("; runs, has libopus."))
 
 
 # -- yt-dlp and its JavaScript side ---------------------------------------------------------------
@@ -157,7 +158,7 @@ def check_ytdlp(
         try:
             from yt_dlp.version import __version__ as running
         except ImportError:
-            return Finding(name, False, "yt-dlp is not installed.", "Run `[p]cog reinstallreqs`.")
+            return Finding(name, False, _("yt-dlp is not installed."), _("Run `[p]cog reinstallreqs`."))
         version = str(running)
         # `[p]cog reinstallreqs` replaces the files, but the running bot keeps the old module
         on_disk = _distribution_version("yt-dlp")
@@ -165,74 +166,74 @@ def check_ytdlp(
             return Finding(
                 name,
                 False,
-                f"{on_disk} is installed but the bot still runs {version}.",
-                "Restart the bot to use the new yt-dlp.",
+                _("{on_disk} is installed but the bot still runs {version}.").format(on_disk=on_disk, version=version),
+                _("Restart the bot to use the new yt-dlp."),
             )
     released = version_date(version)
     if released is None:
-        return Finding(name, True, f"{version} (its age is unknown: not a dated release).")
+        return Finding(name, True, _("{version} (its age is unknown: not a dated release).").format(version=version))
     age = (today - released).days
-    detail = f"{version}, released {age} day{'s' if age != 1 else ''} ago"
+    detail = (_("{version}, released {age} days ago") if age != 1 else _("{version}, released {age} day ago")).format(version=version, age=age)
     stuck = ""
     if last_release is not None and _normal(version) >= _normal(last_release):
         stuck = (
-            f"yt-dlp releases after {last_release} need a newer Python than "
-            f"{python[0]}.{python[1]}: run the bot on Python 3.11 (Red 3.5 supports it) to keep "
-            "getting site fixes."
+            _("yt-dlp releases after {last_release} need a newer Python than "
+            "{python}.{python2}: run the bot on Python 3.11 (Red 3.5 supports it) to keep "
+            "getting site fixes.").format(last_release=last_release, python=python[0], python2=python[1])
         )
     if (released.year, released.month, released.day) < YTDLP_JS_SINCE:
         return Finding(
             name,
             False,
-            detail + "; this release can't solve YouTube's JavaScript challenges.",
-            stuck or YTDLP_UPDATE,
+            detail + _("; this release can't solve YouTube's JavaScript challenges."),
+            stuck or _(YTDLP_UPDATE),
         )
     if age > YTDLP_STALE_DAYS:
         return Finding(
             name,
             False,
-            detail + f"; sites change often and releases older than {YTDLP_STALE_DAYS} days "
-            "tend to break.",
-            stuck or YTDLP_UPDATE,
+            detail + _("; sites change often and releases older than {ytdlp_stale_days} days "
+            "tend to break.").format(ytdlp_stale_days=YTDLP_STALE_DAYS),
+            stuck or _(YTDLP_UPDATE),
         )
     return Finding(name, True, detail + ".", stuck)
 
 
 def check_js_runtime(report: JsRuntimeReport) -> Finding:
-    name = "JavaScript runtime (YouTube)"
+    name = _("JavaScript runtime (YouTube)")
     if not report.known:
         return Finding(
             name,
             False,
-            "This yt-dlp predates JavaScript runtimes.",
-            "Run `[p]cog reinstallreqs` to update yt-dlp.",
+            _("This yt-dlp predates JavaScript runtimes."),
+            _("Run `[p]cog reinstallreqs` to update yt-dlp."),
         )
     install = (
-        "Install deno for yt-dlp: `[p]pipinstall deno` (a 42 MB download, 96 MB on disk; the "
+        _("Install deno for yt-dlp: `[p]pipinstall deno` (a 42 MB download, 96 MB on disk; the "
         "cog finds it in Red's library folder), or install node 22 or newer on the system; "
-        "then run `[p]musicset doctor` again (no restart needed)."
+        "then run `[p]musicset doctor` again (no restart needed).")
     )
     if report.chosen is None:
         too_old = [r for r in report.found if not r.supported]
         if too_old:
             seen = ", ".join(
-                f"{r.name} {r.version} from {r.source}"
-                + (f" (yt-dlp needs {r.minimum} or newer)" if r.minimum else "")
+                _("{name} {version} from {source}").format(name=r.name, version=r.version, source=r.source)
+                + (_(" (yt-dlp needs {minimum} or newer)").format(minimum=r.minimum) if r.minimum else "")
                 for r in too_old
             )
-            detail = f"Only a runtime too old for yt-dlp was found: {seen}. YouTube links will fail."
+            detail = _("Only a runtime too old for yt-dlp was found: {seen}. YouTube links will fail.").format(seen=seen)
         else:
-            detail = "None found (yt-dlp can use deno, node 22+ or bun). YouTube links will fail."
+            detail = _("None found (yt-dlp can use deno, node 22+ or bun). YouTube links will fail.")
         return Finding(name, False, detail, install)
     chosen = report.chosen
     others = [r for r in report.found if r is not chosen]
     extra = ""
     if others:
-        extra = " Also found: " + ", ".join(
+        extra = _(" Also found: ") + ", ".join(
             f"{r.name} {r.version}" + ("" if r.supported else " (too old)") for r in others
         ) + "."
     return Finding(
-        name, True, f"{chosen.name} {chosen.version} from {chosen.source} (`{chosen.path}`).{extra}"
+        name, True, _("{name} {version} from {source} (`{path}`).{extra}").format(name=chosen.name, version=chosen.version, source=chosen.source, path=chosen.path, extra=extra)
     )
 
 
@@ -255,19 +256,19 @@ def check_ejs() -> Finding:
         return Finding(
             name,
             False,
-            "Not installed: yt-dlp has no challenge-solver scripts for YouTube, and the cog "
-            "doesn't let it download them at run time.",
-            f"Run `[p]pipinstall yt-dlp-ejs{pin}` (a 53 kB download).",
+            _("Not installed: yt-dlp has no challenge-solver scripts for YouTube, and the cog "
+            "doesn't let it download them at run time."),
+            _("Run `[p]pipinstall yt-dlp-ejs{pin}` (a 53 kB download).").format(pin=pin),
         )
     version = str(getattr(module, "version", None) or _distribution_version("yt-dlp-ejs") or "unknown")
     if expected and version.split(".")[:2] != expected.split(".")[:2]:
         return Finding(
             name,
             False,
-            f"{version} is installed but this yt-dlp expects {expected}; yt-dlp will ignore it.",
-            f"Run `[p]pipinstall yt-dlp-ejs{pin}`, or `[p]cog reinstallreqs` to update both.",
+            _("{version} is installed but this yt-dlp expects {expected}; yt-dlp will ignore it.").format(version=version, expected=expected),
+            _("Run `[p]pipinstall yt-dlp-ejs{pin}`, or `[p]cog reinstallreqs` to update both.").format(pin=pin),
         )
-    return Finding(name, True, f"{version} (the scripts yt-dlp runs for YouTube).")
+    return Finding(name, True, _("{version} (the scripts yt-dlp runs for YouTube).").format(version=version))
 
 
 # -- voice ----------------------------------------------------------------------------------------
@@ -281,12 +282,12 @@ def _distribution_version(dist: str) -> str | None:
 
 
 def check_pynacl() -> Finding:
-    name = "PyNaCl (voice encryption)"
+    name = _("PyNaCl (voice encryption)")
     try:
         import nacl
     except ImportError:
         return Finding(
-            name, False, "Not installed: the bot can't send voice.", "Run `[p]cog reinstallreqs`."
+            name, False, _("Not installed: the bot can't send voice."), _("Run `[p]cog reinstallreqs`.")
         )
     version = str(getattr(nacl, "__version__", None) or _distribution_version("PyNaCl") or "")
     voice_client = sys.modules.get("discord.voice_client")
@@ -295,31 +296,31 @@ def check_pynacl() -> Finding:
         return Finding(
             name,
             False,
-            f"{version or 'an unknown version'} is installed; discord.py 2.7 expects 1.5.x.",
-            "Run `[p]cog reinstallreqs` (the cog asks for PyNaCl>=1.5,<1.6).",
+            _("{version} is installed; discord.py 2.7 expects 1.5.x.").format(version=version or _('an unknown version')),
+            _("Run `[p]cog reinstallreqs` (the cog asks for PyNaCl>=1.5,<1.6)."),
         )
     if not seen_by_discord:
         return Finding(
             name,
             False,
-            f"{version} is installed but discord.py was loaded before it and still thinks it is "
-            "missing.",
-            "Restart the bot.",
+            _("{version} is installed but discord.py was loaded before it and still thinks it is "
+            "missing.").format(version=version),
+            _("Restart the bot."),
         )
     return Finding(name, True, f"{version}.")
 
 
 def check_davey() -> Finding:
-    name = "davey (DAVE voice encryption)"
+    name = _("davey (DAVE voice encryption)")
     try:
         import davey  # noqa: F401
     except ImportError:
         return Finding(
             name,
             False,
-            "Not installed. Discord has refused unencrypted voice since 2 March 2026 (close "
-            "code 4017), so the bot can't join voice channels.",
-            "Run `[p]cog reinstallreqs`, then restart the bot.",
+            _("Not installed. Discord has refused unencrypted voice since 2 March 2026 (close "
+            "code 4017), so the bot can't join voice channels."),
+            _("Run `[p]cog reinstallreqs`, then restart the bot."),
         )
     version = _distribution_version("davey") or "installed"
     voice_state = sys.modules.get("discord.voice_state")
@@ -327,9 +328,9 @@ def check_davey() -> Finding:
         return Finding(
             name,
             False,
-            f"{version} is installed but discord.py was loaded before it and still thinks it is "
-            "missing, so voice connections fail.",
-            "Restart the bot.",
+            _("{version} is installed but discord.py was loaded before it and still thinks it is "
+            "missing, so voice connections fail.").format(version=version),
+            _("Restart the bot."),
         )
     return Finding(name, True, f"{version}.")
 
@@ -338,26 +339,26 @@ def check_davey() -> Finding:
 
 
 def check_config_backend(backend: str, queued_tracks: int) -> Finding:
-    name = "Config backend"
+    name = _("Config backend")
     kind = backend.lower()
     if kind.startswith("postgres"):
-        return Finding(name, True, "PostgreSQL: each queue is written on its own.")
-    detail = f"{backend}, {queued_tracks} track{'s' if queued_tracks != 1 else ''} queued in all"
+        return Finding(name, True, _("PostgreSQL: each queue is written on its own."))
+    detail = (_("{backend}, {queued_tracks} tracks queued in all") if queued_tracks != 1 else _("{backend}, {queued_tracks} track queued in all")).format(backend=backend, queued_tracks=queued_tracks)
     if kind == "json" and queued_tracks >= JSON_QUEUE_NOTE_AT:
         return Finding(
             name,
             True,
-            detail + ". JSON rewrites every queue on each save (about 85 ms per save with "
+            detail + _(". JSON rewrites every queue on each save (about 85 ms per save with "
             "5,000 tracks, 0.8 s with 50,000); saves are batched every 2 s, but they slow "
-            "the bot's other cogs.",
-            "Consider PostgreSQL (`redbot-setup convert <instance> postgres`), or lower "
-            "`[p]musicset maxqueue`.",
+            "the bot's other cogs."),
+            _("Consider PostgreSQL (`redbot-setup convert <instance> postgres`), or lower "
+            "`[p]musicset maxqueue`."),
         )
     return Finding(name, True, detail + ".")
 
 
 def check_data_folder(path: Path) -> Finding:
-    name = "Data folder"
+    name = _("Data folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         # the cache and Config write with temp file + replace: test exactly that
@@ -369,11 +370,11 @@ def check_data_folder(path: Path) -> Finding:
         return Finding(
             name,
             False,
-            f"`{path}` is not writable ({exc.strerror or exc}): the lookup cache and saved "
-            "queues can't be written.",
-            "Give the user the bot runs as write access to that folder.",
+            _("`{path}` is not writable ({strerror}): the lookup cache and saved "
+            "queues can't be written.").format(path=path, strerror=exc.strerror or exc),
+            _("Give the user the bot runs as write access to that folder."),
         )
-    return Finding(name, True, f"`{path}` is writable.")
+    return Finding(name, True, _("`{path}` is writable.").format(path=path))
 
 
 # -- all together ---------------------------------------------------------------------------------
@@ -395,12 +396,12 @@ def run_checks_sync(
     checks: list[tuple[str, Callable[[], Finding]]] = [
         ("ffmpeg", lambda: check_ffmpeg(ffmpeg_override)),
         ("yt-dlp", lambda: check_ytdlp(today)),
-        ("JavaScript runtime (YouTube)", lambda: check_js_runtime(report)),
+        (_("JavaScript runtime (YouTube)"), lambda: check_js_runtime(report)),
         ("yt-dlp-ejs", check_ejs),
-        ("PyNaCl (voice encryption)", check_pynacl),
-        ("davey (DAVE voice encryption)", check_davey),
-        ("Config backend", lambda: check_config_backend(storage_backend, queued_tracks)),
-        ("Data folder", lambda: check_data_folder(data_path)),
+        (_("PyNaCl (voice encryption)"), check_pynacl),
+        (_("davey (DAVE voice encryption)"), check_davey),
+        (_("Config backend"), lambda: check_config_backend(storage_backend, queued_tracks)),
+        (_("Data folder"), lambda: check_data_folder(data_path)),
     ]
     findings = []
     for name, check in checks:
@@ -408,7 +409,7 @@ def run_checks_sync(
             findings.append(check())
         except Exception as exc:  # one broken check must not hide the others
             log.exception("The doctor's %s check failed", name)
-            findings.append(Finding(name, False, f"The check itself failed: {exc!r}."))
+            findings.append(Finding(name, False, _("The check itself failed: {exc!r}.").format(exc=exc)))
     return findings
 
 

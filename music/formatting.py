@@ -8,6 +8,7 @@ import discord
 
 from .engine.timefmt import format_duration
 from .engine.track import Track
+from .i18n import _
 
 _MAX_TITLE = 120
 # <@123>, <@!123>, <@&123>, <#123>, @everyone, @here
@@ -33,4 +34,4 @@ def track_line(track: Track) -> str:
         duration = "?"  # not resolved yet (a playlist entry)
     else:
         duration = format_duration(track.duration)
-    return f"**{safe(track.title) or 'Unknown title'}** ({duration})"
+    return _("**{title}** ({duration})").format(title=safe(track.title) or _('Unknown title'), duration=duration)

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 from music.engine.timefmt import quote_user_text
+from .i18n import _
 
 log = logging.getLogger("red.music.policy")
 
@@ -77,10 +78,10 @@ def refusal_sentence(host: str, verdict: str) -> str:
     "local" (private/local/special address) or "lookup" (the name doesn't resolve)."""
     shown_host = quote_user_text(host)
     if verdict == "lookup":
-        return f"I couldn't find the site `{shown_host}`."
+        return _("I couldn't find the site `{shown_host}`.").format(shown_host=shown_host)
     if verdict == "owner":
-        return f"I won't fetch `{shown_host}`: the bot owner has blocked the address it points to."
-    return f"I won't fetch `{shown_host}`: it points to a private or local network address."
+        return _("I won't fetch `{shown_host}`: the bot owner has blocked the address it points to.").format(shown_host=shown_host)
+    return _("I won't fetch `{shown_host}`: it points to a private or local network address.").format(shown_host=shown_host)
 
 
 def validate_cidr(text: str) -> str:
@@ -89,8 +90,8 @@ def validate_cidr(text: str) -> str:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
         raise ValueError(
-            f"`{quote_user_text(text)}` isn't an IP address or network: use a form like "
-            "192.168.1.0/24, 10.0.0.5 or 2001:db8::/32."
+            _("`{text}` isn't an IP address or network: use a form like "
+            "192.168.1.0/24, 10.0.0.5 or 2001:db8::/32.").format(text=quote_user_text(text))
         ) from None
 
 
@@ -174,16 +175,16 @@ class NetworkPolicy:
             parts = urlsplit(url.strip())
             port = parts.port
         except ValueError:
-            raise PolicyError(f"I couldn't read `{shown}` as a link.") from None
+            raise PolicyError(_("I couldn't read `{shown}` as a link.").format(shown=shown)) from None
         scheme = parts.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
             what = (
-                f"`{quote_user_text(scheme, 20)}:` links" if scheme else "links without http(s)://"
+                _("`{scheme}:` links").format(scheme=quote_user_text(scheme, 20)) if scheme else _("links without http(s)://")
             )
-            raise PolicyError(f"I only play http and https links; {what} are refused.")
+            raise PolicyError(_("I only play http and https links; {what} are refused.").format(what=what))
         host = parts.hostname
         if not host:
-            raise PolicyError(f"The link `{shown}` has no host name.")
+            raise PolicyError(_("The link `{shown}` has no host name.").format(shown=shown))
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
@@ -246,8 +247,8 @@ def normalise_extractor(text: str) -> str:
         name = name.split(":", 1)[0]
     if not _EXTRACTOR_NAME.match(name):
         raise ValueError(
-            f"`{quote_user_text(text)}` isn't an extractor name: use a yt-dlp extractor family "
-            "such as youtube, soundcloud or bandcamp, or generic:all."
+            _("`{text}` isn't an extractor name: use a yt-dlp extractor family "
+            "such as youtube, soundcloud or bandcamp, or generic:all.").format(text=quote_user_text(text))
         )
     return name
 
@@ -280,13 +281,13 @@ class ExtractorPolicy:
         shown = quote_user_text(family, 40)
         if family.lower() == "generic":
             raise PolicyError(
-                "I can't play that link: it isn't from a site I support, and the bot owner has "
+                _("I can't play that link: it isn't from a site I support, and the bot owner has "
                 "turned off links to other sites (the owner can allow direct media links with "
-                "`musicset extractors allow generic`)."
+                "`musicset extractors allow generic`).")
             )
         raise PolicyError(
-            f"I can't play links from `{shown}`: the bot owner hasn't allowed that site (the "
-            f"owner can allow it with `musicset extractors allow {shown}`)."
+            _("I can't play links from `{shown}`: the bot owner hasn't allowed that site (the "
+            "owner can allow it with `musicset extractors allow {shown}`).").format(shown=shown)
         )
 
     def check_generic_result(self, info: dict, url: str) -> None:
@@ -303,9 +304,9 @@ class ExtractorPolicy:
         ):
             return
         raise PolicyError(
-            "I can't play that link: it's a web page, not a direct link to an audio or video "
+            _("I can't play that link: it's a web page, not a direct link to an audio or video "
             "file, and the site has no dedicated support (the bot owner can allow web pages "
-            "with `musicset extractors allow generic:all`)."
+            "with `musicset extractors allow generic:all`).")
         )
 
     def __repr__(self) -> str:
@@ -321,33 +322,33 @@ def resolve_local_path(folder: Path, user_text: str) -> Path:
     shown = quote_user_text(user_text)
     text = user_text.strip()
     if not text:
-        raise PolicyError("Name a file in the local folder.")
+        raise PolicyError(_("Name a file in the local folder."))
     if "\x00" in text:
-        raise PolicyError(f"`{shown}` isn't a valid file name.")
+        raise PolicyError(_("`{shown}` isn't a valid file name.").format(shown=shown))
     if (
         PurePosixPath(text).is_absolute()
         or PureWindowsPath(text).is_absolute()
         or PureWindowsPath(text).drive
         or text.startswith(("/", "\\"))
     ):
-        raise PolicyError(f"`{shown}` is an absolute path: name a file inside the local folder.")
+        raise PolicyError(_("`{shown}` is an absolute path: name a file inside the local folder.").format(shown=shown))
     try:
         base = Path(folder).resolve(strict=True)
     except (OSError, RuntimeError):
         raise PolicyError(
-            "The local music folder doesn't exist; the bot owner must set it."
+            _("The local music folder doesn't exist; the bot owner must set it.")
         ) from None
     try:
         real = (base / text).resolve(strict=True)
     except (OSError, RuntimeError):  # missing, symlink loop, name too long...
-        raise PolicyError(f"I can't find `{shown}` in the local folder.") from None
+        raise PolicyError(_("I can't find `{shown}` in the local folder.").format(shown=shown)) from None
     if not real.is_relative_to(base):
-        raise PolicyError(f"`{shown}` is outside the local folder.")
+        raise PolicyError(_("`{shown}` is outside the local folder.").format(shown=shown))
     if not real.is_file():
-        raise PolicyError(f"`{shown}` isn't a file.")
+        raise PolicyError(_("`{shown}` isn't a file.").format(shown=shown))
     if real.suffix.lower() not in MEDIA_SUFFIXES:
         kinds = ", ".join(sorted(s.lstrip(".") for s in MEDIA_SUFFIXES))
-        raise PolicyError(f"`{shown}` isn't an audio or video file I play ({kinds}).")
+        raise PolicyError(_("`{shown}` isn't an audio or video file I play ({kinds}).").format(shown=shown, kinds=kinds))
     if not os.access(real, os.R_OK):
-        raise PolicyError(f"I'm not allowed to read `{shown}`.")
+        raise PolicyError(_("I'm not allowed to read `{shown}`.").format(shown=shown))
     return real

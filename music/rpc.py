@@ -36,6 +36,7 @@ from .engine.track import Track
 from .permissions import is_privileged
 from .player import GuildPlayer, PlayerState
 from .voiceclient import connected_voice
+from .i18n import _
 
 if TYPE_CHECKING:
     import discord
@@ -71,7 +72,7 @@ def _handler(method: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., 
             if not self.registered:
                 # Red swaps in a new method table on unregister, but a websocket opened
                 # before keeps the old one: its calls still reach this unloaded cog's handlers
-                raise RPCError("Music was unloaded or reloaded; reconnect to the RPC server.")
+                raise RPCError(_("Music was unloaded or reloaded; reconnect to the RPC server."))
             await wait_until_ready(self.cog.ready)
             result = await method(self, *args, **kwargs)
         except RPCError as exc:
@@ -222,7 +223,7 @@ class MusicRPC:
         guild = self._guild(guild_id)
         index = self._position(guild.id, position, track_id)
         if to_position is None:
-            raise RPCError("Give `to_position`: where the track should end up.")
+            raise RPCError(_("Give `to_position`: where the track should end up."))
         target = _int(to_position, "to_position")
         track = self._control().move(guild.id, Actor.system_for(), index, target)
         return {"moved": _track_json(track, DEFAULT_FIELDS), "position": target}
@@ -243,7 +244,7 @@ class MusicRPC:
         if url is None:
             return {"background": self.cog.store.guild(guild.id).background}
         if not isinstance(url, str):
-            raise RPCError("`url` must be a link, or \"off\".")
+            raise RPCError(_("`url` must be a link, or \"off\"."))
         return {"background": await self._control().set_background(guild.id, Actor.system_for(), url)}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -252,7 +253,7 @@ class MusicRPC:
         gid = _snowflake(guild_id, "guild_id")
         guild = self.bot.get_guild(gid)
         if guild is None:
-            raise RPCError(f"I'm not in a server with id {gid}.")
+            raise RPCError(_("I'm not in a server with id {gid}.").format(gid=gid))
         return guild
 
     def _control(self) -> MusicControl:
@@ -271,7 +272,7 @@ class MusicRPC:
 
     def _position(self, guild_id: int, position: Any, track_id: Any) -> int:
         if (position is None) == (track_id is None):
-            raise RPCError("Give either `position` (1-based) or `track_id`.")
+            raise RPCError(_("Give either `position` (1-based) or `track_id`."))
         if track_id is not None:
             return self._control().index_of(guild_id, str(track_id))
         return _int(position, "position")  # the control layer checks the range, with a sentence
@@ -285,24 +286,24 @@ class MusicRPC:
         if text_channel_id is not None:
             text = guild.get_channel(_snowflake(text_channel_id, "text_channel_id"))
             if text is None or not hasattr(text, "send"):
-                raise RPCError(f"There's no text channel {text_channel_id} in that server.")
+                raise RPCError(_("There's no text channel {text_channel_id} in that server.").format(text_channel_id=text_channel_id))
             text_id = text.id
         vc = connected_voice(guild)
         connected = vc is not None
         if channel_id is not None:
             channel = guild.get_channel(_snowflake(channel_id, "channel_id"))
             if channel is None or not callable(getattr(channel, "connect", None)):
-                raise RPCError(f"There's no voice channel {channel_id} in that server.")
+                raise RPCError(_("There's no voice channel {channel_id} in that server.").format(channel_id=channel_id))
             if connected and vc is not None and vc.channel.id != channel.id:
-                raise RPCError(f"I'm already in voice channel {vc.channel.id}; add without `channel_id` to play there.")
+                raise RPCError(_("I'm already in voice channel {id}; add without `channel_id` to play there.").format(id=vc.channel.id))
             perms = channel.permissions_for(guild.me)
             if not (perms.connect and perms.speak):
-                raise RPCError(f"I need the Connect and Speak permissions in voice channel {channel.id}.")
+                raise RPCError(_("I need the Connect and Speak permissions in voice channel {id}.").format(id=channel.id))
             return channel.id, text_id
         if connected and vc is not None:
             return vc.channel.id, text_id
         if player.channel_id is None or guild.get_channel(player.channel_id) is None:
-            raise RPCError("I'm not in a voice channel: give `channel_id`, the voice channel to play in.")
+            raise RPCError(_("I'm not in a voice channel: give `channel_id`, the voice channel to play in."))
         return player.channel_id, text_id
 
 
@@ -325,21 +326,21 @@ def _fields(fields: Any) -> tuple[str, ...]:
     if fields is None:
         return DEFAULT_FIELDS
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
-        raise RPCError("`fields` must be a list of field names.")
+        raise RPCError(_("`fields` must be a list of field names."))
     unknown = [f for f in fields if f not in TRACK_FIELDS]
     if unknown:
-        raise RPCError(f"Unknown field(s) {', '.join(unknown)}; choose from {', '.join(TRACK_FIELDS)}.")
+        raise RPCError(_("Unknown field(s) {unknown}; choose from {track_fields}.").format(unknown=', '.join(unknown), track_fields=', '.join(TRACK_FIELDS)))
     return tuple(fields)
 
 
 def _snowflake(value: Any, name: str, *, allow_zero: bool = False) -> int:
     """A Discord id from an int or a digit string."""
     if isinstance(value, bool):
-        raise RPCError(f"`{name}` must be a Discord id (a number or a string of digits).")
+        raise RPCError(_("`{name}` must be a Discord id (a number or a string of digits).").format(name=name))
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int) or value < 0 or (value == 0 and not allow_zero) or value >= 1 << 64:
-        raise RPCError(f"`{name}` must be a Discord id (a number or a string of digits).")
+        raise RPCError(_("`{name}` must be a Discord id (a number or a string of digits).").format(name=name))
     return value
 
 
@@ -347,5 +348,5 @@ def _int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-        raise RPCError(f"`{name}` must be a whole number.")
+        raise RPCError(_("`{name}` must be a whole number.").format(name=name))
     return value

@@ -21,6 +21,7 @@ from discord.opus import OPUS_SILENCE
 
 from .prebuffer import FRAME_SECONDS
 from .stream import TrackStream
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.source")
 
@@ -182,7 +183,7 @@ class ChainSource(discord.AudioSource):
 
     def _check_open(self) -> None:
         if self._closed or self._exhausted:
-            raise ChainClosed("This audio source has stopped; play a new one.")
+            raise ChainClosed(_("This audio source has stopped; play a new one."))
 
     # -- discord.AudioSource ---------------------------------------------------------------------
 

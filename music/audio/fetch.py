@@ -28,6 +28,7 @@ from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 from ..netguard import proxy_authorization
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.fetch")
 
@@ -130,7 +131,7 @@ class HttpMediaReader:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         if urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise MediaFetchError("Only http and https links can be streamed.")
+            raise MediaFetchError(_("Only http and https links can be streamed."))
         self.url = url
         self.headers = clean_headers(headers)
         self.headers.setdefault("Accept-Encoding", "identity")  # bytes as stored: no gzip
@@ -176,7 +177,7 @@ class HttpMediaReader:
                     # the first connection failed: the site is down or refuses us, and waiting
                     # would only delay the user's error (ffmpeg does not retry this either)
                     self._drop_connection()
-                    raise MediaFetchError(f"Could not connect to {_site(self.url)}: {exc}") from None
+                    raise MediaFetchError(_("Could not connect to {url}: {exc}").format(url=_site(self.url), exc=exc)) from None
                 failures = self._after_drop(failures, exc)
                 continue
             except Exception:
@@ -207,7 +208,7 @@ class HttpMediaReader:
             self._drop_connection()
             if self._closed.is_set():
                 return
-            raise MediaFetchError(f"Could not connect to {_site(self.url)}: {exc}") from None
+            raise MediaFetchError(_("Could not connect to {url}: {exc}").format(url=_site(self.url), exc=exc)) from None
 
     def seekable(self) -> bool:
         return True
@@ -264,7 +265,7 @@ class HttpMediaReader:
         if failures >= len(self.reconnect_delays):
             cause = f": {exc}" if exc is not None and str(exc) else ""
             raise MediaFetchError(
-                f"The connection to {_site(self.url)} was lost and reconnecting failed{cause}"
+                _("The connection to {url} was lost and reconnecting failed{cause}").format(url=_site(self.url), cause=cause)
             )
         log.debug("Connection to %s dropped at byte %d (%s); resuming", _site(self.url),
                   self.position, exc or "early end")
@@ -282,17 +283,17 @@ class HttpMediaReader:
     def _open(self) -> None:
         """Connect (following redirects) and position the response at ``self.position``."""
         url = self.url
-        for _ in range(MAX_REDIRECTS + 1):
+        for _hop in range(MAX_REDIRECTS + 1):
             conn, response = self._request(url)
             status = response.status
             if status in _REDIRECTS:
                 location = response.getheader("Location")
                 conn.close()
                 if not location:
-                    raise MediaFetchError(f"{_site(url)} answered a redirect without a location.")
+                    raise MediaFetchError(_("{url} answered a redirect without a location.").format(url=_site(url)))
                 url = urljoin(url, location)
                 if urlsplit(url).scheme.lower() not in ("http", "https"):
-                    raise MediaFetchError(f"{_site(self.url)} redirected to something that is not a web link.")
+                    raise MediaFetchError(_("{url} redirected to something that is not a web link.").format(url=_site(self.url)))
                 continue
             if status == 416 and self.position > 0:
                 # asked to resume at or past the end: nothing more to read
@@ -302,7 +303,7 @@ class HttpMediaReader:
                 return
             if status not in (200, 206):
                 conn.close()
-                raise MediaFetchError(f"HTTP error {status} {response.reason} from {_site(url)}")
+                raise MediaFetchError(_("HTTP error {status} {reason} from {url}").format(status=status, reason=response.reason, url=_site(url)))
             self._note_length(response, status)
             self.final_url = url
             self.content_type = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
@@ -310,14 +311,14 @@ class HttpMediaReader:
                 self._skip_to_position(response)  # no range support: read past what we had
             self._install(conn, response)
             return
-        raise MediaFetchError(f"{_site(self.url)} redirected too many times.")
+        raise MediaFetchError(_("{url} redirected too many times.").format(url=_site(self.url)))
 
     def _request(self, url: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         parts = urlsplit(url)
         https = parts.scheme.lower() == "https"
         host = parts.hostname
         if not host:
-            raise MediaFetchError("That link has no host name.")
+            raise MediaFetchError(_("That link has no host name."))
         port = parts.port or (443 if https else 80)
         target = parts.path or "/"
         if parts.query:
@@ -349,7 +350,7 @@ class HttpMediaReader:
             headers["Range"] = f"bytes={self.position}-"
         with self._lock:
             if self._closed.is_set():
-                raise MediaFetchError("The stream was closed.")
+                raise MediaFetchError(_("The stream was closed."))
             self._conn = conn  # so close() can wake a connect or a read in another thread
         try:
             conn.request("GET", target, headers=headers)
@@ -359,14 +360,14 @@ class HttpMediaReader:
             text = str(exc)
             if "Tunnel connection failed" in text:
                 # the guard refused the CONNECT: final, and policy_refusal() reads this text
-                raise MediaFetchError(f"HTTP error {text.split(':', 1)[-1].strip()}") from None
+                raise MediaFetchError(_("HTTP error {value}").format(value=text.split(':', 1)[-1].strip())) from None
             raise
 
     def _note_length(self, response: http.client.HTTPResponse, status: int) -> None:
         if status == 206:
             match = _CONTENT_RANGE.fullmatch((response.getheader("Content-Range") or "").strip())
             if match is None or int(match[1]) != self.position:
-                raise MediaFetchError(f"{_site(self.url)} resumed the stream at the wrong place.")
+                raise MediaFetchError(_("{url} resumed the stream at the wrong place.").format(url=_site(self.url)))
             if match[2] != "*":
                 self.length = int(match[2])
             return
@@ -379,7 +380,7 @@ class HttpMediaReader:
         while left > 0 and not self._closed.is_set():
             data = response.read1(min(left, READ_SIZE))
             if not data:
-                raise OSError("the connection ended while skipping to the resume point")
+                raise OSError(_("the connection ended while skipping to the resume point"))
             left -= len(data)
 
     def _install(self, conn: http.client.HTTPConnection | None,

@@ -27,6 +27,7 @@ from music.netguard import ffmpeg_env
 from ..engine.filters import FilterChain
 from .filters import filter_graph
 from .pipe_input import PipeFeeder, RemoteSource, duration_from_bitrate, ogg_duration_from_tail
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.ffmpeg")
 
@@ -86,8 +87,8 @@ def find_ffmpeg(override: str | None = None) -> str:
     if on_path:
         return on_path
     raise FFmpegNotFound(
-        "No ffmpeg was found: install the imageio-ffmpeg package (the cog's requirements include "
-        "it), put ffmpeg on PATH, or set the path of an ffmpeg executable in the cog's settings."
+        _("No ffmpeg was found: install the imageio-ffmpeg package (the cog's requirements include "
+        "it), put ffmpeg on PATH, or set the path of an ffmpeg executable in the cog's settings.")
     )
 
 
@@ -141,8 +142,8 @@ def build_args(
     """
     graph = filter_graph(filters, volume)  # raises for a negative volume
     if passthrough and graph is not None:
-        raise ValueError("A volume other than 100% or a filter needs transcoding; passthrough "
-                         "cannot apply it.")
+        raise ValueError(_("A volume other than 100% or a filter needs transcoding; passthrough "
+                         "cannot apply it."))
     args = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostdin"]
     args += input_args(path, start=start, input_format=input_format)
     args += ["-map", "0:a:0", "-vn", "-sn", "-dn"]
@@ -198,7 +199,7 @@ def parse_probe_output(stderr: str) -> ProbeResult:
     audio = _AUDIO_RE.search(stderr)
     if audio is None:
         tail = " ".join(stderr.strip().splitlines()[-2:])[:300]
-        raise ProbeError(f"ffmpeg found no audio stream in this input ({tail or 'no output'}).")
+        raise ProbeError(_("ffmpeg found no audio stream in this input ({tail}).").format(tail=tail or _('no output')))
     parts = [p.strip() for p in audio.group("rest").split(",")]
     # "opus", "aac (LC) (mp4a / 0x6134706D)", "mp3 (mp3float)" -> the first word is the codec
     codec = parts[0].split(" ", 1)[0].lower() if parts and parts[0] else None
@@ -310,7 +311,7 @@ def probe_audio(
     try:
         summary = run.finish(timeout)
     except subprocess.TimeoutExpired as exc:
-        raise ProbeError(f"ffmpeg took longer than {timeout:g} s to open this input.") from exc
+        raise ProbeError(_("ffmpeg took longer than {timeout:g} s to open this input.").format(timeout=timeout)) from exc
     if run.input_error:
         raise ProbeError(run.input_error)
     result = parse_probe_output(summary)

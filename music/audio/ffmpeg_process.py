@@ -12,6 +12,7 @@ from typing import IO
 
 from .ffmpeg import end_process
 from .pipe_input import PipeFeeder, Readable
+from ..i18n import _, deferred
 
 #: How many stderr lines of ffmpeg are kept for error messages.
 STDERR_TAIL_LINES = 20
@@ -165,7 +166,7 @@ _URL_PATH = re.compile(r"(https?://[^/\s?#]+)[^\s]*")
 
 #: What the user reads when ffmpeg found a kind of file its demuxer allowlist leaves out
 #: (music.audio.ffmpeg.FORMAT_WHITELIST): a playlist or a list of other files, as a rule.
-NOT_MEDIA_SENTENCE = ("That isn't an audio or video file I can play: it looks like a playlist "
+NOT_MEDIA_SENTENCE = deferred._("That isn't an audio or video file I can play: it looks like a playlist "
                       "or a list of other files, which I don't open.")
 
 
@@ -173,7 +174,7 @@ def stderr_error_text(lines: collections.deque[str], source: str, limit: int = 4
     """ffmpeg's last stderr lines as one sentence-ish text, without log prefixes and without
     URL paths and queries (stream URLs carry tokens and the bot's IP address)."""
     if any("not on whitelist" in line for line in lines):
-        return NOT_MEDIA_SENTENCE
+        return _(NOT_MEDIA_SENTENCE)
     cleaned = []
     for line in list(lines)[-4:]:
         line = _LOG_PREFIX.sub("", line).replace(source, "the input")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..engine.filters import EQ_BANDS, FilterChain, gain_to_db
+from ..i18n import _
 
 SAMPLE_RATE = 48000
 #: Each band's width in octaves: the bands are 2/3 octave apart, so neighbours meet at about
@@ -30,7 +31,7 @@ def filter_graph(chain: FilterChain | None, volume: int = 100) -> str | None:
     """The ``-af`` value for ``chain`` with ``volume`` (percent) on top; None when there is
     nothing to do."""
     if volume < 0:
-        raise ValueError("The volume cannot be negative.")
+        raise ValueError(_("The volume cannot be negative."))
     parts: list[str] = []
     if chain is not None and not chain.is_flat:
         parts.append(f"aformat=sample_rates={SAMPLE_RATE}:channel_layouts=stereo")
@@ -86,5 +87,5 @@ def tempo_steps(tempo: float) -> list[float]:
 
 def _number(value: float) -> str:
     if not math.isfinite(value):
-        raise ValueError("A filter value must be a finite number.")
+        raise ValueError(_("A filter value must be a finite number."))
     return f"{value:.6g}"

@@ -50,6 +50,7 @@ from .hls_playlist import (
     is_playlist,
     parse_playlist,
 )
+from ..i18n import _
 
 __all__ = ["HlsError", "HlsReader", "MediaPlaylist", "MasterPlaylist", "choose_rendition",
            "is_playlist", "parse_playlist"]
@@ -195,8 +196,8 @@ class HlsReader:
             parsed = parse_playlist(body, final)
             if isinstance(parsed, MasterPlaylist):
                 raise HlsError(
-                    "The stream's playlist points to another list of streams; "
-                    "I follow only one level."
+                    _("The stream's playlist points to another list of streams; "
+                    "I follow only one level.")
                 )
         else:
             self._playlist_url = final_url
@@ -256,7 +257,7 @@ class HlsReader:
                 continue
             parsed = parse_playlist(body, final)
             if isinstance(parsed, MasterPlaylist):
-                raise HlsError("The stream's playlist changed into a list of streams.")
+                raise HlsError(_("The stream's playlist changed into a list of streams."))
             self.reloads += 1
             self._take(parsed, parsed.segments)
             if self._pending:
@@ -320,15 +321,15 @@ class HlsReader:
         if not self._checked_head:
             self._checked_head = True
             if is_playlist(data[:64]):
-                raise HlsError("The stream's segment is a playlist, not audio; I won't follow it.")
+                raise HlsError(_("The stream's segment is a playlist, not audio; I won't follow it."))
         if len(data) > self._left:
             if not self._limit_is_range:
-                raise HlsError("A segment of the stream is larger than I will read.")
+                raise HlsError(_("A segment of the stream is larger than I will read."))
             data = data[: self._left]
         self._left -= len(data)
         if self._left == 0:
             if not self._limit_is_range:
-                raise HlsError("A segment of the stream is larger than I will read.")
+                raise HlsError(_("A segment of the stream is larger than I will read."))
             self._end_current()
         return data
 
@@ -347,7 +348,7 @@ class HlsReader:
         with self._lock:
             if self._closed.is_set():
                 reader.close()
-                raise MediaFetchError("The stream was closed.")
+                raise MediaFetchError(_("The stream was closed."))
             self._current = reader
         return reader
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from .fetch import MediaFetchError
+from ..i18n import _
 
 #: A playlist larger than this is refused (a 3-hour VOD playlist of 2 s segments is ~400 KB).
 MAX_PLAYLIST_BYTES = 1024 * 1024
@@ -108,7 +109,7 @@ def _link(base_url: str, uri: str) -> str:
     if scheme not in ("http", "https"):
         shown = re.sub(r"[^a-z0-9+.-]", "", scheme)[:20] or "unnamed"
         raise HlsError(
-            f"The stream's playlist names a `{shown}:` link; I only fetch http and https links."
+            _("The stream's playlist names a `{shown}:` link; I only fetch http and https links.").format(shown=shown)
         )
     return url
 
@@ -117,7 +118,7 @@ def _byterange(value: str) -> tuple[int, int | None]:
     """``(length, offset or None)`` from `<n>[@<o>]`."""
     match = _BYTERANGE.match(value.strip())
     if match is None:
-        raise HlsError("The stream's playlist has a byte range I can't read.")
+        raise HlsError(_("The stream's playlist has a byte range I can't read."))
     return int(match[1]), (int(match[2]) if match[2] is not None else None)
 
 
@@ -127,7 +128,7 @@ def _resolve_range(written: tuple[int, int | None], previous_end: int | None) ->
     length, offset = written
     if offset is None:
         if previous_end is None:
-            raise HlsError("The stream's playlist has a byte range without a start.")
+            raise HlsError(_("The stream's playlist has a byte range without a start."))
         offset = previous_end
     return ByteRange(length, offset)
 
@@ -135,13 +136,13 @@ def _resolve_range(written: tuple[int, int | None], previous_end: int | None) ->
 def parse_playlist(body: bytes, base_url: str) -> MasterPlaylist | MediaPlaylist:
     """A master or media playlist from its bytes; raises :class:`HlsError` with a sentence."""
     if len(body) > MAX_PLAYLIST_BYTES:
-        raise HlsError("The stream's playlist is too large for me to read.")
+        raise HlsError(_("The stream's playlist is too large for me to read."))
     if not is_playlist(body):
-        raise HlsError("The stream's playlist is not an HLS playlist.")
+        raise HlsError(_("The stream's playlist is not an HLS playlist."))
     text = body.lstrip(_BOM).decode("utf-8", "replace")
     lines = [line.strip() for line in text.splitlines()]
     if any(len(line) > MAX_LINE for line in lines):
-        raise HlsError("The stream's playlist has a line too long for me to read.")
+        raise HlsError(_("The stream's playlist has a line too long for me to read."))
     if any(line.startswith("#EXT-X-STREAM-INF") for line in lines):
         return _parse_master(lines, base_url)
     return _parse_media(lines, base_url)
@@ -170,9 +171,9 @@ def _parse_master(lines: list[str], base_url: str) -> MasterPlaylist:
             ))
             pending = None
         if len(master.variants) + len(master.audio) > MAX_ENTRIES:
-            raise HlsError("The stream's playlist lists too many streams for me to read.")
+            raise HlsError(_("The stream's playlist lists too many streams for me to read."))
     if not master.variants:
-        raise HlsError("The stream's playlist lists no stream to play.")
+        raise HlsError(_("The stream's playlist lists no stream to play."))
     return master
 
 
@@ -197,9 +198,9 @@ def _parse_media(lines: list[str], base_url: str) -> MediaPlaylist:
             segments.append(Segment(url, duration, sequence + len(segments), byterange, init))
             duration, written_range = 0.0, None
             if len(segments) > MAX_ENTRIES:
-                raise HlsError("The stream's playlist lists too many segments for me to read.")
+                raise HlsError(_("The stream's playlist lists too many segments for me to read."))
             continue
-        tag, _, value = line.partition(":")
+        tag, _colon, value = line.partition(":")
         if tag == "#EXT-X-TARGETDURATION":
             target = max(0.0, _number(value, target))
         elif tag == "#EXT-X-MEDIA-SEQUENCE":
@@ -212,7 +213,7 @@ def _parse_media(lines: list[str], base_url: str) -> MediaPlaylist:
         elif tag == "#EXT-X-MAP":
             attrs = _attributes(value)
             if not attrs.get("URI"):
-                raise HlsError("The stream's playlist has an init section without a link.")
+                raise HlsError(_("The stream's playlist has an init section without a link."))
             init_range = None
             if "BYTERANGE" in attrs:
                 length, offset = _byterange(attrs["BYTERANGE"])
@@ -222,10 +223,10 @@ def _parse_media(lines: list[str], base_url: str) -> MediaPlaylist:
             method = re.sub(r"[^A-Z0-9-]", "", _attributes(value).get("METHOD", "NONE"))[:20]
             if method != "NONE":
                 raise HlsError(
-                    f"The stream is encrypted ({method}); I can't play encrypted HLS streams."
+                    _("The stream is encrypted ({method}); I can't play encrypted HLS streams.").format(method=method)
                 )
         elif tag == "#EXT-X-I-FRAMES-ONLY":
-            raise HlsError("The stream's playlist holds only video key frames, no audio.")
+            raise HlsError(_("The stream's playlist holds only video key frames, no audio."))
         elif tag == "#EXT-X-ENDLIST":
             ended = True
     return MediaPlaylist(target, sequence, segments, ended)

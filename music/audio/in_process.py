@@ -16,6 +16,7 @@ from .fetch import HttpMediaReader, MediaFetchError
 from .ogg import CAPTURE_PATTERN, OggOpusReader, opus_frame_duration_ms
 from .pipe_input import Prefixed, fetch_error_sentence
 from .webm import EBML_MAGIC, WebmOpusReader
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.in_process")
 
@@ -90,5 +91,5 @@ def input_error_text(exc: BaseException) -> str:
     if isinstance(exc, MediaFetchError):
         return fetch_error_sentence(str(exc))
     if isinstance(exc, FileNotFoundError):
-        return "The file does not exist."
-    return f"Reading the track failed: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        return _("The file does not exist.")
+    return _("Reading the track failed: {strerror}").format(strerror=exc.strerror or exc) if isinstance(exc, OSError) else str(exc)

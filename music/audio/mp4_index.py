@@ -17,6 +17,7 @@ import struct
 from typing import Protocol
 
 from .fetch import MediaFetchError
+from ..i18n import _
 
 #: The index is held in memory while it is sent; a 3-hour audio file's is well under 4 MiB.
 MAX_MOOV_BYTES = 16 * 1024 * 1024
@@ -58,7 +59,7 @@ def top_level_boxes(raw: SeekableInput, length: int) -> list[tuple[bytes, int, i
     offset = 0
     while offset < length:
         if len(boxes) >= MAX_TOP_LEVEL_BOXES:
-            raise Mp4IndexError("That MP4 file has too many parts for me to read.")
+            raise Mp4IndexError(_("That MP4 file has too many parts for me to read."))
         header = _read_exactly(raw, offset, 16)
         if len(header) < 8:
             break
@@ -68,7 +69,7 @@ def top_level_boxes(raw: SeekableInput, length: int) -> list[tuple[bytes, int, i
         elif size == 0:
             size = length - offset
         if size < 8 or offset + size > length:
-            raise Mp4IndexError("That MP4 file is damaged (a part runs past its end).")
+            raise Mp4IndexError(_("That MP4 file is damaged (a part runs past its end)."))
         boxes.append((kind, offset, size))
         offset += size
     return boxes
@@ -87,10 +88,10 @@ def _walk(data: bytearray, start: int, end: int, low: int, high: int, shift: int
         header = 8
         if size == 1:
             if offset + 16 > end:
-                raise Mp4IndexError("That MP4 file's index is damaged.")
+                raise Mp4IndexError(_("That MP4 file's index is damaged."))
             size, header = struct.unpack_from(">Q", data, offset + 8)[0], 16
         if size < header or offset + size > end:
-            raise Mp4IndexError("That MP4 file's index is damaged.")
+            raise Mp4IndexError(_("That MP4 file's index is damaged."))
         if kind in _CONTAINERS:
             _walk(data, offset + header, offset + size, low, high, shift)
         elif kind in (b"stco", b"co64"):
@@ -101,18 +102,18 @@ def _walk(data: bytearray, start: int, end: int, low: int, high: int, shift: int
 def _shift_table(data: bytearray, start: int, end: int, wide: bool, low: int, high: int,
                  shift: int) -> None:
     if start + 8 > end:
-        raise Mp4IndexError("That MP4 file's index is damaged.")
+        raise Mp4IndexError(_("That MP4 file's index is damaged."))
     count = struct.unpack_from(">I", data, start + 4)[0]
     width, form = (8, ">Q") if wide else (4, ">I")
     if start + 8 + count * width > end:
-        raise Mp4IndexError("That MP4 file's index is damaged.")
+        raise Mp4IndexError(_("That MP4 file's index is damaged."))
     limit = 2**64 if wide else 2**32
     for at in range(start + 8, start + 8 + count * width, width):
         value = struct.unpack_from(form, data, at)[0]
         if low <= value < high:
             value += shift
             if value >= limit:
-                raise Mp4IndexError("That MP4 file is too large to be streamed from its end.")
+                raise Mp4IndexError(_("That MP4 file is too large to be streamed from its end."))
             struct.pack_into(form, data, at, value)
 
 
@@ -125,20 +126,20 @@ class IndexFirstReader:
         length = raw.length
         if not length:
             raise Mp4IndexError(
-                "That MP4 file keeps its index at the end and the site didn't say its size, "
-                "so it can't be streamed.")
+                _("That MP4 file keeps its index at the end and the site didn't say its size, "
+                "so it can't be streamed."))
         self._raw = raw
         boxes = top_level_boxes(raw, length)
         moov = next((b for b in boxes if b[0] == b"moov"), None)
         data = next((b for b in boxes if b[0] == b"mdat"), None)
         if moov is None or data is None:
-            raise Mp4IndexError("That MP4 file has no index, so I can't play it.")
-        _, moov_at, moov_size = moov
+            raise Mp4IndexError(_("That MP4 file has no index, so I can't play it."))
+        _box, moov_at, moov_size = moov
         if moov_size > MAX_MOOV_BYTES:
-            raise Mp4IndexError("That MP4 file's index is too large for me to read.")
+            raise Mp4IndexError(_("That MP4 file's index is too large for me to read."))
         index = bytearray(_read_exactly(raw, moov_at, moov_size))
         if len(index) != moov_size:
-            raise Mp4IndexError("That MP4 file ended before its index did.")
+            raise Mp4IndexError(_("That MP4 file ended before its index did."))
         data_at = data[1]
         shift_chunk_offsets(index, data_at, moov_at, moov_size)
         #: what is sent, in order: bytes in memory, or (start, end) ranges of the input
@@ -163,7 +164,7 @@ class IndexFirstReader:
                 self._raw.seek(start)
             data = self._raw.read1(min(size, end - start))
             if not data:
-                raise Mp4IndexError("That MP4 file ended before its size said.")
+                raise Mp4IndexError(_("That MP4 file ended before its size said."))
             self._parts[0] = (start + len(data), end)
             self._position = start + len(data)
             return data

@@ -33,6 +33,7 @@ from ..netguard import policy_refusal
 from .fetch import HttpMediaReader, MediaFetchError
 from .hls import MAX_PLAYLIST_BYTES, HlsError, HlsReader, is_playlist
 from .mp4_index import IndexFirstReader
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.pipe_input")
 
@@ -182,7 +183,7 @@ def ffmpeg_input(raw: HttpMediaReader, head: bytes, *, start: float,
                            "hls", known_end=not stream.live)
     if container == "dash":
         raise MediaFetchError(
-            "That link is a DASH manifest, which I can't play; try the page it came from.")
+            _("That link is a DASH manifest, which I can't play; try the page it came from."))
     if container == "mp4" and not _index_first(head):
         # a pipe cannot go back from the index at the end to the data: send the index first
         return FfmpegInput(IndexFirstReader(raw), start, "mov", False, container, known_end=True)
@@ -198,7 +199,7 @@ def _read_rest(raw: Readable, limit: int) -> bytes:
             break
         body += data
     if len(body) >= limit:
-        raise HlsError("The stream's playlist is too large for me to read.")
+        raise HlsError(_("The stream's playlist is too large for me to read."))
     return body
 
 
@@ -250,7 +251,7 @@ class RemoteSource:
         raw = HttpMediaReader(self.url, headers=self.headers, proxy=self.proxy)
         with self._lock:
             if self._closed.is_set():
-                raise MediaFetchError("The stream was closed.")
+                raise MediaFetchError(_("The stream was closed."))
             self._raw = raw
         head = read_head(raw, SNIFF_BYTES)
         opened = ffmpeg_input(raw, head, start=self.start, headers=self.headers, proxy=self.proxy)
@@ -341,10 +342,10 @@ class PipeFeeder:
                 self.error = fetch_error_sentence(str(exc))
         except OSError as exc:
             if not self._stopped.is_set():
-                self.error = f"Reading the track failed: {exc.strerror or exc}"
+                self.error = _("Reading the track failed: {strerror}").format(strerror=exc.strerror or exc)
         except Exception as exc:  # never let the feeder die silently
             log.exception("feeding ffmpeg failed")
-            self.error = f"Reading the track failed: {exc}"
+            self.error = _("Reading the track failed: {exc}").format(exc=exc)
         finally:
             _close_quietly(self._stdin)
             _close_quietly(self._source)

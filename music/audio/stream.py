@@ -30,6 +30,7 @@ from .ogg import OggOpusReader, opus_frame_duration_ms
 from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
 from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
 from .webm import NotOpusAudio, WebmError
+from ..i18n import _
 
 log = logging.getLogger("red.music.audio.source")
 
@@ -145,7 +146,7 @@ class TrackStream:
         try:
             proc = self._spawn(self.passthrough, self.start_position)
         except OSError as exc:
-            self._error = f"ffmpeg could not be started: {exc}"
+            self._error = _("ffmpeg could not be started: {exc}").format(exc=exc)
             self._prebuffer.end()
             return self
         with self._lock:
@@ -210,7 +211,7 @@ class TrackStream:
                     return  # close() saw the old process; _finish ends this one
         except Exception as exc:  # never let the reader die silently
             log.exception("reader of %s failed", self.source)
-            self._error = f"Reading the track failed: {exc}"
+            self._error = _("Reading the track failed: {exc}").format(exc=exc)
         finally:
             if proc is not None:
                 self._conclude(proc.wait_exit(closing=self._closed))
@@ -238,7 +239,7 @@ class TrackStream:
         except OSError as exc:
             if fed is not None:
                 close_quietly(fed.reader)  # type: ignore[arg-type]
-            self._error = f"ffmpeg could not be started: {exc}"
+            self._error = _("ffmpeg could not be started: {exc}").format(exc=exc)
             return None
         with self._lock:
             self._proc = new_proc
@@ -326,7 +327,7 @@ class TrackStream:
                 self.demuxed = None
                 return True, self.start_position, None
             if not self._closed:
-                self._error = f"the stream's data is damaged ({exc})"
+                self._error = _("the stream's data is damaged ({exc})").format(exc=exc)
         except (MediaFetchError, OSError) as exc:
             if not self._closed:
                 self._error = input_error_text(exc)
@@ -367,18 +368,18 @@ class TrackStream:
             return feeder.error  # the input failed (a refusal, a lost connection, a sentence)
         if returncode:
             return stderr_error_text(self._stderr_tail, self.source) or (
-                f"ffmpeg exited with code {returncode}.")
+                _("ffmpeg exited with code {returncode}.").format(returncode=returncode))
         if self._prebuffer.packets_put == 0:
-            return ("ffmpeg produced no audio for this track." if ran_ffmpeg
-                    else "The track holds no audio I can play.")
+            return (_("ffmpeg produced no audio for this track.") if ran_ffmpeg
+                    else _("The track holds no audio I can play."))
         read_to_its_end = (feeder is not None and feeder.complete
                            and self._fed is not None and self._fed.known_end)
         if (self.expected_end is not None and not read_to_its_end
                 and self._end_position() < self.expected_end - SHORT_END_TOLERANCE):
             cause = stderr_error_text(self._stderr_tail, self.source)
             return (
-                f"the stream ended at {self._end_position():.1f} s of "
-                f"{self.expected_end:.1f} s (the connection was lost)"
+                _("the stream ended at {end_position:.1f} s of "
+                "{expected_end:.1f} s (the connection was lost)").format(end_position=self._end_position(), expected_end=self.expected_end)
                 + (f": {cause}" if cause else ".")
             )
         return None

@@ -16,6 +16,7 @@ from ..engine.track import Track
 from ..formatting import safe, track_line
 from ..permissions import is_privileged
 from ..voiceclient import connected_voice, voice_channel
+from ..i18n import _
 
 if TYPE_CHECKING:
     from redbot.core.bot import Red
@@ -116,7 +117,7 @@ class MusicMixin:
     def current_or_fail(self, ctx: commands.GuildContext) -> Track:
         track = self.player(ctx).queue.current
         if track is None:
-            raise CommandError("Nothing is playing.")
+            raise CommandError(_("Nothing is playing."))
         return track
 
     async def actor(self, ctx: commands.GuildContext) -> Actor:
@@ -133,7 +134,7 @@ class MusicMixin:
             perms = getattr(member, "guild_permissions", None)
             admin = bool(perms is not None and perms.manage_guild)
         vc = connected_voice(guild)
-        listening, channel = True, "the voice channel"
+        listening, channel = True, _("the voice channel")
         if vc is not None:
             voice = getattr(member, "voice", None)  # only guild members have a voice state
             listening = voice is not None and voice.channel == vc.channel
@@ -169,17 +170,17 @@ class MusicMixin:
         assert guild is not None
         voice = getattr(author, "voice", None)  # only guild members have a voice state
         if voice is None or voice.channel is None:
-            raise CommandError("Join a voice channel first.")
+            raise CommandError(_("Join a voice channel first."))
         channel = voice.channel
         if not discord_has_dave():
             # Discord closes voice without DAVE (close code 4017) since 2026-03-02
             raise CommandError(
-                "I can't join voice: DAVE encryption support is missing. The bot owner should run "
-                f"`{ctx.clean_prefix}pipinstall davey` (or `{ctx.clean_prefix}cog reinstallreqs`) and restart the bot."
+                _("I can't join voice: DAVE encryption support is missing. The bot owner should run "
+                "`{clean_prefix}pipinstall davey` (or `{clean_prefix}cog reinstallreqs`) and restart the bot.").format(clean_prefix=ctx.clean_prefix)
             )
         perms = channel.permissions_for(guild.me)
         if not (perms.connect and perms.speak):
-            raise CommandError(f"I need the Connect and Speak permissions in {channel.mention}.")
+            raise CommandError(_("I need the Connect and Speak permissions in {mention}.").format(mention=channel.mention))
         self.ctl.bind(guild.id, None, ctx.channel.id)
         vc = connected_voice(guild)
         if vc is not None:
@@ -188,27 +189,27 @@ class MusicMixin:
                 return vc
             others = [m for m in voice_channel(vc).members if not m.bot]
             if (vc.is_playing() or vc.is_paused()) and others and not await ctx.bot.is_mod(author):
-                raise CommandError(f"I'm already playing in {voice_channel(vc).mention}; join that channel.")
+                raise CommandError(_("I'm already playing in {mention}; join that channel.").format(mention=voice_channel(vc).mention))
             await vc.move_to(channel)
             self.ctl.bind(guild.id, channel.id, None)
             return vc
         if perms.connect and channel.user_limit and len(channel.members) >= channel.user_limit and not perms.move_members:
-            raise CommandError(f"{channel.mention} is full.")
+            raise CommandError(_("{mention} is full.").format(mention=channel.mention))
         try:
             vc = await channel.connect(timeout=15.0, self_deaf=True)
         except asyncio.TimeoutError:
-            raise CommandError(f"I couldn't connect to {channel.mention} in time; try again.") from None
+            raise CommandError(_("I couldn't connect to {mention} in time; try again.").format(mention=channel.mention)) from None
         except discord.ClientException:
             # another command is connecting meanwhile: use its voice client
             vc = cast("discord.VoiceClient | None", guild.voice_client)
             if vc is None:
-                raise CommandError(f"I couldn't connect to {channel.mention}.") from None
+                raise CommandError(_("I couldn't connect to {mention}.").format(mention=channel.mention)) from None
         self.ctl.bind(guild.id, channel.id, None)
         return vc
 
     def queued_reply(self, tracks: list[Track], position: int, title: str | None) -> str:
         if len(tracks) == 1:
-            where = "next" if position == 1 else f"at position {position}"
-            return f"Queued {track_line(tracks[0])} {where}."
-        name = f" from **{safe(title)}**" if title else ""
-        return f"Queued {len(tracks)} tracks{name}, starting at position {position}."
+            where = _("next") if position == 1 else _("at position {position}").format(position=position)
+            return _("Queued {tracks} {where}.").format(tracks=track_line(tracks[0]), where=where)
+        name = _(" from **{title}**").format(title=safe(title)) if title else ""
+        return _("Queued {tracks_count} tracks{name}, starting at position {position}.").format(tracks_count=len(tracks), name=name, position=position)

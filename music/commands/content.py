@@ -17,6 +17,7 @@ from ..control.content import ContentControl, RuleList
 from ..formatting import safe
 from .base import MusicMixin, _ChatControl
 from .settings import SettingsCommands
+from ..i18n import _
 
 BLOCK, ALLOW = RuleList("block"), RuleList("allow")
 BLOCK_GLOBAL, ALLOW_GLOBAL = RuleList("block", bot_wide=True), RuleList("allow", bot_wide=True)
@@ -58,32 +59,32 @@ class ContentCommands(MusicMixin):
         """The highest volume anyone may set here, from 1 to 150 (admins too: raise this first).
         A louder player or default is turned down to it."""
         value = await self._content().set_max_volume(ctx.guild.id, await self.actor(ctx), percent)
-        await self.say(ctx, f"The volume can be set up to {value}% here.")
+        await self.say(ctx, _("The volume can be set up to {value}% here.").format(value=value))
 
     # -- the lists ---------------------------------------------------------------------------
 
     async def _add(self, ctx: commands.GuildContext, which: RuleList, rule: str) -> None:
         added = await self._content().add_rule(ctx.guild.id, await self.actor(ctx), which, rule)
-        reply = f"Added `{added}` to {which.describe()}."
+        reply = _("Added `{added}` to {describe}.").format(added=added, describe=which.describe())
         if which.kind == "allow" and len(self._content().rules(ctx.guild.id, await self.actor(ctx), which)) == 1:
-            reply += " From now on only what matches the allow list plays" + (" anywhere." if which.bot_wide else " here.")
+            reply += _(" From now on only what matches the allow list plays") + (_(" anywhere.") if which.bot_wide else _(" here."))
         await self.say(ctx, reply)
 
     async def _remove(self, ctx: commands.GuildContext, which: RuleList, rule: str) -> None:
         removed = await self._content().remove_rule(ctx.guild.id, await self.actor(ctx), which, rule)
-        await self.say(ctx, f"Removed `{removed}` from {which.describe()}.")
+        await self.say(ctx, _("Removed `{removed}` from {describe}.").format(removed=removed, describe=which.describe()))
 
     async def _list(self, ctx: commands.GuildContext, which: RuleList) -> None:
         rules = self._content().rules(ctx.guild.id, await self.actor(ctx), which)
         if not rules:
-            await self.say(ctx, f"{which.describe().capitalize()} is empty.")
+            await self.say(ctx, _("{describe} is empty.").format(describe=which.describe().capitalize()))
             return
         for page in pagify("\n".join(rules), page_length=1800):
             await self.say(ctx, f"{which.describe().capitalize()}:\n{box(page)}")
 
     async def _clear(self, ctx: commands.GuildContext, which: RuleList) -> None:
         count = await self._content().clear_rules(ctx.guild.id, await self.actor(ctx), which)
-        await self.say(ctx, f"Cleared {which.describe()} ({count} rule{'s' if count != 1 else ''}).")
+        await self.say(ctx, (_("Cleared {describe} ({count} rules).") if count != 1 else _("Cleared {describe} ({count} rule).")).format(describe=which.describe(), count=count))
 
     @SettingsCommands.musicset.group(name="blocklist")
     @commands.guild_only()
@@ -198,9 +199,9 @@ class ContentCommands(MusicMixin):
 def _autoplay_sentence(mode: str, playlist: str | None) -> str:
     named = f"**{safe(playlist, limit=80)}**" if playlist else None
     if mode == "playlist" and named:
-        return f"Autoplay is on: when the queue runs dry, random tracks from {named} play."
+        return _("Autoplay is on: when the queue runs dry, random tracks from {named} play.").format(named=named)
     if mode == "related":
-        fallback = f"from {named}" if named else "nothing (it stops and says why)"
-        return ("Autoplay is on: when the queue runs dry, tracks related to the last one play "
-                f"(YouTube, SoundCloud); where there are none, {fallback}.")
-    return "Autoplay is off."
+        fallback = _("from {named}").format(named=named) if named else _("nothing (it stops and says why)")
+        return (_("Autoplay is on: when the queue runs dry, tracks related to the last one play "
+                "(YouTube, SoundCloud); where there are none, {fallback}.").format(fallback=fallback))
+    return _("Autoplay is off.")

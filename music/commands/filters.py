@@ -11,6 +11,7 @@ from redbot.core.utils.chat_formatting import box
 from ..engine.filters import EQ_BANDS, EQ_PRESETS, FILTERS, EqTable, FilterChain, gain_to_db
 from .base import CommandError, MusicMixin
 from .settings import SettingsCommands
+from ..i18n import _
 
 
 class FilterCommands(MusicMixin):
@@ -29,21 +30,20 @@ class FilterCommands(MusicMixin):
             await self.say(ctx, self._filter_overview(ctx.guild.id))
             return
         chain = await self.ctl.filters.set_filter(ctx.guild.id, await self.actor(ctx), name, value)
-        await self.say(ctx, f"Filters: {_effects_text(chain)}.")
+        await self.say(ctx, _("Filters: {chain}.").format(chain=_effects_text(chain)))
 
     def _filter_overview(self, guild_id: int) -> str:
         chain = self.ctl.filters.chain(guild_id)
-        lines = [f"Filters: {_effects_text(chain)}. Equalizer: {_eq_name(chain)}. "
-                 f"Normalisation: {'on' if chain.normalize else 'off'}.", ""]
+        lines = [(_("Filters: {chain}. Equalizer: {chain2}. Normalisation: on.") if chain.normalize else _("Filters: {chain}. Equalizer: {chain2}. Normalisation: off.")).format(chain=_effects_text(chain), chain2=_eq_name(chain)), ""]
         for spec in FILTERS.values():
             if spec.default is None:
                 usage = spec.name
             else:
                 unit = "" if spec.unit == "x" else f" {spec.unit}"
                 usage = f"{spec.name} [{spec.low:g}-{spec.high:g}{unit}]"
-            lines.append(f"`{usage}`: {spec.about}")
-        lines.append("\n`filter <name> off` turns one off, `filter off` all of them; "
-                     "`eq` shows the equalizer.")
+            lines.append(f"`{usage}`: {_(spec.about)}")
+        lines.append(_("\n`filter <name> off` turns one off, `filter off` all of them; "
+                     "`eq` shows the equalizer."))
         return "\n".join(lines)
 
     # -- `eq` -------------------------------------------------------------------------------------
@@ -57,47 +57,47 @@ class FilterCommands(MusicMixin):
         band's centre is multiplied by 1 + 4 x gain (0.25 = +6 dB, 1.0 = +14 dB); `eq set` also
         takes dB (`+6db`)."""
         chain = self.ctl.filters.chain(ctx.guild.id)
-        await self.say(ctx, f"Equalizer: {_eq_name(chain)}\n" + box(_eq_table(chain.eq)))
+        await self.say(ctx, _("Equalizer: {chain}\n").format(chain=_eq_name(chain)) + box(_eq_table(chain.eq)))
 
     @eq.command(name="set")
     async def eq_set(self, ctx: commands.GuildContext, band: str, gain: str) -> None:
         """Set one band: its number (1-15) or frequency (`63hz`, `1k`), and a gain (`0.25`,
         `-0.1`, `+6db`)."""
         index, value = await self.ctl.filters.set_band(ctx.guild.id, await self.actor(ctx), band, gain)
-        await self.say(ctx, f"The {_band_name(EQ_BANDS[index])} band is at {value:+.2f} "
-                            f"({gain_to_db(value):+.1f} dB).")
+        await self.say(ctx, _("The {eq_bands} band is at {value:+.2f} "
+                            "({value2:+.1f} dB).").format(eq_bands=_band_name(EQ_BANDS[index]), value=value, value2=gain_to_db(value)))
 
     @eq.command(name="load", aliases=["preset"])
     async def eq_load(self, ctx: commands.GuildContext, *, name: str) -> None:
         """Load a preset: a built-in one (`eq list`) or one this server saved."""
         await self.ctl.filters.load_preset(ctx.guild.id, await self.actor(ctx), name)
-        await self.say(ctx, f"Equalizer: {name.strip().lower()[:32]}.")
+        await self.say(ctx, _("Equalizer: {name}.").format(name=name.strip().lower()[:32]))
 
     @eq.command(name="reset")
     async def eq_reset(self, ctx: commands.GuildContext) -> None:
         """Every band back to 0 (flat)."""
         await self.ctl.filters.reset_eq(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, "Equalizer: flat.")
+        await self.say(ctx, _("Equalizer: flat."))
 
     @eq.command(name="save")
     async def eq_save(self, ctx: commands.GuildContext, name: str) -> None:
         """Save the equalizer as a preset of this server."""
         key = await self.ctl.filters.save_preset(ctx.guild.id, await self.actor(ctx), name)
-        await self.say(ctx, f"Saved the equalizer as `{key}`.")
+        await self.say(ctx, _("Saved the equalizer as `{key}`.").format(key=key))
 
     @eq.command(name="list")
     async def eq_list(self, ctx: commands.GuildContext) -> None:
         """The built-in presets and this server's saved ones."""
         saved = self.ctl.filters.saved_presets(ctx.guild.id)
-        lines = ["Built in: " + ", ".join(f"`{name}`" for name in EQ_PRESETS)]
-        lines.append("Saved here: " + (", ".join(f"`{name}`" for name in saved) or "none"))
+        lines = [_("Built in: ") + ", ".join(f"`{name}`" for name in EQ_PRESETS)]
+        lines.append(_("Saved here: ") + (", ".join(f"`{name}`" for name in saved) or "none"))
         await self.say(ctx, "\n".join(lines))
 
     @eq.command(name="delete")
     async def eq_delete(self, ctx: commands.GuildContext, name: str) -> None:
         """Delete a preset this server saved."""
         key = await self.ctl.filters.delete_preset(ctx.guild.id, await self.actor(ctx), name)
-        await self.say(ctx, f"Deleted the preset `{key}`.")
+        await self.say(ctx, _("Deleted the preset `{key}`.").format(key=key))
 
     # -- `musicset` -------------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ class FilterCommands(MusicMixin):
         """Loudness normalisation (EBU R128): every track plays at about the same loudness;
         the volume applies on top. It costs the bot a transcode of each track."""
         await self.ctl.filters.set_normalize(ctx.guild.id, await self.actor(ctx), on)
-        await self.say(ctx, f"Loudness normalisation is {'on' if on else 'off'}.")
+        await self.say(ctx, (_("Loudness normalisation is on.") if on else _("Loudness normalisation is off.")))
 
     @SettingsCommands.musicset.command(name="filterlimit")
     @commands.is_owner()
@@ -116,10 +116,10 @@ class FilterCommands(MusicMixin):
         """How many servers may play through filters, an equalizer or normalisation at once
         (each costs a transcode); `0` for no limit."""
         if not 0 <= servers <= 100_000:
-            raise CommandError("Pick a number of servers from 0 (no limit) to 100000.")
+            raise CommandError(_("Pick a number of servers from 0 (no limit) to 100000."))
         await self.store.set_global("filter_limit", servers)
-        await self.say(ctx, f"Up to {servers} servers may use filters at once." if servers
-                       else "Any number of servers may use filters at once.")
+        await self.say(ctx, _("Up to {servers} servers may use filters at once.").format(servers=servers) if servers
+                       else _("Any number of servers may use filters at once."))
 
 
 def sound_line(chain: FilterChain) -> str:
@@ -128,9 +128,9 @@ def sound_line(chain: FilterChain) -> str:
     if chain.has_effects:
         parts.append("filters: " + _effects_text(chain))
     if chain.has_eq:
-        parts.append(f"equalizer: {_eq_name(chain)}")
+        parts.append(_("equalizer: {chain}").format(chain=_eq_name(chain)))
     if chain.normalize:
-        parts.append("loudness normalised")
+        parts.append(_("loudness normalised"))
     text = "; ".join(parts)
     return text[:1].upper() + text[1:]
 

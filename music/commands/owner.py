@@ -19,6 +19,7 @@ from ..doctor import Finding, run_checks
 from ..policy import DEFAULT_EXTRACTORS, GENERIC_ALL, ExtractorPolicy, normalise_extractor
 from .base import NO_MENTIONS, CommandError, MusicMixin
 from .settings import SettingsCommands
+from ..i18n import _
 
 musicset = SettingsCommands.musicset
 
@@ -43,7 +44,7 @@ def render_text(findings: list[Finding], prefix: str) -> str:
 def render_embed(findings: list[Finding], prefix: str) -> discord.Embed:
     problems = [f for f in findings if not f.ok]
     embed = discord.Embed(
-        title="Music doctor",
+        title=_("Music doctor"),
         description=summary(findings),
         colour=discord.Colour.red() if problems else discord.Colour.green(),
     )
@@ -52,7 +53,7 @@ def render_embed(findings: list[Finding], prefix: str) -> discord.Embed:
     for finding in findings:
         value = _with_prefix(finding.detail, prefix)
         if finding.fix:
-            value += "\n**What to do:** " + _with_prefix(finding.fix, prefix)
+            value += _("\n**What to do:** ") + _with_prefix(finding.fix, prefix)
         if len(value) > EMBED_FIELD_LIMIT:
             value = value[: EMBED_FIELD_LIMIT - 1] + "\N{HORIZONTAL ELLIPSIS}"
         embed.add_field(name=f"{marks[finding.label]} {finding.name}", value=value, inline=False)
@@ -62,10 +63,9 @@ def render_embed(findings: list[Finding], prefix: str) -> discord.Embed:
 def summary(findings: list[Finding]) -> str:
     problems = sum(not f.ok for f in findings)
     if not problems:
-        return f"All {len(findings)} checks passed."
+        return _("All {findings_count} checks passed.").format(findings_count=len(findings))
     return (
-        f"{problems} problem{'s' if problems != 1 else ''} found; fix them from the top "
-        "(later checks may depend on earlier ones)."
+        (_("{problems} problems found; fix them from the top (later checks may depend on earlier ones).") if problems != 1 else _("{problems} problem found; fix them from the top (later checks may depend on earlier ones).")).format(problems=problems)
     )
 
 
@@ -111,17 +111,15 @@ class OwnerCommands(MusicMixin):
     async def musicset_resolvers(self, ctx: commands.GuildContext, workers: int | None = None) -> None:
         """How many lookups (yt-dlp) run at once, from 1 to 8 (default 3). No number shows it."""
         if workers is None:
-            await self.say(ctx, f"Up to {self.store.globals.resolve_workers} lookups run at once.")
+            await self.say(ctx, _("Up to {resolve_workers} lookups run at once.").format(resolve_workers=self.store.globals.resolve_workers))
             return
         if not MIN_WORKERS <= workers <= MAX_WORKERS:
-            raise CommandError(f"Pick a number of lookup workers from {MIN_WORKERS} to {MAX_WORKERS}.")
+            raise CommandError(_("Pick a number of lookup workers from {min_workers} to {max_workers}.").format(min_workers=MIN_WORKERS, max_workers=MAX_WORKERS))
         await self.store.set_global("resolve_workers", workers)
         self.apply_resolve_settings()
         await self.say(
             ctx,
-            f"Up to {workers} lookup{'s' if workers != 1 else ''} now run at once. Each busy "
-            "worker is a thread running yt-dlp: more helps many servers loading at once, "
-            "at the cost of CPU while they do.",
+            (_("Up to {workers} lookups now run at once. Each busy worker is a thread running yt-dlp: more helps many servers loading at once, at the cost of CPU while they do.") if workers != 1 else _("Up to {workers} lookup now run at once. Each busy worker is a thread running yt-dlp: more helps many servers loading at once, at the cost of CPU while they do.")).format(workers=workers),
         )
 
     @musicset.command(name="resolvetimeout")
@@ -130,13 +128,13 @@ class OwnerCommands(MusicMixin):
         """How long one lookup may take before it fails, in seconds (default 30). No number
         shows it."""
         if seconds is None:
-            await self.say(ctx, f"A lookup may take up to {self.store.globals.resolve_timeout} s.")
+            await self.say(ctx, _("A lookup may take up to {resolve_timeout} s.").format(resolve_timeout=self.store.globals.resolve_timeout))
             return
         if not MIN_TIMEOUT <= seconds <= MAX_TIMEOUT:
-            raise CommandError(f"Pick a timeout from {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds.")
+            raise CommandError(_("Pick a timeout from {min_timeout} to {max_timeout} seconds.").format(min_timeout=MIN_TIMEOUT, max_timeout=MAX_TIMEOUT))
         await self.store.set_global("resolve_timeout", seconds)
         self.apply_resolve_settings()
-        await self.say(ctx, f"A lookup may now take up to {seconds} s before it fails.")
+        await self.say(ctx, _("A lookup may now take up to {seconds} s before it fails.").format(seconds=seconds))
 
     @musicset.group(name="extractors")
     @commands.is_owner()
@@ -160,18 +158,18 @@ class OwnerCommands(MusicMixin):
             known = await asyncio.to_thread(self.resolver.known_extractor_families_sync) if self.resolver else set()
             if known and family not in known:
                 raise CommandError(
-                    f"yt-dlp has no extractor called `{family}`; the family is the part before "
-                    "the colon in yt-dlp's extractor names (`yt-dlp --list-extractors`)."
+                    _("yt-dlp has no extractor called `{family}`; the family is the part before "
+                    "the colon in yt-dlp's extractor names (`yt-dlp --list-extractors`).").format(family=family)
                 )
         current = self._extractor_list()
         await self.store.set_global("extractors", sorted({*current, family}))
         if family == GENERIC_ALL:
-            text = ("Links to any web page are allowed now: yt-dlp's generic extractor looks for "
-                    "media inside pages from any site.")
+            text = (_("Links to any web page are allowed now: yt-dlp's generic extractor looks for "
+                    "media inside pages from any site."))
         elif family == "generic":
-            text = "Direct links to audio and video files on any site are allowed now."
+            text = _("Direct links to audio and video files on any site are allowed now.")
         else:
-            text = f"Links from `{family}` are allowed now."
+            text = _("Links from `{family}` are allowed now.").format(family=family)
         await self.say(ctx, text)
 
     @musicset_extractors.command(name="deny")
@@ -182,21 +180,21 @@ class OwnerCommands(MusicMixin):
         drop = {"generic", GENERIC_ALL} if family == "generic" else {family}
         current = self._extractor_list()
         if not drop & set(current):
-            raise CommandError(f"`{family}` isn't on the list: {describe_extractors(current)}")
+            raise CommandError(_("`{family}` isn't on the list: {current}").format(family=family, current=describe_extractors(current)))
         await self.store.set_global("extractors", [n for n in current if n not in drop])
         if family == GENERIC_ALL:
-            text = "Links to web pages are refused now; direct media links still play."
+            text = _("Links to web pages are refused now; direct media links still play.")
         elif family == "generic":
-            text = "Links to sites without their own extractor are refused now."
+            text = _("Links to sites without their own extractor are refused now.")
         else:
-            text = f"Links from `{family}` are refused now."
+            text = _("Links from `{family}` are refused now.").format(family=family)
         await self.say(ctx, text)
 
     @musicset_extractors.command(name="reset")
     async def extractors_reset(self, ctx: commands.GuildContext) -> None:
         """Go back to the default list."""
         await self.store.set_global("extractors", None)
-        await self.say(ctx, "Back to the default list. " + describe_extractors(None))
+        await self.say(ctx, _("Back to the default list. ") + describe_extractors(None))
 
     def _extractor_list(self) -> list[str]:
         return sorted(ExtractorPolicy(self.store.globals.extractors).allowed)
@@ -223,9 +221,9 @@ def describe_extractors(extractors: list[str] | None) -> str:
     allowed = ExtractorPolicy(extractors).allowed
     names = sorted(n for n in allowed if n not in ("generic", GENERIC_ALL))
     if GENERIC_ALL in allowed:
-        names.append("generic (any web page)")
+        names.append(_("generic (any web page)"))
     elif "generic" in allowed:
-        names.append("generic (direct media links only)")
+        names.append(_("generic (direct media links only)"))
     listed = ", ".join(names) if names else "none"
-    source = " (the default list)" if extractors is None or allowed == set(DEFAULT_EXTRACTORS) else ""
-    return f"Links may come from these yt-dlp extractors{source}: {listed}."
+    source = _(" (the default list)") if extractors is None or allowed == set(DEFAULT_EXTRACTORS) else ""
+    return _("Links may come from these yt-dlp extractors{source}: {listed}.").format(source=source, listed=listed)

@@ -20,6 +20,7 @@ from ..playlists.store import LIMITS
 from .base import CommandError
 from .playlists import PlaylistCommands, where_name
 from .settings import SettingsCommands
+from ..i18n import _, deferred
 
 UPLOAD_WAIT = 30.0
 DISCORD_FILE_LIMIT = 8 * 1024 * 1024  # the smallest upload size a server allows
@@ -31,11 +32,11 @@ class PlaylistFileCommands(PlaylistCommands):
     @commands.cooldown(1, 10, commands.BucketType.member)
     async def playlist_download(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Get a playlist as a file (`playlist upload` reads it back, here or on another bot)."""
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         filename, data = await self.lists.export(ctx.guild.id, await self.actor(ctx), name, where)
         if len(data) > int(getattr(ctx.guild, "filesize_limit", DISCORD_FILE_LIMIT)):
-            raise CommandError("That playlist's file is bigger than this server lets me upload.")
-        await ctx.send(f"Here is **{safe(name)}**.", file=discord.File(io.BytesIO(data), filename=filename),
+            raise CommandError(_("That playlist's file is bigger than this server lets me upload."))
+        await ctx.send(_("Here is **{name}**.").format(name=safe(name)), file=discord.File(io.BytesIO(data), filename=filename),
                        allowed_mentions=discord.AllowedMentions.none())
 
     @PlaylistCommands.playlist.command(name="upload", usage="[name] [--scope ...]")
@@ -51,16 +52,15 @@ class PlaylistFileCommands(PlaylistCommands):
         actor = await self.actor(ctx)
         attachment = await self._attachment(ctx)
         if attachment.size > MAX_FILE_BYTES:
-            raise CommandError(f"That file is too big: a playlist file may be at most {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+            raise CommandError(_("That file is too big: a playlist file may be at most {value} MB.").format(value=MAX_FILE_BYTES // (1024 * 1024)))
         try:
             data = await attachment.read()
         except (discord.HTTPException, OSError):
-            raise CommandError("I couldn't download that file; try again.") from None
+            raise CommandError(_("I couldn't download that file; try again.")) from None
         changed, parsed = await self.lists.upload(ctx.guild.id, actor, where, data, attachment.filename, name or None)
-        parts = [f"Made {where_name(where)} playlist **{safe(changed.playlist.name)}** with {changed.added} "
-                 f"entr{'y' if changed.added == 1 else 'ies'} from {_KINDS.get(parsed.kind, 'the file')}."]
+        parts = [(_("Made {where} playlist **{name}** with {added} entry from {kind}.") if changed.added == 1 else _("Made {where} playlist **{name}** with {added} entries from {kind}.")).format(where=where_name(where), name=safe(changed.playlist.name), added=changed.added, kind=_(_KINDS[parsed.kind]) if parsed.kind in _KINDS else _("the file"))]
         if changed.left_out:
-            parts.append(f"{changed.left_out} did not fit: the limit is {changed.added} entries.")
+            parts.append(_("{left_out} did not fit: the limit is {added} entries.").format(left_out=changed.left_out, added=changed.added))
         await self.say(ctx, " ".join(parts + changed.notes))
 
     async def _attachment(self, ctx: commands.GuildContext) -> Any:
@@ -70,11 +70,11 @@ class PlaylistFileCommands(PlaylistCommands):
             return attachments[0]
         try:
             reply = await self.say_and_await_reply(
-                ctx, f"Send the playlist file within {UPLOAD_WAIT:.0f} seconds (anything else cancels).", UPLOAD_WAIT)
+                ctx, _("Send the playlist file within {upload_wait:.0f} seconds (anything else cancels).").format(upload_wait=UPLOAD_WAIT), UPLOAD_WAIT)
         except asyncio.TimeoutError:
-            raise CommandError("No file came; nothing was made.") from None
+            raise CommandError(_("No file came; nothing was made.")) from None
         if not reply.attachments:
-            raise CommandError("Upload cancelled; nothing was made.")
+            raise CommandError(_("Upload cancelled; nothing was made."))
         return reply.attachments[0]
 
     # -- settings -------------------------------------------------------------------------------
@@ -90,14 +90,14 @@ class PlaylistFileCommands(PlaylistCommands):
         """
         if which is None or value is None:
             limits = await self.lists.limits(ctx.guild.id)
-            await self.say(ctx, f"Playlists per server: {limits.server}. Per member: {limits.user}. Global: "
-                                f"{limits.global_}. Entries per playlist: {limits.entries}.")
+            await self.say(ctx, _("Playlists per server: {server}. Per member: {user}. Global: "
+                                "{global_}. Entries per playlist: {entries}.").format(server=limits.server, user=limits.user, global_=limits.global_, entries=limits.entries))
             return
         which = which.lower()
         if which not in LIMITS:
-            raise CommandError("The limits are `server`, `user`, `global` and `entries`.")
+            raise CommandError(_("The limits are `server`, `user`, `global` and `entries`."))
         await self.lists.set_limit(ctx.guild.id, await self.actor(ctx), which, value)
-        await self.say(ctx, f"The `{which}` playlist limit is now {value}.")
+        await self.say(ctx, _("The `{which}` playlist limit is now {value}.").format(which=which, value=value))
 
     @SettingsCommands.musicset.group(name="import")
     @commands.is_owner()
@@ -119,52 +119,52 @@ class PlaylistFileCommands(PlaylistCommands):
             await self.say(ctx, page)
 
 
-_KINDS = {"music": "this cog's file", "audio v3": "Red Audio's v3 file", "audio v2": "Red Audio's v2 file",
-          "text": "the list of links"}
+_KINDS = {"music": deferred._("this cog's file"), "audio v3": deferred._("Red Audio's v3 file"),
+          "audio v2": deferred._("Red Audio's v2 file"), "text": deferred._("the list of links")}
 
 
 def _entries(n: int) -> str:
-    return f"{n} entr{'y' if n == 1 else 'ies'}"
+    return (_("{n} entry") if n == 1 else _("{n} entries")).format(n=n)
 
 
 def _scope(where: Where, bot: Any) -> str:
     if where.scope.value == "server":
         guild = bot.get_guild(where.scope_id)
-        return f"server {safe(guild.name, limit=40)}" if guild is not None else f"server {where.scope_id}"
+        return _("server {name}").format(name=safe(guild.name, limit=40)) if guild is not None else _("server {scope_id}").format(scope_id=where.scope_id)
     return where_name(where)
 
 
 def report_lines(report: AudioImportReport, bot: Any) -> list[str]:
     """The import report, one line per playlist and per server (names escaped)."""
-    lines = [f"Read: {humanize_list(report.sources)}." if report.sources else
-             "I found nothing Red's Audio left in this bot's data."]
+    lines = [_("Read: {sources}.").format(sources=humanize_list(report.sources)) if report.sources else
+             _("I found nothing Red's Audio left in this bot's data.")]
     lines += [safe(p, limit=300) for p in report.problems]
     entries = sum(p.entries for p in report.imported)
-    lines.append(f"**Playlists imported: {len(report.imported)}** ({_entries(entries)}).")
+    lines.append(_("**Playlists imported: {imported_count}** ({entries}).").format(imported_count=len(report.imported), entries=_entries(entries)))
     for p in report.imported:
-        renamed = f" (was **{safe(p.original_name, limit=60)}**)" if p.name != p.original_name else ""
+        renamed = _(" (was **{original_name}**)").format(original_name=safe(p.original_name, limit=60)) if p.name != p.original_name else ""
         extra = []
         if p.left_out:
-            extra.append(f"{_entries(p.left_out)} left out (local files or unreadable)")
+            extra.append(_("{left_out} left out (local files or unreadable)").format(left_out=_entries(p.left_out)))
         if p.cut:
-            extra.append(f"{_entries(p.cut)} over the limit left out")
+            extra.append(_("{cut} over the limit left out").format(cut=_entries(p.cut)))
         lines.append(f"- {_scope(p.where, bot)}: **{safe(p.name)}**{renamed}, {_entries(p.entries)}"
                      + (f"; {', '.join(extra)}" if extra else ""))
     if report.already:
-        lines.append(f"{report.already} playlist(s) were imported by an earlier run and were skipped.")
+        lines.append(_("{already} playlist(s) were imported by an earlier run and were skipped.").format(already=report.already))
     if report.skipped:
-        lines.append(f"**Playlists skipped: {len(report.skipped)}**")
+        lines.append(_("**Playlists skipped: {skipped_count}**").format(skipped_count=len(report.skipped)))
         lines += [f"- {_scope(p.where, bot)}: **{safe(p.name)}**: {p.reason}." for p in report.skipped]
-    lines.append(f"**Server settings imported: {len(report.settings)}**")
+    lines.append(_("**Server settings imported: {settings_count}**").format(settings_count=len(report.settings)))
     for s in report.settings:
-        values = ", ".join(f"{k} {v}" for k, v in s.values.items()) or "nothing to set"
+        values = ", ".join(f"{k} {v}" for k, v in s.values.items()) or _("nothing to set")
         lines.append(f"- {_scope(Where.server(s.guild_id), bot)}: {values}." + "".join(f" {n}" for n in s.notes))
     if report.settings_already:
-        lines.append(f"{report.settings_already} server(s) had their settings imported by an earlier run.")
+        lines.append(_("{settings_already} server(s) had their settings imported by an earlier run.").format(settings_already=report.settings_already))
     if report.settings_unchanged:
-        lines.append(f"{report.settings_unchanged} server(s) had no setting with an equivalent here changed from Audio's default.")
+        lines.append(_("{settings_unchanged} server(s) had no setting with an equivalent here changed from Audio's default.").format(settings_unchanged=report.settings_unchanged))
     if report.unmapped:
         shown = ", ".join(f"{name} ({count})" for name, count in sorted(report.unmapped.items()))
-        lines.append(f"Not imported, no equivalent here (servers): {shown}.")
-    lines.append("Audio has no queue-size setting; `musicset maxqueue` sets this cog's.")
+        lines.append(_("Not imported, no equivalent here (servers): {shown}.").format(shown=shown))
+    lines.append(_("Audio has no queue-size setting; `musicset maxqueue` sets this cog's."))
     return lines

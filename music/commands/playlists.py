@@ -25,6 +25,7 @@ from ..formatting import safe, track_line
 from ..playlists.model import Playlist, PlaylistError, Scope, Where
 from ..playlists.scopes import ScopeArgs, parse_copy_options, parse_scope_options
 from .base import CommandError, MusicMixin, _ChatControl
+from ..i18n import _
 
 PAGE_SIZE = 10
 PROGRESS_EDIT_INTERVAL = 1.0
@@ -35,7 +36,7 @@ def where_name(where: Where, who: Callable[[int], str] | None = None) -> str:
     "global". Pages sent through Red's menus name members with `who` instead (the menu's
     messages would ping a mention)."""
     if where.scope is Scope.USER:
-        return f"{who(where.scope_id) if who else f'<@{where.scope_id}>'}'s"
+        return _("{value}'s").format(value=who(where.scope_id) if who else f'<@{where.scope_id}>')
     return where.scope.value
 
 
@@ -60,7 +61,7 @@ class PlaylistCommands(MusicMixin):
             scope = Scope.USER
         if options.guild is not None:
             if not await ctx.bot.is_owner(ctx.author):
-                raise CommandError("Only the bot owner can use `--guild`.")
+                raise CommandError(_("Only the bot owner can use `--guild`."))
             guild_id = self._find_guild(ctx, options.guild)
             if scope in (None, Scope.SERVER):
                 return Where.server(guild_id)
@@ -78,7 +79,7 @@ class PlaylistCommands(MusicMixin):
             return int(match[1])
         found = [g for g in ctx.bot.guilds if g.name == text]
         if len(found) != 1:
-            raise CommandError("`--guild` takes a server's id or its exact name (one the bot is in).")
+            raise CommandError(_("`--guild` takes a server's id or its exact name (one the bot is in)."))
         return found[0].id
 
     def _find_member(self, ctx: commands.GuildContext, text: str) -> int:
@@ -88,7 +89,7 @@ class PlaylistCommands(MusicMixin):
         members = list(getattr(ctx.guild, "members", ()))
         found = {m.id for m in members if text in (m.name, getattr(m, "global_name", None), m.display_name, str(m))}
         if len(found) != 1:
-            raise CommandError("`--author` takes a member's mention, id or exact name.")
+            raise CommandError(_("`--author` takes a member's mention, id or exact name."))
         return found.pop()
 
     async def _named(self, ctx: commands.GuildContext, args: str, *, default: bool = False) -> tuple[str, Where | None]:
@@ -122,20 +123,20 @@ class PlaylistCommands(MusicMixin):
 
         The server's queue, length and per-member limits apply to every entry, as for `play`.
         """
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         actor = await self.actor(ctx)
         where = await self.lists.locate(ctx.guild.id, actor, name, where)  # before joining voice
         await self.join_author(ctx)
         started = await self.lists.start(ctx.guild.id, actor, name, where)
         first = started.enqueued
         if not first.tracks:  # the block or allow list skipped the first entry (first.notes)
-            reply = f"Queueing the rest of **{safe(started.playlist.name)}**."
+            reply = _("Queueing the rest of **{name}**.").format(name=safe(started.playlist.name))
             message = await self.say(ctx, " ".join([*first.notes, reply]))
             assert self.manager is not None and started.rest is not None
             self.manager.spawn(self._queue_rest(ctx, actor, started, message))
             return
         if first.starting:
-            reply = f"Playing {track_line(first.tracks[0])} from {where_name(started.playlist.where)} playlist **{safe(started.playlist.name)}**."
+            reply = _("Playing {tracks} from {where} playlist **{name}**.").format(tracks=track_line(first.tracks[0]), where=where_name(started.playlist.where), name=safe(started.playlist.name))
         else:
             reply = self.queued_reply(first.tracks, first.place, started.playlist.name)
         message = await self.say(ctx, " ".join([reply, *first.notes]))
@@ -164,7 +165,7 @@ class PlaylistCommands(MusicMixin):
             if now - last_edit >= PROGRESS_EDIT_INTERVAL:
                 last_edit = now
                 done = added + left_out
-                await edit(f"Queueing **{title}**: `{progress_bar(done, rest.expected, width=20)}` {done}/{rest.expected}")
+                await edit(_("Queueing **{title}**: `{done}` {done2}/{expected}").format(title=title, done=progress_bar(done, rest.expected, width=20), done2=done, expected=rest.expected))
 
         refusals: list[str] = []  # entries the block and allow lists skipped, with their rule
         try:
@@ -172,9 +173,9 @@ class PlaylistCommands(MusicMixin):
         finally:
             added, left_out = counts
             total = added + len(started.enqueued.tracks)
-            parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
+            parts = [(_("Queued {total} tracks from **{title}**.") if total != 1 else _("Queued {total} track from **{title}**.")).format(total=total, title=title)]
             if left_out:
-                parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
+                parts.append(_("{left_out} left out by this server's queue, length or per-member limits.").format(left_out=left_out))
             parts += summarise_refusals(refusals)
             await edit(" ".join(parts))
 
@@ -194,26 +195,25 @@ class PlaylistCommands(MusicMixin):
         actor = await self.actor(ctx)
         if history:
             if link:
-                raise CommandError("Give either a link or `--history`, not both.")
+                raise CommandError(_("Give either a link or `--history`, not both."))
             changed = await self.lists.save_history(ctx.guild.id, actor, where, name)
         elif link:
             async with ctx.typing():
                 changed = await self.lists.save_link(ctx.guild.id, actor, where, name, link)
         else:
             changed = await self.lists.save_queue(ctx.guild.id, actor, where, name)
-        parts = [f"Saved {changed.added} track{'s' if changed.added != 1 else ''} as "
-                 f"{where_name(where)} playlist **{safe(changed.playlist.name)}**."]
+        parts = [(_("Saved {added} tracks as {where} playlist **{name}**.") if changed.added != 1 else _("Saved {added} track as {where} playlist **{name}**.")).format(added=changed.added, where=where_name(where), name=safe(changed.playlist.name))]
         if changed.left_out:
-            parts.append(f"{changed.left_out} did not fit (the limit is {changed.added} entries).")
+            parts.append(_("{left_out} did not fit (the limit is {added} entries).").format(left_out=changed.left_out, added=changed.added))
         await self.say(ctx, " ".join(parts + [safe(n, limit=300) for n in changed.notes]))
 
     @playlist.command(name="create", usage="<name> [--scope ...]")
     async def playlist_create(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Make an empty playlist; `playlist append` adds to it."""
-        _, where = await self._named(ctx, args, default=True)
+        _name, where = await self._named(ctx, args, default=True)
         assert where is not None
         changed = await self.lists.create(ctx.guild.id, await self.actor(ctx), where, name)
-        await self.say(ctx, f"Made the empty {where_name(where)} playlist **{safe(changed.playlist.name)}**.")
+        await self.say(ctx, _("Made the empty {where} playlist **{name}**.").format(where=where_name(where), name=safe(changed.playlist.name)))
 
     @playlist.command(name="append", usage="<name> <link or search> [--scope ...]")
     async def playlist_append(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
@@ -223,7 +223,7 @@ class PlaylistCommands(MusicMixin):
         """
         query, where = await self._named(ctx, args)
         if not query:
-            raise CommandError("Give a link, or words to search for, after the playlist's name.")
+            raise CommandError(_("Give a link, or words to search for, after the playlist's name."))
         actor = await self.actor(ctx)
         shown: list[discord.Message] = []  # a progress line, once a playlist link takes a while
         last = [asyncio.get_running_loop().time()]
@@ -233,7 +233,7 @@ class PlaylistCommands(MusicMixin):
             if now - last[0] < PROGRESS_EDIT_INTERVAL:
                 return
             last[0] = now
-            text = f"Looking that up: {found}/{expected or '?'} entries."
+            text = _("Looking that up: {found}/{expected} entries.").format(found=found, expected=expected or '?')
             with contextlib.suppress(discord.HTTPException):
                 if shown:
                     await shown[0].edit(content=text)
@@ -243,12 +243,11 @@ class PlaylistCommands(MusicMixin):
         async with ctx.typing():
             changed = await self.lists.append(ctx.guild.id, actor, name, where, query, progress)
         playlist = changed.playlist
-        parts = [f"Added {changed.added} track{'s' if changed.added != 1 else ''} to "
-                 f"{where_name(playlist.where)} playlist **{safe(playlist.name)}** ({len(playlist.entries)} in all)."]
+        parts = [(_("Added {added} tracks to {where} playlist **{name}** ({entries_count} in all).") if changed.added != 1 else _("Added {added} track to {where} playlist **{name}** ({entries_count} in all).")).format(added=changed.added, where=where_name(playlist.where), name=safe(playlist.name), entries_count=len(playlist.entries))]
         if changed.skipped:
-            parts.append(f"{changed.skipped} {'was' if changed.skipped == 1 else 'were'} already in it.")
+            parts.append((_("{skipped} was already in it.") if changed.skipped == 1 else _("{skipped} were already in it.")).format(skipped=changed.skipped))
         if changed.left_out:
-            parts.append(f"{changed.left_out} did not fit: the playlist is full.")
+            parts.append(_("{left_out} did not fit: the playlist is full.").format(left_out=changed.left_out))
         text = " ".join(parts + [safe(n, limit=300) for n in changed.notes])
         if shown:
             with contextlib.suppress(discord.HTTPException):
@@ -261,38 +260,37 @@ class PlaylistCommands(MusicMixin):
         """Remove an entry by its number in `playlist info`, or every entry of a link."""
         target, where = await self._named(ctx, args)
         if not target:
-            raise CommandError("Give the entry's number (see `playlist info`), or its link.")
+            raise CommandError(_("Give the entry's number (see `playlist info`), or its link."))
         playlist, removed = await self.lists.remove(ctx.guild.id, await self.actor(ctx), name, where, target)
-        what = f"{track_line(removed[0])}" if isinstance(removed, list) else f"{removed} entr{'y' if removed == 1 else 'ies'}"
-        await self.say(ctx, f"Removed {what} from **{safe(playlist.name)}** ({len(playlist.entries)} left).")
+        what = f"{track_line(removed[0])}" if isinstance(removed, list) else (_("{removed} entry") if removed == 1 else _("{removed} entries")).format(removed=removed)
+        await self.say(ctx, _("Removed {what} from **{name}** ({entries_count} left).").format(what=what, name=safe(playlist.name), entries_count=len(playlist.entries)))
 
     @playlist.command(name="list", usage="[--scope ...]")
     async def playlist_list(self, ctx: commands.GuildContext, *, args: str = "") -> None:
         """List the playlists of this server, yours and the global ones (or one `--scope`)."""
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         sections = await self.lists.summaries(ctx.guild.id, await self.actor(ctx), where)
         who = self._who(ctx)
         lines: list[str] = []
         for scope, found in sections:
             if where is None and not found:
                 continue
-            lines.append(f"__{_upper_first(where_name(scope, who))} playlists__ ({len(found)})")
+            lines.append(_("__{scope} playlists__ ({found_count})").format(scope=_upper_first(where_name(scope, who)), found_count=len(found)))
             for summary in found:
-                by = f", by {who(summary.author_id)}" if summary.author_id else ""
+                by = _(", by {author_id}").format(author_id=who(summary.author_id)) if summary.author_id else ""
                 count = summary.count
-                lines.append(f"**{safe(summary.name)}**: {count} entr{'y' if count == 1 else 'ies'}, "
-                             f"{format_duration(summary.duration)}{by}")
+                lines.append((_("**{name}**: {count} entry, {duration}{by}") if count == 1 else _("**{name}**: {count} entries, {duration}{by}")).format(name=safe(summary.name), count=count, duration=format_duration(summary.duration), by=by))
             if not found:
                 lines.append("none")
         if not lines:
-            await self.say(ctx, "There are no playlists here yet: `playlist save <name>` saves the queue.")
+            await self.say(ctx, _("There are no playlists here yet: `playlist save <name>` saves the queue."))
             return
         await self._pages(ctx, "Playlists", [lines[i:i + 15] for i in range(0, len(lines), 15)])
 
     @playlist.command(name="info", usage="<name> [--scope ...]")
     async def playlist_info(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Show a playlist's entries, ten to a page."""
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         playlist = await self.lists.get(ctx.guild.id, await self.actor(ctx), name, where)
         await self._pages(ctx, f"{playlist.name}", _info_pages(playlist, self._who(ctx)))
 
@@ -301,7 +299,7 @@ class PlaylistCommands(MusicMixin):
         """Give a playlist a new name."""
         new_name, where = await self._named(ctx, args)
         old, playlist = await self.lists.rename(ctx.guild.id, await self.actor(ctx), name, where, new_name)
-        await self.say(ctx, f"Renamed **{safe(old)}** to **{safe(playlist.name)}**.")
+        await self.say(ctx, _("Renamed **{old}** to **{name}**.").format(old=safe(old), name=safe(playlist.name)))
 
     @playlist.command(name="copy", usage="<name> [new name] [--from-scope s] [--to-scope s] ...")
     async def playlist_copy(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
@@ -319,26 +317,26 @@ class PlaylistCommands(MusicMixin):
         target = await self.scope_of(ctx, target_options, default=True)
         assert target is not None
         found, changed = await self.lists.copy(ctx.guild.id, await self.actor(ctx), name, source, target, new_name or None)
-        note = f" ({changed.left_out} entries did not fit)" if changed.left_out else ""
-        await self.say(ctx, f"Copied {where_name(found)} playlist **{safe(name)}** to {where_name(target)} "
-                            f"playlist **{safe(changed.playlist.name)}**: {changed.added} entries{note}.")
+        note = _(" ({left_out} entries did not fit)").format(left_out=changed.left_out) if changed.left_out else ""
+        await self.say(ctx, _("Copied {found} playlist **{name}** to {target} "
+                            "playlist **{name2}**: {added} entries{note}.").format(found=where_name(found), name=safe(name), target=where_name(target), name2=safe(changed.playlist.name), added=changed.added, note=note))
 
     @playlist.command(name="dedupe", usage="<name> [--scope ...]")
     async def playlist_dedupe(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Remove repeated entries (the same link), keeping the first of each."""
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         playlist, removed = await self.lists.dedupe(ctx.guild.id, await self.actor(ctx), name, where)
         if not removed:
-            await self.say(ctx, f"**{safe(playlist.name)}** has no repeated entries.")
+            await self.say(ctx, _("**{name}** has no repeated entries.").format(name=safe(playlist.name)))
             return
-        await self.say(ctx, f"Removed {removed} repeated entr{'y' if removed == 1 else 'ies'} from **{safe(playlist.name)}**.")
+        await self.say(ctx, (_("Removed {removed} repeated entry from **{name}**.") if removed == 1 else _("Removed {removed} repeated entries from **{name}**.")).format(removed=removed, name=safe(playlist.name)))
 
     @playlist.command(name="delete", aliases=["del"], usage="<name> [--scope ...]")
     async def playlist_delete(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:
         """Delete a playlist (its author, DJs, mods and admins may; for your own, you)."""
-        _, where = await self._named(ctx, args)
+        _name, where = await self._named(ctx, args)
         playlist = await self.lists.delete(ctx.guild.id, await self.actor(ctx), name, where)
-        await self.say(ctx, f"Deleted {where_name(playlist.where)} playlist **{safe(playlist.name)}**.")
+        await self.say(ctx, _("Deleted {where} playlist **{name}**.").format(where=where_name(playlist.where), name=safe(playlist.name)))
 
     # -- pages ----------------------------------------------------------------------------------
 
@@ -349,13 +347,13 @@ class PlaylistCommands(MusicMixin):
             get_member = getattr(ctx.guild, "get_member", None)
             found = (get_member(user_id) if get_member else None) or ctx.bot.get_user(user_id)
             shown = safe(getattr(found, "display_name", None), limit=40)
-            return shown or f"user {user_id}"
+            return shown or _("user {user_id}").format(user_id=user_id)
 
         return name
 
     async def _pages(self, ctx: commands.GuildContext, title: str, pages: list[list[str]]) -> None:
         """One message, or Red's menu for several pages (embeds when the channel wants them)."""
-        texts = [f"{chr(10).join(lines)}\n\nPage {n}/{len(pages)}" if len(pages) > 1 else chr(10).join(lines)
+        texts = [_("{lines}\n\nPage {n}/{pages_count}").format(lines=chr(10).join(lines), n=n, pages_count=len(pages)) if len(pages) > 1 else chr(10).join(lines)
                  for n, lines in enumerate(pages, 1)]
         if await ctx.embed_requested():
             embeds = [discord.Embed(title=safe(title), description=t) for t in texts]
@@ -370,14 +368,12 @@ class PlaylistCommands(MusicMixin):
 
 
 def _info_pages(playlist: Playlist, who: Callable[[int], str]) -> list[list[str]]:
-    author = f"by {who(playlist.author_id)}" if playlist.author_id else "author unknown"
-    head = [f"{_upper_first(where_name(playlist.where, who))} playlist **{safe(playlist.name)}**, {author}: "
-            f"{len(playlist.entries)} entr{'y' if len(playlist.entries) == 1 else 'ies'}, "
-            f"{format_duration(playlist.duration)}."]
+    author = _("by {author_id}").format(author_id=who(playlist.author_id)) if playlist.author_id else _("author unknown")
+    head = [(_("{where} playlist **{name}**, {author}: {entries_count} entry, {duration}.") if len(playlist.entries) == 1 else _("{where} playlist **{name}**, {author}: {entries_count} entries, {duration}.")).format(where=_upper_first(where_name(playlist.where, who)), name=safe(playlist.name), author=author, entries_count=len(playlist.entries), duration=format_duration(playlist.duration))]
     if playlist.source_url:
-        head.append(f"Made from <{playlist.source_url[:300]}>")
+        head.append(_("Made from <{source_url}>").format(source_url=playlist.source_url[:300]))
     if not playlist.entries:
-        return [head + ["", "No entries yet: `playlist append` adds some."]]
+        return [head + ["", _("No entries yet: `playlist append` adds some.")]]
     return [head + [""] + [f"`{n}.` {track_line(e)}" for n, e in enumerate(playlist.entries[i:i + PAGE_SIZE], i + 1)]
             for i in range(0, len(playlist.entries), PAGE_SIZE)]
 

@@ -20,6 +20,7 @@ from ..engine.track import Track
 from ..formatting import track_line
 from .base import CommandError, MusicMixin, _ChatControl
 from .queue import QueueCommands
+from ..i18n import _
 
 RANGE = re.compile(r"^\s*(\d{1,6})\s*(?:-|\.\.|to)\s*(\d{1,6})\s*$")
 SHOWN = 5  # titles named in a reply before "and n more"
@@ -28,9 +29,8 @@ SHOWN = 5  # titles named in a reply before "and n more"
 def removed_reply(removed: list[Track], what: str) -> str:
     """`Removed 3 tracks ...: **a**, **b**, **c**.`"""
     names = ", ".join(track_line(t) for t in removed[:SHOWN])
-    more = f" and {len(removed) - SHOWN} more" if len(removed) > SHOWN else ""
-    plural = "track" if len(removed) == 1 else "tracks"
-    return f"Removed {len(removed)} {plural} {what}: {names}{more}."
+    more = _(" and {value} more").format(value=len(removed) - SHOWN) if len(removed) > SHOWN else ""
+    return (_("Removed {removed_count} track {what}: {names}{more}.") if len(removed) == 1 else _("Removed {removed_count} tracks {what}: {names}{more}.")).format(removed_count=len(removed), what=what, names=names, more=more)
 
 
 def tools(mixin: MusicMixin) -> QueueTools:
@@ -45,20 +45,20 @@ async def remove_target(mixin: MusicMixin, ctx: commands.GuildContext, target: s
     text = target.strip()
     if text.isdigit():
         track = mixin.ctl.remove(ctx.guild.id, actor, int(text))
-        await mixin.say(ctx, f"Removed {track_line(track)}.")
+        await mixin.say(ctx, _("Removed {track}.").format(track=track_line(track)))
         return
     span = RANGE.match(text)
     if span:
         first, last = sorted((int(span[1]), int(span[2])))
         removed = tools(mixin).remove_range(ctx.guild.id, actor, first, last)
-        await mixin.say(ctx, removed_reply(removed, f"(positions {first} to {last})"))
+        await mixin.say(ctx, removed_reply(removed, _("(positions {first} to {last})").format(first=first, last=last)))
         return
     try:
         member = await commands.MemberConverter().convert(ctx, text)
     except commands.BadArgument:
-        raise CommandError("Give a queue position (`3`), a range (`3-7`) or a member.") from None
+        raise CommandError(_("Give a queue position (`3`), a range (`3-7`) or a member.")) from None
     removed = tools(mixin).remove_member(ctx.guild.id, actor, member.id)
-    await mixin.say(ctx, removed_reply(removed, f"queued by {member.mention}"))
+    await mixin.say(ctx, removed_reply(removed, _("queued by {mention}").format(mention=member.mention)))
 
 
 class QueueToolCommands(MusicMixin):
@@ -68,34 +68,34 @@ class QueueToolCommands(MusicMixin):
         listeners = frozenset(m.id for m in self.human_listeners(ctx))
         removed = tools(self).clean(ctx.guild.id, await self.actor(ctx), listeners)
         if not removed:
-            await self.say(ctx, "Nothing to clean: everyone with a queued track is in the voice channel.")
+            await self.say(ctx, _("Nothing to clean: everyone with a queued track is in the voice channel."))
             return
-        await self.say(ctx, removed_reply(removed, "queued by members who left the voice channel"))
+        await self.say(ctx, removed_reply(removed, _("queued by members who left the voice channel")))
 
     @QueueCommands.queue.command(name="cleanself")
     async def queue_cleanself(self, ctx: commands.GuildContext) -> None:
         """Remove every track you queued."""
         removed = tools(self).clean_self(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, removed_reply(removed, "you queued"))
+        await self.say(ctx, removed_reply(removed, _("you queued")))
 
     @QueueCommands.queue.command(name="dedupe")
     async def queue_dedupe(self, ctx: commands.GuildContext) -> None:
         """Remove tracks queued more than once (the first of each stays) (DJs)."""
         removed = tools(self).dedupe(ctx.guild.id, await self.actor(ctx))
         if not removed:
-            await self.say(ctx, "No track is queued twice.")
+            await self.say(ctx, _("No track is queued twice."))
             return
-        await self.say(ctx, removed_reply(removed, "queued more than once"))
+        await self.say(ctx, removed_reply(removed, _("queued more than once")))
 
     @QueueCommands.queue.command(name="search")
     async def queue_search(self, ctx: commands.GuildContext, *, text: str) -> None:
         """Find queued tracks by words in their title or uploader."""
         found = tools(self).search(ctx.guild.id, await self.actor(ctx), text)
         if not found:
-            await self.say(ctx, "No queued track matches that.")
+            await self.say(ctx, _("No queued track matches that."))
             return
         lines = [f"`{n}.` {track_line(t)}" for n, t in found]
-        head = f"{len(found)} queued track{'s' if len(found) != 1 else ''} match:"
+        head = (_("{found_count} queued tracks match:") if len(found) != 1 else _("{found_count} queued track match:")).format(found_count=len(found))
         pages = list(pagify("\n".join([head, *lines]), page_length=1900))
         if len(pages) == 1:
             await self.say(ctx, pages[0])

@@ -15,6 +15,7 @@ from ..engine.timefmt import format_duration, parse_duration
 from ..formatting import safe
 from ..policy import validate_cidr
 from .base import CommandError, MusicMixin
+from ..i18n import _
 
 
 def _seconds(text: str) -> int:
@@ -24,7 +25,7 @@ def _seconds(text: str) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if value < 0:
-        raise CommandError("Use a positive number of seconds, or 0 to turn it off.")
+        raise CommandError(_("Use a positive number of seconds, or 0 to turn it off."))
     return value
 
 
@@ -46,33 +47,33 @@ class SettingsCommands(MusicMixin):
             return "off" if not v else format_duration(v)
 
         rows = [
-            ("Default volume", f"{s.volume}%"),
-            ("Longest track", seconds(s.max_length)),
-            ("Queue limit", str(s.max_queue)),
-            ("Playlist limit", str(s.max_playlist)),
-            ("Now-playing messages", "on" if s.notify else "off"),
-            ("Leave when alone after", seconds(s.empty_disconnect)),
-            ("Leave when idle after", seconds(s.idle_disconnect)),
-            ("Resume after restart", "on" if s.auto_resume else "off"),
-            ("DJ role", f"<@&{s.dj_role}>" if s.dj_role else "off"),
-            ("Vote to skip", f"{s.vote_percent}%"),
-            ("Tracks per member", str(s.max_per_member) if s.max_per_member else "no limit"),
-            ("Fair queue", "on" if s.fair_queue else "off"),
-            ("Pause when alone", "on" if s.pause_when_alone else "off"),
-            ("Now-playing channel", f"<#{s.np_channel}>" if s.np_channel else "where asked"),
+            (_("Default volume"), f"{s.volume}%"),
+            (_("Longest track"), seconds(s.max_length)),
+            (_("Queue limit"), str(s.max_queue)),
+            (_("Playlist limit"), str(s.max_playlist)),
+            (_("Now-playing messages"), "on" if s.notify else "off"),
+            (_("Leave when alone after"), seconds(s.empty_disconnect)),
+            (_("Leave when idle after"), seconds(s.idle_disconnect)),
+            (_("Resume after restart"), "on" if s.auto_resume else "off"),
+            (_("DJ role"), f"<@&{s.dj_role}>" if s.dj_role else "off"),
+            (_("Vote to skip"), f"{s.vote_percent}%"),
+            (_("Tracks per member"), str(s.max_per_member) if s.max_per_member else _("no limit")),
+            (_("Fair queue"), "on" if s.fair_queue else "off"),
+            (_("Pause when alone"), "on" if s.pause_when_alone else "off"),
+            (_("Now-playing channel"), f"<#{s.np_channel}>" if s.np_channel else _("where asked")),
             ("Background", "set" if s.background else "off"),
-            ("Loudness normalisation", "on" if s.normalize else "off"),
+            (_("Loudness normalisation"), "on" if s.normalize else "off"),
             ("Autoplay", {"playlist": "playlist", "related": "related"}.get(s.autoplay_mode, "off")
              + (f" ({safe(s.autoplay_playlist, limit=60)})" if s.autoplay_mode != "off" and s.autoplay_playlist else "")),
-            ("Maximum volume", f"{s.max_volume}%"),
-            ("Block list", f"{len(s.blocklist)} rule(s), bot-wide {len(g.blocklist)}"),
-            ("Allow list", (f"{len(s.allowlist)} rule(s)" if s.allowlist else "off")
-             + (f", bot-wide {len(g.allowlist)}" if g.allowlist else "")),
-            ("Local folder", "set" if g.local_folder else "not set"),
-            ("Allowed networks", humanize_list(g.network_allow) if g.network_allow else "none (public internet only)"),
+            (_("Maximum volume"), f"{s.max_volume}%"),
+            (_("Block list"), _("{blocklist_count} rule(s), bot-wide {blocklist_count2}").format(blocklist_count=len(s.blocklist), blocklist_count2=len(g.blocklist))),
+            (_("Allow list"), (_("{allowlist_count} rule(s)").format(allowlist_count=len(s.allowlist)) if s.allowlist else _("off"))
+             + (_(", bot-wide {allowlist_count}").format(allowlist_count=len(g.allowlist)) if g.allowlist else "")),
+            (_("Local folder"), "set" if g.local_folder else _("not set")),
+            (_("Allowed networks"), humanize_list(g.network_allow) if g.network_allow else _("none (public internet only)")),
         ]
         if await ctx.embed_requested():
-            embed = discord.Embed(title="Music settings")
+            embed = discord.Embed(title=_("Music settings"))
             for name, value in rows:
                 embed.add_field(name=name, value=value)
             await ctx.send(embed=embed)
@@ -86,12 +87,12 @@ class SettingsCommands(MusicMixin):
     async def musicset_volume(self, ctx: commands.GuildContext, percent: int) -> None:
         """The volume a new player starts at, from 0 to 150."""
         if not 0 <= percent <= 150:
-            raise CommandError("Pick a volume from 0 to 150.")
+            raise CommandError(_("Pick a volume from 0 to 150."))
         cap = self.store.guild(ctx.guild.id).max_volume
         if percent > cap:
-            raise CommandError(f"This server's maximum volume is {cap}% (`musicset maxvolume`).")
+            raise CommandError(_("This server's maximum volume is {cap}% (`musicset maxvolume`).").format(cap=cap))
         await self.store.set_guild(ctx.guild.id, "volume", percent)
-        await self.say(ctx, f"New players will start at {percent}%.")
+        await self.say(ctx, _("New players will start at {percent}%.").format(percent=percent))
 
     @musicset.command(name="maxlength")
     @commands.guild_only()
@@ -100,7 +101,7 @@ class SettingsCommands(MusicMixin):
         """The longest track allowed (`10:00`, `600`); `0` for no limit."""
         seconds = _seconds(length)
         await self.store.set_guild(ctx.guild.id, "max_length", seconds)
-        await self.say(ctx, f"Longest track: {format_duration(seconds) if seconds else 'no limit'}.")
+        await self.say(ctx, _("Longest track: {value}.").format(value=format_duration(seconds) if seconds else _('no limit')))
 
     @musicset.command(name="maxqueue")
     @commands.guild_only()
@@ -108,9 +109,9 @@ class SettingsCommands(MusicMixin):
     async def musicset_maxqueue(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most tracks the queue may hold (1 to 10000)."""
         if not 1 <= tracks <= 10_000:
-            raise CommandError("Pick a queue limit from 1 to 10000.")
+            raise CommandError(_("Pick a queue limit from 1 to 10000."))
         await self.store.set_guild(ctx.guild.id, "max_queue", tracks)
-        await self.say(ctx, f"The queue holds at most {tracks} tracks.")
+        await self.say(ctx, _("The queue holds at most {tracks} tracks.").format(tracks=tracks))
 
     @musicset.command(name="maxplaylist")
     @commands.guild_only()
@@ -118,9 +119,9 @@ class SettingsCommands(MusicMixin):
     async def musicset_maxplaylist(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most entries a playlist adds (1 to 5000)."""
         if not 1 <= tracks <= 5_000:
-            raise CommandError("Pick a playlist limit from 1 to 5000.")
+            raise CommandError(_("Pick a playlist limit from 1 to 5000."))
         await self.store.set_guild(ctx.guild.id, "max_playlist", tracks)
-        await self.say(ctx, f"A playlist adds at most {tracks} tracks.")
+        await self.say(ctx, _("A playlist adds at most {tracks} tracks.").format(tracks=tracks))
 
     @musicset.command(name="notify")
     @commands.guild_only()
@@ -129,7 +130,7 @@ class SettingsCommands(MusicMixin):
         """Turn now-playing messages on or off (toggles with no argument)."""
         value = (not self.store.guild(ctx.guild.id).notify) if on is None else on
         await self.store.set_guild(ctx.guild.id, "notify", value)
-        await self.say(ctx, f"Now-playing messages are {'on' if value else 'off'}.")
+        await self.say(ctx, (_("Now-playing messages are on.") if value else _("Now-playing messages are off.")))
 
     @musicset.command(name="emptydisconnect")
     @commands.guild_only()
@@ -138,7 +139,7 @@ class SettingsCommands(MusicMixin):
         """Leave this long after everyone else left the channel; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "empty_disconnect", value)
-        await self.say(ctx, f"I'll leave an empty channel after {format_duration(value)}." if value else "I'll stay in empty channels.")
+        await self.say(ctx, _("I'll leave an empty channel after {value}.").format(value=format_duration(value)) if value else _("I'll stay in empty channels."))
 
     @musicset.command(name="idledisconnect")
     @commands.guild_only()
@@ -147,7 +148,7 @@ class SettingsCommands(MusicMixin):
         """Leave this long after the music stopped; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "idle_disconnect", value)
-        await self.say(ctx, f"I'll leave after {format_duration(value)} with nothing playing." if value else "I'll stay when nothing plays.")
+        await self.say(ctx, _("I'll leave after {value} with nothing playing.").format(value=format_duration(value)) if value else _("I'll stay when nothing plays."))
 
     @musicset.command(name="autoresume")
     @commands.guild_only()
@@ -155,7 +156,7 @@ class SettingsCommands(MusicMixin):
     async def musicset_autoresume(self, ctx: commands.GuildContext, on: bool) -> None:
         """Rejoin and resume the queue after a bot restart (on by default)."""
         await self.store.set_guild(ctx.guild.id, "auto_resume", on)
-        await self.say(ctx, f"Resume after restart is {'on' if on else 'off'}.")
+        await self.say(ctx, (_("Resume after restart is on.") if on else _("Resume after restart is off.")))
 
     @musicset.command(name="dj")
     @commands.guild_only()
@@ -165,14 +166,14 @@ class SettingsCommands(MusicMixin):
         requester control playback; others vote to skip."""
         if role.lower() in ("off", "none"):
             await self.store.set_guild(ctx.guild.id, "dj_role", None)
-            await self.say(ctx, "The DJ role is off: every listener controls the music.")
+            await self.say(ctx, _("The DJ role is off: every listener controls the music."))
             return
         try:
             found = await commands.RoleConverter().convert(ctx, role)
         except commands.BadArgument:
-            raise CommandError("I couldn't find that role.") from None
+            raise CommandError(_("I couldn't find that role.")) from None
         await self.store.set_guild(ctx.guild.id, "dj_role", found.id)
-        await self.say(ctx, f"DJ role set to {found.mention}. Other listeners now vote to skip.")
+        await self.say(ctx, _("DJ role set to {mention}. Other listeners now vote to skip.").format(mention=found.mention))
 
     @musicset.command(name="vote")
     @commands.guild_only()
@@ -180,9 +181,9 @@ class SettingsCommands(MusicMixin):
     async def musicset_vote(self, ctx: commands.GuildContext, percent: int) -> None:
         """The share of listeners (1-100%) whose votes skip a track when the DJ role is on."""
         if not 1 <= percent <= 100:
-            raise CommandError("Pick a percentage from 1 to 100.")
+            raise CommandError(_("Pick a percentage from 1 to 100."))
         await self.store.set_guild(ctx.guild.id, "vote_percent", percent)
-        await self.say(ctx, f"A track skips when {percent}% of the listeners vote.")
+        await self.say(ctx, _("A track skips when {percent}% of the listeners vote.").format(percent=percent))
 
     @musicset.command(name="memberlimit")
     @commands.guild_only()
@@ -190,9 +191,9 @@ class SettingsCommands(MusicMixin):
     async def musicset_memberlimit(self, ctx: commands.GuildContext, tracks: int) -> None:
         """The most tracks one member may have queued (DJs are exempt); `0` for no limit."""
         if not 0 <= tracks <= 10_000:
-            raise CommandError("Pick a limit from 0 to 10000.")
+            raise CommandError(_("Pick a limit from 0 to 10000."))
         await self.store.set_guild(ctx.guild.id, "max_per_member", tracks)
-        await self.say(ctx, f"Each member may queue {tracks} track{'s' if tracks != 1 else ''}." if tracks else "Members may queue any number of tracks.")
+        await self.say(ctx, (_("Each member may queue {tracks} tracks.") if tracks != 1 else _("Each member may queue {tracks} track.")).format(tracks=tracks) if tracks else _("Members may queue any number of tracks."))
 
     @musicset.command(name="fairqueue")
     @commands.guild_only()
@@ -200,7 +201,7 @@ class SettingsCommands(MusicMixin):
     async def musicset_fairqueue(self, ctx: commands.GuildContext, on: bool) -> None:
         """Take turns between requesters instead of first come, first served."""
         await self.store.set_guild(ctx.guild.id, "fair_queue", on)
-        await self.say(ctx, f"Fair queue is {'on: requesters take turns' if on else 'off'}.")
+        await self.say(ctx, _("Fair queue is {value}.").format(value=_('on: requesters take turns') if on else 'off'))
 
     @musicset.command(name="pausealone")
     @commands.guild_only()
@@ -208,7 +209,7 @@ class SettingsCommands(MusicMixin):
     async def musicset_pausealone(self, ctx: commands.GuildContext, on: bool) -> None:
         """Pause while nobody is listening, and resume when someone comes back."""
         await self.store.set_guild(ctx.guild.id, "pause_when_alone", on)
-        await self.say(ctx, f"Pause when alone is {'on' if on else 'off'}.")
+        await self.say(ctx, (_("Pause when alone is on.") if on else _("Pause when alone is off.")))
 
     @musicset.command(name="npchannel")
     @commands.guild_only()
@@ -216,7 +217,7 @@ class SettingsCommands(MusicMixin):
     async def musicset_npchannel(self, ctx: commands.GuildContext, channel: discord.TextChannel | None = None) -> None:
         """Post now-playing messages in one channel; with none, where music was asked for."""
         await self.store.set_guild(ctx.guild.id, "np_channel", channel.id if channel else None)
-        await self.say(ctx, f"Now-playing messages go to {channel.mention}." if channel else "Now-playing messages go where music was asked for.")
+        await self.say(ctx, _("Now-playing messages go to {mention}.").format(mention=channel.mention) if channel else _("Now-playing messages go where music was asked for."))
 
     @musicset.command(name="background")
     @commands.guild_only()
@@ -227,9 +228,9 @@ class SettingsCommands(MusicMixin):
         It stops the moment something is queued and comes back when the queue runs out."""
         background = await self.ctl.set_background(ctx.guild.id, await self.actor(ctx), url)
         if background is None:
-            await self.say(ctx, "The background is off.")
+            await self.say(ctx, _("The background is off."))
             return
-        await self.say(ctx, "Background set: it plays whenever the queue is empty.")
+        await self.say(ctx, _("Background set: it plays whenever the queue is empty."))
 
     # -- owner settings --------------------------------------------------------------------------
 
@@ -239,13 +240,13 @@ class SettingsCommands(MusicMixin):
         """Set the folder `local` plays from; with no path, turn local files off."""
         if path is None:
             await self.store.set_global("local_folder", None)
-            await self.say(ctx, "Local files are off.")
+            await self.say(ctx, _("Local files are off."))
             return
         resolved = await asyncio.to_thread(_existing_folder, path)
         if resolved is None:
-            raise CommandError("That folder doesn't exist (or isn't a folder).")
+            raise CommandError(_("That folder doesn't exist (or isn't a folder)."))
         await self.store.set_global("local_folder", str(resolved))
-        await self.say(ctx, "Local folder set.")
+        await self.say(ctx, _("Local folder set."))
 
     @musicset.command(name="ffmpeg")
     @commands.is_owner()
@@ -254,10 +255,10 @@ class SettingsCommands(MusicMixin):
         if path is not None:
             ok = await asyncio.to_thread(_runs_ffmpeg, path)
             if not ok:
-                raise CommandError("That path doesn't run as ffmpeg (`ffmpeg -version` failed).")
+                raise CommandError(_("That path doesn't run as ffmpeg (`ffmpeg -version` failed)."))
         await self.store.set_global("ffmpeg_path", path)
         in_use = find_ffmpeg(path)
-        await self.say(ctx, f"Using ffmpeg at `{in_use}`." if path else "Using the bundled ffmpeg.")
+        await self.say(ctx, _("Using ffmpeg at `{in_use}`.").format(in_use=in_use) if path else _("Using the bundled ffmpeg."))
 
     @musicset.group(name="network")
     @commands.is_owner()
@@ -282,7 +283,7 @@ class SettingsCommands(MusicMixin):
             box(
                 "Allowed: " + (", ".join(g.network_allow) or "none")
                 + "\nDenied:  " + (", ".join(g.network_deny) or "none")
-                + "\nAlways denied unless allowed: loopback, private, link-local, shared, multicast, metadata."
+                + _("\nAlways denied unless allowed: loopback, private, link-local, shared, multicast, metadata.")
             )
         )
 

@@ -34,6 +34,7 @@ from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError
 from .errors import ControlError
 from .permissions import Actor, Intent
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl
@@ -87,13 +88,13 @@ class ServiceRelated:
     async def related(self, guild_id: int, seed: Track) -> list[Track]:
         url = related_url(seed)
         if url is None:
-            raise ControlError(f"the site of {track_line(seed)} offers no related tracks I can read")
+            raise ControlError(_("the site of {seed} offers no related tracks I can read").format(seed=track_line(seed)))
         try:
             result = await self.control.service.resolve(
                 url, guild_id=guild_id, requester_id=0, limit=RELATED_LIMIT, priority=Priority.NORMAL,
             )
         except (ResolveError, PolicyError) as exc:
-            raise ControlError(f"I couldn't list tracks related to {track_line(seed)} ({safe(str(exc), limit=200)})") from None
+            raise ControlError(_("I couldn't list tracks related to {seed} ({exc})").format(seed=track_line(seed), exc=safe(str(exc), limit=200))) from None
         found = list(result.tracks)
         if result.rest is not None:
             async for batch in result.rest:  # ends at RELATED_LIMIT entries
@@ -131,16 +132,16 @@ class AutoplayControl:
         store = self.control.store
         word = " ".join(text.split())
         if not word:
-            raise ControlError("Give a saved playlist's name, `related` or `off`.")
+            raise ControlError(_("Give a saved playlist's name, `related` or `off`."))
         if len(word) > MAX_NAME_LENGTH:
-            raise ControlError(f"A playlist name is at most {MAX_NAME_LENGTH} characters.")
+            raise ControlError(_("A playlist name is at most {max_name_length} characters.").format(max_name_length=MAX_NAME_LENGTH))
         mode = {"off": OFF, "none": OFF, "related": RELATED}.get(word.lower(), PLAYLIST)
         if mode == PLAYLIST:
             entries = await self.source.entries(guild_id, word)
             if entries is None:
-                raise ControlError(f"There's no saved playlist named **{safe(word, limit=80)}** here.")
+                raise ControlError(_("There's no saved playlist named **{word}** here.").format(word=safe(word, limit=80)))
             if not entries:
-                raise ControlError(f"The playlist **{safe(word, limit=80)}** is empty.")
+                raise ControlError(_("The playlist **{word}** is empty.").format(word=safe(word, limit=80)))
             await store.set_guild(guild_id, "autoplay_playlist", word)
         await store.set_guild(guild_id, "autoplay_mode", mode)
         self._reported.pop(guild_id, None)
@@ -173,7 +174,7 @@ class AutoplayControl:
         reason = ""
         if mode == RELATED:
             if seed is None:
-                reason = "there is no last track to find related ones for"
+                reason = _("there is no last track to find related ones for")
             else:
                 try:
                     found = await self.related.related(guild_id, seed)
@@ -182,19 +183,19 @@ class AutoplayControl:
                 else:
                     candidates = related_order(self._allowed(guild_id, found, notes), recent)
                     if not candidates:
-                        reason = f"nothing related to {track_line(seed)} may play that did not play recently"
+                        reason = _("nothing related to {seed} may play that did not play recently").format(seed=track_line(seed))
         if not candidates and name:
             try:
                 entries = await self.source.entries(guild_id, name)
             except ControlError as exc:
                 return Outcome(notes=[*notes, _stopped(reason or exc.sentence)])
             if entries is None:
-                return Outcome(notes=[*notes, _stopped(f"there's no saved playlist named **{safe(name, limit=80)}** any more")])
+                return Outcome(notes=[*notes, _stopped(_("there's no saved playlist named **{name}** any more").format(name=safe(name, limit=80)))])
             # the songs that may play here, so "recently" counts among them
             candidates = playlist_order(self._allowed(guild_id, entries, notes), recent, self.rng)
-            reason = f"nothing in **{safe(name, limit=80)}** may play here"
+            reason = _("nothing in **{name}** may play here").format(name=safe(name, limit=80))
         if not candidates:
-            return Outcome(notes=[*notes, _stopped(reason or "there is nothing to play")])
+            return Outcome(notes=[*notes, _stopped(reason or _("there is nothing to play"))])
         if queue.peek_next() is not None:
             return Outcome(notes=notes)  # a member queued something meanwhile: theirs plays
         return self._queue_one(guild_id, candidates, notes)
@@ -213,7 +214,7 @@ class AutoplayControl:
                 allowed.append(entry)
             elif entry.song_key() not in reported:
                 reported.add(entry.song_key())
-                notes.append(f"Autoplay skipped {track_line(entry)}: {refusal}.")
+                notes.append(_("Autoplay skipped {entry}: {refusal}.").format(entry=track_line(entry), refusal=refusal))
         return allowed
 
     def _queue_one(self, guild_id: int, candidates: list[Track], notes: list[str]) -> Outcome:
@@ -222,11 +223,11 @@ class AutoplayControl:
             try:
                 queued = self.control.enqueue(guild_id, Actor.system_for(0), [autoplay_entry(candidate)])
             except ControlError as exc:
-                notes.append(f"Autoplay skipped one: {exc.sentence}")
+                notes.append(_("Autoplay skipped one: {sentence}").format(sentence=exc.sentence))
                 continue
             return Outcome(queued.tracks[0], notes + queued.notes)
-        return Outcome(notes=[*notes, _stopped("none of the tracks it tried may play here")])
+        return Outcome(notes=[*notes, _stopped(_("none of the tracks it tried may play here"))])
 
 
 def _stopped(reason: str) -> str:
-    return f"Autoplay stopped: {reason}."
+    return _("Autoplay stopped: {reason}.").format(reason=reason)

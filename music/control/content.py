@@ -16,6 +16,7 @@ from ..player import events as ev
 from ..player.state import PlayerState
 from .errors import ControlError
 from .permissions import Actor, Intent
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl
@@ -41,7 +42,7 @@ class RuleList:
         return f"{self.kind}list"
 
     def describe(self) -> str:
-        return f"{'the bot' if self.bot_wide else 'this server'}'s {self.kind} list"
+        return _("{value}'s {kind} list").format(value=_('the bot') if self.bot_wide else _('this server'), kind=self.kind)
 
 
 class ContentControl:
@@ -57,7 +58,7 @@ class ContentControl:
         or a default above it comes down to it now."""
         self.control._require(Intent.MAX_VOLUME, guild_id, actor)
         if not 1 <= percent <= MAX_VOLUME_CEILING:
-            raise ControlError(f"Pick a maximum volume from 1 to {MAX_VOLUME_CEILING}.")
+            raise ControlError(_("Pick a maximum volume from 1 to {max_volume_ceiling}.").format(max_volume_ceiling=MAX_VOLUME_CEILING))
         store = self.control.store
         await store.set_guild(guild_id, "max_volume", percent)
         if store.guild(guild_id).volume > percent:
@@ -98,9 +99,9 @@ class ContentControl:
             raise ControlError(exc.sentence) from None
         rules = self._rules(guild_id, which)
         if rule in rules:
-            raise ControlError(f"`{rule}` is already on {which.describe()}.")
+            raise ControlError(_("`{rule}` is already on {describe}.").format(rule=rule, describe=which.describe()))
         if len(rules) >= MAX_RULES:
-            raise ControlError(f"{which.describe().capitalize()} is full ({MAX_RULES} rules); remove one first.")
+            raise ControlError(_("{describe} is full ({max_rules} rules); remove one first.").format(describe=which.describe().capitalize(), max_rules=MAX_RULES))
         await self._write(guild_id, which, [*rules, rule])
         return rule
 
@@ -112,7 +113,7 @@ class ContentControl:
             rule = text.strip()
         rules = self._rules(guild_id, which)
         if rule not in rules:
-            raise ControlError(f"`{rule[:100]}` is not on {which.describe()}.")
+            raise ControlError(_("`{rule}` is not on {describe}.").format(rule=rule[:100], describe=which.describe()))
         await self._write(guild_id, which, [r for r in rules if r != rule])
         return rule
 

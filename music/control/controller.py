@@ -31,6 +31,7 @@ from .filters import FilterControl
 from .permissions import Actor, Intent, Verdict, require
 from .playlists import PlaylistControl
 from .queue_tools import QueueTools
+from ..i18n import _
 
 if TYPE_CHECKING:
     from ..player.manager import PlayerManager
@@ -93,7 +94,7 @@ class MusicControl:
     def _current(self, guild_id: int) -> Track:
         track = self.player(guild_id).queue.current
         if track is None:
-            raise ControlError("Nothing is playing.")
+            raise ControlError(_("Nothing is playing."))
         return track
 
     def _changed(self, player: GuildPlayer) -> None:
@@ -125,7 +126,7 @@ class MusicControl:
         text = clean_query(query)
         refusal = self.store.content_rules(guild_id).site_refusal(text) if "://" in text else None
         if refusal is not None:  # nothing is fetched from a blocked site
-            raise ControlError(f"I won't play that link: {refusal}.")
+            raise ControlError(_("I won't play that link: {refusal}.").format(refusal=refusal))
         player = self.player(guild_id)
         # the track that will play at once goes ahead of everyone's background work
         idle = player.queue.current is None and player.state in (PlayerState.IDLE, PlayerState.BACKGROUND)
@@ -242,7 +243,7 @@ class MusicControl:
         except JobNotAllowed as exc:
             raise ControlError(exc.sentence) from None
         if not cancelled:
-            raise ControlError(f"There is no unfinished lookup with job number {job_id}.")
+            raise ControlError(_("There is no unfinished lookup with job number {job_id}.").format(job_id=job_id))
 
     def drop_playlist(self, rest: PlaylistExpansion | None) -> None:
         """Stop listing a playlist whose first entry could not be queued."""
@@ -255,7 +256,7 @@ class MusicControl:
         for n, track in enumerate(self.player(guild_id).queue.upcoming, 1):
             if track.id == track_id:
                 return n
-        raise ControlError(f"There's no queued track with id {safe(track_id, limit=40)}.")
+        raise ControlError(_("There's no queued track with id {track_id}.").format(track_id=safe(track_id, limit=40)))
 
     def remove(self, guild_id: int, actor: Actor, index: int) -> Track:
         player = self.player(guild_id)
@@ -284,7 +285,7 @@ class MusicControl:
         self._require(Intent.SHUFFLE_ONCE, guild_id, actor)
         player = self.player(guild_id)
         if len(player.queue) < 2:
-            raise ControlError("There is nothing to shuffle.")
+            raise ControlError(_("There is nothing to shuffle."))
         player.queue.shuffle_upcoming()
         self._changed(player)
         return len(player.queue)
@@ -302,7 +303,7 @@ class MusicControl:
         try:
             repeat = RepeatMode(mode.lower())
         except ValueError:
-            raise ControlError("Repeat can be `off`, `track` or `queue`.") from None
+            raise ControlError(_("Repeat can be `off`, `track` or `queue`.")) from None
         player = self.player(guild_id)
         player.queue.repeat = repeat
         self._changed(player)
@@ -315,7 +316,7 @@ class MusicControl:
         `listeners`: the humans in the bot's voice channel; `track_id`: skip only that track."""
         track = self._current(guild_id)
         if track_id is not None and track.id != track_id:
-            raise ControlError(f"Track {safe(track_id, limit=40)} is not the current track any more; nothing was skipped.")
+            raise ControlError(_("Track {track_id} is not the current track any more; nothing was skipped.").format(track_id=safe(track_id, limit=40)))
         verdict = self._require(Intent.SKIP, guild_id, actor)
         player = self.player(guild_id)
         if verdict.vote:
@@ -335,7 +336,7 @@ class MusicControl:
         self._require(Intent.SKIP_TO, guild_id, actor)
         queue = self.player(guild_id).queue
         if not 1 <= index <= len(queue):
-            raise ControlError(f"Pick a position from 1 to {len(queue)}." if len(queue) else "The queue is empty.")
+            raise ControlError(_("Pick a position from 1 to {queue_count}.").format(queue_count=len(queue)) if len(queue) else _("The queue is empty."))
         self.manager.post(ev.SkipTo(guild_id, index))
         return queue.upcoming[index - 1]
 
@@ -343,7 +344,7 @@ class MusicControl:
         self._require(Intent.PREVIOUS, guild_id, actor)
         history = self.player(guild_id).queue.history
         if not history:
-            raise ControlError("There is no previous track.")
+            raise ControlError(_("There is no previous track."))
         self.manager.post(ev.Previous(guild_id))
         return history[-1]
 
@@ -351,19 +352,19 @@ class MusicControl:
         self._require(Intent.STOP, guild_id, actor)
         player = self.player(guild_id)
         if player.queue.current is None and not len(player.queue) and player.state is not PlayerState.BACKGROUND:
-            raise ControlError("Nothing is playing and the queue is empty.")
+            raise ControlError(_("Nothing is playing and the queue is empty."))
         self.manager.post(ev.Stop(guild_id))
 
     def pause(self, guild_id: int, actor: Actor) -> None:
         self._require(Intent.PAUSE, guild_id, actor, self._current(guild_id))
         if self.player(guild_id).state is PlayerState.PAUSED:
-            raise ControlError("Already paused; use `resume`.")
+            raise ControlError(_("Already paused; use `resume`."))
         self.manager.post(ev.Pause(guild_id))
 
     def resume(self, guild_id: int, actor: Actor) -> None:
         self._require(Intent.RESUME, guild_id, actor, self._current(guild_id))
         if self.player(guild_id).state is not PlayerState.PAUSED:
-            raise ControlError("The music isn't paused.")
+            raise ControlError(_("The music isn't paused."))
         self.manager.post(ev.Unpause(guild_id))
 
     def seek(self, guild_id: int, actor: Actor, text: str) -> float:
@@ -371,7 +372,7 @@ class MusicControl:
         self._require(Intent.SEEK, guild_id, actor)
         track = self._current(guild_id)
         if track.is_live:
-            raise ControlError("Live streams can't be sought.")
+            raise ControlError(_("Live streams can't be sought."))
         try:
             target = parse_seek(text, position=self.player(guild_id).position, duration=track.duration)
         except ValueError as exc:
@@ -384,7 +385,7 @@ class MusicControl:
         it is set to the maximum. Returns the volume set."""
         self._require(Intent.VOLUME, guild_id, actor)
         if not 0 <= percent <= 150:
-            raise ControlError("Pick a volume from 0 to 150.")
+            raise ControlError(_("Pick a volume from 0 to 150."))
         percent = min(percent, self.store.guild(guild_id).max_volume)
         player = self.player(guild_id)
         if player.queue.current is None or player.state is PlayerState.IDLE:
@@ -397,7 +398,7 @@ class MusicControl:
     def disconnect(self, guild_id: int, actor: Actor) -> None:
         self._require(Intent.DISCONNECT, guild_id, actor)
         if self.manager.voice.connected(guild_id) is None:
-            raise ControlError("I'm not in a voice channel.")
+            raise ControlError(_("I'm not in a voice channel."))
         self.manager.post(ev.Disconnect(guild_id))
 
     def reschedule(self, guild_id: int, actor: Actor) -> PlayerState:
@@ -415,7 +416,7 @@ class MusicControl:
             self.manager.post(ev.StopBackground(guild_id))
             return None
         if len(text) > MAX_QUERY_LENGTH or not text.lower().startswith(("http://", "https://")):
-            raise ControlError("The background must be an http(s) link.")
+            raise ControlError(_("The background must be an http(s) link."))
         try:
             await self.store.network_policy_check(text)
         except PolicyError as exc:

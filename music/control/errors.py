@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from ..i18n import _, deferred
 
 # How long a command or an RPC call waits for the cog to finish starting.
 READY_TIMEOUT = 15.0
-STARTING_UP = "Music is still starting up; please try again in a few seconds."
+STARTING_UP = deferred._("Music is still starting up; please try again in a few seconds.")
 # The longest query (a link or search words) anyone may send.
 MAX_QUERY_LENGTH = 500
 
@@ -26,14 +27,14 @@ async def wait_until_ready(ready: asyncio.Event, timeout: float = READY_TIMEOUT)
     try:
         await asyncio.wait_for(ready.wait(), timeout)
     except asyncio.TimeoutError:
-        raise ControlError(STARTING_UP) from None
+        raise ControlError(_(STARTING_UP)) from None
 
 
 def clean_query(query: object) -> str:
     """A member's query, checked: text, not empty, not too long; `<url>` accepted."""
     if not isinstance(query, str) or not query.strip():
-        raise ControlError("Give a link, or words to search for.")
+        raise ControlError(_("Give a link, or words to search for."))
     text = query.strip().strip("<>")  # <url> suppresses Discord's embed; accept it
     if len(text) > MAX_QUERY_LENGTH:
-        raise ControlError(f"That is too long: keep it under {MAX_QUERY_LENGTH} characters.")
+        raise ControlError(_("That is too long: keep it under {max_query_length} characters.").format(max_query_length=MAX_QUERY_LENGTH))
     return text

@@ -24,6 +24,7 @@ from ..player import events as ev
 from ..player.state import PlayerState
 from .errors import ControlError
 from .permissions import Actor, Intent
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl
@@ -97,8 +98,8 @@ class FilterControl:
         self._control._require(Intent.EQ, guild_id, actor)
         gains = preset_gains(name) or self.saved_presets(guild_id).get(name.strip().lower())
         if gains is None:
-            raise ControlError(f"There is no equalizer preset called `{name.strip()[:32]}`; "
-                               "`eq list` shows them.")
+            raise ControlError(_("There is no equalizer preset called `{name}`; "
+                               "`eq list` shows them.").format(name=name.strip()[:32]))
         await self._apply(guild_id, self.chain(guild_id).with_eq(gains))
         return gains
 
@@ -115,8 +116,8 @@ class FilterControl:
             raise ControlError(str(exc)) from None
         saved = dict(self._control.store.guild(guild_id).eq_presets or {})
         if key not in saved and len(saved) >= MAX_SAVED_PRESETS:
-            raise ControlError(f"This server has {MAX_SAVED_PRESETS} saved presets, the most it "
-                               "may keep; delete one first.")
+            raise ControlError(_("This server has {max_saved_presets} saved presets, the most it "
+                               "may keep; delete one first.").format(max_saved_presets=MAX_SAVED_PRESETS))
         saved[key] = list(self.chain(guild_id).eq)
         await self._control.store.set_guild(guild_id, "eq_presets", saved)
         return key
@@ -126,7 +127,7 @@ class FilterControl:
         key = name.strip().lower()
         saved = dict(self._control.store.guild(guild_id).eq_presets or {})
         if key not in saved:
-            raise ControlError(f"This server has no saved preset called `{key[:32]}`.")
+            raise ControlError(_("This server has no saved preset called `{key}`.").format(key=key[:32]))
         del saved[key]
         await self._control.store.set_guild(guild_id, "eq_presets", saved)
         return key
@@ -161,9 +162,7 @@ class FilterControl:
         limit = self._control.store.globals.filter_limit
         if limit and self.filtered_servers(besides=guild_id) >= limit:
             raise ControlError(
-                f"Filters, the equalizer and normalisation are in use in {limit} server"
-                f"{'s' if limit != 1 else ''} already, the most the bot owner allows at once "
-                "(they cost the bot a transcode each); try again when one of them stops.")
+                (_("Filters, the equalizer and normalisation are in use in {limit} servers already, the most the bot owner allows at once (they cost the bot a transcode each); try again when one of them stops.") if limit != 1 else _("Filters, the equalizer and normalisation are in use in {limit} server already, the most the bot owner allows at once (they cost the bot a transcode each); try again when one of them stops.")).format(limit=limit))
 
 
 __all__ = ["EQ_BANDS", "FilterControl", "server_chain"]

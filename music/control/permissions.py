@@ -12,6 +12,7 @@ from enum import Enum
 
 from ..playlists.model import Scope, Where
 from .errors import ControlError
+from ..i18n import _, deferred
 
 
 @dataclass(frozen=True)
@@ -155,26 +156,26 @@ MATRIX: dict[Intent, Rule] = {
 
 # What a refused member is told: "Only DJs can <action> here."
 ACTIONS: dict[Intent, str] = {
-    Intent.SKIP_TO: "skip ahead",
-    Intent.PREVIOUS: "go back a track",
-    Intent.PAUSE: "pause the music",
-    Intent.RESUME: "resume the music",
-    Intent.STOP: "stop the music",
-    Intent.SEEK: "seek",
-    Intent.VOLUME: "change the volume",
-    Intent.REPEAT: "change repeat",
-    Intent.SHUFFLE: "turn shuffle on or off",
-    Intent.SHUFFLE_ONCE: "shuffle the queue",
-    Intent.REMOVE: "remove other members' tracks",
-    Intent.MOVE: "move tracks",
-    Intent.CLEAR: "clear the queue",
-    Intent.DISCONNECT: "disconnect me",
-    Intent.FILTER: "change the filters",
-    Intent.EQ: "change the equalizer",
-    Intent.EQ_SAVE: "save equalizer presets",
-    Intent.EQ_DELETE: "delete equalizer presets",
-    Intent.QUEUE_CLEAN: "clean the queue",
-    Intent.QUEUE_DEDUPE: "remove duplicates from the queue",
+    Intent.SKIP_TO: deferred._("skip ahead"),
+    Intent.PREVIOUS: deferred._("go back a track"),
+    Intent.PAUSE: deferred._("pause the music"),
+    Intent.RESUME: deferred._("resume the music"),
+    Intent.STOP: deferred._("stop the music"),
+    Intent.SEEK: deferred._("seek"),
+    Intent.VOLUME: deferred._("change the volume"),
+    Intent.REPEAT: deferred._("change repeat"),
+    Intent.SHUFFLE: deferred._("turn shuffle on or off"),
+    Intent.SHUFFLE_ONCE: deferred._("shuffle the queue"),
+    Intent.REMOVE: deferred._("remove other members' tracks"),
+    Intent.MOVE: deferred._("move tracks"),
+    Intent.CLEAR: deferred._("clear the queue"),
+    Intent.DISCONNECT: deferred._("disconnect me"),
+    Intent.FILTER: deferred._("change the filters"),
+    Intent.EQ: deferred._("change the equalizer"),
+    Intent.EQ_SAVE: deferred._("save equalizer presets"),
+    Intent.EQ_DELETE: deferred._("delete equalizer presets"),
+    Intent.QUEUE_CLEAN: deferred._("clean the queue"),
+    Intent.QUEUE_DEDUPE: deferred._("remove duplicates from the queue"),
 }
 
 
@@ -200,13 +201,13 @@ def judge(
     if actor.system or rule is Rule.ANYONE:
         return Verdict(True)
     if rule is Rule.ADMIN:
-        return Verdict(actor.admin, sentence="Only admins can do that here.")
+        return Verdict(actor.admin, sentence=_("Only admins can do that here."))
     if rule is Rule.OWNER:
-        return Verdict(actor.owner, sentence="Only the bot owner can do that.")
+        return Verdict(actor.owner, sentence=_("Only the bot owner can do that."))
     if rule in (Rule.PLAYLIST_CREATE, Rule.PLAYLIST_EDIT):
         return _judge_playlist(rule, actor, dj_mode=dj_mode, author_id=requester_id, where=where)
     if not (actor.listening or actor.moderator):
-        return Verdict(False, sentence=f"Join {actor.voice_channel} to control the music.")
+        return Verdict(False, sentence=_("Join {voice_channel} to control the music.").format(voice_channel=actor.voice_channel))
     is_dj = actor.privileged or not dj_mode
     own = requester_id is not None and requester_id == actor.user_id
     if rule is Rule.LISTENER or is_dj:
@@ -215,7 +216,7 @@ def judge(
         return Verdict(True)
     if rule is Rule.VOTE:
         return Verdict(True, vote=not own)
-    return Verdict(False, sentence=f"Only DJs can {ACTIONS.get(intent, 'do that')} here.")
+    return Verdict(False, sentence=_("Only DJs can {intent} here.").format(intent=_(ACTIONS[intent]) if intent in ACTIONS else _("do that")))
 
 
 def _judge_playlist(rule: Rule, actor: Actor, *, dj_mode: bool, author_id: int | None,
@@ -225,16 +226,16 @@ def _judge_playlist(rule: Rule, actor: Actor, *, dj_mode: bool, author_id: int |
     if actor.owner:
         return Verdict(True)
     if scope is Scope.GLOBAL:
-        return Verdict(False, sentence="Only the bot owner can change global playlists.")
+        return Verdict(False, sentence=_("Only the bot owner can change global playlists."))
     if scope is Scope.USER:
         assert where is not None
         return Verdict(actor.user_id == where.scope_id,
-                       sentence="That is another member's own playlist scope: only they can change it.")
+                       sentence=_("That is another member's own playlist scope: only they can change it."))
     if rule is Rule.PLAYLIST_CREATE:
         return Verdict(actor.privileged or not dj_mode,
-                       sentence="Only DJs can make server playlists here; `--scope user` makes your own.")
+                       sentence=_("Only DJs can make server playlists here; `--scope user` makes your own."))
     return Verdict(actor.privileged or (author_id is not None and author_id == actor.user_id),
-                   sentence="Only its author, DJs, mods and admins can change that playlist.")
+                   sentence=_("Only its author, DJs, mods and admins can change that playlist."))
 
 
 def require(intent: Intent, actor: Actor, *, dj_mode: bool, requester_id: int | None = None,

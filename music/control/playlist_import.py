@@ -30,6 +30,7 @@ from ..playlists.audio import (
 )
 from ..playlists.model import MAX_NAME_LENGTH, Playlist, PlaylistError, Scope, Where, check_name
 from .permissions import Actor, Intent, require
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .playlists import PlaylistControl
@@ -94,9 +95,9 @@ async def read_audio_leftovers(cogs_path: Path) -> AudioLeftovers:
     if database.is_file():
         try:
             found.playlists += await asyncio.to_thread(read_audio_db, database)
-            found.sources.append(f"Audio's playlist database ({AUDIO_DB_NAME})")
+            found.sources.append(_("Audio's playlist database ({audio_db_name})").format(audio_db_name=AUDIO_DB_NAME))
         except (sqlite3.Error, OSError) as exc:
-            found.problems.append(f"Audio's playlist database could not be read: {exc}.")
+            found.problems.append(_("Audio's playlist database could not be read: {exc}.").format(exc=exc))
     # on JSON, Config would create Audio's settings file: only read one that exists
     try:
         on_json = str(data_manager.storage_type()).lower() == "json"
@@ -111,15 +112,15 @@ async def read_audio_leftovers(cogs_path: Path) -> AudioLeftovers:
             config.init_custom(group, depth)
             groups[group] = await config.custom(group).all()
         except Exception as exc:  # another registration, or unreadable stored data
-            found.problems.append(f"Audio's {group} settings could not be read ({type(exc).__name__}).")
+            found.problems.append(_("Audio's {group} settings could not be read ({name__}).").format(group=group, name__=type(exc).__name__))
     try:
         guilds = await config.all_guilds()
     except Exception as exc:
-        found.problems.append(f"Audio's server settings could not be read ({type(exc).__name__}).")
+        found.problems.append(_("Audio's server settings could not be read ({name__}).").format(name__=type(exc).__name__))
         guilds = {}
     found.guild_settings = {int(gid): dict(values) for gid, values in guilds.items()}
     found.playlists += config_playlists(groups, found.guild_settings)
-    found.sources.append("Audio's settings (Config)")
+    found.sources.append(_("Audio's settings (Config)"))
     return found
 
 
@@ -165,8 +166,8 @@ async def _import_playlist(control: PlaylistControl, audio: AudioPlaylist,
     where = _target(audio)
     entries, left_out, cut = await asyncio.to_thread(audio_entries, audio)
     if audio.tracks and not entries:
-        report.skipped.append(SkippedPlaylist(where, audio.name, f"all {len(audio.tracks)} entries are local "
-                                              "files or unreadable (only links can be imported)"))
+        report.skipped.append(SkippedPlaylist(where, audio.name, _("all {tracks_count} entries are local "
+                                              "files or unreadable (only links can be imported)").format(tracks_count=len(audio.tracks))))
         return None
     base = _importable_name(audio.name, audio.playlist_id)
     async with store.lock:
@@ -174,10 +175,10 @@ async def _import_playlist(control: PlaylistControl, audio: AudioPlaylist,
         for attempt in range(1, 100):
             if not await store.exists(where, name):
                 break
-            suffix = " (audio)" if attempt == 1 else f" (audio {attempt})"
+            suffix = " (audio)" if attempt == 1 else _(" (audio {attempt})").format(attempt=attempt)
             name = base[:MAX_NAME_LENGTH - len(suffix)] + suffix
         else:
-            report.skipped.append(SkippedPlaylist(where, audio.name, "too many playlists share its name"))
+            report.skipped.append(SkippedPlaylist(where, audio.name, _("too many playlists share its name")))
             return None
         playlist = Playlist(name=name, where=where, author_id=audio.author_id, entries=entries,
                             source_url=audio.url)

@@ -41,6 +41,7 @@ from ..resolve.resolver import ResolveError
 from .errors import ControlError, clean_query
 from .permissions import Actor, Intent, require
 from .playlist_import import AudioImportReport, import_audio, read_audio_leftovers
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import Enqueued, MusicControl
@@ -131,12 +132,12 @@ class PlaylistControl:
         """`server` (admins): playlists this server keeps; `user`, `global`, `entries` (owner)."""
         self._require(Intent.PLAYLIST_LIMITS, guild_id, actor)
         if which not in LIMITS:
-            raise ControlError("The limits are `server`, `user`, `global` and `entries`.")
+            raise ControlError(_("The limits are `server`, `user`, `global` and `entries`."))
         if which != "server" and not (actor.owner or actor.system):
-            raise ControlError("Only the bot owner can change that limit.")
-        _, low, high = LIMITS[which]
+            raise ControlError(_("Only the bot owner can change that limit."))
+        _default, low, high = LIMITS[which]
         if not low <= value <= high:
-            raise ControlError(f"Pick a number from {low} to {high}.")
+            raise ControlError(_("Pick a number from {low} to {high}.").format(low=low, high=high))
         await self.store.set_limit(which, value, guild_id)
         return value
 
@@ -153,14 +154,14 @@ class PlaylistControl:
                 if await self.store.exists(candidate, name):
                     return candidate
         if where is not None:
-            raise ControlError(f"There's no {where.describe()} playlist named {_named(name)}.")
-        raise ControlError(f"There's no playlist named {_named(name)} here, among yours or the global ones.")
+            raise ControlError(_("There's no {describe} playlist named {name}.").format(describe=where.describe(), name=_named(name)))
+        raise ControlError(_("There's no playlist named {name} here, among yours or the global ones.").format(name=_named(name)))
 
     async def _load(self, where: Where, name: str) -> StoredPlaylist:
         """Hold the lock."""
         loaded = await self.store.load(where, name)
         if loaded is None:
-            raise ControlError(f"There's no {where.describe()} playlist named {_named(name)}.")
+            raise ControlError(_("There's no {describe} playlist named {name}.").format(describe=where.describe(), name=_named(name)))
         return loaded
 
     # -- reading --------------------------------------------------------------------------------
@@ -196,12 +197,12 @@ class PlaylistControl:
     async def _check_new(self, guild_id: int, where: Where, name: str) -> None:
         """Hold the lock: the name is free and the scope has room."""
         if await self.store.exists(where, name):
-            raise ControlError(f"There's already a {where.describe()} playlist named {_named(name)}.")
+            raise ControlError(_("There's already a {describe} playlist named {name}.").format(describe=where.describe(), name=_named(name)))
         limit = (await self.store.limits(guild_id)).playlists_in(where.scope)
         if await self.store.count(where) >= limit:
-            whose = {Scope.SERVER: "This server has", Scope.USER: "That member has",
-                     Scope.GLOBAL: "There are"}[where.scope]
-            raise ControlError(f"{whose} {limit} {where.describe()} playlists, the limit; delete one first.")
+            whose = {Scope.SERVER: _("This server has"), Scope.USER: _("That member has"),
+                     Scope.GLOBAL: _("There are")}[where.scope]
+            raise ControlError(_("{whose} {limit} {describe} playlists, the limit; delete one first.").format(whose=whose, limit=limit, describe=where.describe()))
 
     async def create(self, guild_id: int, actor: Actor, where: Where, name: str, tracks: list[Track] | None = None,
                      *, source_url: str | None = None, intent: Intent = Intent.PLAYLIST_CREATE) -> Changed:
@@ -225,14 +226,14 @@ class PlaylistControl:
         queue = self.control.player(guild_id).queue
         tracks = ([queue.current] if queue.current is not None else []) + list(queue.upcoming)
         if not tracks:
-            raise ControlError("Nothing is playing and the queue is empty: there is nothing to save.")
+            raise ControlError(_("Nothing is playing and the queue is empty: there is nothing to save."))
         return await self.create(guild_id, actor, where, name, tracks, intent=Intent.PLAYLIST_SAVE)
 
     async def save_history(self, guild_id: int, actor: Actor, where: Where, name: str) -> Changed:
         """What played recently (oldest first, ending with the current track) as a new playlist."""
         tracks = self.control.queue_tools.recent_history(guild_id)
         if not tracks:
-            raise ControlError("Nothing has played here yet: there is no history to save.")
+            raise ControlError(_("Nothing has played here yet: there is no history to save."))
         return await self.create(guild_id, actor, where, name, tracks, intent=Intent.PLAYLIST_SAVE)
 
     async def save_link(self, guild_id: int, actor: Actor, where: Where, name: str, query: str,
@@ -262,7 +263,7 @@ class PlaylistControl:
             raise _sentence(exc) from None
         chosen = name or parsed.name
         if not chosen:
-            raise ControlError("That file has no usable playlist name: give one, `playlist upload <name>`.")
+            raise ControlError(_("That file has no usable playlist name: give one, `playlist upload <name>`."))
         changed = await self.create(guild_id, actor, where, chosen, parsed.entries,
                                     source_url=parsed.source_url, intent=Intent.PLAYLIST_UPLOAD)
         changed.skipped = parsed.skipped
@@ -278,7 +279,7 @@ class PlaylistControl:
         async with self.store.lock:
             original = (await self._load(found, name)).playlist
         if found == target and not new_name:
-            raise ControlError("Copying a playlist into its own scope needs a new name.")
+            raise ControlError(_("Copying a playlist into its own scope needs a new name."))
         changed = await self.create(guild_id, actor, target, new_name or original.name, original.entries,
                                     source_url=original.source_url, intent=Intent.PLAYLIST_COPY)
         return found, changed
@@ -312,7 +313,7 @@ class PlaylistControl:
         limit = (await self.store.limits(guild_id)).entries
         room = min(limit, ENTRY_CEILING) - len(current.entries)
         if room <= 0:
-            raise ControlError(f"{_named(current.name)} is full ({len(current.entries)} entries, the limit).")
+            raise ControlError(_("{name} is full ({entries_count} entries, the limit).").format(name=_named(current.name), entries_count=len(current.entries)))
         tracks, notes, _title = await self._look_up(guild_id, actor, query, room, progress)
         outcome = Changed(current)
 
@@ -322,7 +323,7 @@ class PlaylistControl:
             outcome.skipped = len(tracks) - len(fresh)
             outcome.added, outcome.left_out = playlist.append(fresh, limit)
             if fresh and not outcome.added:
-                raise PlaylistError(f"{_named(playlist.name)} is full ({len(playlist.entries)} entries, the limit).")
+                raise PlaylistError(_("{name} is full ({entries_count} entries, the limit).").format(name=_named(playlist.name), entries_count=len(playlist.entries)))
 
         outcome.playlist = await self._edit(Intent.PLAYLIST_APPEND, guild_id, actor, name, found, add)
         outcome.notes += notes
@@ -340,7 +341,7 @@ class PlaylistControl:
                 return
             count = playlist.remove_link(text)
             if not count:
-                raise PlaylistError(f"No entry of {_named(playlist.name)} is that link; give its number from `playlist info`.")
+                raise PlaylistError(_("No entry of {name} is that link; give its number from `playlist info`.").format(name=_named(playlist.name)))
             removed.append(count)
 
         playlist = await self._edit(Intent.PLAYLIST_REMOVE, guild_id, actor, name, where, change)
@@ -362,7 +363,7 @@ class PlaylistControl:
         async with self.store.lock:
             target_taken = await self.store.exists(found, new_name)
         if target_taken and name_key(new_name) != name_key(name):
-            raise ControlError(f"There's already a {found.describe()} playlist named {_named(new_name)}.")
+            raise ControlError(_("There's already a {describe} playlist named {new_name}.").format(describe=found.describe(), new_name=_named(new_name)))
         playlist = await self._edit(Intent.PLAYLIST_RENAME, guild_id, actor, name, found, change)
         return old[0], playlist
 
@@ -390,7 +391,7 @@ class PlaylistControl:
         async with self.store.lock:
             playlist = (await self._load(found, name)).playlist
         if not playlist.entries:
-            raise ControlError(f"{_named(playlist.name)} has no entries yet; `playlist append` adds some.")
+            raise ControlError(_("{name} has no entries yet; `playlist append` adds some.").format(name=_named(playlist.name)))
         tracks = await asyncio.to_thread(lambda: [queued_from(e, actor.user_id) for e in playlist.entries])
         # a first entry the block or allow list skips leaves the rest to play
         enqueued = self.control.enqueue(guild_id, actor, tracks[:1], more_to_come=len(tracks) > 1)
@@ -419,7 +420,7 @@ class PlaylistControl:
         except (ResolveError, PolicyError) as exc:
             raise ControlError(str(exc)) from None
         tracks = list(result.tracks)
-        notes = [f"{len(result.errors)} entr{'y' if len(result.errors) == 1 else 'ies'} could not be read."] if result.errors else []
+        notes = [(_("{errors_count} entry could not be read.") if len(result.errors) == 1 else _("{errors_count} entries could not be read.")).format(errors_count=len(result.errors))] if result.errors else []
         rest = result.rest
         if rest is not None:
             try:
@@ -431,7 +432,7 @@ class PlaylistControl:
                 self.control.drop_playlist(rest)
                 raise
             if rest.truncated:
-                notes.append(f"The link has more entries than fit; the first {len(tracks)} were taken.")
+                notes.append(_("The link has more entries than fit; the first {tracks_count} were taken.").format(tracks_count=len(tracks)))
             notes += rest.errors
         return tracks[:max(1, room)], notes, result.title
 

@@ -15,6 +15,7 @@ from ..engine.queue import HISTORY_LIMIT
 from ..engine.track import Track
 from .errors import ControlError
 from .permissions import Actor, Intent
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl
@@ -38,7 +39,7 @@ class QueueTools:
         members who are). Tracks queued by nobody in particular (autoplay, the RPC API) stay."""
         self.control._require(Intent.QUEUE_CLEAN, guild_id, actor)
         if self.control.manager.voice.connected(guild_id) is None:
-            raise ControlError("I'm not in a voice channel, so nobody has left it.")
+            raise ControlError(_("I'm not in a voice channel, so nobody has left it."))
         queue = self.control.player(guild_id).queue
         return self._removed(guild_id, queue.remove_where(
             lambda t: t.requester_id != 0 and t.requester_id not in listeners
@@ -50,7 +51,7 @@ class QueueTools:
         queue = self.control.player(guild_id).queue
         removed = queue.remove_where(lambda t: t.requester_id == actor.user_id)
         if not removed:
-            raise ControlError("You have no tracks in the queue.")
+            raise ControlError(_("You have no tracks in the queue."))
         return self._removed(guild_id, removed)
 
     def remove_range(self, guild_id: int, actor: Actor, first: int, last: int) -> list[Track]:
@@ -69,7 +70,7 @@ class QueueTools:
         queue = self.control.player(guild_id).queue
         mine = [t for t in queue.upcoming if t.requester_id == member_id]
         if not mine:
-            raise ControlError("That member has no tracks in the queue.")
+            raise ControlError(_("That member has no tracks in the queue."))
         self.control._require(Intent.REMOVE, guild_id, actor, mine[0])
         return self._removed(guild_id, queue.remove_where(lambda t: t.requester_id == member_id))
 
@@ -94,9 +95,9 @@ class QueueTools:
         self.control._require(Intent.QUEUE_SEARCH, guild_id, actor)
         words = normalise_text(text)
         if not words:
-            raise ControlError("Tell me what to look for in the queue.")
+            raise ControlError(_("Tell me what to look for in the queue."))
         if len(words) > MAX_SEARCH_LENGTH:
-            raise ControlError(f"Search for at most {MAX_SEARCH_LENGTH} characters.")
+            raise ControlError(_("Search for at most {max_search_length} characters.").format(max_search_length=MAX_SEARCH_LENGTH))
         return [
             (n, t) for n, t in enumerate(self.control.player(guild_id).queue.upcoming, 1)
             if words in normalise_text(t.title) or (t.uploader and words in normalise_text(t.uploader))
@@ -114,6 +115,5 @@ def _bad_position(upcoming: list[Track], n: int) -> str:
     """The queue model's sentence for a position that isn't there."""
     count = len(upcoming)
     if not count:
-        return "The queue is empty."
-    plural = "track" if count == 1 else "tracks"
-    return f"There's no track {n} in the queue: pick a number from 1 to {count} ({count} {plural} queued)."
+        return _("The queue is empty.")
+    return (_("There's no track {n} in the queue: pick a number from 1 to {count} ({count} track queued).") if count == 1 else _("There's no track {n} in the queue: pick a number from 1 to {count} ({count} tracks queued).")).format(n=n, count=count)

@@ -12,6 +12,7 @@ from .content_rules import ContentRules
 from .queue import QueueModel
 from .timefmt import format_duration
 from .track import Track
+from ..i18n import _
 
 
 class QueueLimits(Protocol):
@@ -61,7 +62,7 @@ def screen(
         if reason is None:
             allowed.append(track)
         else:
-            refusals.append(f"{describe(track)} was skipped: {reason}.")
+            refusals.append(_("{track} was skipped: {reason}.").format(track=describe(track), reason=reason))
     return allowed, refusals
 
 
@@ -71,7 +72,7 @@ def summarise_refusals(refusals: list[str]) -> list[str]:
         return list(refusals)
     more = len(refusals) - BLOCKED_SENTENCES
     return refusals[:BLOCKED_SENTENCES] + [
-        f"{more} more entr{'y was' if more == 1 else 'ies were'} skipped by the block and allow lists."
+        (_("{more} more entry was skipped by the block and allow lists.") if more == 1 else _("{more} more entries were skipped by the block and allow lists.")).format(more=more)
     ]
 
 
@@ -104,27 +105,27 @@ def admit(
             tracks = [t for t in tracks if t not in too_long]
             limit = format_duration(limits.max_length)
             if not tracks:
-                raise AdmissionError(f"{describe(too_long[0])} is longer than this server's limit of {limit}.")
-            notes.append(f"{len(too_long)} track(s) were longer than {limit} and were left out.")
+                raise AdmissionError(_("{too_long} is longer than this server's limit of {limit}.").format(too_long=describe(too_long[0]), limit=limit))
+            notes.append(_("{too_long_count} track(s) were longer than {limit} and were left out.").format(too_long_count=len(too_long), limit=limit))
     room = limits.max_queue - len(queue)
     if room <= 0:
-        raise AdmissionError(f"The queue is full ({limits.max_queue} tracks).")
+        raise AdmissionError(_("The queue is full ({max_queue} tracks).").format(max_queue=limits.max_queue))
     if limits.max_per_member and not privileged:
         mine = queue.count_by(requester_id, head_is_starting=head_is_starting)
         member_room = limits.max_per_member - mine
         if member_room <= 0:
-            who = "You already have" if requester_is_you else "That member already has"
-            raise AdmissionError(f"{who} {mine} track(s) queued, this server's limit per member.")
+            who = _("You already have") if requester_is_you else _("That member already has")
+            raise AdmissionError(_("{who} {mine} track(s) queued, this server's limit per member.").format(who=who, mine=mine))
         if len(tracks) > member_room:
             notes.append(
-                f"{len(tracks) - member_room} track(s) were left out by the per-member limit of {limits.max_per_member}."
+                _("{value} track(s) were left out by the per-member limit of {max_per_member}.").format(value=len(tracks) - member_room, max_per_member=limits.max_per_member)
             )
             tracks = tracks[:member_room]
     if len(tracks) > room:
-        notes.append(f"The queue is full: {len(tracks) - room} track(s) were left out.")
+        notes.append(_("The queue is full: {value} track(s) were left out.").format(value=len(tracks) - room))
         tracks = tracks[:room]
     if not tracks:
-        raise AdmissionError("I found nothing to play there.")
+        raise AdmissionError(_("I found nothing to play there."))
     at = queue.fair_position(requester_id, head_is_starting=head_is_starting) if limits.fair_queue and not front else None
     return Admission(tracks, at, notes)
 

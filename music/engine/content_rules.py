@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .track import Track
+from ..i18n import _
 
 MAX_RULES = 100  # per list (this server's block list, its allow list, the bot's two)
 MAX_RULE_LENGTH = 100
@@ -49,23 +50,23 @@ def parse_rule(text: str) -> str:
     """The stored form of a rule a member typed, or RuleError. A link becomes its host name."""
     rule = normalise_text(text.strip().strip("<>"))
     if "`" in rule:
-        raise RuleError("A rule can't contain backticks.")
+        raise RuleError(_("A rule can't contain backticks."))
     if "://" in rule:
         try:
             host = urlsplit(rule).hostname or ""
         except ValueError:
             host = ""
         if not host:
-            raise RuleError("That link has no site name to block or allow.")
+            raise RuleError(_("That link has no site name to block or allow."))
         rule = host
     if rule.startswith("*."):
         rule = rule[2:]
     if is_domain(rule):
         rule = _strip_www(rule.rstrip("."))
     if len(rule) < MIN_RULE_LENGTH:
-        raise RuleError(f"A rule needs at least {MIN_RULE_LENGTH} characters.")
+        raise RuleError(_("A rule needs at least {min_rule_length} characters.").format(min_rule_length=MIN_RULE_LENGTH))
     if len(rule) > MAX_RULE_LENGTH:
-        raise RuleError(f"A rule can be at most {MAX_RULE_LENGTH} characters long.")
+        raise RuleError(_("A rule can be at most {max_rule_length} characters long.").format(max_rule_length=MAX_RULE_LENGTH))
     return rule
 
 
@@ -166,10 +167,10 @@ class ContentRules:
         global_allow: Iterable[str] = (),
     ) -> None:
         self._lists = (
-            _List(tuple(global_block), "the bot's", "block"),
-            _List(tuple(server_block), "this server's", "block"),
-            _List(tuple(global_allow), "the bot's", "allow"),
-            _List(tuple(server_allow), "this server's", "allow"),
+            _List(tuple(global_block), _("the bot's"), "block"),
+            _List(tuple(server_block), _("this server's"), "block"),
+            _List(tuple(global_allow), _("the bot's"), "allow"),
+            _List(tuple(server_allow), _("this server's"), "allow"),
         )
         self.patterns: list[str] = sorted({r for lst in self._lists for r in lst.rules})
         self._index = {p: i for i, p in enumerate(self.patterns)}
@@ -207,7 +208,7 @@ class ContentRules:
         for lst in self._lists:
             hits = [r for r in lst.rules if r in matched] if lst.kind == "block" else []
             if hits:
-                return f"it matches `{hits[0]}` on {lst.where} block list"
+                return _("it matches `{hits}` on {where} block list").format(hits=hits[0], where=lst.where)
         return None
 
     def refusal(self, track: Track) -> str | None:
@@ -220,9 +221,9 @@ class ContentRules:
                 continue
             hits = [r for r in lst.rules if r in matched]
             if lst.kind == "block" and hits:
-                return f"it matches `{hits[0]}` on {lst.where} block list"
+                return _("it matches `{hits}` on {where} block list").format(hits=hits[0], where=lst.where)
             if lst.kind == "allow" and not hits:
-                return f"it matches nothing on {lst.where} allow list"
+                return _("it matches nothing on {where} allow list").format(where=lst.where)
         return None
 
 

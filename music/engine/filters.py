@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from ..i18n import _, deferred
 
 #: Centre frequencies (Hz) of the 15 bands of Red's Audio and Lavalink.
 EQ_BANDS: tuple[int, ...] = (
@@ -67,7 +68,7 @@ class Timescale:
         for name in ("speed", "pitch", "rate"):
             value = getattr(self, name)
             if not (math.isfinite(value) and TIMESCALE_MIN <= value <= TIMESCALE_MAX):
-                raise ValueError(f"The {name} must be from {TIMESCALE_MIN:g} to {TIMESCALE_MAX:g}.")
+                raise ValueError(_("The {name} must be from {timescale_min:g} to {timescale_max:g}.").format(name=name, timescale_min=TIMESCALE_MIN, timescale_max=TIMESCALE_MAX))
 
     @property
     def media_rate(self) -> float:
@@ -97,16 +98,16 @@ class FilterSpec:
 
 
 FILTERS: dict[str, FilterSpec] = {spec.name: spec for spec in (
-    FilterSpec("nightcore", "faster and higher (25 %)"),
-    FilterSpec("vaporwave", "slower and lower (20 %)"),
-    FilterSpec("speed", "tempo, pitch kept", 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
-    FilterSpec("pitch", "pitch, tempo kept", 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
-    FilterSpec("rate", "tempo and pitch together", 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
-    FilterSpec("karaoke", "removes what is in the centre (most vocals)"),
-    FilterSpec("tremolo", "the volume wavers", 4.0, 0.1, 20.0, "Hz"),
-    FilterSpec("vibrato", "the pitch wavers", 5.0, 0.1, 14.0, "Hz"),
-    FilterSpec("8d", "the sound turns around your head", 0.2, 0.01, 5.0, "Hz"),
-    FilterSpec("lowpass", "muffled: only what is under the cut-off", 1000.0, 100.0, 20000.0, "Hz"),
+    FilterSpec("nightcore", deferred._("faster and higher (25 %)")),
+    FilterSpec("vaporwave", deferred._("slower and lower (20 %)")),
+    FilterSpec("speed", deferred._("tempo, pitch kept"), 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
+    FilterSpec("pitch", deferred._("pitch, tempo kept"), 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
+    FilterSpec("rate", deferred._("tempo and pitch together"), 1.25, TIMESCALE_MIN, TIMESCALE_MAX, "x"),
+    FilterSpec("karaoke", deferred._("removes what is in the centre (most vocals)")),
+    FilterSpec("tremolo", deferred._("the volume wavers"), 4.0, 0.1, 20.0, "Hz"),
+    FilterSpec("vibrato", deferred._("the pitch wavers"), 5.0, 0.1, 14.0, "Hz"),
+    FilterSpec("8d", deferred._("the sound turns around your head"), 0.2, 0.01, 5.0, "Hz"),
+    FilterSpec("lowpass", deferred._("muffled: only what is under the cut-off"), 1000.0, 100.0, 20000.0, "Hz"),
 )}
 ALIASES = {"rotation": "8d", "low-pass": "lowpass", "low_pass": "lowpass", "tempo": "speed"}
 #: the filters that set the timescale (one timescale at a time: the latest wins, factor by factor)
@@ -129,15 +130,15 @@ class FilterChain:
 
     def __post_init__(self) -> None:
         if len(self.eq) != len(EQ_BANDS):
-            raise ValueError(f"The equalizer has {len(EQ_BANDS)} bands.")
+            raise ValueError(_("The equalizer has {eq_bands_count} bands.").format(eq_bands_count=len(EQ_BANDS)))
         for gain in self.eq:
             if not (math.isfinite(gain) and GAIN_MIN <= gain <= GAIN_MAX):
-                raise ValueError(f"A band's gain must be from {GAIN_MIN} to {GAIN_MAX}.")
+                raise ValueError(_("A band's gain must be from {gain_min} to {gain_max}.").format(gain_min=GAIN_MIN, gain_max=GAIN_MAX))
         for name in ("tremolo", "vibrato", "rotation", "lowpass"):
             value = getattr(self, name)
             spec = FILTERS["8d" if name == "rotation" else name]
             if value and not (math.isfinite(value) and spec.low <= value <= spec.high):
-                raise ValueError(f"{spec.name} must be from {spec.low:g} to {spec.high:g} {spec.unit}.")
+                raise ValueError(_("{name} must be from {low:g} to {high:g} {unit}.").format(name=spec.name, low=spec.low, high=spec.high, unit=spec.unit))
 
     # -- what it does -----------------------------------------------------------------------------
 
@@ -189,14 +190,14 @@ class FilterChain:
         key = ALIASES.get(name.lower(), name.lower())
         spec = FILTERS.get(key)
         if spec is None:
-            raise ValueError(f"There is no filter called `{name[:30]}`. "
-                             f"Filters: {', '.join(FILTERS)}.")
+            raise ValueError(_("There is no filter called `{name}`. "
+                             "Filters: {filters}.").format(name=name[:30], filters=', '.join(FILTERS)))
         off = value is not None and value.strip().lower() in ("off", "none", "0", "reset")
         if key in TIMESCALE_FILTERS:
             return replace(self, timescale=_timescale_with(self.timescale, spec, value, off))
         if key == "karaoke":
             if value is not None and not off and value.strip().lower() not in ("on", "yes"):
-                raise ValueError("Karaoke is `on` or `off`.")
+                raise ValueError(_("Karaoke is `on` or `off`."))
             return replace(self, karaoke=not off)
         amount = 0.0 if off else _number(spec, value)
         change: dict[str, Any] = {"rotation" if key == "8d" else key: amount}
@@ -259,8 +260,8 @@ def _timescale_with(ts: Timescale, spec: FilterSpec, value: str | None, off: boo
         if off:
             return IDENTITY if ts == preset else ts
         if value is not None and value.strip().lower() not in ("on", "yes"):
-            raise ValueError(f"{spec.name.capitalize()} is `on` or `off`; for other speeds use "
-                             "`speed`, `pitch` or `rate`.")
+            raise ValueError(_("{name} is `on` or `off`; for other speeds use "
+                             "`speed`, `pitch` or `rate`.").format(name=spec.name.capitalize()))
         return preset
     return replace(ts, **{spec.name: 1.0 if off else _number(spec, value)})
 
@@ -278,8 +279,8 @@ def _number(spec: FilterSpec, text: str | None) -> float:
     value = float(match.group("n")) * (1000.0 if cleaned.endswith("khz") else 1.0) if match else None
     if value is None or not spec.low <= value <= spec.high:
         unit = "" if spec.unit == "x" else f" {spec.unit}"
-        raise ValueError(f"{spec.name.capitalize()} takes a number from {spec.low:g} to "
-                         f"{spec.high:g}{unit}, or `off`.")
+        raise ValueError(_("{name} takes a number from {low:g} to "
+                         "{high:g}{unit}, or `off`.").format(name=spec.name.capitalize(), low=spec.low, high=spec.high, unit=unit))
     return value
 
 
@@ -311,14 +312,14 @@ def parse_band(text: str) -> int:
     cleaned = text.strip().lower().replace(" ", "")
     match = re.match(r"^(?P<n>[0-9]*\.?[0-9]+)(?P<unit>k|khz|hz)?$", cleaned)
     if match is None:
-        raise ValueError(f"Name a band by its number (1-{len(EQ_BANDS)}) or frequency (`63hz`, `1k`).")
+        raise ValueError(_("Name a band by its number (1-{eq_bands_count}) or frequency (`63hz`, `1k`).").format(eq_bands_count=len(EQ_BANDS)))
     number = float(match.group("n"))
     unit = match.group("unit")
     if unit is None and number.is_integer() and 1 <= number <= len(EQ_BANDS):
         return int(number) - 1
     hz = number * (1000.0 if unit in ("k", "khz") else 1.0)
     if not EQ_BANDS[0] / 2 <= hz <= EQ_BANDS[-1] * 1.5:
-        raise ValueError(f"The bands go from {EQ_BANDS[0]} Hz to {EQ_BANDS[-1] // 1000} kHz.")
+        raise ValueError(_("The bands go from {eq_bands} Hz to {value} kHz.").format(eq_bands=EQ_BANDS[0], value=EQ_BANDS[-1] // 1000))
     return min(range(len(EQ_BANDS)), key=lambda i: abs(math.log(EQ_BANDS[i] / hz)))
 
 
@@ -327,14 +328,14 @@ def parse_gain(text: str) -> float:
     cleaned = text.strip().lower().replace(" ", "")
     match = re.match(r"^(?P<n>[+-]?[0-9]*\.?[0-9]+)(?P<db>db)?$", cleaned)
     if match is None:
-        raise ValueError(f"A gain is from {GAIN_MIN} to {GAIN_MAX}, or in dB (`+6db`).")
+        raise ValueError(_("A gain is from {gain_min} to {gain_max}, or in dB (`+6db`).").format(gain_min=GAIN_MIN, gain_max=GAIN_MAX))
     value = float(match.group("n"))
     if match.group("db"):
         if not MUTED_DB <= value <= gain_to_db(GAIN_MAX) + 0.01:
-            raise ValueError(f"In dB a gain is from {MUTED_DB:g} to +{gain_to_db(GAIN_MAX):.0f}.")
+            raise ValueError(_("In dB a gain is from {muted_db:g} to +{gain_max:.0f}.").format(muted_db=MUTED_DB, gain_max=gain_to_db(GAIN_MAX)))
         return round(db_to_gain(value), 4)
     if not GAIN_MIN <= value <= GAIN_MAX:
-        raise ValueError(f"A gain is from {GAIN_MIN} to {GAIN_MAX} (or in dB: `+6db`).")
+        raise ValueError(_("A gain is from {gain_min} to {gain_max} (or in dB: `+6db`).").format(gain_min=GAIN_MIN, gain_max=GAIN_MAX))
     return value
 
 
@@ -342,9 +343,9 @@ def valid_preset_name(text: str) -> str:
     """A name for a saved preset (lowercase letters, digits, `-`, `_`; not a built-in's)."""
     name = text.strip().lower()
     if not PRESET_NAME.match(name):
-        raise ValueError("A preset's name is 1-32 letters, digits, `-` or `_`.")
+        raise ValueError(_("A preset's name is 1-32 letters, digits, `-` or `_`."))
     if preset_gains(name) is not None:
-        raise ValueError(f"`{name}` is a built-in preset; pick another name.")
+        raise ValueError(_("`{name}` is a built-in preset; pick another name.").format(name=name))
     return name
 
 

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from music.engine.track import Track
+from ..i18n import _
 
 HISTORY_LIMIT = 50
 
@@ -107,13 +108,13 @@ class QueueModel:
 
     def _check_index(self, n: int, what: str = "track") -> int:
         if not self.upcoming:
-            raise QueueError("The queue is empty.")
+            raise QueueError(_("The queue is empty."))
         if not 1 <= n <= len(self.upcoming):
             count = len(self.upcoming)
-            plural = "track" if count == 1 else "tracks"
             raise QueueError(
-                f"There's no {what} {n} in the queue: pick a number from 1 to {count} "
-                f"({count} {plural} queued)."
+                (_("There's no {what} {n} in the queue: pick a number from 1 to {count} "
+                "({count} track queued).") if count == 1 else _("There's no {what} {n} in the queue: pick a number from 1 to {count} "
+                "({count} tracks queued).")).format(what=what, n=n, count=count)
             )
         return n - 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from ..i18n import _, deferred
 
 # Seeking exactly to the end would just end the track; stay this far before it.
 END_MARGIN = 1.0
@@ -17,8 +18,8 @@ _UNITS = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?\s*(?:(?P<m>\d+(?:\.\d+)?)m(?:in)?)?\s*(?:(?P<s>\d+(?:\.\d+)?)s)?$"
 )
 
-_SEEK_HELP = "use seconds (90), mm:ss (1:30) or a relative offset (+10, -10)"
-_DURATION_HELP = "use seconds (90), mm:ss (1:30), h:mm:ss (1:02:03) or units (2m30s)"
+_SEEK_HELP = deferred._("use seconds (90), mm:ss (1:30) or a relative offset (+10, -10)")
+_DURATION_HELP = deferred._("use seconds (90), mm:ss (1:30), h:mm:ss (1:02:03) or units (2m30s)")
 
 
 def quote_user_text(text: str, limit: int = QUOTE_LIMIT) -> str:
@@ -55,7 +56,7 @@ def parse_seek(text: str, *, position: float, duration: float | None) -> float:
     sign = raw[:1] if raw[:1] in "+-" else ""
     value = _clock_seconds(raw[len(sign) :].strip())
     if value is None:
-        raise ValueError(f"I couldn't read `{quote_user_text(text)}` as a position: {_SEEK_HELP}.")
+        raise ValueError(_("I couldn't read `{text}` as a position: {seek_help}.").format(text=quote_user_text(text), seek_help=_(_SEEK_HELP)))
     if sign == "+":
         target = position + value
     elif sign == "-":
@@ -79,7 +80,7 @@ def parse_duration(text: str) -> float:
             value = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
     if value is None:
         raise ValueError(
-            f"I couldn't read `{quote_user_text(text)}` as a duration: {_DURATION_HELP}."
+            _("I couldn't read `{text}` as a duration: {duration_help}.").format(text=quote_user_text(text), duration_help=_(_DURATION_HELP))
         )
     return value
 

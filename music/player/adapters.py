@@ -19,6 +19,7 @@ from ..policy import PolicyError, resolve_local_path
 from ..resolve.jobs import Priority
 from .errors import StreamOpenError, VoiceError
 from .ports import AfterCallback, SourceCallback, VoiceHandle
+from ..i18n import _
 
 if TYPE_CHECKING:
     import discord
@@ -60,18 +61,18 @@ class DiscordVoice:
         guild = self.bot.get_guild(guild_id)
         channel = guild.get_channel(channel_id) if guild and channel_id else None
         if guild is None or channel is None or not callable(getattr(channel, "connect", None)):
-            raise VoiceError("I don't know which voice channel to join; use `summon` or `play` from a voice channel.")
+            raise VoiceError(_("I don't know which voice channel to join; use `summon` or `play` from a voice channel."))
         if not getattr(discord.voice_state, "has_dave", True):
             # Discord closes voice without DAVE (close code 4017) since 2026-03-02
-            raise VoiceError("I can't join voice: DAVE encryption support is missing; the bot owner should install `davey` and restart.")
+            raise VoiceError(_("I can't join voice: DAVE encryption support is missing; the bot owner should install `davey` and restart."))
         await self._end_stale(guild)
         try:
             await channel.connect(timeout=15.0, self_deaf=True)  # type: ignore[union-attr]
         except asyncio.TimeoutError:
-            raise VoiceError(f"I couldn't connect to {channel.mention} in time.") from None
+            raise VoiceError(_("I couldn't connect to {mention} in time.").format(mention=channel.mention)) from None
         except discord.ClientException:
             if self.connected(guild_id) is None:
-                raise VoiceError(f"I couldn't connect to {channel.mention}.") from None
+                raise VoiceError(_("I couldn't connect to {mention}.").format(mention=channel.mention)) from None
 
     @staticmethod
     async def _end_stale(guild: discord.Guild) -> None:
@@ -153,12 +154,12 @@ class ServiceTracks:
         if track.kind == "local":
             folder = self.store.globals.local_folder
             if not folder:
-                raise PolicyError("Local files are turned off: the bot owner has not set a local folder.")
+                raise PolicyError(_("Local files are turned off: the bot owner has not set a local folder."))
             path = await asyncio.to_thread(resolve_local_path, Path(folder), track.query)
             self._check_rules(guild_id, track)
             return track.copy(stream_url=str(path))
         if track.kind != "remote":
-            raise PolicyError("That queue entry is not a track I can play.")
+            raise PolicyError(_("That queue entry is not a track I can play."))
         if stored:
             # saved data is not trusted: the same lookup and checks as a new `play` (the
             # lookup's own cache holds only what this cog extracted, checked again on use)
@@ -167,7 +168,7 @@ class ServiceTracks:
             track = await self.service.refresh(track, guild_id=guild_id, priority=priority)
         if not (track.stream_url or "").lower().startswith(REMOTE_SCHEMES):
             # whatever stored data or a site says: only http(s), and only through the guard
-            raise PolicyError("That track's stream is not an http(s) link, so I won't open it.")
+            raise PolicyError(_("That track's stream is not an http(s) link, so I won't open it."))
         self._check_rules(guild_id, track)
         return track
 
@@ -206,4 +207,4 @@ def wants_passthrough(track: Track, volume: int, filters: FilterChain | None = N
 def _start_and_wait(stream: TrackStream, timeout: float) -> None:
     stream.start()
     if not stream.wait_ready(timeout):
-        raise StreamOpenError(stream.error or "the stream gave no audio in time")
+        raise StreamOpenError(stream.error or _("the stream gave no audio in time"))

@@ -1,6 +1,7 @@
 """The player's errors, each a sentence for the user."""
 
 from __future__ import annotations
+from ..i18n import _
 
 
 class VoiceError(Exception):
@@ -14,6 +15,6 @@ class StreamOpenError(Exception):
 def plain_error(exc: BaseException | None) -> str:
     """An exception as a short sentence (its text, or its type's name)."""
     if exc is None:
-        return "unknown error"
+        return _("unknown error")
     text = str(exc).strip() or type(exc).__name__
     return text[:300]

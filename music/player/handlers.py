@@ -31,6 +31,7 @@ from .transitions import (
     stop_audio,
     voice_playing,
 )
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager
@@ -105,7 +106,7 @@ async def on_load_failed(m: PlayerManager, player: GuildPlayer, event: ev.LoadFa
     current = player.queue.current
     if event.generation != player.generation or current is None or current.id != event.track_id:
         return
-    await m.notify(player, f"I couldn't play {track_line(current)}: {safe(event.error, limit=300)}")
+    await m.notify(player, _("I couldn't play {current}: {error}").format(current=track_line(current), error=safe(event.error, limit=300)))
     advance_and_load(m, player, skipped=True)
 
 
@@ -143,7 +144,7 @@ async def on_autoplay_result(m: PlayerManager, player: GuildPlayer, event: ev.Au
 async def on_background_failed(m: PlayerManager, player: GuildPlayer, event: ev.BackgroundFailed) -> None:
     if player.generation == event.generation and player.state is PlayerState.BACKGROUND:
         player.state = PlayerState.IDLE
-        await m.notify(player, f"The background couldn't play: {safe(event.error, limit=200)}")
+        await m.notify(player, _("The background couldn't play: {error}").format(error=safe(event.error, limit=200)))
 
 
 # -- from the audio thread ----------------------------------------------------------------------
@@ -183,7 +184,7 @@ async def on_track_failed(m: PlayerManager, player: GuildPlayer, event: ev.Track
         return
     # the event carries where the failed stream stopped: the source has dropped it, so
     # `player.position` no longer knows (it would restart the track from the top)
-    await recover(m, player, event.error or "the stream stalled", position=event.position)
+    await recover(m, player, event.error or _("the stream stalled"), position=event.position)
 
 
 async def on_source_exhausted(m: PlayerManager, player: GuildPlayer, event: ev.SourceExhausted) -> None:
@@ -203,7 +204,7 @@ async def on_playback_stopped(m: PlayerManager, player: GuildPlayer, event: ev.P
     if player.active and current is not None:
         # the sender saw where the track was before the source was cleaned up
         position = event.position if event.track_id == current.id else None
-        await recover(m, player, event.error or "the voice player stopped", position=position)
+        await recover(m, player, event.error or _("the voice player stopped"), position=position)
 
 
 # -- what members asked for (through the control layer) ---------------------------------------
@@ -328,7 +329,7 @@ async def _watch_progress(m: PlayerManager, player: GuildPlayer, now: float) -> 
         player.last_progress_at = now
     elif now - player.last_progress_at > STALL_SECONDS:
         player.last_progress_at = now
-        await on_track_failed(m, player, ev.TrackFailed(player.guild_id, None, "no audio for a while"))
+        await on_track_failed(m, player, ev.TrackFailed(player.guild_id, None, _("no audio for a while")))
         m.save(player)
         return
     if player.prefetched_id is None and in_prefetch_window(player) and player.queue.peek_next() is not None:
@@ -350,7 +351,7 @@ async def _watch_listeners(m: PlayerManager, player: GuildPlayer, event: ev.Tick
         player.alone_since = event.now
     elif settings.empty_disconnect and event.now - player.alone_since >= settings.empty_disconnect:
         player.alone_since = None
-        await m.notify(player, "Everyone left the voice channel, so I left too. The queue is kept.")
+        await m.notify(player, _("Everyone left the voice channel, so I left too. The queue is kept."))
         await on_disconnect(m, player, ev.Disconnect(player.guild_id))
     idle_for = event.now - player.idle_since
     if player.state is PlayerState.IDLE and player.channel_id and settings.idle_disconnect and idle_for >= settings.idle_disconnect:

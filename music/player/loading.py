@@ -14,6 +14,7 @@ from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError
 from .errors import StreamOpenError, VoiceError, plain_error
 from .events import AutoplayResult, BackgroundFailed, Loaded, LoadFailed, Prefetched, PrefetchFailed
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager
@@ -96,5 +97,5 @@ async def autoplay(m: PlayerManager, player: GuildPlayer, seed: Track | None, se
         raise
     except Exception as exc:
         log.warning("Guild %s: autoplay failed", player.guild_id, exc_info=True)
-        queued, notes = False, [f"Autoplay stopped: {plain_error(exc)}."]
+        queued, notes = False, [_("Autoplay stopped: {exc}.").format(exc=plain_error(exc))]
     m.post(AutoplayResult(player.guild_id, seed_key, queued, tuple(notes)))

@@ -13,12 +13,13 @@ from .autoplay import request_autoplay
 from .errors import plain_error
 from .state import GuildPlayer, PlayerState
 from .transitions import announce, refresh_prefetch
+from ..i18n import _, deferred
 
 if TYPE_CHECKING:
     from .manager import PlayerManager
     from .ports import VoiceHandle
 
-NOT_IN_VOICE = "I'm not connected to a voice channel any more; use `play` or `summon` to bring me back."
+NOT_IN_VOICE = deferred._("I'm not connected to a voice channel any more; use `play` or `summon` to bring me back.")
 
 
 async def begin_playback(m: PlayerManager, player: GuildPlayer, track: Track, stream: Any) -> None:
@@ -27,7 +28,7 @@ async def begin_playback(m: PlayerManager, player: GuildPlayer, track: Track, st
     if vc is None:
         m.close_stream_later(stream)
         player.state = PlayerState.IDLE
-        await m.notify(player, NOT_IN_VOICE)
+        await m.notify(player, _(NOT_IN_VOICE))
         return
     restarted = player.source is not None and player.source.current_track_id == track.id
     if not await _put_on_air(m, player, vc, track, stream):
@@ -66,7 +67,7 @@ async def _put_on_air(m: PlayerManager, player: GuildPlayer, vc: VoiceHandle, tr
         source.cleanup()
         player.source = None
         player.state = PlayerState.IDLE
-        await m.notify(player, f"I couldn't start playing: {safe(plain_error(exc), limit=200)}")
+        await m.notify(player, _("I couldn't start playing: {exc}").format(exc=safe(plain_error(exc), limit=200)))
         return False
     return True
 

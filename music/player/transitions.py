@@ -12,6 +12,7 @@ from ..formatting import safe, track_line
 from . import loading
 from .autoplay import request_autoplay
 from .state import GuildPlayer, PlayerState
+from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager
@@ -102,7 +103,7 @@ async def recover(m: PlayerManager, player: GuildPlayer, reason: str, *, positio
     current = player.queue.current
     assert current is not None
     if player.recoveries >= MAX_RECOVERIES:
-        await m.notify(player, f"{track_line(current)} keeps failing ({safe(reason, limit=200)}); skipping it.")
+        await m.notify(player, _("{current} keeps failing ({reason}); skipping it.").format(current=track_line(current), reason=safe(reason, limit=200)))
         advance_and_load(m, player, skipped=True)
         return
     player.recoveries += 1
@@ -152,4 +153,4 @@ async def announce(m: PlayerManager, player: GuildPlayer, track: Track) -> None:
     if m.announce is not None:
         await m.announce(player, track)
     else:
-        await m.notify(player, f"Now playing: {track_line(track)}")
+        await m.notify(player, _("Now playing: {track}").format(track=track_line(track)))

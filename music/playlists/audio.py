@@ -24,6 +24,7 @@ from typing import Any
 from ..engine.track import Track
 from .formats import audio_track_entry, http_link, link_entry
 from .model import ENTRY_CEILING, Scope
+from ..i18n import _
 
 AUDIO_COG_NAME = "Audio"
 AUDIO_IDENTIFIER = 2711759130
@@ -132,7 +133,7 @@ def config_playlists(groups: dict[str, dict[str, Any]], guild_values: dict[int, 
                 found.append(AudioPlaylist(
                     scope, _int(scope_id), _int(raw.get("id") or playlist_id), str(raw.get("name") or playlist_id),
                     _int(raw.get("author") or 0), raw.get("playlist_url"), _tracks(raw.get("tracks")),
-                    "Audio's Config",
+                    _("Audio's Config"),
                 ))
     for guild_id, values in guild_values.items():
         old = values.get("playlists")
@@ -142,7 +143,7 @@ def config_playlists(groups: dict[str, dict[str, Any]], guild_values: dict[int, 
             if isinstance(raw, dict):
                 found.append(AudioPlaylist(Scope.SERVER, int(guild_id), number, str(name),
                                            _int(raw.get("author") or 0), raw.get("playlist_url"),
-                                           _tracks(raw.get("tracks")), "Audio's Config"))
+                                           _tracks(raw.get("tracks")), _("Audio's Config")))
     return found
 
 
@@ -191,15 +192,15 @@ def settings_plan(raw: dict[str, Any]) -> SettingsPlan:
         if isinstance(get("dj_role"), int) and not isinstance(get("dj_role"), bool):
             values["dj_role"] = get("dj_role")
         else:
-            notes.append("DJ mode was on without a DJ role, so no DJ role was set.")
+            notes.append(_("DJ mode was on without a DJ role, so no DJ role was set."))
     elif _changed(raw, "dj_role"):
-        notes.append("A DJ role was set but DJ mode was off, so no DJ role was set.")
+        notes.append(_("A DJ role was set but DJ mode was off, so no DJ role was set."))
     if get("vote_enabled") is True:
         percent = _bounded(get("vote_percent"), 1, 100)
         if percent is not None:
             values["vote_percent"] = percent
             if "dj_role" not in values:
-                notes.append("Vote skipping was on; here votes apply while a DJ role is set (`musicset dj`).")
+                notes.append(_("Vote skipping was on; here votes apply while a DJ role is set (`musicset dj`)."))
     if _changed(raw, "maxlength"):
         seconds = _bounded(get("maxlength"), 0, 366 * 86400)
         if seconds is not None:
@@ -216,7 +217,7 @@ def settings_plan(raw: dict[str, Any]) -> SettingsPlan:
         values["pause_when_alone"] = get("emptypause_enabled") is True
         timer = _bounded(get("emptypause_timer", 0), 0, 86400) or 0
         if values["pause_when_alone"] and timer:
-            notes.append(f"Audio paused after {timer} s alone; this cog pauses at once.")
+            notes.append(_("Audio paused after {timer} s alone; this cog pauses at once.").format(timer=timer))
     if _changed(raw, "notify") and isinstance(get("notify"), bool):
         values["notify"] = get("notify")
     unmapped = sorted(name for name in AUDIO_UNMAPPED_DEFAULTS if _changed(raw, name))

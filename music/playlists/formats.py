@@ -32,6 +32,7 @@ from .model import (
     check_name,
     entry_of,
 )
+from ..i18n import _
 
 FORMAT_NAME = "red-music-playlist"
 FORMAT_VERSION = 1
@@ -131,20 +132,20 @@ def _music_entry(data: object) -> Track | None:
 
 def _entries(items: object, convert: Any) -> tuple[list[Track], int]:
     if not isinstance(items, list):
-        raise PlaylistError("That file has no list of tracks.")
+        raise PlaylistError(_("That file has no list of tracks."))
     if len(items) > ENTRY_CEILING:
-        raise PlaylistError(f"That file has {len(items)} entries; a playlist holds at most {ENTRY_CEILING}.")
+        raise PlaylistError(_("That file has {items_count} entries; a playlist holds at most {entry_ceiling}.").format(items_count=len(items), entry_ceiling=ENTRY_CEILING))
     entries = [e for e in map(convert, items) if e is not None]
     return entries, len(items) - len(entries)
 
 
 def _from_json(document: Any) -> ParsedFile:
     if not isinstance(document, dict):
-        raise PlaylistError("That JSON file is not a playlist (it is not an object).")
+        raise PlaylistError(_("That JSON file is not a playlist (it is not an object)."))
     name = _usable_name(document.get("name"))
     if document.get("format") == FORMAT_NAME:
         if document.get("version") != FORMAT_VERSION:
-            raise PlaylistError("That playlist file is from a newer version of this cog.")
+            raise PlaylistError(_("That playlist file is from a newer version of this cog."))
         entries, skipped = _entries(document.get("entries"), _music_entry)
         return ParsedFile("music", name, entries, http_link(document.get("source_url")), skipped)
     schema = document.get("schema", 1)
@@ -155,7 +156,7 @@ def _from_json(document: Any) -> ParsedFile:
     if "playlist" in document:
         entries, skipped = _entries(document.get("playlist"), lambda u: _link_or_none(u))
         return ParsedFile("audio v2", name, entries, http_link(document.get("link")), skipped)
-    raise PlaylistError("That JSON file is not a playlist I know (this cog's, or Red Audio's v2 or v3 export).")
+    raise PlaylistError(_("That JSON file is not a playlist I know (this cog's, or Red Audio's v2 or v3 export)."))
 
 
 def _link_or_none(value: object) -> Track | None:
@@ -175,7 +176,7 @@ def _from_text(text: str) -> ParsedFile:
             skipped += 1
             continue
         if len(entries) >= ENTRY_CEILING:
-            raise PlaylistError(f"That file has more than {ENTRY_CEILING} links; a playlist holds at most {ENTRY_CEILING}.")
+            raise PlaylistError(_("That file has more than {entry_ceiling} links; a playlist holds at most {entry_ceiling}.").format(entry_ceiling=ENTRY_CEILING))
         entries.append(link_entry(url))
     return ParsedFile("text", None, entries, None, skipped)
 
@@ -192,29 +193,29 @@ def _usable_name(value: object) -> str | None:
 def parse_file(data: bytes, filename: str = "") -> ParsedFile:
     """Any bytes: a ParsedFile with at least one entry, or PlaylistError saying why not."""
     if len(data) > MAX_FILE_BYTES:
-        raise PlaylistError(f"That file is too big: a playlist file may be at most {MAX_FILE_BYTES // (1024 * 1024)} MB.")
+        raise PlaylistError(_("That file is too big: a playlist file may be at most {value} MB.").format(value=MAX_FILE_BYTES // (1024 * 1024)))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise PlaylistError("That file is not text (UTF-8): upload a playlist file or a list of links.") from None
+        raise PlaylistError(_("That file is not text (UTF-8): upload a playlist file or a list of links.")) from None
     if "\x00" in text:
-        raise PlaylistError("That file is not text: upload a playlist file or a list of links.")
+        raise PlaylistError(_("That file is not text: upload a playlist file or a list of links."))
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
             document = json.loads(text)
         except (ValueError, RecursionError):
-            raise PlaylistError("That file looks like JSON but can't be read (it is cut off or malformed).") from None
+            raise PlaylistError(_("That file looks like JSON but can't be read (it is cut off or malformed).")) from None
         parsed = _from_json(document)
     else:
         parsed = _from_text(text)
     if parsed.name is None:
         parsed.name = _usable_name(PurePosixPath(filename.replace("\\", "/")).stem) if filename else None
     if not parsed.entries:
-        raise PlaylistError("I found no playable links in that file.")
+        raise PlaylistError(_("I found no playable links in that file."))
     if parsed.skipped:
-        parsed.notes.append("1 entry was not an http(s) link and was left out." if parsed.skipped == 1 else
-                            f"{parsed.skipped} entries were not http(s) links and were left out.")
+        parsed.notes.append(_("1 entry was not an http(s) link and was left out.") if parsed.skipped == 1 else
+                            _("{skipped} entries were not http(s) links and were left out.").format(skipped=parsed.skipped))
     return parsed
 
 

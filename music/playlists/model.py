@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..engine.track import Track, new_track_id
+from ..i18n import _
 
 MAX_NAME_LENGTH = 64
 # the most entries a playlist may ever hold, whatever the setting (Red's Audio used the same)
@@ -48,7 +49,7 @@ SCOPE_WORDS: dict[str, Scope] = {
 def parse_scope(word: str) -> Scope:
     scope = SCOPE_WORDS.get(word.strip().lower())
     if scope is None:
-        raise PlaylistError("A scope is `server`, `user` or `global`.")
+        raise PlaylistError(_("A scope is `server`, `user` or `global`."))
     return scope
 
 
@@ -80,13 +81,13 @@ def check_name(text: str) -> str:
     """A playlist name as typed, tidied (spaces collapsed), or PlaylistError."""
     name = " ".join(str(text).split())
     if not name:
-        raise PlaylistError("Give the playlist a name.")
+        raise PlaylistError(_("Give the playlist a name."))
     if len(name) > MAX_NAME_LENGTH:
-        raise PlaylistError(f"Keep playlist names under {MAX_NAME_LENGTH + 1} characters.")
+        raise PlaylistError(_("Keep playlist names under {value} characters.").format(value=MAX_NAME_LENGTH + 1))
     if name.startswith("-"):
-        raise PlaylistError("A playlist name can't start with `-` (options like `--scope` do).")
+        raise PlaylistError(_("A playlist name can't start with `-` (options like `--scope` do)."))
     if any(ch in name for ch in "`@") or not name.isprintable():
-        raise PlaylistError("A playlist name can't contain `, @ or control characters.")
+        raise PlaylistError(_("A playlist name can't contain `, @ or control characters."))
     return name
 
 
@@ -154,9 +155,9 @@ class Playlist:
     def remove_at(self, position: int) -> Track:
         """Remove the entry at a 1-based position."""
         if not self.entries:
-            raise PlaylistError(f"**{self.name}** has no entries.")
+            raise PlaylistError(_("**{name}** has no entries.").format(name=self.name))
         if not 1 <= position <= len(self.entries):
-            raise PlaylistError(f"Pick an entry from 1 to {len(self.entries)}.")
+            raise PlaylistError(_("Pick an entry from 1 to {entries_count}.").format(entries_count=len(self.entries)))
         return self.entries.pop(position - 1)
 
     def remove_link(self, link: str) -> int:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from .model import PlaylistError, Scope, parse_scope
+from ..i18n import _
 
 SCOPE_OPTIONS = {
     "--scope": "scope",
@@ -50,15 +51,15 @@ def split_options(text: str, options: dict[str, str]) -> tuple[str, dict[str, st
         target = options.get(flag)
         if target is None:
             known = ", ".join(sorted({f for f in options if not f.endswith(("user", "member", "server"))}))
-            raise PlaylistError(f"I don't know the option `{flag[:40]}`; use {known}.")
+            raise PlaylistError(_("I don't know the option `{flag}`; use {known}.").format(flag=flag[:40], known=known))
         end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
         value = " ".join(text[match.end(): end].split())
         if not value:
-            raise PlaylistError(f"`{flag}` needs a value.")
+            raise PlaylistError(_("`{flag}` needs a value.").format(flag=flag))
         if len(value) > MAX_OPTION_TEXT:
-            raise PlaylistError(f"The value of `{flag}` is too long.")
+            raise PlaylistError(_("The value of `{flag}` is too long.").format(flag=flag))
         if target in values:
-            raise PlaylistError(f"`{flag}` (or another name for it) is given twice.")
+            raise PlaylistError(_("`{flag}` (or another name for it) is given twice.").format(flag=flag))
         values[target] = value
     return head.strip(), values
 

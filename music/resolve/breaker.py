@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from ..i18n import _, deferred
 
 # Names users recognise; anything else is shown as yt-dlp names it.
 DISPLAY_NAMES = {
@@ -25,7 +26,7 @@ DISPLAY_NAMES = {
     "bandcamp": "Bandcamp",
     "vimeo": "Vimeo",
     "twitch": "Twitch",
-    "generic": "direct links and other sites",
+    "generic": deferred._("direct links and other sites"),
 }
 
 
@@ -48,14 +49,14 @@ class BreakerOpenError(Exception):
 
 
 def display_name(name: str) -> str:
-    return DISPLAY_NAMES.get(name, name)
+    return _(DISPLAY_NAMES[name]) if name in DISPLAY_NAMES else name
 
 
 def breaker_sentence(name: str, retry_in: float, failures: int) -> str:
     wait = max(1, round(retry_in))
     return (
-        f"Lookups on {display_name(name)} failed {failures} times in a row, so I've paused them "
-        f"for a moment; try again in {wait} s."
+        _("Lookups on {name} failed {failures} times in a row, so I've paused them "
+        "for a moment; try again in {wait} s.").format(name=display_name(name), failures=failures, wait=wait)
     )
 
 

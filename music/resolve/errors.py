@@ -13,6 +13,7 @@ from yt_dlp.utils import DownloadError, YoutubeDLError
 from music.engine.timefmt import quote_user_text
 from music.netguard import policy_refusal
 from music.policy import PolicyError
+from ..i18n import _
 
 log = logging.getLogger("red.music.resolve")
 
@@ -51,47 +52,47 @@ def classify_error(message: str, timeout: float) -> tuple[ErrorKind, str]:
     status = int(status_match[1]) if status_match else None
     permanent, transient, broken = ErrorKind.PERMANENT, ErrorKind.TRANSIENT, ErrorKind.BROKEN
     if "unsupported url" in lower:
-        return permanent, "I can't play that link: the site isn't supported."
+        return permanent, _("I can't play that link: the site isn't supported.")
     if "private video" in lower or "video is private" in lower:
-        return permanent, "That video is private."
+        return permanent, _("That video is private.")
     if "not a bot" in lower:
         return broken, (
-            "The site asked the bot to sign in to prove it isn't a bot; the bot owner may need "
-            "to update yt-dlp or give it cookies."
+            _("The site asked the bot to sign in to prove it isn't a bot; the bot owner may need "
+            "to update yt-dlp or give it cookies.")
         )
     if "sign in to confirm your age" in lower or "age-restricted" in lower:
-        return permanent, "That video is age-restricted and needs a signed-in account."
+        return permanent, _("That video is age-restricted and needs a signed-in account.")
     if "members" in lower and "only" in lower or "join this channel" in lower:
-        return permanent, "That video is for channel members only."
+        return permanent, _("That video is for channel members only.")
     if (
         "your country" in lower
         or "your location" in lower
         or "geo restrict" in lower
         or "geo-restrict" in lower
     ):
-        return permanent, "That video isn't available in the bot's country."
+        return permanent, _("That video isn't available in the bot's country.")
     if status == 404 or status == 410:
-        return permanent, "There's nothing at that link (the site answered 404 Not Found)."
+        return permanent, _("There's nothing at that link (the site answered 404 Not Found).")
     if status == 403:
-        return broken, "The site refused access to that link (403 Forbidden)."
+        return broken, _("The site refused access to that link (403 Forbidden).")
     if status == 429:
         return (
             transient,
-            "The site is rate-limiting the bot (429 Too Many Requests); try again later.",
+            _("The site is rate-limiting the bot (429 Too Many Requests); try again later."),
         )
     if status is not None and 500 <= status <= 599:
         return (
             transient,
-            f"The site is having trouble (it answered HTTP {status}); try again later.",
+            _("The site is having trouble (it answered HTTP {status}); try again later.").format(status=status),
         )
     if "timed out" in lower or "timeout" in lower:
-        return transient, f"Looking that up timed out after {timeout:g} s."
+        return transient, _("Looking that up timed out after {timeout:g} s.").format(timeout=timeout)
     if "live event will begin" in lower or "premieres in" in lower:
-        return permanent, "That stream hasn't started yet."
+        return permanent, _("That stream hasn't started yet.")
     if "unavailable" in lower or "not available" in lower or "has been removed" in lower:
-        return permanent, "That video is unavailable."
+        return permanent, _("That video is unavailable.")
     if "name or service not known" in lower or "getaddrinfo" in lower or "resolve host" in lower:
-        return permanent, "I couldn't reach that site."
+        return permanent, _("I couldn't reach that site.")
     if (
         "connection reset" in lower
         or "connection refused" in lower
@@ -99,9 +100,9 @@ def classify_error(message: str, timeout: float) -> tuple[ErrorKind, str]:
         or "temporary failure" in lower
         or "incompleteread" in lower
     ):
-        return transient, "I couldn't reach that site; the connection dropped."
-    first_line = text.splitlines()[0] if text else "unknown error"
-    sentence = f"I couldn't load that: {quote_user_text(first_line, 150)}"
+        return transient, _("I couldn't reach that site; the connection dropped.")
+    first_line = text.splitlines()[0] if text else _("unknown error")
+    sentence = _("I couldn't load that: {first_line}").format(first_line=quote_user_text(first_line, 150))
     if "unable to extract" in lower or "report this issue" in lower:
         return broken, sentence  # the site changed under yt-dlp
     return permanent, sentence
@@ -120,7 +121,7 @@ def to_resolve_error(exc: BaseException, timeout: float) -> ResolveError:
         kind, sentence = classify_error(str(exc), timeout)
         return ResolveError(sentence, kind)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # two classes before Python 3.11
-        return ResolveError(f"Looking that up timed out after {timeout:g} s.", ErrorKind.TRANSIENT)
+        return ResolveError(_("Looking that up timed out after {timeout:g} s.").format(timeout=timeout), ErrorKind.TRANSIENT)
     # An extractor bug must not escape as an unknown exception into a command.
     log.error("yt-dlp failed unexpectedly", exc_info=exc)
-    return ResolveError("I couldn't load that: yt-dlp failed unexpectedly.", ErrorKind.BROKEN)
+    return ResolveError(_("I couldn't load that: yt-dlp failed unexpectedly."), ErrorKind.BROKEN)

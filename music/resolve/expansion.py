@@ -10,6 +10,7 @@ from typing import Any
 
 from music.engine.track import Track
 from music.resolve.jobs import Job
+from ..i18n import _
 
 
 @dataclass
@@ -80,13 +81,12 @@ class PlaylistExpansion:
             self.truncated = done.truncated
             if done.unusable:
                 self.errors.append(
-                    f"{done.unusable} {'entry was' if done.unusable == 1 else 'entries were'} "
-                    "unavailable."
+                    (_("{unusable} entry was unavailable.") if done.unusable == 1 else _("{unusable} entries were unavailable.")).format(unusable=done.unusable)
                 )
             error = error or done.error
         if error:
             self.errors.append(
-                f"I stopped loading the playlist after {self.received} entries: {error}"
+                _("I stopped loading the playlist after {received} entries: {error}").format(received=self.received, error=error)
             )
         self._batches.put_nowait(None)
         self._done.set()

@@ -46,6 +46,7 @@ from music.resolve.job import (
     Stage,
     is_transient,
 )
+from ..i18n import _
 
 __all__ = [
     "FINAL_STAGES",
@@ -187,7 +188,7 @@ class JobScheduler:
     ) -> Job[T]:
         """Queue `work(context)` to run in a worker thread; await `job.future` for its result."""
         if self._closed:
-            raise SchedulerClosed("The music player is shutting down.")
+            raise SchedulerClosed(_("The music player is shutting down."))
         loop = self._bind()
         future: asyncio.Future[T] = loop.create_future()
         # A result nobody awaits (a cancelled command) must not log "exception never retrieved".
@@ -224,7 +225,7 @@ class JobScheduler:
             return False
         if not is_admin and by_user_id != job.requester_id:
             raise JobNotAllowed(
-                "Only the member who asked for that lookup, or an admin, can cancel it."
+                _("Only the member who asked for that lookup, or an admin, can cancel it.")
             )
         self.cancel_job(job)
         return True
@@ -235,10 +236,10 @@ class JobScheduler:
             return False
         if sentence is None:
             sentence = (
-                "That lookup was cancelled; yt-dlp was already fetching it and can't be "
-                "interrupted, so its result will be thrown away."
+                _("That lookup was cancelled; yt-dlp was already fetching it and can't be "
+                "interrupted, so its result will be thrown away.")
                 if job.state == "running"
-                else "That lookup was cancelled."
+                else _("That lookup was cancelled.")
             )
         self._withdraw(job)
         self._finish(job, Stage.CANCELLED, error=JobCancelled(sentence))
@@ -305,7 +306,7 @@ class JobScheduler:
         for job in list(self._jobs.values()):
             self._withdraw(job)
             self._finish(
-                job, Stage.CANCELLED, error=SchedulerClosed("The music player is shutting down.")
+                job, Stage.CANCELLED, error=SchedulerClosed(_("The music player is shutting down."))
             )
         for worker in self._idle:
             worker.inbox.put(None)
@@ -395,7 +396,7 @@ class JobScheduler:
             )
             return
         self._abandon_attempt(job)
-        self._failed(job, JobTimedOut(f"Looking that up timed out after {self.timeout:g} s."))
+        self._failed(job, JobTimedOut(_("Looking that up timed out after {timeout:g} s.").format(timeout=self.timeout)))
         self._pump()
 
     def _abandon_attempt(self, job: Job[Any]) -> None:
@@ -454,7 +455,7 @@ class JobScheduler:
             delay = self.backoff_delay(job.attempt)
             job.state = "waiting"
             job.stage = Stage.RETRYING
-            job.note = f"{getattr(error, 'sentence', error)} Trying again in {delay:.1f} s."
+            job.note = _("{error} Trying again in {delay:.1f} s.").format(error=getattr(error, 'sentence', error), delay=delay)
             self.counts["retried"] += 1
             job.retry_handle = self._loop.call_later(delay, self._requeue, job)
             self._notify(job)

@@ -19,6 +19,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from ..i18n import _
 
 log = logging.getLogger("red.music.resolve.jsruntime")
 
@@ -97,7 +98,7 @@ def detect_js_runtime() -> JsRuntimeReport:
     """Look for every runtime in preference order and choose the first usable one. Blocking."""
     known = supported_runtime_names()
     if not known:
-        return JsRuntimeReport(None, (), (), ("This yt-dlp predates JavaScript runtimes.",))
+        return JsRuntimeReport(None, (), (), (_("This yt-dlp predates JavaScript runtimes."),))
     candidates: list[tuple[str, str, str]] = []
     package_deno = _deno_package_binary()
     if package_deno:

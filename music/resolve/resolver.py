@@ -31,6 +31,7 @@ from music.resolve.probe import EarlyProbe, direct_prober
 from music.resolve.tracks import Prober, ResolveResult, apply_fresh, entry_track, full_track
 from music.resolve.urls import DEFAULT_STREAM_LIFETIME, as_url, extractor_family, stream_expiry
 from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
+from ..i18n import _
 
 __all__ = [
     # re-exported: callers import these from here
@@ -165,7 +166,7 @@ class Resolver:
                 ie_key=self._instances.remembered_extractor(ydl, url),
             )
             if not raw:
-                raise ResolveError("I found nothing at that link.")
+                raise ResolveError(_("I found nothing at that link."))
             if raw.get("_type") in ("playlist", "multi_video"):
                 yield self._playlist(raw, policy, requester_id, limit)
                 return
@@ -173,7 +174,7 @@ class Resolver:
             # following `url` results) exactly as extract_info(process=True) would.
             info = ydl.process_ie_result(raw, download=False)
             if not info:
-                raise ResolveError("I found nothing at that link.")
+                raise ResolveError(_("I found nothing at that link."))
             if info.get("_type") in ("playlist", "multi_video"):
                 yield self._playlist(info, policy, requester_id, limit)
                 return
@@ -184,7 +185,7 @@ class Resolver:
         info = self._extract(self.search_target(text), policy, self._options(flat=False, limit=1))
         entries = [e for e in info.get("entries") or [] if e]
         if not entries:
-            raise ResolveError(f"I found nothing for `{quote_user_text(text)}`.")
+            raise ResolveError(_("I found nothing for `{text}`.").format(text=quote_user_text(text)))
         return full_track(entries[0], policy, requester_id, None, self._prober(None))
 
     def search_sync(
@@ -214,7 +215,7 @@ class Resolver:
             if info.get("_type") in ("playlist", "multi_video"):
                 entries = [e for e in info.get("entries") or [] if e]
                 if not entries:
-                    raise ResolveError("That link no longer has anything I can play.")
+                    raise ResolveError(_("That link no longer has anything I can play."))
                 info = entries[0]
             fresh = full_track(info, policy, track.requester_id, url, self._prober(early))
         finally:
@@ -263,7 +264,7 @@ class Resolver:
                 target, download=False, ie_key=self._instances.remembered_extractor(ydl, target)
             )
         if not info:
-            raise ResolveError("I found nothing at that link.")
+            raise ResolveError(_("I found nothing at that link."))
         return info  # type: ignore[no-any-return]
 
     def _early_probe(self, url: str | None) -> EarlyProbe | None:

@@ -50,6 +50,7 @@ from music.resolve.playlist import PlaylistReader
 from music.resolve.resolver import Resolver
 from music.resolve.tracks import ResolveResult, apply_fresh
 from music.resolve.urls import as_url, lookup_label, without_links
+from ..i18n import _
 
 log = logging.getLogger("red.music.resolve.service")
 
@@ -178,7 +179,7 @@ class ResolveService:
         comes back with its first entry and `rest` for the others, at most `limit` in all."""
         text = query.strip()
         if not text:
-            raise ResolveError("Tell me what to play: a link, or words to search for.")
+            raise ResolveError(_("Tell me what to play: a link, or words to search for."))
         self._check_open()
         policy = self.resolver.policy()
         url = as_url(text)
@@ -281,7 +282,7 @@ class ResolveService:
         """Up to n unresolved search results."""
         text = query.strip()
         if not text:
-            raise ResolveError("Tell me what to search for.")
+            raise ResolveError(_("Tell me what to search for."))
         self._check_open()
         policy = self.resolver.policy()
         job: Job[list[Track]] = self._submit(
@@ -322,7 +323,7 @@ class ResolveService:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ResolveError("The music player is shutting down.")
+            raise ResolveError(_("The music player is shutting down."))
 
     def _submit(
         self,
@@ -368,7 +369,7 @@ class ResolveService:
             self._waiters[job.id] = left
             return
         self._waiters.pop(job.id, None)
-        self.scheduler.cancel_job(job, "The lookup was abandoned.")
+        self.scheduler.cancel_job(job, _("The lookup was abandoned."))
 
     def _refresh_ended(self, stream_key: str, job: Job[Track], _future: object) -> None:
         """A finished refresh is no longer there to join."""
@@ -388,14 +389,14 @@ class ResolveService:
             sentence = error.sentence
         else:  # the work functions convert everything; this is a bug, said plainly
             log.error("Resolve job %s failed unexpectedly", job.id, exc_info=error)
-            kind, sentence = ErrorKind.BROKEN, "I couldn't load that: something went wrong."
+            kind, sentence = ErrorKind.BROKEN, _("I couldn't load that: something went wrong.")
         if job.attempt > 1 and kind is ErrorKind.TRANSIENT and not isinstance(error, JobCancelled):
-            sentence += f" (I tried {job.attempt} times.)"
+            sentence += _(" (I tried {attempt} times.)").format(attempt=job.attempt)
         raise ResolveError(sentence, kind)
 
     def _expansion_ended(self, expansion: PlaylistExpansion, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
-            expansion._finish(None, "it was cancelled.")
+            expansion._finish(None, _("it was cancelled."))
             return
         error = future.exception()
         if error is not None:
@@ -559,7 +560,7 @@ class ResolveService:
             error = to_resolve_error(exc, self.scheduler.timeout).sentence
         flush()
         if sent == 0:
-            raise ResolveError("That playlist has nothing I can play.")
+            raise ResolveError(_("That playlist has nothing I can play."))
         return ExpansionDone(sent, unusable, reader.truncated, error)
 
     def _search_first_work(

@@ -12,6 +12,7 @@ from music.policy import NetworkPolicy, PolicyError
 from music.resolve.errors import ResolveError
 from music.resolve.local import MediaProbe
 from music.resolve.urls import as_url, stream_expiry
+from ..i18n import _
 
 #: ffmpeg's look at a direct media URL (with the site's headers), for what yt-dlp can't say
 Prober = Callable[[str, Mapping[str, str]], MediaProbe]
@@ -49,10 +50,10 @@ def full_track(
                 acodec = fmt.get("acodec")
                 break
     if not stream_url:
-        raise ResolveError("I found that, but couldn't get an audio stream for it.")
+        raise ResolveError(_("I found that, but couldn't get an audio stream for it."))
     policy.check_url(stream_url)
     webpage_url = info.get("webpage_url") or info.get("original_url") or query
-    title = info.get("title") or info.get("fulltitle") or webpage_url or "Unknown title"
+    title = info.get("title") or info.get("fulltitle") or webpage_url or _("Unknown title")
     duration = number(info.get("duration"))
     container = info.get("ext")
     if acodec in ("none", ""):

@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from music.engine.timefmt import quote_user_text
+from ..i18n import _
 
 # Stream URLs without an expiry hint are assumed to last this long (YouTube's are ~6 h).
 DEFAULT_STREAM_LIFETIME = 5 * 3600.0
@@ -108,7 +109,7 @@ def site_of(url: str) -> str:
         host = None
     if host:
         return host
-    return f"a {match[1].lower()}: link" if match is not None else "a link"
+    return _("a {match}: link").format(match=match[1].lower()) if match is not None else _("a link")
 
 
 def without_links(text: str) -> str:
