@@ -80,7 +80,7 @@ class ContentCommands(MusicMixin):
             await self.say(ctx, _("{describe} is empty.").format(describe=which.describe().capitalize()))
             return
         for page in pagify("\n".join(rules), page_length=1800):
-            await self.say(ctx, f"{which.describe().capitalize()}:\n{box(page)}")
+            await self.say(ctx, f"{which.describe()[:1].upper()}{which.describe()[1:]}:\n{box(page)}")
 
     async def _clear(self, ctx: commands.GuildContext, which: RuleList) -> None:
         count = await self._content().clear_rules(ctx.guild.id, await self.actor(ctx), which)

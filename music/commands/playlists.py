@@ -37,7 +37,7 @@ def where_name(where: Where, who: Callable[[int], str] | None = None) -> str:
     messages would ping a mention)."""
     if where.scope is Scope.USER:
         return _("{value}'s").format(value=who(where.scope_id) if who else f'<@{where.scope_id}>')
-    return where.scope.value
+    return _("global") if where.scope is Scope.GLOBAL else _("server")
 
 
 def _upper_first(text: str) -> str:

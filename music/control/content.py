@@ -42,7 +42,9 @@ class RuleList:
         return f"{self.kind}list"
 
     def describe(self) -> str:
-        return _("{value}'s {kind} list").format(value=_('the bot') if self.bot_wide else _('this server'), kind=self.kind)
+        if self.kind == "block":
+            return _("the bot's block list") if self.bot_wide else _("this server's block list")
+        return _("the bot's allow list") if self.bot_wide else _("this server's allow list")
 
 
 class ContentControl:

@@ -74,7 +74,7 @@ class Where:
 
     def describe(self) -> str:
         """How a reply names the scope: "server", "user" or "global"."""
-        return self.scope.value
+        return {"server": _("server"), "user": _("user"), "global": _("global")}[self.scope.value]
 
 
 def check_name(text: str) -> str:
