@@ -15,6 +15,7 @@ import discord
 from redbot.core import commands
 from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
+from redbot.core.i18n import cog_i18n, set_contextual_locales_from_guild
 
 from .commands import (
     ContentCommands,
@@ -43,6 +44,7 @@ from .store_chunks import PlayerCapture
 from .ui.live import LiveMessages
 from .ui.views import NowPlayingControls
 from .voiceclient import connected_voice, voice_channel
+from .i18n import _
 
 log = logging.getLogger("red.music")
 
@@ -50,6 +52,7 @@ MONITOR_INTERVAL = 1.0
 SUPERVISOR_MAX_BACKOFF = 30.0
 
 
+@cog_i18n(_.red_translator())  # command help in the server's language
 class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands, ContentCommands, OwnerCommands,
             PlaylistFileCommands, FilterCommands, NowPlayingButtons, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
@@ -101,6 +104,7 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
             announce=self._announce_now_playing,
             default_volume=self._start_volume,
             default_filters=lambda guild_id: server_chain(self.store.guild(guild_id)),
+            enter_guild=self._use_guild_locale,
         )
         self.control = MusicControl(self.manager, self.store, self.service)
         self.manager.autoplay = self.control.autoplay  # autoplay queues through the control layer
@@ -225,6 +229,13 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         return min(settings.volume, settings.max_volume)
 
     # -- messages ---------------------------------------------------------------------------------
+
+    async def _use_guild_locale(self, guild_id: int) -> None:
+        """Speak the server's language (`[p]set locale`) in what the player says from here on."""
+        try:
+            await set_contextual_locales_from_guild(self.bot, self.bot.get_guild(guild_id))
+        except Exception:  # a language is never worth an unhandled event: keep the current one
+            log.debug("Could not read the locale of guild %s", guild_id, exc_info=True)
 
     async def _notify(self, player: GuildPlayer, text: str) -> None:
         """Tell the guild's music text channel something. Never raises."""

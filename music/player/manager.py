@@ -44,6 +44,7 @@ class PlayerManager:
         default_volume: Callable[[int], int] = lambda guild_id: 100,
         default_filters: Callable[[int], FilterChain] = lambda guild_id: FilterChain(),
         autoplay: AutoplayPort | None = None,
+        enter_guild: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.voice = voice
         self.audio = audio
@@ -57,6 +58,9 @@ class PlayerManager:
         self.default_filters = default_filters
         # plugged in by the cog once the control layer exists (it is built on this manager)
         self.autoplay = autoplay
+        # the cog sets the server's language here before its events are handled: the advancer
+        # is one task for every server, and what a handler says is translated when it is said
+        self._enter_guild = enter_guild
         self.players: dict[int, GuildPlayer] = {}
         self.events: asyncio.Queue[PlayerEvent] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
@@ -113,6 +117,8 @@ class PlayerManager:
             for stream in _streams_of(event):
                 self.close_stream_later(stream)
             return
+        if self._enter_guild is not None:
+            await self._enter_guild(event.guild_id)
         await HANDLERS[type(event)](self, player, event)
         if isinstance(event, Tick):
             return  # the monitor's handler saves only when something changed
