@@ -22,6 +22,7 @@ DISCORD_FREE = [
     "music.audio.ffmpeg_process",
     "music.audio.in_process",
     "music.audio.stream",
+    "music.i18n",
     "music.engine",
     *(f"music.engine.{m.name}" for m in pkgutil.iter_modules(music.engine.__path__)),
 ]
