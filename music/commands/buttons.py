@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -27,6 +28,7 @@ from ..ui.views import (
 )
 from .base import MusicMixin
 from .menus import QUEUE_PAGES_TIMEOUT, queue_pages
+from ..i18n import _, deferred
 
 if TYPE_CHECKING:
     from ..player import GuildPlayer
@@ -35,7 +37,7 @@ log = logging.getLogger("red.music")
 
 LIVE_CHECK_INTERVAL = 1.0  # how often the live messages are looked at (edits: ui/live.py's interval)
 UNLOAD_RETIRE_TIMEOUT = 3.0  # an unload waits this long at most for the live messages to go
-STALE_MESSAGE = "This \"Now playing\" message is old; use the latest one (or the commands)."
+STALE_MESSAGE = deferred._("This \"Now playing\" message is old; use the latest one (or the commands).")
 
 
 class NowPlayingButtons(MusicMixin):
@@ -43,6 +45,7 @@ class NowPlayingButtons(MusicMixin):
 
     live: LiveMessages
     np_controls: NowPlayingControls | None
+    _use_guild_locale: Callable[[int], Awaitable[None]]  # the cog's: the server's language
 
     def start_buttons(self) -> None:
         """At cog load: one registered view answers the buttons of every message, old ones too."""
@@ -127,6 +130,7 @@ class NowPlayingButtons(MusicMixin):
         while True:
             await asyncio.sleep(LIVE_CHECK_INTERVAL)
             for guild_id in self.live.guilds():
+                await self._use_guild_locale(guild_id)  # the edit is rendered in its language
                 facts = self.now_playing_facts(guild_id)
                 decision = self.live.decide(guild_id, facts, time.monotonic())
                 if decision.step is Step.WAIT:
@@ -165,14 +169,14 @@ class NowPlayingButtons(MusicMixin):
             await self._np_press(interaction, action)
         except Exception:
             log.exception("A now-playing button failed (%s)", action.value)
-            await answer_privately(interaction, "That didn't work; the command does the same.")
+            await answer_privately(interaction, _("That didn't work; the command does the same."))
 
     async def _np_press(self, interaction: discord.Interaction, action: Action) -> None:
         guild, member, message = interaction.guild, interaction.user, interaction.message
         if guild is None or message is None or not isinstance(member, discord.Member):
             return  # our buttons are only on guild messages
         if self.control is None or self.manager is None or not self.ready.is_set():
-            await answer_privately(interaction, "The music player is starting; try again in a moment.")
+            await answer_privately(interaction, _("The music player is starting; try again in a moment."))
             return
         if action is Action.QUEUE:
             await self._show_queue(interaction, guild.id)
@@ -185,15 +189,15 @@ class NowPlayingButtons(MusicMixin):
         if live is None and facts is not None and self.bot.user is not None and message.author.id == self.bot.user.id:
             live = self.live.adopt(guild.id, message.channel.id, message.id, message.content, time.monotonic())
         if live is None or live.message_id != message.id:
-            await answer_privately(interaction, STALE_MESSAGE)
+            await answer_privately(interaction, _(STALE_MESSAGE))
             await self._retire(message.channel.id, message.id, delete=False)  # its buttons go
             return
         if action in ENDS_TRACK:
             if live.ending:
-                await answer_privately(interaction, ALREADY_ENDING)
+                await answer_privately(interaction, _(ALREADY_ENDING))
                 return
             if live.track_id is not None and (facts is None or facts.track_id != live.track_id):
-                await answer_privately(interaction, TRACK_ENDED)
+                await answer_privately(interaction, _(TRACK_ENDED))
                 return
         answer = press(self.control, guild.id, actor, action, listeners=listeners, mention=member.mention)
         if answer.ending:
@@ -227,7 +231,7 @@ class NowPlayingButtons(MusicMixin):
         assert self.manager is not None
         pages = queue_pages(self.manager.get(guild_id))
         if not pages:
-            await answer_privately(interaction, "The queue is empty.")
+            await answer_privately(interaction, _("The queue is empty."))
             return
         pager = QueuePager(interaction.user.id, pages, timeout=QUEUE_PAGES_TIMEOUT)
         try:

@@ -16,6 +16,7 @@ from redbot.core.utils.predicates import MessagePredicate
 from ..engine.timefmt import format_duration
 from ..formatting import track_line
 from ..ui.views import QueuePager, SearchPicker
+from ..i18n import _
 
 if TYPE_CHECKING:
     from ..player import GuildPlayer
@@ -33,17 +34,16 @@ def queue_pages(player: GuildPlayer) -> list[str]:
     upcoming = player.queue.upcoming
     if current is None and not upcoming:
         return []
-    head = f"Now: {track_line(current)}" if current else "Nothing playing."
+    head = _("Now: {current}").format(current=track_line(current)) if current else _("Nothing playing.")
     total = sum(t.duration or 0 for t in upcoming)
-    footer = (f"{len(upcoming)} track(s) queued, {format_duration(total)} in all. Repeat {player.queue.repeat.value}, "
-              f"shuffle {'on' if player.queue.shuffle else 'off'}.")
+    footer = ((_("{upcoming_count} track(s) queued, {total} in all. Repeat {value}, shuffle on.") if player.queue.shuffle else _("{upcoming_count} track(s) queued, {total} in all. Repeat {value}, shuffle off.")).format(upcoming_count=len(upcoming), total=format_duration(total), value=player.queue.repeat.value))
     pages_total = max(1, -(-len(upcoming) // PAGE_SIZE))
     pages: list[str] = []
     for start in range(0, max(len(upcoming), 1), PAGE_SIZE):
         lines = [head, ""]
-        lines += [f"`{i}.` {track_line(t)}{' (autoplay)' if t.autoplay else ''}"
+        lines += [(_("`{i}.` {t} (autoplay)") if t.autoplay else _("`{i}.` {t}")).format(i=i, t=track_line(t))
                   for i, t in enumerate(upcoming[start : start + PAGE_SIZE], start + 1)]
-        lines += ["", f"{footer} Page {start // PAGE_SIZE + 1}/{pages_total}."]
+        lines += ["", _("{footer} Page {value}/{pages_total}.").format(footer=footer, value=start // PAGE_SIZE + 1, pages_total=pages_total)]
         pages.append("\n".join(lines))
     return pages
 

@@ -24,6 +24,7 @@ from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
 from .filters import sound_line
 from .menus import pick_result
+from ..i18n import _
 
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
@@ -103,7 +104,7 @@ class PlaybackCommands(MusicMixin):
         were queued with the reply (0 when the block and allow lists skipped the first)."""
         settings = self.store.guild(ctx.guild.id)
         last_edit = 0.0
-        title = safe(rest.title) or "the playlist"
+        title = safe(rest.title) or _("the playlist")
         counts = [0, 0]  # added, left out: kept here so a cancelled load still reports them
 
         async def show_progress(added: int, left_out: int) -> None:
@@ -116,8 +117,8 @@ class PlaybackCommands(MusicMixin):
             expected = rest.expected or max(rest.received, 1)
             bar = progress_bar(rest.received, expected, width=20)
             await edit(
-                f"Loading **{title}**: `{bar}` {rest.received}/{expected} "
-                f"(`music cancel {rest.job_id}` stops it)"
+                _("Loading **{title}**: `{bar}` {received}/{expected} "
+                "(`music cancel {job_id}` stops it)").format(title=title, bar=bar, received=rest.received, expected=expected, job_id=rest.job_id)
             )
 
         async def edit(text: str) -> None:
@@ -131,12 +132,12 @@ class PlaybackCommands(MusicMixin):
         finally:
             added, left_out = counts
             total = added + first  # queued with the reply
-            parts = [f"Queued {total} track{'s' if total != 1 else ''} from **{title}**."]
+            parts = [(_("Queued {total} tracks from **{title}**.") if total != 1 else _("Queued {total} track from **{title}**.")).format(total=total, title=title)]
             if left_out:
-                parts.append(f"{left_out} left out by this server's queue, length or per-member limits.")
+                parts.append(_("{left_out} left out by this server's queue, length or per-member limits.").format(left_out=left_out))
             parts += summarise_refusals(refusals)
             if rest.truncated:
-                parts.append(f"The playlist is longer than this server's limit of {settings.max_playlist}.")
+                parts.append(_("The playlist is longer than this server's limit of {max_playlist}.").format(max_playlist=settings.max_playlist))
             parts += [safe(e, limit=300) for e in rest.errors]
             await edit(" ".join(parts))
 
@@ -156,11 +157,11 @@ class PlaybackCommands(MusicMixin):
         queued = self.ctl.enqueue(ctx.guild.id, actor, tracks, front=front, more_to_come=more_to_come)
         notes = queued.notes
         if errors:
-            notes.append(f"{len(errors)} entr{'y' if len(errors) == 1 else 'ies'} could not be read.")
+            notes.append((_("{errors_count} entry could not be read.") if len(errors) == 1 else _("{errors_count} entries could not be read.")).format(errors_count=len(errors)))
         if not queued.tracks:
-            reply = f"Loading the rest of **{safe(title) or 'the playlist'}**."
+            reply = _("Loading the rest of **{title}**.").format(title=safe(title) or _('the playlist'))
         elif queued.starting and len(queued.tracks) == 1:
-            reply = f"Playing {track_line(queued.tracks[0])}."
+            reply = _("Playing {tracks}.").format(tracks=track_line(queued.tracks[0]))
         else:
             reply = self.queued_reply(queued.tracks, queued.place, title)
         message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
@@ -174,19 +175,19 @@ class PlaybackCommands(MusicMixin):
         async with ctx.typing():
             results = await self.ctl.search(ctx.guild.id, actor, query, SEARCH_RESULTS)
         if not results:
-            raise CommandError("No results.")
+            raise CommandError(_("No results."))
         lines = [
-            f"`{i}.` {track_line(t)}" + (f" by {safe(t.uploader, limit=40)}" if t.uploader else "")
+            f"`{i}.` {track_line(t)}" + (_(" by {uploader}").format(uploader=safe(t.uploader, limit=40)) if t.uploader else "")
             for i, t in enumerate(results, 1)
         ]
-        prompt = "\n".join(lines) + f"\nType a number from 1 to {len(results)} to queue it, or `cancel`."
-        labels = [f"{i}. {t.title or 'Unknown title'}" for i, t in enumerate(results, 1)]
+        prompt = "\n".join(lines) + _("\nType a number from 1 to {results_count} to queue it, or `cancel`.").format(results_count=len(results))
+        labels = [_("{i}. {title}").format(i=i, title=t.title or _('Unknown title')) for i, t in enumerate(results, 1)]
         pick = await pick_result(self, ctx, prompt, labels, SEARCH_TIMEOUT)  # the menu, or a typed number
         if pick.timed_out:
-            await self.say(ctx, "Search timed out; nothing was queued.")
+            await self.say(ctx, _("Search timed out; nothing was queued."))
             return
         if pick.index is None:
-            await self.say(ctx, "Search cancelled; nothing was queued.")
+            await self.say(ctx, _("Search cancelled; nothing was queued."))
             return
         picked = results[pick.index]
         await self.join_author(ctx)
@@ -210,14 +211,14 @@ class PlaybackCommands(MusicMixin):
     def _local_folder(self) -> Path:
         folder = self.store.globals.local_folder
         if not folder:
-            raise CommandError("Local files are turned off: the bot owner has not set a local folder (`musicset localfolder`).")
+            raise CommandError(_("Local files are turned off: the bot owner has not set a local folder (`musicset localfolder`)."))
         return Path(folder)
 
     async def _list_local(self, ctx: commands.GuildContext) -> None:
         folder = self._local_folder()
         files = await asyncio.to_thread(list_local_files, folder, 1000)
         if not files:
-            await self.say(ctx, "The local folder has no audio files.")
+            await self.say(ctx, _("The local folder has no audio files."))
             return
         text = "\n".join(str(f) for f in files)
         for page in pagify(text, page_length=1900):
@@ -248,23 +249,23 @@ class PlaybackCommands(MusicMixin):
         position = player.position
         bar = progress_bar(position, track.duration) if track.duration else ""
         state = {PlayerState.PAUSED: "Paused", PlayerState.LOADING: "Loading"}.get(player.state, "Playing")
-        timing = f"{format_duration(position)} / {format_duration(track.duration) if track.duration else 'live' if track.is_live else '?'}"
+        timing = _("{position} / {value}").format(position=format_duration(position), value=format_duration(track.duration) if track.duration else 'live' if track.is_live else '?')
         requester = f"<@{track.requester_id}>" if track.requester_id else "someone"
         sound = sound_line(player.filters)
         if track.autoplay:  # picked by autoplay: a member's `play` takes over at the next change
-            state, requester = f"{state} (autoplay)", "autoplay"
+            state, requester = _("{state} (autoplay)").format(state=state), "autoplay"
         if await ctx.embed_requested():
-            embed = discord.Embed(title=safe(track.title) or "Unknown title", url=track.webpage_url or None)
+            embed = discord.Embed(title=safe(track.title) or _("Unknown title"), url=track.webpage_url or None)
             embed.description = f"{bar}\n{timing}" if bar else timing
             embed.set_author(name=state)
-            embed.add_field(name="Requested by", value=requester)
-            embed.add_field(name="Volume", value=f"{player.volume}%")
-            embed.add_field(name="Repeat", value=player.queue.repeat.value)
+            embed.add_field(name=_("Requested by"), value=requester)
+            embed.add_field(name=_("Volume"), value=f"{player.volume}%")
+            embed.add_field(name=_("Repeat"), value=player.queue.repeat.value)
             if sound:
-                embed.add_field(name="Sound", value=sound)
+                embed.add_field(name=_("Sound"), value=sound)
             await ctx.send(embed=embed, allowed_mentions=discord.AllowedMentions.none())
         else:
-            lines = [f"{state}: {track_line(track)}" + ("" if track.autoplay else f", requested by {requester}")]
+            lines = [f"{state}: {track_line(track)}" + ("" if track.autoplay else _(", requested by {requester}").format(requester=requester))]
             if bar:
                 lines.append(f"`{bar}` {timing}")
             else:
@@ -278,14 +279,14 @@ class PlaybackCommands(MusicMixin):
     async def pause(self, ctx: commands.GuildContext) -> None:
         """Pause the music."""
         self.ctl.pause(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, "Paused.")
+        await self.say(ctx, _("Paused."))
 
     @commands.command()
     @commands.guild_only()
     async def resume(self, ctx: commands.GuildContext) -> None:
         """Resume paused music."""
         self.ctl.resume(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, "Resumed.")
+        await self.say(ctx, _("Resumed."))
 
     @commands.command()
     @commands.guild_only()
@@ -294,18 +295,18 @@ class PlaybackCommands(MusicMixin):
         listeners = frozenset(m.id for m in self.human_listeners(ctx))
         outcome = self.ctl.skip(ctx.guild.id, await self.actor(ctx), listeners=listeners)
         if not outcome.skipped:
-            await self.say(ctx, f"Vote to skip counted: {outcome.votes}/{outcome.needed}.")
+            await self.say(ctx, _("Vote to skip counted: {votes}/{needed}.").format(votes=outcome.votes, needed=outcome.needed))
             return
         if outcome.needed:
-            await self.say(ctx, f"Vote passed ({outcome.votes}/{outcome.needed}).")
-        await self.say(ctx, f"Skipped {track_line(outcome.track)}.")
+            await self.say(ctx, _("Vote passed ({votes}/{needed}).").format(votes=outcome.votes, needed=outcome.needed))
+        await self.say(ctx, _("Skipped {track}.").format(track=track_line(outcome.track)))
 
     @commands.command()
     @commands.guild_only()
     async def skipto(self, ctx: commands.GuildContext, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
         track = self.ctl.skip_to(ctx.guild.id, await self.actor(ctx), position)
-        await self.say(ctx, f"Skipping to {track_line(track)}.")
+        await self.say(ctx, _("Skipping to {track}.").format(track=track_line(track)))
 
     @commands.command()
     @commands.guild_only()
@@ -314,24 +315,24 @@ class PlaybackCommands(MusicMixin):
         actor = await self.actor(ctx)
         self.ctl.authorize(Intent.PREVIOUS, ctx.guild.id, actor)
         if not self.player(ctx).queue.history:
-            raise CommandError("There is no previous track.")
+            raise CommandError(_("There is no previous track."))
         await self.join_author(ctx)
         track = self.ctl.previous(ctx.guild.id, actor)
-        await self.say(ctx, f"Going back to {track_line(track)}.")
+        await self.say(ctx, _("Going back to {track}.").format(track=track_line(track)))
 
     @commands.command()
     @commands.guild_only()
     async def stop(self, ctx: commands.GuildContext) -> None:
         """Stop the music and clear the queue."""
         self.ctl.stop(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, "Stopped, and cleared the queue.")
+        await self.say(ctx, _("Stopped, and cleared the queue."))
 
     @commands.command()
     @commands.guild_only()
     async def disconnect(self, ctx: commands.GuildContext) -> None:
         """Leave the voice channel. The queue is kept."""
         self.ctl.disconnect(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, "Disconnected. The queue is kept; `play` or `summon` brings me back.")
+        await self.say(ctx, _("Disconnected. The queue is kept; `play` or `summon` brings me back."))
 
     @commands.command()
     @commands.guild_only()
@@ -340,39 +341,39 @@ class PlaybackCommands(MusicMixin):
         self.ctl.authorize(Intent.SUMMON, ctx.guild.id, await self.actor(ctx))
         vc = await self.join_author(ctx)
         self.ctl.summoned(ctx.guild.id)
-        await self.say(ctx, f"Joined {vc.channel.mention}.")  # type: ignore[attr-defined]
+        await self.say(ctx, _("Joined {mention}.").format(mention=vc.channel.mention))  # type: ignore[attr-defined]
 
     @commands.command()
     @commands.guild_only()
     async def seek(self, ctx: commands.GuildContext, position: str) -> None:
         """Jump within the track: `90`, `1:30`, `+10` or `-10`."""
         target = self.ctl.seek(ctx.guild.id, await self.actor(ctx), position)
-        await self.say(ctx, f"Seeking to {format_duration(target)}.")
+        await self.say(ctx, _("Seeking to {target}.").format(target=format_duration(target)))
 
     @commands.command()
     @commands.guild_only()
     async def volume(self, ctx: commands.GuildContext, percent: Optional[int] = None) -> None:
         """Show or set the volume, from 0 to 150 percent."""
         if percent is None:
-            await self.say(ctx, f"Volume: {self.player(ctx).volume}%.")
+            await self.say(ctx, _("Volume: {volume}%.").format(volume=self.player(ctx).volume))
             return
         volume = self.ctl.set_volume(ctx.guild.id, await self.actor(ctx), percent)
-        capped = " (this server's maximum, `musicset maxvolume`)" if volume < percent else ""
-        await self.say(ctx, f"Volume set to {volume}%{capped}.")
+        capped = _(" (this server's maximum, `musicset maxvolume`)") if volume < percent else ""
+        await self.say(ctx, _("Volume set to {volume}%{capped}.").format(volume=volume, capped=capped))
 
     @commands.command()
     @commands.guild_only()
     async def repeat(self, ctx: commands.GuildContext, mode: Optional[str] = None) -> None:
         """Show or set repeat: `off`, `track` or `queue`."""
         if mode is None:
-            await self.say(ctx, f"Repeat is {self.player(ctx).queue.repeat.value}.")
+            await self.say(ctx, _("Repeat is {value}.").format(value=self.player(ctx).queue.repeat.value))
             return
         repeat = self.ctl.set_repeat(ctx.guild.id, await self.actor(ctx), mode)
-        await self.say(ctx, f"Repeat is now {repeat.value}.")
+        await self.say(ctx, _("Repeat is now {value}.").format(value=repeat.value))
 
     @commands.command()
     @commands.guild_only()
     async def shuffle(self, ctx: commands.GuildContext) -> None:
         """Turn shuffle play on or off (`queue shuffle` shuffles the queue once)."""
         on = self.ctl.set_shuffle(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, f"Shuffle is {'on' if on else 'off'}.")
+        await self.say(ctx, (_("Shuffle is on.") if on else _("Shuffle is off.")))

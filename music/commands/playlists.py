@@ -285,7 +285,7 @@ class PlaylistCommands(MusicMixin):
         if not lines:
             await self.say(ctx, _("There are no playlists here yet: `playlist save <name>` saves the queue."))
             return
-        await self._pages(ctx, "Playlists", [lines[i:i + 15] for i in range(0, len(lines), 15)])
+        await self._pages(ctx, _("Playlists"), [lines[i:i + 15] for i in range(0, len(lines), 15)])
 
     @playlist.command(name="info", usage="<name> [--scope ...]")
     async def playlist_info(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:

@@ -8,6 +8,7 @@ from redbot.core.utils.chat_formatting import box, pagify
 from ..formatting import safe, track_line
 from .base import MusicMixin
 from .menus import queue_pages, send_pages
+from ..i18n import _
 
 
 class QueueCommands(MusicMixin):
@@ -17,7 +18,7 @@ class QueueCommands(MusicMixin):
         """Show the queue. Subcommands change it."""
         pages = queue_pages(self.player(ctx))
         if not pages:
-            await self.say(ctx, "The queue is empty.")
+            await self.say(ctx, _("The queue is empty."))
             return
         await send_pages(self, ctx, pages, as_embeds=await ctx.embed_requested())
 
@@ -33,19 +34,19 @@ class QueueCommands(MusicMixin):
     async def queue_move(self, ctx: commands.GuildContext, from_position: int, to_position: int) -> None:
         """Move a track to another position of the queue."""
         track = self.ctl.move(ctx.guild.id, await self.actor(ctx), from_position, to_position)
-        await self.say(ctx, f"Moved {track_line(track)} to position {to_position}.")
+        await self.say(ctx, _("Moved {track} to position {to_position}.").format(track=track_line(track), to_position=to_position))
 
     @queue.command(name="clear")
     async def queue_clear(self, ctx: commands.GuildContext) -> None:
         """Remove every queued track (the current one keeps playing)."""
         removed = self.ctl.clear(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, f"Cleared {removed} track(s) from the queue.")
+        await self.say(ctx, _("Cleared {removed} track(s) from the queue.").format(removed=removed))
 
     @queue.command(name="shuffle")
     async def queue_shuffle(self, ctx: commands.GuildContext) -> None:
         """Shuffle the queued tracks once."""
         count = self.ctl.shuffle_once(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, f"Shuffled {count} tracks.")
+        await self.say(ctx, _("Shuffled {count} tracks.").format(count=count))
 
     @commands.group(name="music")
     @commands.guild_only()
@@ -57,7 +58,7 @@ class QueueCommands(MusicMixin):
     async def music_reschedule(self, ctx: commands.GuildContext) -> None:
         """Make the player look at this server's queue again (for when it seems stuck)."""
         state = self.ctl.reschedule(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, f"Rescheduled: the player was {state.value}; it will pick up the queue again.")
+        await self.say(ctx, _("Rescheduled: the player was {value}; it will pick up the queue again.").format(value=state.value))
 
     @music_group.command(name="status")
     async def music_status(self, ctx: commands.GuildContext) -> None:
@@ -67,22 +68,22 @@ class QueueCommands(MusicMixin):
         order = ("urgent", "high", "normal", "low")
         workers = status["workers"]
         lines = [
-            f"Workers: {workers['busy']}/{workers['size']} busy"
-            + (f", {workers['abandoned']} stuck in a cancelled lookup" if workers.get("abandoned") else ""),
-            "Waiting: " + ", ".join(f"{p} {status['pending'].get(p, 0)}" for p in order),
-            "Running: " + ", ".join(f"{p} {status['running'].get(p, 0)}" for p in order),
+            _("Workers: {workers}/{workers2} busy").format(workers=workers['busy'], workers2=workers['size'])
+            + (_(", {workers} stuck in a cancelled lookup").format(workers=workers['abandoned']) if workers.get("abandoned") else ""),
+            _("Waiting: ") + ", ".join(f"{p} {status['pending'].get(p, 0)}" for p in order),
+            _("Running: ") + ", ".join(f"{p} {status['running'].get(p, 0)}" for p in order),
         ]
         for job in status["running_jobs"][:10]:
             progress = f"{job['done']}/{job['total']}" if job.get("total") else f"{job.get('percent') or 0:.0f}%"
-            lines.append(f"  job {job['id']}: {job['stage']} {progress} {safe(job['description'], limit=60)}")
+            lines.append(_("  job {job}: {job2} {progress} {job3}").format(job=job['id'], job2=job['stage'], progress=progress, job3=safe(job['description'], limit=60)))
         hit_rate = status["cache"].get("hit_rate")
-        lines.append("Cache hit rate: " + (f"{hit_rate:.0%}" if hit_rate is not None else "no lookups yet"))
-        breakers = [f"{name} {b['state']}" + (f" (retry in {b['retry_in']:.0f}s)" if b["state"] == "open" else "")
+        lines.append(_("Cache hit rate: ") + (f"{hit_rate:.0%}" if hit_rate is not None else _("no lookups yet")))
+        breakers = [f"{name} {b['state']}" + (_(" (retry in {b:.0f}s)").format(b=b['retry_in']) if b["state"] == "open" else "")
                     for name, b in status["breakers"].items()]
-        lines.append("Sites: " + (", ".join(breakers) if breakers else "none used yet"))
+        lines.append(_("Sites: ") + (", ".join(breakers) if breakers else _("none used yet")))
         failures = status["recent_failures"][-5:]
         if failures:
-            lines.append("Recent failures:")
+            lines.append(_("Recent failures:"))
             lines += [f"  {safe(f['description'], limit=50)}: {safe(f['reason'], limit=150)}" for f in failures]
         await self.say(ctx, box("\n".join(lines)))
 
@@ -90,7 +91,7 @@ class QueueCommands(MusicMixin):
     async def music_cancel(self, ctx: commands.GuildContext, job: int) -> None:
         """Cancel a track lookup of this server (yours, or anyone's if you are an admin)."""
         self.ctl.cancel_lookup(ctx.guild.id, await self.actor(ctx), job)
-        await self.say(ctx, f"Cancelled job {job}.")
+        await self.say(ctx, _("Cancelled job {job}.").format(job=job))
 
     @music_group.command(name="stats")
     @commands.is_owner()
@@ -103,7 +104,7 @@ class QueueCommands(MusicMixin):
         for guild_id, player in sorted(self.manager.players.items()):
             source = player.source
             if source is None:
-                rows.append(f"{guild_id}  {player.state.value:<10}  no audio source")
+                rows.append(_("{guild_id}  {value:<10}  no audio source").format(guild_id=guild_id, value=player.state.value))
                 continue
             stats = source.stats
             stream = source.current_stream
@@ -111,12 +112,12 @@ class QueueCommands(MusicMixin):
             depth = stream.buffered if stream is not None else 0
             pid = stream.pid if stream is not None else None
             rows.append(
-                f"{guild_id}  {player.state.value:<10}  sent {stats.frames_sent}  nulled {stats.frames_silence}"
-                f"  deficit {stats.underruns}  gapless {stats.gapless_switches}  {mode}"
-                f"  buffer {depth}  ffmpeg {pid or '-'}"
+                _("{guild_id}  {value:<10}  sent {frames_sent}  nulled {frames_silence}"
+                "  deficit {underruns}  gapless {gapless_switches}  {mode}"
+                "  buffer {depth}  ffmpeg {pid}").format(guild_id=guild_id, value=player.state.value, frames_sent=stats.frames_sent, frames_silence=stats.frames_silence, underruns=stats.underruns, gapless_switches=stats.gapless_switches, mode=mode, depth=depth, pid=pid or '-')
             )
         if not rows:
-            await self.say(ctx, "No players.")
+            await self.say(ctx, _("No players."))
             return
         for page in pagify("\n".join(rows), page_length=1900):
             await self.say(ctx, box(page))

@@ -61,9 +61,9 @@ class SettingsCommands(MusicMixin):
             (_("Fair queue"), "on" if s.fair_queue else "off"),
             (_("Pause when alone"), "on" if s.pause_when_alone else "off"),
             (_("Now-playing channel"), f"<#{s.np_channel}>" if s.np_channel else _("where asked")),
-            ("Background", "set" if s.background else "off"),
+            (_("Background"), _("set") if s.background else _("off")),
             (_("Loudness normalisation"), "on" if s.normalize else "off"),
-            ("Autoplay", {"playlist": "playlist", "related": "related"}.get(s.autoplay_mode, "off")
+            (_("Autoplay"), {"playlist": "playlist", "related": "related"}.get(s.autoplay_mode, "off")
              + (f" ({safe(s.autoplay_playlist, limit=60)})" if s.autoplay_mode != "off" and s.autoplay_playlist else "")),
             (_("Maximum volume"), f"{s.max_volume}%"),
             (_("Block list"), _("{blocklist_count} rule(s), bot-wide {blocklist_count2}").format(blocklist_count=len(s.blocklist), blocklist_count2=len(g.blocklist))),
@@ -281,8 +281,8 @@ class SettingsCommands(MusicMixin):
         g = self.store.globals
         await ctx.send(
             box(
-                "Allowed: " + (", ".join(g.network_allow) or "none")
-                + "\nDenied:  " + (", ".join(g.network_deny) or "none")
+                _("Allowed: ") + (", ".join(g.network_allow) or _("none"))
+                + _("\nDenied:  ") + (", ".join(g.network_deny) or _("none"))
                 + _("\nAlways denied unless allowed: loopback, private, link-local, shared, multicast, metadata.")
             )
         )
@@ -297,7 +297,7 @@ class SettingsCommands(MusicMixin):
         other = [n for n in getattr(g, remove_from) if n != network]
         await self.store.set_global(add_to, target)
         await self.store.set_global(remove_from, other)
-        verb = "Allowed" if add_to == "network_allow" else "Denied"
+        verb = _("Allowed") if add_to == "network_allow" else _("Denied")
         await self.say(ctx, f"{verb} `{network}`.")
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..control import ControlError, Intent
 from ..formatting import track_line
+from ..i18n import _, deferred
 
 if TYPE_CHECKING:
     from ..control import Actor, MusicControl
@@ -42,8 +43,8 @@ INTENTS: dict[Action, Intent | None] = {
 }
 ENDS_TRACK = frozenset({Action.PREVIOUS, Action.SKIP, Action.STOP})
 REPEAT_CYCLE = {"off": "track", "track": "queue", "queue": "off"}
-ALREADY_ENDING = "That track is already ending; nothing more was done."
-TRACK_ENDED = "That track already ended; use the latest \"Now playing\" message."
+ALREADY_ENDING = deferred._("That track is already ending; nothing more was done.")
+TRACK_ENDED = deferred._("That track already ended; use the latest \"Now playing\" message.")
 
 
 def custom_id(action: Action) -> str:
@@ -99,15 +100,15 @@ def _press(control: MusicControl, guild_id: int, actor: Actor, action: Action,
     if action is Action.SKIP:
         outcome = control.skip(guild_id, actor, listeners=listeners)
         if not outcome.skipped:
-            return Answer(f"Vote to skip counted: {outcome.votes}/{outcome.needed}.", private=True)
+            return Answer(_("Vote to skip counted: {votes}/{needed}.").format(votes=outcome.votes, needed=outcome.needed), private=True)
         if outcome.needed:
-            return Answer(f"Vote passed ({outcome.votes}/{outcome.needed}): skipped {track_line(outcome.track)}.",
+            return Answer(_("Vote passed ({votes}/{needed}): skipped {track}.").format(votes=outcome.votes, needed=outcome.needed, track=track_line(outcome.track)),
                           ending=True)
-        return Answer(f"{mention} skipped {track_line(outcome.track)}.", ending=True)
+        return Answer(_("{mention} skipped {track}.").format(mention=mention, track=track_line(outcome.track)), ending=True)
     if action is Action.PREVIOUS:
         track = control.previous(guild_id, actor)
-        return Answer(f"{mention} went back to {track_line(track)}.", ending=True)
+        return Answer(_("{mention} went back to {track}.").format(mention=mention, track=track_line(track)), ending=True)
     if action is Action.STOP:
         control.stop(guild_id, actor)
-        return Answer(f"{mention} stopped the music and cleared the queue.", retire=True, ending=True)
-    raise ControlError("That button does nothing here.")  # QUEUE is shown by the cog
+        return Answer(_("{mention} stopped the music and cleared the queue.").format(mention=mention), retire=True, ending=True)
+    raise ControlError(_("That button does nothing here."))  # QUEUE is shown by the cog

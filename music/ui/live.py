@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..engine.timefmt import format_duration, progress_bar
+from ..i18n import _
 
 # Discord allows about 5 message edits per 5 s in a channel, shared with every reply the bot
 # sends there, and answers 429 beyond it (discord.py then sleeps, delaying those replies). One
@@ -43,19 +44,19 @@ def render(facts: NowPlayingFacts) -> str:
     """The message's text. The first line starts with "Now playing:" as the plain announcement
     always did (members and tests know it); the second line is the part that moves."""
     if facts.autoplay:
-        who = " (autoplay)"
+        who = _(" (autoplay)")
     elif facts.requester_id:
-        who = f" (asked for by <@{facts.requester_id}>)"
+        who = _(" (asked for by <@{requester_id}>)").format(requester_id=facts.requester_id)
     else:
         who = ""
-    head = f"Now playing: {facts.title_line}{who}"
+    head = _("Now playing: {title_line}{who}").format(title_line=facts.title_line, who=who)
     if facts.duration and not facts.is_live:
         timing = f"`{progress_bar(facts.position, facts.duration, width=BAR_WIDTH)}` " \
                  f"{format_duration(facts.position)} / {format_duration(facts.duration)}"
     else:
-        timing = f"{format_duration(facts.position)} / {'live' if facts.is_live else '?'}"
-    state = ["paused"] if facts.paused else []
-    state += [f"repeat {facts.repeat}", f"shuffle {'on' if facts.shuffle else 'off'}"]
+        timing = (_("{position} / live") if facts.is_live else _("{position} / ?")).format(position=format_duration(facts.position))
+    state = [_("paused")] if facts.paused else []
+    state += [_("repeat {repeat}").format(repeat=facts.repeat), (_("shuffle on") if facts.shuffle else _("shuffle off"))]
     return f"{head}\n{timing} · {' · '.join(state)}"
 
 

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import discord
+from redbot.core.i18n import set_contextual_locales_from_guild
 
 from .controls import Action, custom_id
+from ..i18n import _, deferred
 
 log = logging.getLogger("red.music.ui")
 
@@ -19,14 +21,14 @@ PressHandler = Callable[[discord.Interaction, Action], Awaitable[None]]
 
 # label, style, row; PAUSE and RESUME share a place: a message shows the one that applies
 _BUTTONS: dict[Action, tuple[str, discord.ButtonStyle, int]] = {
-    Action.PREVIOUS: ("Back", discord.ButtonStyle.secondary, 0),
-    Action.PAUSE: ("Pause", discord.ButtonStyle.primary, 0),
-    Action.RESUME: ("Resume", discord.ButtonStyle.success, 0),
-    Action.SKIP: ("Skip", discord.ButtonStyle.primary, 0),
-    Action.STOP: ("Stop", discord.ButtonStyle.danger, 0),
-    Action.SHUFFLE: ("Shuffle", discord.ButtonStyle.secondary, 1),
-    Action.REPEAT: ("Repeat", discord.ButtonStyle.secondary, 1),
-    Action.QUEUE: ("Queue", discord.ButtonStyle.secondary, 1),
+    Action.PREVIOUS: (deferred._("Back"), discord.ButtonStyle.secondary, 0),
+    Action.PAUSE: (deferred._("Pause"), discord.ButtonStyle.primary, 0),
+    Action.RESUME: (deferred._("Resume"), discord.ButtonStyle.success, 0),
+    Action.SKIP: (deferred._("Skip"), discord.ButtonStyle.primary, 0),
+    Action.STOP: (deferred._("Stop"), discord.ButtonStyle.danger, 0),
+    Action.SHUFFLE: (deferred._("Shuffle"), discord.ButtonStyle.secondary, 1),
+    Action.REPEAT: (deferred._("Repeat"), discord.ButtonStyle.secondary, 1),
+    Action.QUEUE: (deferred._("Queue"), discord.ButtonStyle.secondary, 1),
 }
 
 
@@ -46,10 +48,11 @@ class NowPlayingControls(_QuietView):
         super().__init__(timeout=None)
         for action in actions:
             label, style, row = _BUTTONS[action]
+            label = _(label)
             if action is Action.SHUFFLE and shuffle:
-                label, style = "Shuffle: on", discord.ButtonStyle.success
+                label, style = _("Shuffle: on"), discord.ButtonStyle.success
             if action is Action.REPEAT and repeat != "off":
-                label, style = f"Repeat: {repeat}", discord.ButtonStyle.success
+                label, style = _("Repeat: {repeat}").format(repeat=repeat), discord.ButtonStyle.success
             button: discord.ui.Button[NowPlayingControls] = discord.ui.Button(
                 label=label, style=style, custom_id=custom_id(action), row=row)
             button.callback = _bind(on_press, action)  # type: ignore[method-assign,assignment]
@@ -58,6 +61,7 @@ class NowPlayingControls(_QuietView):
 
 def _bind(on_press: PressHandler, action: Action) -> Callable[[discord.Interaction], Coroutine[Any, Any, None]]:
     async def callback(interaction: discord.Interaction) -> None:
+        await speak_guild_language(interaction)
         await on_press(interaction, action)
 
     return callback
@@ -88,15 +92,16 @@ class SearchPicker(_QuietView):
         options = [discord.SelectOption(label=_clip(label, 100), value=str(i))
                    for i, label in enumerate(labels[:25])]  # Discord's limits: 25 options, 100 characters
         select: discord.ui.Select[SearchPicker] = discord.ui.Select(
-            custom_id="music:search:pick", placeholder="Pick a result to queue", options=options)
+            custom_id="music:search:pick", placeholder=_("Pick a result to queue"), options=options)
         select.callback = self._picked  # type: ignore[method-assign]
         self.select = select
         self.add_item(select)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await speak_guild_language(interaction)
         if interaction.user.id == self.owner_id:
             return True
-        await answer_privately(interaction, "Only the member who searched can pick from this list.")
+        await answer_privately(interaction, _("Only the member who searched can pick from this list."))
         return False
 
     async def _picked(self, interaction: discord.Interaction) -> None:
@@ -110,7 +115,7 @@ class SearchPicker(_QuietView):
             if won:  # the menu goes away; the command answers in the channel
                 await interaction.response.edit_message(view=None)
             else:
-                await interaction.response.send_message("You already picked.", ephemeral=True)
+                await interaction.response.send_message(_("You already picked."), ephemeral=True)
         except discord.HTTPException:
             log.debug("Could not answer a search pick", exc_info=True)
 
@@ -127,9 +132,9 @@ class QueuePager(_QuietView):
         self.as_embeds = as_embeds
         self.on_expire: Callable[[], Awaitable[Any]] | None = None  # removes the buttons
         self.back: discord.ui.Button[QueuePager] = discord.ui.Button(
-            label="Previous page", style=discord.ButtonStyle.secondary, custom_id="music:queue:back")
+            label=_("Previous page"), style=discord.ButtonStyle.secondary, custom_id="music:queue:back")
         self.forward: discord.ui.Button[QueuePager] = discord.ui.Button(
-            label="Next page", style=discord.ButtonStyle.secondary, custom_id="music:queue:next")
+            label=_("Next page"), style=discord.ButtonStyle.secondary, custom_id="music:queue:next")
         self.back.callback = self._back  # type: ignore[method-assign]
         self.forward.callback = self._forward  # type: ignore[method-assign]
         self.add_item(self.back)
@@ -140,7 +145,7 @@ class QueuePager(_QuietView):
         """What to send or edit: the current page as text or as an embed."""
         text = self.pages[self.page]
         if self.as_embeds:
-            return {"content": None, "embed": discord.Embed(title="Queue", description=text)}
+            return {"content": None, "embed": discord.Embed(title=_("Queue"), description=text)}
         return {"content": text}
 
     def _refresh_buttons(self) -> None:
@@ -148,9 +153,10 @@ class QueuePager(_QuietView):
         self.forward.disabled = self.page >= len(self.pages) - 1
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        await speak_guild_language(interaction)
         if interaction.user.id == self.owner_id:
             return True
-        await answer_privately(interaction, "Only the member who asked can turn these pages; `queue` shows you your own.")
+        await answer_privately(interaction, _("Only the member who asked can turn these pages; `queue` shows you your own."))
         return False
 
     async def _back(self, interaction: discord.Interaction) -> None:
@@ -173,6 +179,15 @@ class QueuePager(_QuietView):
                 await self.on_expire()
             except discord.HTTPException:
                 log.debug("Could not remove the queue's page buttons", exc_info=True)
+
+
+async def speak_guild_language(interaction: discord.Interaction) -> None:
+    """Answer a click in its server's language (`[p]set locale`): Red sets it for commands and
+    slash commands, not for components."""
+    try:
+        await set_contextual_locales_from_guild(interaction.client, interaction.guild)  # type: ignore[arg-type]
+    except Exception:  # a language is never worth a failed click: keep the current one
+        log.debug("Could not read the locale of guild %s", interaction.guild_id, exc_info=True)
 
 
 async def answer_privately(interaction: discord.Interaction, text: str) -> None:

@@ -1,6 +1,6 @@
 """The second language end to end (issue 16): after `[p]set locale de-DE` (Red 3.5: the server's
 locale) a real Red bot's music replies, the control layer's refusals, the player's own
-"Now playing" notice and the command help come in German; `[p]set locale en-US` brings English
+"Now playing" message with its buttons, a click's answer and the command help come in German; `[p]set locale en-US` brings English
 back. Red's `[p]set regionalformat` only changes how Red formats dates and numbers, not which
 language a cog speaks, so the language is tested through `[p]set locale`.
 """
@@ -49,6 +49,12 @@ async def test_replies_refusals_notices_and_help_follow_the_server_locale(
     notice = await s.wait_for_message(w.general, lambda m: m.content.startswith(GERMAN_NOW_PLAYING),
                                       after=played, timeout=15)
     assert "**" in notice.content
+    labels = [c.get("label") for row in notice.components for c in row.get("components", [])]
+    assert "Überspringen" in labels and "Warteschlange" in labels, labels
+    # a click is answered in the server's language too (Red sets it for commands, not buttons)
+    clicked = await s.wait_for_answer(await s.click(outsider, notice, "music:np:pause"))
+    assert clicked.content == f"Tritt <#{w.music.id}> bei, um die Musik zu steuern.", clicked.content
+    assert clicked.ephemeral
 
     # a refusal of the control layer (permissions.judge) ...
     refused = await music_bot.ask(outsider, "!pause", expect=not_a_notice)
