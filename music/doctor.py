@@ -178,8 +178,8 @@ def check_ytdlp(
     if last_release is not None and _normal(version) >= _normal(last_release):
         stuck = (
             _("yt-dlp releases after {last_release} need a newer Python than "
-            "{python}.{python2}: run the bot on Python 3.11 (Red 3.5 supports it) to keep "
-            "getting site fixes.").format(last_release=last_release, python=python[0], python2=python[1])
+            "{major}.{minor}: run the bot on Python 3.11 (Red 3.5 supports it) to keep "
+            "getting site fixes.").format(last_release=last_release, major=python[0], minor=python[1])
         )
     if (released.year, released.month, released.day) < YTDLP_JS_SINCE:
         return Finding(

@@ -360,7 +360,7 @@ class HttpMediaReader:
             text = str(exc)
             if "Tunnel connection failed" in text:
                 # the guard refused the CONNECT: final, and policy_refusal() reads this text
-                raise MediaFetchError(_("HTTP error {value}").format(value=text.split(':', 1)[-1].strip())) from None
+                raise MediaFetchError(_("HTTP error {status}").format(status=text.split(':', 1)[-1].strip())) from None
             raise
 
     def _note_length(self, response: http.client.HTTPResponse, status: int) -> None:

@@ -210,6 +210,6 @@ class MusicMixin:
     def queued_reply(self, tracks: list[Track], position: int, title: str | None) -> str:
         if len(tracks) == 1:
             where = _("next") if position == 1 else _("at position {position}").format(position=position)
-            return _("Queued {tracks} {where}.").format(tracks=track_line(tracks[0]), where=where)
+            return _("Queued {track} {where}.").format(track=track_line(tracks[0]), where=where)
         name = _(" from **{title}**").format(title=safe(title)) if title else ""
         return _("Queued {tracks_count} tracks{name}, starting at position {position}.").format(tracks_count=len(tracks), name=name, position=position)

@@ -59,7 +59,7 @@ class ContentCommands(MusicMixin):
         """The highest volume anyone may set here, from 1 to 150 (admins too: raise this first).
         A louder player or default is turned down to it."""
         value = await self._content().set_max_volume(ctx.guild.id, await self.actor(ctx), percent)
-        await self.say(ctx, _("The volume can be set up to {value}% here.").format(value=value))
+        await self.say(ctx, _("The volume can be set up to {max_volume}% here.").format(max_volume=value))
 
     # -- the lists ---------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ class FilterCommands(MusicMixin):
 
     def _filter_overview(self, guild_id: int) -> str:
         chain = self.ctl.filters.chain(guild_id)
-        lines = [(_("Filters: {chain}. Equalizer: {chain2}. Normalisation: on.") if chain.normalize else _("Filters: {chain}. Equalizer: {chain2}. Normalisation: off.")).format(chain=_effects_text(chain), chain2=_eq_name(chain)), ""]
+        lines = [(_("Filters: {chain}. Equalizer: {eq}. Normalisation: on.") if chain.normalize else _("Filters: {chain}. Equalizer: {eq}. Normalisation: off.")).format(chain=_effects_text(chain), eq=_eq_name(chain)), ""]
         for spec in FILTERS.values():
             if spec.default is None:
                 usage = spec.name
@@ -64,8 +64,8 @@ class FilterCommands(MusicMixin):
         """Set one band: its number (1-15) or frequency (`63hz`, `1k`), and a gain (`0.25`,
         `-0.1`, `+6db`)."""
         index, value = await self.ctl.filters.set_band(ctx.guild.id, await self.actor(ctx), band, gain)
-        await self.say(ctx, _("The {eq_bands} band is at {value:+.2f} "
-                            "({value2:+.1f} dB).").format(eq_bands=_band_name(EQ_BANDS[index]), value=value, value2=gain_to_db(value)))
+        await self.say(ctx, _("The {band} band is at {gain:+.2f} "
+                            "({db:+.1f} dB).").format(band=_band_name(EQ_BANDS[index]), gain=value, db=gain_to_db(value)))
 
     @eq.command(name="load", aliases=["preset"])
     async def eq_load(self, ctx: commands.GuildContext, *, name: str) -> None:

@@ -36,14 +36,14 @@ def queue_pages(player: GuildPlayer) -> list[str]:
         return []
     head = _("Now: {current}").format(current=track_line(current)) if current else _("Nothing playing.")
     total = sum(t.duration or 0 for t in upcoming)
-    footer = ((_("{upcoming_count} track(s) queued, {total} in all. Repeat {value}, shuffle on.") if player.queue.shuffle else _("{upcoming_count} track(s) queued, {total} in all. Repeat {value}, shuffle off.")).format(upcoming_count=len(upcoming), total=format_duration(total), value=player.queue.repeat.value))
+    footer = ((_("{upcoming_count} track(s) queued, {total} in all. Repeat {repeat}, shuffle on.") if player.queue.shuffle else _("{upcoming_count} track(s) queued, {total} in all. Repeat {repeat}, shuffle off.")).format(upcoming_count=len(upcoming), total=format_duration(total), repeat=player.queue.repeat.value))
     pages_total = max(1, -(-len(upcoming) // PAGE_SIZE))
     pages: list[str] = []
     for start in range(0, max(len(upcoming), 1), PAGE_SIZE):
         lines = [head, ""]
-        lines += [(_("`{i}.` {t} (autoplay)") if t.autoplay else _("`{i}.` {t}")).format(i=i, t=track_line(t))
+        lines += [(_("`{position}.` {track} (autoplay)") if t.autoplay else _("`{position}.` {track}")).format(position=i, track=track_line(t))
                   for i, t in enumerate(upcoming[start : start + PAGE_SIZE], start + 1)]
-        lines += ["", _("{footer} Page {value}/{pages_total}.").format(footer=footer, value=start // PAGE_SIZE + 1, pages_total=pages_total)]
+        lines += ["", _("{footer} Page {page}/{pages_total}.").format(footer=footer, page=start // PAGE_SIZE + 1, pages_total=pages_total)]
         pages.append("\n".join(lines))
     return pages
 

@@ -161,7 +161,7 @@ class PlaybackCommands(MusicMixin):
         if not queued.tracks:
             reply = _("Loading the rest of **{title}**.").format(title=safe(title) or _('the playlist'))
         elif queued.starting and len(queued.tracks) == 1:
-            reply = _("Playing {tracks}.").format(tracks=track_line(queued.tracks[0]))
+            reply = _("Playing {track}.").format(track=track_line(queued.tracks[0]))
         else:
             reply = self.queued_reply(queued.tracks, queued.place, title)
         message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
@@ -181,7 +181,7 @@ class PlaybackCommands(MusicMixin):
             for i, t in enumerate(results, 1)
         ]
         prompt = "\n".join(lines) + _("\nType a number from 1 to {results_count} to queue it, or `cancel`.").format(results_count=len(results))
-        labels = [_("{i}. {title}").format(i=i, title=t.title or _('Unknown title')) for i, t in enumerate(results, 1)]
+        labels = [_("{number}. {title}").format(number=i, title=t.title or _('Unknown title')) for i, t in enumerate(results, 1)]
         pick = await pick_result(self, ctx, prompt, labels, SEARCH_TIMEOUT)  # the menu, or a typed number
         if pick.timed_out:
             await self.say(ctx, _("Search timed out; nothing was queued."))
@@ -249,7 +249,7 @@ class PlaybackCommands(MusicMixin):
         position = player.position
         bar = progress_bar(position, track.duration) if track.duration else ""
         state = {PlayerState.PAUSED: "Paused", PlayerState.LOADING: "Loading"}.get(player.state, "Playing")
-        timing = _("{position} / {value}").format(position=format_duration(position), value=format_duration(track.duration) if track.duration else 'live' if track.is_live else '?')
+        timing = _("{position} / {length}").format(position=format_duration(position), length=format_duration(track.duration) if track.duration else 'live' if track.is_live else '?')
         requester = f"<@{track.requester_id}>" if track.requester_id else "someone"
         sound = sound_line(player.filters)
         if track.autoplay:  # picked by autoplay: a member's `play` takes over at the next change
@@ -366,10 +366,10 @@ class PlaybackCommands(MusicMixin):
     async def repeat(self, ctx: commands.GuildContext, mode: Optional[str] = None) -> None:
         """Show or set repeat: `off`, `track` or `queue`."""
         if mode is None:
-            await self.say(ctx, _("Repeat is {value}.").format(value=self.player(ctx).queue.repeat.value))
+            await self.say(ctx, _("Repeat is {repeat}.").format(repeat=self.player(ctx).queue.repeat.value))
             return
         repeat = self.ctl.set_repeat(ctx.guild.id, await self.actor(ctx), mode)
-        await self.say(ctx, _("Repeat is now {value}.").format(value=repeat.value))
+        await self.say(ctx, _("Repeat is now {repeat}.").format(repeat=repeat.value))
 
     @commands.command()
     @commands.guild_only()

@@ -52,7 +52,7 @@ class PlaylistFileCommands(PlaylistCommands):
         actor = await self.actor(ctx)
         attachment = await self._attachment(ctx)
         if attachment.size > MAX_FILE_BYTES:
-            raise CommandError(_("That file is too big: a playlist file may be at most {value} MB.").format(value=MAX_FILE_BYTES // (1024 * 1024)))
+            raise CommandError(_("That file is too big: a playlist file may be at most {max_mb} MB.").format(max_mb=MAX_FILE_BYTES // (1024 * 1024)))
         try:
             data = await attachment.read()
         except (discord.HTTPException, OSError):
@@ -97,7 +97,7 @@ class PlaylistFileCommands(PlaylistCommands):
         if which not in LIMITS:
             raise CommandError(_("The limits are `server`, `user`, `global` and `entries`."))
         await self.lists.set_limit(ctx.guild.id, await self.actor(ctx), which, value)
-        await self.say(ctx, _("The `{which}` playlist limit is now {value}.").format(which=which, value=value))
+        await self.say(ctx, _("The `{which}` playlist limit is now {limit}.").format(which=which, limit=value))
 
     @SettingsCommands.musicset.group(name="import")
     @commands.is_owner()

@@ -36,7 +36,7 @@ def where_name(where: Where, who: Callable[[int], str] | None = None) -> str:
     "global". Pages sent through Red's menus name members with `who` instead (the menu's
     messages would ping a mention)."""
     if where.scope is Scope.USER:
-        return _("{value}'s").format(value=who(where.scope_id) if who else f'<@{where.scope_id}>')
+        return _("{member}'s").format(member=who(where.scope_id) if who else f'<@{where.scope_id}>')
     return _("global") if where.scope is Scope.GLOBAL else _("server")
 
 
@@ -136,7 +136,7 @@ class PlaylistCommands(MusicMixin):
             self.manager.spawn(self._queue_rest(ctx, actor, started, message))
             return
         if first.starting:
-            reply = _("Playing {tracks} from {where} playlist **{name}**.").format(tracks=track_line(first.tracks[0]), where=where_name(started.playlist.where), name=safe(started.playlist.name))
+            reply = _("Playing {track} from {where} playlist **{name}**.").format(track=track_line(first.tracks[0]), where=where_name(started.playlist.where), name=safe(started.playlist.name))
         else:
             reply = self.queued_reply(first.tracks, first.place, started.playlist.name)
         message = await self.say(ctx, " ".join([reply, *first.notes]))
@@ -165,7 +165,7 @@ class PlaylistCommands(MusicMixin):
             if now - last_edit >= PROGRESS_EDIT_INTERVAL:
                 last_edit = now
                 done = added + left_out
-                await edit(_("Queueing **{title}**: `{done}` {done2}/{expected}").format(title=title, done=progress_bar(done, rest.expected, width=20), done2=done, expected=rest.expected))
+                await edit(_("Queueing **{title}**: `{bar}` {done}/{expected}").format(title=title, bar=progress_bar(done, rest.expected, width=20), done=done, expected=rest.expected))
 
         refusals: list[str] = []  # entries the block and allow lists skipped, with their rule
         try:
@@ -319,7 +319,7 @@ class PlaylistCommands(MusicMixin):
         found, changed = await self.lists.copy(ctx.guild.id, await self.actor(ctx), name, source, target, new_name or None)
         note = _(" ({left_out} entries did not fit)").format(left_out=changed.left_out) if changed.left_out else ""
         await self.say(ctx, _("Copied {found} playlist **{name}** to {target} "
-                            "playlist **{name2}**: {added} entries{note}.").format(found=where_name(found), name=safe(name), target=where_name(target), name2=safe(changed.playlist.name), added=changed.added, note=note))
+                            "playlist **{new_name}**: {added} entries{note}.").format(found=where_name(found), name=safe(name), target=where_name(target), new_name=safe(changed.playlist.name), added=changed.added, note=note))
 
     @playlist.command(name="dedupe", usage="<name> [--scope ...]")
     async def playlist_dedupe(self, ctx: commands.GuildContext, name: str, *, args: str = "") -> None:

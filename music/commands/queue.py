@@ -58,7 +58,7 @@ class QueueCommands(MusicMixin):
     async def music_reschedule(self, ctx: commands.GuildContext) -> None:
         """Make the player look at this server's queue again (for when it seems stuck)."""
         state = self.ctl.reschedule(ctx.guild.id, await self.actor(ctx))
-        await self.say(ctx, _("Rescheduled: the player was {value}; it will pick up the queue again.").format(value=state.value))
+        await self.say(ctx, _("Rescheduled: the player was {state}; it will pick up the queue again.").format(state=state.value))
 
     @music_group.command(name="status")
     async def music_status(self, ctx: commands.GuildContext) -> None:
@@ -68,17 +68,17 @@ class QueueCommands(MusicMixin):
         order = ("urgent", "high", "normal", "low")
         workers = status["workers"]
         lines = [
-            _("Workers: {workers}/{workers2} busy").format(workers=workers['busy'], workers2=workers['size'])
+            _("Workers: {busy}/{workers} busy").format(busy=workers['busy'], workers=workers['size'])
             + (_(", {workers} stuck in a cancelled lookup").format(workers=workers['abandoned']) if workers.get("abandoned") else ""),
             _("Waiting: ") + ", ".join(f"{p} {status['pending'].get(p, 0)}" for p in order),
             _("Running: ") + ", ".join(f"{p} {status['running'].get(p, 0)}" for p in order),
         ]
         for job in status["running_jobs"][:10]:
             progress = f"{job['done']}/{job['total']}" if job.get("total") else f"{job.get('percent') or 0:.0f}%"
-            lines.append(_("  job {job}: {job2} {progress} {job3}").format(job=job['id'], job2=job['stage'], progress=progress, job3=safe(job['description'], limit=60)))
+            lines.append(_("  job {id}: {stage} {progress} {description}").format(id=job['id'], stage=job['stage'], progress=progress, description=safe(job['description'], limit=60)))
         hit_rate = status["cache"].get("hit_rate")
         lines.append(_("Cache hit rate: ") + (f"{hit_rate:.0%}" if hit_rate is not None else _("no lookups yet")))
-        breakers = [f"{name} {b['state']}" + (_(" (retry in {b:.0f}s)").format(b=b['retry_in']) if b["state"] == "open" else "")
+        breakers = [f"{name} {b['state']}" + (_(" (retry in {seconds:.0f}s)").format(seconds=b['retry_in']) if b["state"] == "open" else "")
                     for name, b in status["breakers"].items()]
         lines.append(_("Sites: ") + (", ".join(breakers) if breakers else _("none used yet")))
         failures = status["recent_failures"][-5:]
@@ -91,7 +91,7 @@ class QueueCommands(MusicMixin):
     async def music_cancel(self, ctx: commands.GuildContext, job: int) -> None:
         """Cancel a track lookup of this server (yours, or anyone's if you are an admin)."""
         self.ctl.cancel_lookup(ctx.guild.id, await self.actor(ctx), job)
-        await self.say(ctx, _("Cancelled job {job}.").format(job=job))
+        await self.say(ctx, _("Cancelled job {job_id}.").format(job_id=job))
 
     @music_group.command(name="stats")
     @commands.is_owner()
@@ -104,7 +104,7 @@ class QueueCommands(MusicMixin):
         for guild_id, player in sorted(self.manager.players.items()):
             source = player.source
             if source is None:
-                rows.append(_("{guild_id}  {value:<10}  no audio source").format(guild_id=guild_id, value=player.state.value))
+                rows.append(_("{guild_id}  {state:<10}  no audio source").format(guild_id=guild_id, state=player.state.value))
                 continue
             stats = source.stats
             stream = source.current_stream
@@ -112,9 +112,9 @@ class QueueCommands(MusicMixin):
             depth = stream.buffered if stream is not None else 0
             pid = stream.pid if stream is not None else None
             rows.append(
-                _("{guild_id}  {value:<10}  sent {frames_sent}  nulled {frames_silence}"
+                _("{guild_id}  {state:<10}  sent {frames_sent}  nulled {frames_silence}"
                 "  deficit {underruns}  gapless {gapless_switches}  {mode}"
-                "  buffer {depth}  ffmpeg {pid}").format(guild_id=guild_id, value=player.state.value, frames_sent=stats.frames_sent, frames_silence=stats.frames_silence, underruns=stats.underruns, gapless_switches=stats.gapless_switches, mode=mode, depth=depth, pid=pid or '-')
+                "  buffer {depth}  ffmpeg {pid}").format(guild_id=guild_id, state=player.state.value, frames_sent=stats.frames_sent, frames_silence=stats.frames_silence, underruns=stats.underruns, gapless_switches=stats.gapless_switches, mode=mode, depth=depth, pid=pid or '-')
             )
         if not rows:
             await self.say(ctx, _("No players."))

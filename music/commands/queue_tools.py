@@ -29,7 +29,7 @@ SHOWN = 5  # titles named in a reply before "and n more"
 def removed_reply(removed: list[Track], what: str) -> str:
     """`Removed 3 tracks ...: **a**, **b**, **c**.`"""
     names = ", ".join(track_line(t) for t in removed[:SHOWN])
-    more = _(" and {value} more").format(value=len(removed) - SHOWN) if len(removed) > SHOWN else ""
+    more = _(" and {count} more").format(count=len(removed) - SHOWN) if len(removed) > SHOWN else ""
     return (_("Removed {removed_count} track {what}: {names}{more}.") if len(removed) == 1 else _("Removed {removed_count} tracks {what}: {names}{more}.")).format(removed_count=len(removed), what=what, names=names, more=more)
 
 

@@ -66,7 +66,7 @@ class SettingsCommands(MusicMixin):
             (_("Autoplay"), {"playlist": "playlist", "related": "related"}.get(s.autoplay_mode, "off")
              + (f" ({safe(s.autoplay_playlist, limit=60)})" if s.autoplay_mode != "off" and s.autoplay_playlist else "")),
             (_("Maximum volume"), f"{s.max_volume}%"),
-            (_("Block list"), _("{blocklist_count} rule(s), bot-wide {blocklist_count2}").format(blocklist_count=len(s.blocklist), blocklist_count2=len(g.blocklist))),
+            (_("Block list"), _("{server_rules} rule(s), bot-wide {bot_rules}").format(server_rules=len(s.blocklist), bot_rules=len(g.blocklist))),
             (_("Allow list"), (_("{allowlist_count} rule(s)").format(allowlist_count=len(s.allowlist)) if s.allowlist else _("off"))
              + (_(", bot-wide {allowlist_count}").format(allowlist_count=len(g.allowlist)) if g.allowlist else "")),
             (_("Local folder"), "set" if g.local_folder else _("not set")),
@@ -101,7 +101,7 @@ class SettingsCommands(MusicMixin):
         """The longest track allowed (`10:00`, `600`); `0` for no limit."""
         seconds = _seconds(length)
         await self.store.set_guild(ctx.guild.id, "max_length", seconds)
-        await self.say(ctx, _("Longest track: {value}.").format(value=format_duration(seconds) if seconds else _('no limit')))
+        await self.say(ctx, _("Longest track: {length}.").format(length=format_duration(seconds) if seconds else _('no limit')))
 
     @musicset.command(name="maxqueue")
     @commands.guild_only()
@@ -139,7 +139,7 @@ class SettingsCommands(MusicMixin):
         """Leave this long after everyone else left the channel; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "empty_disconnect", value)
-        await self.say(ctx, _("I'll leave an empty channel after {value}.").format(value=format_duration(value)) if value else _("I'll stay in empty channels."))
+        await self.say(ctx, _("I'll leave an empty channel after {delay}.").format(delay=format_duration(value)) if value else _("I'll stay in empty channels."))
 
     @musicset.command(name="idledisconnect")
     @commands.guild_only()
@@ -148,7 +148,7 @@ class SettingsCommands(MusicMixin):
         """Leave this long after the music stopped; `0` to stay."""
         value = _seconds(seconds)
         await self.store.set_guild(ctx.guild.id, "idle_disconnect", value)
-        await self.say(ctx, _("I'll leave after {value} with nothing playing.").format(value=format_duration(value)) if value else _("I'll stay when nothing plays."))
+        await self.say(ctx, _("I'll leave after {delay} with nothing playing.").format(delay=format_duration(value)) if value else _("I'll stay when nothing plays."))
 
     @musicset.command(name="autoresume")
     @commands.guild_only()
@@ -201,7 +201,7 @@ class SettingsCommands(MusicMixin):
     async def musicset_fairqueue(self, ctx: commands.GuildContext, on: bool) -> None:
         """Take turns between requesters instead of first come, first served."""
         await self.store.set_guild(ctx.guild.id, "fair_queue", on)
-        await self.say(ctx, _("Fair queue is {value}.").format(value=_('on: requesters take turns') if on else 'off'))
+        await self.say(ctx, _("Fair queue is {state}.").format(state=_('on: requesters take turns') if on else 'off'))
 
     @musicset.command(name="pausealone")
     @commands.guild_only()

@@ -112,11 +112,11 @@ async def read_audio_leftovers(cogs_path: Path) -> AudioLeftovers:
             config.init_custom(group, depth)
             groups[group] = await config.custom(group).all()
         except Exception as exc:  # another registration, or unreadable stored data
-            found.problems.append(_("Audio's {group} settings could not be read ({name__}).").format(group=group, name__=type(exc).__name__))
+            found.problems.append(_("Audio's {group} settings could not be read ({error}).").format(group=group, error=type(exc).__name__))
     try:
         guilds = await config.all_guilds()
     except Exception as exc:
-        found.problems.append(_("Audio's server settings could not be read ({name__}).").format(name__=type(exc).__name__))
+        found.problems.append(_("Audio's server settings could not be read ({error}).").format(error=type(exc).__name__))
         guilds = {}
     found.guild_settings = {int(gid): dict(values) for gid, values in guilds.items()}
     found.playlists += config_playlists(groups, found.guild_settings)

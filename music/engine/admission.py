@@ -118,11 +118,11 @@ def admit(
             raise AdmissionError(_("{who} {mine} track(s) queued, this server's limit per member.").format(who=who, mine=mine))
         if len(tracks) > member_room:
             notes.append(
-                _("{value} track(s) were left out by the per-member limit of {max_per_member}.").format(value=len(tracks) - member_room, max_per_member=limits.max_per_member)
+                _("{left_out} track(s) were left out by the per-member limit of {max_per_member}.").format(left_out=len(tracks) - member_room, max_per_member=limits.max_per_member)
             )
             tracks = tracks[:member_room]
     if len(tracks) > room:
-        notes.append(_("The queue is full: {value} track(s) were left out.").format(value=len(tracks) - room))
+        notes.append(_("The queue is full: {left_out} track(s) were left out.").format(left_out=len(tracks) - room))
         tracks = tracks[:room]
     if not tracks:
         raise AdmissionError(_("I found nothing to play there."))

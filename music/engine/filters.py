@@ -319,7 +319,7 @@ def parse_band(text: str) -> int:
         return int(number) - 1
     hz = number * (1000.0 if unit in ("k", "khz") else 1.0)
     if not EQ_BANDS[0] / 2 <= hz <= EQ_BANDS[-1] * 1.5:
-        raise ValueError(_("The bands go from {eq_bands} Hz to {value} kHz.").format(eq_bands=EQ_BANDS[0], value=EQ_BANDS[-1] // 1000))
+        raise ValueError(_("The bands go from {lowest} Hz to {highest} kHz.").format(lowest=EQ_BANDS[0], highest=EQ_BANDS[-1] // 1000))
     return min(range(len(EQ_BANDS)), key=lambda i: abs(math.log(EQ_BANDS[i] / hz)))
 
 

@@ -83,7 +83,7 @@ def check_name(text: str) -> str:
     if not name:
         raise PlaylistError(_("Give the playlist a name."))
     if len(name) > MAX_NAME_LENGTH:
-        raise PlaylistError(_("Keep playlist names under {value} characters.").format(value=MAX_NAME_LENGTH + 1))
+        raise PlaylistError(_("Keep playlist names under {limit} characters.").format(limit=MAX_NAME_LENGTH + 1))
     if name.startswith("-"):
         raise PlaylistError(_("A playlist name can't start with `-` (options like `--scope` do)."))
     if any(ch in name for ch in "`@") or not name.isprintable():
