@@ -332,16 +332,22 @@ class GuildAudio:
                 pass
         return self.packets
 
-    async def wait_for_quiet(self, quiet: float, timeout: float) -> None:
+    async def wait_for_quiet(self, quiet: float, timeout: float, *, sound_expected: bool = True) -> None:
         """Wait until no packet arrived for `quiet` seconds (playback finished); TimeoutError if
-        packets keep coming for `timeout` seconds."""
-        deadline = time.monotonic() + timeout
+        packets keep coming for `timeout` seconds. `sound_expected=False` (after a `stop` that
+        may have come before the track's first packet): no packet at all is quiet too."""
+        called = time.monotonic()
+        deadline = called + timeout
         while True:
-            last = self.packets[-1].arrival if self.packets else 0.0
+            last = self.packets[-1].arrival if self.packets else None
             now = time.monotonic()
-            if self.packets and now - last >= quiet:
+            if last is not None and now - last >= quiet:
+                return
+            if last is None and not sound_expected and now - called >= quiet:
                 return
             if now >= deadline:
+                if last is None:
+                    raise TimeoutError(f"guild {self.guild_id}: no packet arrived in {timeout} s")
                 raise TimeoutError(f"guild {self.guild_id}: packets still arriving after {timeout} s")
             await asyncio.sleep(min(quiet / 4, 0.05))
 

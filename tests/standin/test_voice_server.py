@@ -258,3 +258,18 @@ async def test_the_certificate_is_refused_by_a_client_that_does_not_trust_it(ser
     async with aiohttp.ClientSession() as plain:
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await plain.ws_connect(f"wss://{server.endpoint}/?v=8")
+
+
+async def test_quiet_needs_sound_unless_told_that_none_may_come():
+    """After a `stop` that beat the track's first packet, nothing at all is quiet; otherwise no
+    packet in the window is a failure that says so (not "still arriving")."""
+    import time
+
+    from standin.voice import GuildAudio, ReceivedPacket
+
+    audio = GuildAudio(GUILD)
+    await audio.wait_for_quiet(0.1, timeout=1, sound_expected=False)
+    with pytest.raises(TimeoutError, match="no packet arrived in 0.3 s"):
+        await audio.wait_for_quiet(0.1, timeout=0.3)
+    audio._record(ReceivedPacket(arrival=time.monotonic(), sequence=1, timestamp=0, ssrc=1, opus=b"\xf8\xff\xfe"))
+    await audio.wait_for_quiet(0.1, timeout=1)
