@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from music.resolve.fairqueue import FairQueue
+
 # The job's own types live in music.resolve.job; imported from here too.
 from music.resolve.job import (
     FINAL_STAGES,
@@ -73,61 +75,6 @@ T = TypeVar("T")
 RECENT_FAILURES = 20
 
 
-class _FairQueue:
-    """Pending jobs of one priority: guilds in turn, members in turn within a guild, FIFO per
-    member. Popping moves the guild and the member to the back of their rotations."""
-
-    def __init__(self) -> None:
-        self._guilds: collections.OrderedDict[
-            int, collections.OrderedDict[int, collections.deque[Job[Any]]]
-        ] = collections.OrderedDict()
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def push(self, job: Job[Any], *, front: bool = False) -> None:
-        members = self._guilds.setdefault(job.guild_id, collections.OrderedDict())
-        jobs = members.setdefault(job.requester_id, collections.deque())
-        if front:
-            jobs.appendleft(job)
-        else:
-            jobs.append(job)
-        self._count += 1
-
-    def pop(self) -> Job[Any] | None:
-        if not self._guilds:
-            return None
-        guild_id, members = next(iter(self._guilds.items()))
-        member_id, jobs = next(iter(members.items()))
-        job = jobs.popleft()
-        if jobs:
-            members.move_to_end(member_id)
-        else:
-            del members[member_id]
-        if members:
-            self._guilds.move_to_end(guild_id)
-        else:
-            del self._guilds[guild_id]
-        self._count -= 1
-        return job
-
-    def remove(self, job: Job[Any]) -> bool:
-        members = self._guilds.get(job.guild_id)
-        if members is None:
-            return False
-        jobs = members.get(job.requester_id)
-        if jobs is None or job not in jobs:
-            return False
-        jobs.remove(job)
-        if not jobs:
-            del members[job.requester_id]
-        if not members:
-            del self._guilds[job.guild_id]
-        self._count -= 1
-        return True
-
-
 class JobScheduler:
     """Runs jobs on `workers` threads named `music-resolve-N`, highest priority first, fairly.
 
@@ -160,7 +107,7 @@ class JobScheduler:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()  # running an attempt (abandoned ones included)
         self._abandoned_running = 0  # of those, threads whose result will be dropped
-        self._queues = {p: _FairQueue() for p in Priority}
+        self._queues = {p: FairQueue() for p in Priority}
         self._jobs: dict[int, Job[Any]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,6 +155,22 @@ class JobScheduler:
         self._notify(job)
         self._pump()
         return job
+
+    def run_ahead(self, work: Callable[[Callable[[], bool]], None]) -> bool:
+        """Run `work(should_stop)` in the worker thread the next job will get, before that job
+        (a warm-up: the thread's yt-dlp instance is the one its lookups reuse). The worker
+        stays idle meanwhile: a job handed to it waits until `work` returns, and should_stop()
+        is true from then on (and once the scheduler closes). False if no worker is free."""
+        if self._closed:
+            return False
+        self._bind()
+        if not self._idle:
+            if self._live_busy() >= self._size:
+                return False
+            self._idle.append(self._new_worker())
+        worker = self._idle[-1]  # _start pops from the end
+        worker.inbox.put(_Ahead(lambda: self._closed or not worker.inbox.empty(), work))
+        return True
 
     def get(self, job_id: int) -> Job[Any] | None:
         """An unfinished job by id."""
@@ -556,6 +519,12 @@ class JobScheduler:
             item = worker.inbox.get()
             if item is None:
                 return
+            if isinstance(item, _Ahead):
+                try:
+                    item.work(item.should_stop)
+                except Exception:
+                    log.exception("Work run ahead in %s failed", threading.current_thread().name)
+                continue
             job, context = item
             try:
                 value: Any = job.work(context)
@@ -574,10 +543,20 @@ class JobScheduler:
 
 
 class _Worker:
-    """One thread's inbox: an attempt to run, or None to stop."""
+    """One thread's inbox: an attempt to run, work run ahead of jobs, or None to stop."""
 
     def __init__(self) -> None:
-        self.inbox: queue.SimpleQueue[tuple[Job[Any], JobContext] | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[tuple[Job[Any], JobContext] | _Ahead | None] = (
+            queue.SimpleQueue()
+        )
+
+
+class _Ahead:
+    """Work a worker runs before its next job (JobScheduler.run_ahead)."""
+
+    def __init__(self, should_stop: Callable[[], bool], work: Callable[[Callable[[], bool]], None]):
+        self.should_stop = should_stop
+        self.work = work
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

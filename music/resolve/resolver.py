@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from yt_dlp.extractor import gen_extractor_classes
+from yt_dlp.utils import unified_timestamp
 
 from music.engine.timefmt import quote_user_text
 from music.engine.track import Track
@@ -30,6 +31,14 @@ from music.resolve.playlist import PlaylistReader
 from music.resolve.probe import EarlyProbe, direct_prober
 from music.resolve.tracks import Prober, ResolveResult, apply_fresh, entry_track, full_track
 from music.resolve.urls import DEFAULT_STREAM_LIFETIME, as_url, extractor_family, stream_expiry
+from music.resolve.warmup import (
+    HTTP_DATE,
+    Pacer,
+    WarmUpReport,
+    compile_patterns,
+    unsliced,
+    warm_up_sync,
+)
 from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
 from ..i18n import _
 
@@ -82,15 +91,67 @@ class Resolver:
         # or codec; one ffmpeg probe fills them in.
         self.probe_direct_media = probe_direct_media
         self._instances = YtdlInstances(self._new_instance)
+        #: the last warm-up's report (None before one ran); see warm_up_sync
+        self.warm_up: WarmUpReport | None = None
 
     @property
     def instances_built(self) -> int:
         """yt-dlp instances built so far (each costs ~150 ms; they are reused per thread)."""
         return self._instances.built
 
+    @property
+    def warmed(self) -> bool:
+        """Whether a warm-up finished: a lookup in its thread pays none of yt-dlp's first-use
+        costs."""
+        return self.warm_up is not None and self.warm_up.done
+
     def close(self) -> None:
         """Idle yt-dlp instances are closed now, busy ones when their lookup ends."""
         self._instances.close()
+
+    def warm_up_sync(self, should_stop: Callable[[], bool]) -> WarmUpReport:
+        """Pay yt-dlp's first-use costs in this thread, as a lookup here would (music.resolve.
+        warmup): its instance, every extractor's URL pattern, the generic extractor's module,
+        the shared SSL context, the date formats. Blocking, paced so that the event loop keeps
+        the GIL; stops as soon as `should_stop()` is true. Never raises."""
+        ydl: list[PolicedYoutubeDL] = []
+
+        def build_instance(pacer: Pacer) -> None:
+            with unsliced():
+                ydl.append(self._instances.for_this_thread(self._options(flat=True), self.policy()))
+
+        def compile_extractor_patterns(pacer: Pacer) -> None:
+            registered = ytdl_compat.registered_extractors(ydl[0])
+            if registered is None:
+                ytdl_compat.load_plugins()
+                extractors = [*self.extra_extractors, *gen_extractor_classes()]
+            else:
+                extractors = [ie for _key, ie in registered]
+            compile_patterns(extractors, pacer)
+
+        def first_extract(pacer: Pacer) -> None:
+            # what the first extract_info of a direct link pays once: the generic extractor's
+            # module (it imports YouTube's), the request handlers and their SSL context, the
+            # Last-Modified date's formats
+            with unsliced():
+                ydl[0].get_info_extractor("Generic")
+            pacer.pause()
+            with unsliced():
+                ytdl_compat.warm_request_handlers(ydl[0])
+            pacer.pause()
+            with unsliced():
+                unified_timestamp(HTTP_DATE)
+
+        report = warm_up_sync(
+            [
+                ("instance", build_instance),
+                ("patterns", compile_extractor_patterns),
+                ("first extract", first_extract),
+            ],
+            should_stop,
+        )
+        self.warm_up = report
+        return report
 
     def policy(self) -> NetworkPolicy:
         """The network policy in force now (read at every request)."""

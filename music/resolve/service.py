@@ -50,6 +50,8 @@ from music.resolve.playlist import PlaylistReader
 from music.resolve.resolver import Resolver
 from music.resolve.tracks import ResolveResult, apply_fresh
 from music.resolve.urls import as_url, lookup_label, without_links
+from music.resolve.warmup import WarmUpReport, warm_up_in
+
 from ..i18n import _
 
 log = logging.getLogger("red.music.resolve.service")
@@ -144,6 +146,13 @@ class ResolveService:
                 log.warning(
                     "Could not save the resolve cache to %s", self.cache_path, exc_info=True
                 )
+
+    async def warm_up(self) -> WarmUpReport | None:
+        """Pay yt-dlp's first-use costs now, in the worker thread the first lookup will get,
+        without stalling the loop (music.resolve.warmup). None if no worker was free."""
+        if self._closed:
+            return None
+        return await warm_up_in(self.scheduler.run_ahead, self.resolver.warm_up_sync)
 
     def configure(self, *, workers: int | None = None, timeout: float | None = None) -> None:
         """Apply changed owner settings without restarting."""

@@ -43,6 +43,10 @@ class _YtdlLogger:
 #: One logger for every yt-dlp instance (it holds no state).
 _YTDL_LOGGER = _YtdlLogger()
 
+#: The sites whose extractors run JavaScript (YouTube's signature and "n" challenges, yt-dlp
+#: 2025.11+): the runtime is looked for (once per process) when one of them first runs.
+JS_RUNTIME_FAMILIES = frozenset({"youtube"})
+
 
 def lookup_options(
     *,
@@ -75,9 +79,8 @@ def lookup_options(
         opts["proxy"] = proxy
     if limit is not None:
         opts["playlistend"] = max(1, limit)
-    # YouTube needs a JavaScript runtime; Downloader's `pip install -t` hides deno from
-    # yt-dlp's own search, so pass the one we found (runs `--version` once per process).
-    opts.update(ytdlp_js_options())
+    # No JavaScript runtime here: looking for one runs `<runtime> --version` (~75 ms), and only
+    # YouTube needs one; PolicedYoutubeDL hands it over when a YouTube extractor runs.
     return opts
 
 
@@ -117,6 +120,8 @@ class PolicedYoutubeDL(yt_dlp.YoutubeDL):
         #: called with the URL just before the generic extractor runs (set per lookup)
         self.before_generic: Callable[[PolicedYoutubeDL, str], None] | None = None
         super().__init__(params, auto_init=False)
+        #: yt-dlp's own choice of runtimes (deno on PATH), kept for when we find none
+        self._default_js_runtimes = self.params.get("js_runtimes")
         # Extra extractors first: yt-dlp asks extractors in order and Generic matches anything.
         for ie_cls in extra_extractors:
             self.add_info_extractor(ie_cls())
@@ -180,6 +185,8 @@ class PolicedYoutubeDL(yt_dlp.YoutubeDL):
             # read at every run: a reused instance must follow the owner's latest list
             allow_list = self._extractors
             allow_list.check(family)
+            if family in JS_RUNTIME_FAMILIES:
+                self._use_js_runtime()
             if family == "generic" and self.before_generic is not None:
                 self.before_generic(self, url)
             result = extract(url)
@@ -188,6 +195,16 @@ class PolicedYoutubeDL(yt_dlp.YoutubeDL):
             return result
 
         return checked
+
+    def _use_js_runtime(self) -> None:
+        """Give yt-dlp the JavaScript runtime found on this machine (Downloader's `pip install
+        -t` hides the deno package's binary from yt-dlp's own search). Looked for once per
+        process, at the first run of an extractor that needs one; read again at every run, so
+        a runtime found later (`[p]music doctor` looks again) reaches reused instances too."""
+        wanted = ytdlp_js_options().get("js_runtimes", self._default_js_runtimes)
+        if self.params.get("js_runtimes") != wanted:
+            self.params["js_runtimes"] = wanted
+            ytdl_compat.forget_js_runtimes(self)
 
     def urlopen(self, req: Any) -> Any:
         url = req if isinstance(req, str) else getattr(req, "url", None) or req.full_url

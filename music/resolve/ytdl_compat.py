@@ -49,6 +49,8 @@ CLIENT_CERT = "_client_cert"
 SSL_HELPER_MODULE = "yt_dlp.networking._helper"
 #: InfoExtractor: whether an extractor is on yt-dlp's default list
 ENABLED = "_ENABLED"
+#: YoutubeDL: the runtimes made from params["js_runtimes"] (a functools.cached_property)
+JS_RUNTIMES = "_js_runtimes"
 #: yt-dlp's plugin loading (public modules, but young: 2025): the flag and the loader
 PLUGINS_LOADED = "all_plugins_loaded"
 LOAD_PLUGINS = "load_all_plugins"
@@ -159,6 +161,14 @@ def load_plugins() -> None:
         return
     if not loaded:
         load()
+
+
+def forget_js_runtimes(ydl: Any) -> None:
+    """After params["js_runtimes"] changed: yt-dlp made its runtimes from the old value the
+    first time it needed one, and keeps them; drop them so that it makes them again. (Under
+    another name, the old runtimes may stay until the instance is replaced: only after the
+    owner installs a runtime while the bot runs.)"""
+    vars(ydl).pop(JS_RUNTIMES, None)
 
 
 # ---- reusing one instance for many lookups -----------------------------------------------------
@@ -275,6 +285,19 @@ def share_ssl_contexts(director: Any) -> None:
             setattr(handler, MAKE_SSLCONTEXT, _shared_context_maker(handler))
 
 
+def warm_request_handlers(ydl: Any) -> None:
+    """Build `ydl`'s request director now, and the SSL context its urllib handler will use (the
+    process's shared one: loading the CA bundle takes ~45 ms; every request, http too, makes
+    the handler ask for it). For the warm-up; a handler that makes its own context (see
+    share_ssl_contexts) is left alone, and without the director's name nothing is done."""
+    if not _request_director_is_cached(type(ydl)):
+        return
+    for handler in request_handlers(getattr(ydl, REQUEST_DIRECTOR)):
+        make: Any = getattr(handler, MAKE_SSLCONTEXT, None)
+        if callable(make) and getattr(make, "shares_context", False):
+            make()
+
+
 def _shared_context_maker(handler: Any) -> Callable[..., ssl.SSLContext]:
     def make(legacy_ssl_support: bool | None = None) -> ssl.SSLContext:
         legacy = handler.legacy_ssl_support if legacy_ssl_support is None else legacy_ssl_support
@@ -284,6 +307,7 @@ def _shared_context_maker(handler: Any) -> Callable[..., ssl.SSLContext]:
             use_certifi=not handler.prefer_system_certs,
         )
 
+    make.shares_context = True  # type: ignore[attr-defined]
     return make
 
 

@@ -48,9 +48,28 @@ async def test_load_registers_commands_and_opens_the_gate(red: Red) -> None:
         command = red.get_command(name)
         assert command is not None, name
         assert command.help, f"{name} has no help text"
-    assert {"advancer", "monitor", "flusher"} <= set(cog.tasks)
-    assert all(not t.done() for name, t in cog.tasks.items() if name != "init")
+    assert {"advancer", "monitor", "flusher", "warm-up"} <= set(cog.tasks)
+    assert all(not t.done() for name, t in cog.tasks.items() if name not in ("init", "warm-up"))
     await red.remove_cog("Music")
+
+
+async def test_after_load_the_resolver_warms_up_and_an_unload_meanwhile_is_clean(red: Red, media_server) -> None:
+    world = World(red)
+    cog = await load_cog(red)
+    # yt-dlp's first-use costs are paid in the background, in a resolver worker thread
+    await wait_for(lambda: cog.resolver.warmed, timeout=20)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("music-resolve-")] == ["music-resolve-1"]
+    await allow_loopback(cog)
+    await cog.play(world.ctx(), query=media_server.url("a440.webm"))
+    assert cog.resolver.instances_built == 1  # the first lookup used the warmed instance
+    await red.remove_cog("Music")
+    # unloading at once after a load, while the warm-up runs: nothing waits, nothing is left
+    cog2 = await load_cog(red)
+    started = asyncio.get_running_loop().time()
+    await red.remove_cog("Music")
+    assert asyncio.get_running_loop().time() - started < 3
+    assert cog2.tasks == {}
+    await wait_for(lambda: not music_threads(), timeout=5)
 
 
 async def test_loading_next_to_core_audio_fails_with_a_sentence(red: Red) -> None:

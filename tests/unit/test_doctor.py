@@ -30,10 +30,7 @@ from music.doctor import (
     check_ytdlp,
     version_date,
 )
-from music.policy import NetworkPolicy
-from music.resolve import jsruntime
-from music.resolve.jsruntime import JsRuntime, JsRuntimeReport, detect_js_runtime, ytdlp_js_options
-from music.resolve.resolver import Resolver
+from music.resolve.jsruntime import JsRuntime, detect_js_runtime, ytdlp_js_options
 
 
 def script(folder: Path, name: str, body: str) -> Path:
@@ -112,18 +109,6 @@ def test_no_runtime_at_all_says_youtube_will_fail(only_path: Path) -> None:
     assert report.chosen is None and report.found == ()
     finding = check_js_runtime(report)
     assert not finding.ok and "YouTube links will fail" in finding.detail
-
-
-def test_the_resolvers_ytdlp_options_carry_the_chosen_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    chosen = JsRuntime("deno", "/opt/lib/bin/deno", "2.9.8", True, "the deno package")
-    monkeypatch.setattr(jsruntime, "_cached", JsRuntimeReport(chosen, (chosen,), ("deno", "node")))
-    resolver = Resolver(lambda: NetworkPolicy())
-    try:
-        assert resolver._options(flat=True)["js_runtimes"] == {"deno": {"path": "/opt/lib/bin/deno"}}
-        monkeypatch.setattr(jsruntime, "_cached", JsRuntimeReport(None, (), ("deno",)))
-        assert "js_runtimes" not in resolver._options(flat=True)  # yt-dlp keeps its default
-    finally:
-        resolver.close()
 
 
 # -- yt-dlp's age ---------------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""Paying yt-dlp's one-time costs ahead, in the background, without stalling the event loop.
+
+A process's first lookup costs ~0.4 s more than the next ones: asking ~1,750 extractors whether
+they take the link compiles their URL patterns (~310 ms; PeerTube's list of hosts alone is a
+65,000-character pattern, ~60 ms), building the first yt-dlp instance (~26 ms), and in the first
+extract the generic extractor's module (~50 ms of imports), the first request handler's SSL
+context (~45 ms: the CA bundle) and date formats (~40 ms). `warm_up_sync` does all of that in the
+resolver's worker thread at cog load, so the first play doesn't. After a reload the patterns are
+still compiled (they live on yt-dlp's classes, which a reload keeps); the rest is paid again.
+
+It must not stall the loop: Python code in another thread keeps the GIL until the loop asks for
+it and then for up to the switch interval (5 ms) more, so every wake-up of the loop (the voice
+join's handshake, a command) would be ~5 ms late. The work is therefore cut in slices of at most
+SLICE seconds with `time.sleep(0)` between them (the GIL goes to the loop if it waits), and the
+few steps that can't be cut (one huge pattern, building the instance, one import) run with a
+switch interval of UNSLICED_SWITCH_INTERVAL (process-wide, for those steps only, restored after).
+
+It changes nothing a lookup sees: it only builds what a lookup would build the same way (the
+thread's instance, with the same options) and compiles what a lookup would compile. It stops as
+soon as `should_stop()` says so (a lookup is waiting for the thread, the cog unloads): a lookup
+then does whatever is left itself, as it would have without a warm-up. The JavaScript runtime is
+not looked for here: only YouTube needs it (see PolicedYoutubeDL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("red.music.resolve.warmup")
+
+#: the longest the warm-up holds the GIL between two chances for the loop to take it
+SLICE = 0.0005
+#: the switch interval while a step that can't be sliced runs (Python's default is 0.005)
+UNSLICED_SWITCH_INTERVAL = 0.0005
+#: a pattern this long is compiled as an unsliced step (the longest: ~65,000 characters)
+LONG_PATTERN = 2000
+#: the warm-up gives up after this long (a machine so busy that it can't finish in time)
+TIME_LIMIT = 30.0
+#: what the patterns are asked about: a direct media link, the commonest first play
+WARM_URL = "https://warm-up.invalid/music-cog-warm-up.webm"
+#: a Last-Modified header: the generic extractor parses one for every direct link
+HTTP_DATE = "Wed, 02 Dec 2026 10:00:00 GMT"
+
+ShouldStop = Callable[[], bool]
+
+
+class WarmUpStopped(Exception):
+    """should_stop() said so, or the time limit passed."""
+
+
+@dataclass
+class WarmUpReport:
+    """How the warm-up went: `state` is "done", "stopped" (a lookup or the unload came first)
+    or "failed" (logged; lookups then pay the costs themselves, as without a warm-up)."""
+
+    state: str
+    seconds: float
+    steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+
+class Pacer:
+    """Hands the GIL to the event loop between slices of work and checks should_stop()."""
+
+    def __init__(self, should_stop: ShouldStop, *, time_limit: float | None = None) -> None:
+        self._should_stop = should_stop
+        self._deadline = time.monotonic() + (TIME_LIMIT if time_limit is None else time_limit)
+        self._since = time.perf_counter()
+
+    def tick(self) -> None:
+        """Call between small pieces of work; raises WarmUpStopped when it must stop."""
+        if time.perf_counter() - self._since >= SLICE:
+            self.pause()
+
+    def pause(self) -> None:
+        time.sleep(0)  # releases the GIL: the loop takes it if it is waiting
+        self._since = time.perf_counter()
+        if self._should_stop() or time.monotonic() > self._deadline:
+            raise WarmUpStopped
+
+
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextlib.contextmanager
+def unsliced() -> Iterator[None]:
+    """A short switch interval while one step that can't be sliced runs: the loop then waits
+    at most ~0.5 ms for the GIL instead of 5 ms. Restored after (unless someone else changed it
+    meanwhile: theirs stays)."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            if _switch_saved > UNSLICED_SWITCH_INTERVAL:
+                sys.setswitchinterval(UNSLICED_SWITCH_INTERVAL)
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0 and _switch_saved > UNSLICED_SWITCH_INTERVAL:
+                if abs(sys.getswitchinterval() - UNSLICED_SWITCH_INTERVAL) < 1e-9:
+                    sys.setswitchinterval(_switch_saved)
+
+
+def compile_patterns(extractors: list[Any], pacer: Pacer) -> int:
+    """Ask every extractor about WARM_URL, as naming a link's site does: each compiles its URL
+    pattern once (cached on its class for the process). Returns how many were asked."""
+    for ie in extractors:
+        pattern = getattr(ie, "_VALID_URL", None)
+        long = (
+            sum(len(p) for p in pattern)
+            if isinstance(pattern, (list, tuple))
+            else len(pattern or "")
+        )
+        with unsliced() if long >= LONG_PATTERN else contextlib.nullcontext():
+            try:
+                ie.suitable(WARM_URL)
+            except Exception:  # a broken pattern: the lookup skips it the same way
+                pass
+        pacer.tick()
+    return len(extractors)
+
+
+def warm_up_sync(
+    steps: list[tuple[str, Callable[[Pacer], Any]]], should_stop: ShouldStop
+) -> WarmUpReport:
+    """Run each (name, step(pacer)) in order in this thread, pacing the GIL; never raises."""
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    pacer = Pacer(should_stop)
+    state = "done"
+    try:
+        pacer.pause()  # stopped before it began?
+        for name, step in steps:
+            step_started = time.perf_counter()
+            step(pacer)
+            timings[name] = time.perf_counter() - step_started
+            pacer.pause()
+    except WarmUpStopped:
+        state = "stopped"
+    except Exception:
+        log.warning("Warming up yt-dlp failed; the first lookup will be slower", exc_info=True)
+        state = "failed"
+    report = WarmUpReport(state, time.perf_counter() - started, timings)
+    log.debug(
+        "yt-dlp warm-up %s in %.0f ms (%s)",
+        state,
+        report.seconds * 1000,
+        ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),
+    )
+    return report
+
+
+async def warm_up_in(
+    run_ahead: Callable[[Callable[[ShouldStop], None]], bool],
+    warm_up: Callable[[ShouldStop], WarmUpReport],
+) -> WarmUpReport | None:
+    """Run `warm_up(should_stop)` through `run_ahead` (JobScheduler.run_ahead: in the worker
+    thread the next lookup gets, before it) and wait for its report; None if run_ahead had no
+    worker. Cancelling this stops the warm-up without waiting for the thread."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[WarmUpReport] = loop.create_future()
+    cancelled = threading.Event()
+
+    def work(should_stop: ShouldStop) -> None:
+        report = warm_up(lambda: cancelled.is_set() or should_stop())
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_set_result, finished, report)
+
+    if not run_ahead(work):
+        return None
+    try:
+        return await finished
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+
+
+def _set_result(future: asyncio.Future[WarmUpReport], report: WarmUpReport) -> None:
+    if not future.done():
+        future.set_result(report)
