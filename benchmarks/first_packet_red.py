@@ -77,6 +77,8 @@ class RedWorld:
         self.workdir = workdir
         self.voice_owner: str | None = None  # which cog's connection the bot is in voice with
         self.install_summary = ""
+        self.last_delivered = 0.0  # the last trial's play message delivery (monotonic)
+        self.last_probe: dict[str, Any] = {}  # and its probes' answer
 
     @property
     def guild_id(self) -> int:
@@ -182,6 +184,7 @@ class RedWorld:
         if delivered is None:
             raise TrialError("the stand-in has no delivery time for the play message")
         probe = await self.stamps()
+        self.last_delivered, self.last_probe = delivered, probe  # for row 2c's extra phases
         await self.leave()
 
         def ms(at: float | None) -> float:

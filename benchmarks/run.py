@@ -3,8 +3,8 @@ in the same run.
 
     python -m benchmarks.run [--quick] [--only NAME ...]
 
-NAME is one of: gap, first_packet, first_packet_red, resources, stall, concurrency, resolution, persistence,
-media_cost, filter_cost.
+NAME is one of: gap, first_packet, first_packet_red, first_play, resources, stall, concurrency, resolution,
+persistence, media_cost, filter_cost.
 See benchmarks/README.md.
 """
 
@@ -26,7 +26,7 @@ import discord
 
 from music.audio.ffmpeg import find_ffmpeg
 
-from . import concurrency, first_packet, first_packet_red, gap, resources, stall
+from . import concurrency, first_packet, first_packet_red, first_play, gap, resources, stall
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
 
@@ -59,6 +59,7 @@ BENCHMARKS = {
     "gap": gap.run,
     "first_packet": first_packet.run,
     "first_packet_red": first_packet_red.run,
+    "first_play": first_play.run,
     "resources": resources.run,
     "stall": stall.run,
     "concurrency": concurrency.run,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -36,6 +37,8 @@ OPUS_EXTENSIONS = {"webm", "opus", "ogg"}
 #: under Discord's 2,000 characters)
 SENT_PACKETS_KEPT = 50
 PLAY_COMMANDS = ("play ", "bplay ")
+#: set (to anything) in the environment: load the probes only, no baseline yt-dlp (row 2c)
+PROBES_ONLY_ENV = "MUSIC_BENCH_PROBES_ONLY"
 
 
 def _ffmpeg() -> str:
@@ -84,8 +87,10 @@ class BenchBaseline(commands.Cog):
         self.bot = bot
         import yt_dlp
 
-        # one YoutubeDL for the bot's life, as the usual examples keep it at module level
-        self.ytdl = yt_dlp.YoutubeDL(YTDL_OPTIONS)
+        # one YoutubeDL for the bot's life, as the usual examples keep it at module level; none
+        # when only the probes are wanted (row 2c's music-cog processes: building it at load
+        # would slow that Red's start, not the baseline's)
+        self.ytdl = None if os.environ.get(PROBES_ONLY_ENV) else yt_dlp.YoutubeDL(YTDL_OPTIONS)
         self.ffmpeg = _ffmpeg()
         self.probes = Probes()
         self._wrapped_service: Any = None
@@ -187,6 +192,9 @@ class BenchBaseline(commands.Cog):
         if voice is None or voice.channel is None:
             await ctx.send("Join a voice channel first.")
             return
+        if self.ytdl is None:
+            await ctx.send(f"Probes only ({PROBES_ONLY_ENV}).")
+            return
         loop = asyncio.get_running_loop()
         extract = functools.partial(self.ytdl.extract_info, url.strip("<>"), download=False)
         try:
@@ -233,6 +241,10 @@ class BenchBaseline(commands.Cog):
         self.probes.recording = False
         payload = {"stamps": {k: round(v, 6) for k, v in self.probes.stamps.items()},
                    "sent": [(seq, round(t, 6)) for seq, t in self.probes.sent]}
+        warm_up = getattr(getattr(self.bot.get_cog("Music"), "resolver", None), "warm_up", None)
+        if warm_up is not None:  # the music cog's yt-dlp warm-up (music.resolve.warmup)
+            payload["warm_up"] = {"state": warm_up.state, "started": round(warm_up.started_at, 6),
+                                  "ended": round(warm_up.started_at + warm_up.seconds, 6)}
         await ctx.send("stamps " + json.dumps(payload, separators=(",", ":")))
 
 

@@ -64,6 +64,7 @@ class WarmUpReport:
     state: str
     seconds: float
     steps: dict[str, float] = field(default_factory=dict)  # step name -> seconds
+    started_at: float = 0.0  # time.monotonic()
 
     @property
     def done(self) -> bool:
@@ -140,7 +141,7 @@ def warm_up_sync(
     steps: list[tuple[str, Callable[[Pacer], Any]]], should_stop: ShouldStop
 ) -> WarmUpReport:
     """Run each (name, step(pacer)) in order in this thread, pacing the GIL; never raises."""
-    started = time.perf_counter()
+    started_at, started = time.monotonic(), time.perf_counter()
     timings: dict[str, float] = {}
     pacer = Pacer(should_stop)
     state = "done"
@@ -156,7 +157,7 @@ def warm_up_sync(
     except Exception:
         log.warning("Warming up yt-dlp failed; the first lookup will be slower", exc_info=True)
         state = "failed"
-    report = WarmUpReport(state, time.perf_counter() - started, timings)
+    report = WarmUpReport(state, time.perf_counter() - started, timings, started_at)
     log.debug(
         "yt-dlp warm-up %s in %.0f ms (%s)",
         state,

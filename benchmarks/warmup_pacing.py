@@ -1,0 +1,75 @@
+"""One fresh process of row 2c's pacing table: how late the event loop wakes up while yt-dlp's
+one-time costs are paid, and how long the next lookup takes.
+
+    python -m benchmarks.warmup_pacing MODE URL
+
+MODE: ``warm-up`` (the cog's warm-up, ResolveService.warm_up, then a lookup of URL), ``cold``
+(no warm-up: the first lookup of URL pays everything, as before the warm-up existed), ``idle``
+(nothing runs: the machine's own noise). A task sleeps 1 ms again and again and records how late
+each wake-up is. Prints one JSON line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+
+from music.policy import NetworkPolicy
+from music.resolve.resolver import Resolver
+from music.resolve.service import ResolveService
+
+TICK = 0.001
+IDLE_SECONDS = 0.5
+
+
+async def measure(mode: str, url: str) -> dict[str, object]:
+    resolver = Resolver(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
+    service = ResolveService(resolver)
+    late: list[float] = []
+    running = True
+
+    async def ticker() -> None:
+        while running:
+            asked = time.perf_counter()
+            await asyncio.sleep(TICK)
+            late.append((time.perf_counter() - asked - TICK) * 1000)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.05)
+    late.clear()
+    started = time.perf_counter()
+    figures: dict[str, object] = {"mode": mode}
+    if mode == "warm-up":
+        report = await service.warm_up()
+        assert report is not None
+        figures["state"] = report.state
+        figures["steps_ms"] = {k: round(v * 1000, 1) for k, v in report.steps.items()}
+    elif mode == "cold":
+        await service.resolve(url, guild_id=1, requester_id=1)
+    else:
+        await asyncio.sleep(IDLE_SECONDS)
+    figures["busy_ms"] = (time.perf_counter() - started) * 1000
+    running = False
+    await task
+    if mode == "warm-up":
+        asked = time.perf_counter()
+        await service.resolve(url, guild_id=1, requester_id=1)
+        figures["lookup_after_ms"] = (time.perf_counter() - asked) * 1000
+    await service.close()
+    resolver.close()
+    late.sort()
+    figures.update(
+        wakeups=len(late),
+        late_median=statistics.median(late),
+        late_p90=late[len(late) * 9 // 10],
+        late_p99=late[min(len(late) - 1, len(late) * 99 // 100)],
+        late_max=late[-1],
+        over_2ms=sum(1 for x in late if x > 2.0),
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(measure(sys.argv[1], sys.argv[2]))))
