@@ -33,9 +33,11 @@ from music.resolve.tracks import Prober, ResolveResult, apply_fresh, entry_track
 from music.resolve.urls import DEFAULT_STREAM_LIFETIME, as_url, extractor_family, stream_expiry
 from music.resolve.warmup import (
     HTTP_DATE,
+    WARM_URL,
     Pacer,
     WarmUpReport,
     compile_patterns,
+    direct_link_result,
     unsliced,
     warm_up_sync,
 )
@@ -62,6 +64,8 @@ log = logging.getLogger("red.music.resolve")
 
 #: the longest an ffmpeg probe of a direct media link may take
 _PROBE_TIMEOUT = 15.0
+#: the warm-up's policy: no address at all (it fetches nothing; if yt-dlp ever tried, no DNS)
+_REFUSE_ALL = NetworkPolicy(deny=["0.0.0.0/0", "::/0"])
 
 
 class Resolver:
@@ -132,7 +136,7 @@ class Resolver:
         def first_extract(pacer: Pacer) -> None:
             # what the first extract_info of a direct link pays once: the generic extractor's
             # module (it imports YouTube's), the request handlers and their SSL context, the
-            # Last-Modified date's formats
+            # Last-Modified date's formats, the processing of the result
             with unsliced():
                 ydl[0].get_info_extractor("Generic")
             pacer.pause()
@@ -140,7 +144,13 @@ class Resolver:
                 ytdl_compat.warm_request_handlers(ydl[0])
             pacer.pause()
             with unsliced():
-                unified_timestamp(HTTP_DATE)
+                timestamp = unified_timestamp(HTTP_DATE)
+            pacer.pause()
+            # processing a made-up direct-link result compiles the regexes of format sorting and
+            # URL sanitizing (the patterns above pushed them out of Python's cache); under a
+            # policy that refuses every address, though nothing here fetches anything
+            with unsliced(), self._lookup(self._options(flat=True), _REFUSE_ALL) as ready:
+                ready.process_ie_result(direct_link_result(WARM_URL, timestamp), download=False)
 
         report = warm_up_sync(
             [

@@ -5,7 +5,9 @@ they take the link compiles their URL patterns (~310 ms; PeerTube's list of host
 65,000-character pattern, ~60 ms), building the first yt-dlp instance (~26 ms), and in the first
 extract the generic extractor's module (~50 ms of imports), the first request handler's SSL
 context (~45 ms: the CA bundle) and date formats (~40 ms). `warm_up_sync` does all of that in the
-resolver's worker thread at cog load, so the first play doesn't. After a reload the patterns are
+resolver's worker thread at cog load, so the first play doesn't: it also processes a made-up
+direct-link result once (nothing is fetched), so the regexes of yt-dlp's processing are in
+Python's cache again after the ~1,900 pattern compiles pushed them out of it. After a reload the patterns are
 still compiled (they live on yt-dlp's classes, which a reload keeps); the rest is paid again.
 
 It must not stall the loop: Python code in another thread keeps the GIL until the loop asks for
@@ -44,12 +46,35 @@ UNSLICED_SWITCH_INTERVAL = 0.0005
 LONG_PATTERN = 2000
 #: the warm-up gives up after this long (a machine so busy that it can't finish in time)
 TIME_LIMIT = 30.0
-#: what the patterns are asked about: a direct media link, the commonest first play
-WARM_URL = "https://warm-up.invalid/music-cog-warm-up.webm"
+#: what the patterns are asked about, and the made-up result is for: a direct media link, the
+#: commonest first play. Never fetched; an address every policy of the warm-up refuses at once
+#: (a documentation network, no DNS) in case some yt-dlp ever tried.
+WARM_URL = "https://192.0.2.1/music-cog-warm-up.webm"
 #: a Last-Modified header: the generic extractor parses one for every direct link
 HTTP_DATE = "Wed, 02 Dec 2026 10:00:00 GMT"
 
 ShouldStop = Callable[[], bool]
+
+
+def direct_link_result(url: str, timestamp: int | None) -> dict[str, Any]:
+    """What yt-dlp's generic extractor returns for a direct media link (its shape in yt-dlp
+    2025-2026), for processing once without fetching anything: format sorting and URL sanitizing
+    compile their regexes then, into Python's cache, where the first real lookup finds them."""
+    name = url.rsplit("/", 1)[-1]
+    return {
+        "id": name.rsplit(".", 1)[0],
+        "title": name.rsplit(".", 1)[0],
+        "timestamp": timestamp,
+        "direct": True,
+        "formats": [{"format_id": "webm", "url": url, "ext": "webm", "vcodec": None}],
+        "subtitles": {},
+        "webpage_url": url,
+        "original_url": url,
+        "webpage_url_basename": name,
+        "webpage_url_domain": url.split("/")[2],
+        "extractor": "generic",
+        "extractor_key": "Generic",
+    }
 
 
 class WarmUpStopped(Exception):
