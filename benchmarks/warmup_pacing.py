@@ -11,6 +11,7 @@ each wake-up is. Prints one JSON line."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -36,9 +37,20 @@ async def measure(mode: str, url: str) -> dict[str, object]:
             await asyncio.sleep(TICK)
             late.append((time.perf_counter() - asked - TICK) * 1000)
 
+    full_collections: list[float] = []  # ms each full (generation 2) garbage collection took
+    collection_started = [0.0]
+
+    def on_collection(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                collection_started[0] = time.perf_counter()
+            else:
+                full_collections.append((time.perf_counter() - collection_started[0]) * 1000)
+
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.05)
     late.clear()
+    gc.callbacks.append(on_collection)
     started = time.perf_counter()
     figures: dict[str, object] = {"mode": mode}
     if mode == "warm-up":
@@ -51,6 +63,7 @@ async def measure(mode: str, url: str) -> dict[str, object]:
     else:
         await asyncio.sleep(IDLE_SECONDS)
     figures["busy_ms"] = (time.perf_counter() - started) * 1000
+    gc.callbacks.remove(on_collection)
     running = False
     await task
     if mode == "warm-up":
@@ -67,6 +80,8 @@ async def measure(mode: str, url: str) -> dict[str, object]:
         late_p99=late[min(len(late) - 1, len(late) * 99 // 100)],
         late_max=late[-1],
         over_2ms=sum(1 for x in late if x > 2.0),
+        full_collections=len(full_collections),
+        longest_full_collection_ms=max(full_collections, default=0.0),
     )
     return figures
 
