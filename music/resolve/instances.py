@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 
 from music.policy import ExtractorPolicy, NetworkPolicy
 from music.resolve import ytdl_compat
@@ -23,8 +23,11 @@ Builder = Callable[[dict, NetworkPolicy], PolicedYoutubeDL]
 class YtdlInstances:
     """The per-thread instances of one Resolver. `build(opts, policy)` makes a new one."""
 
-    def __init__(self, build: Builder) -> None:
+    def __init__(self, build: Builder, variant: Callable[[], Hashable] = lambda: None) -> None:
         self._build_new = build
+        #: what else an instance is built from besides its options (the resolver's extra
+        #: extractors): part of its key, so that changing it means a new instance
+        self._variant = variant
         self._per_thread = threading.local()
         self._all: weakref.WeakSet[PolicedYoutubeDL] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -39,16 +42,19 @@ class YtdlInstances:
             self._all.add(ydl)
         return ydl
 
-    def _mine(self) -> dict[str, PolicedYoutubeDL]:
-        instances: dict[str, PolicedYoutubeDL] = self._per_thread.__dict__.setdefault(
-            "instances", {}
+    def _mine(self) -> dict[tuple[str, Hashable], PolicedYoutubeDL]:
+        instances: dict[tuple[str, Hashable], PolicedYoutubeDL] = (
+            self._per_thread.__dict__.setdefault("instances", {})
         )
         return instances
+
+    def _key(self, opts: dict) -> tuple[str, Hashable]:
+        return fixed_options_key(opts), self._variant()
 
     def for_this_thread(self, opts: dict, policy: NetworkPolicy) -> PolicedYoutubeDL:
         """This thread's instance for these options (built if needed), not prepared for a
         lookup: for reading its extractor list."""
-        key = fixed_options_key(opts)
+        key = self._key(opts)
         instances = self._mine()
         ydl = instances.get(key)
         if ydl is None:
@@ -79,7 +85,7 @@ class YtdlInstances:
     ) -> Iterator[PolicedYoutubeDL]:
         """This thread's instance for these options, prepared for one lookup with the policies
         in force now."""
-        key = fixed_options_key(opts)
+        key = self._key(opts)
         instances = self._mine()
         ydl = instances.get(key)
         throwaway = ydl is not None and ydl._music_busy  # re-entered in this thread

@@ -94,7 +94,8 @@ class Resolver:
         # Direct media links (a .webm on some server) come back from yt-dlp without duration
         # or codec; one ffmpeg probe fills them in.
         self.probe_direct_media = probe_direct_media
-        self._instances = YtdlInstances(self._new_instance)
+        # an instance is built with the extra extractors of the moment (a test may change them)
+        self._instances = YtdlInstances(self._new_instance, lambda: tuple(self.extra_extractors))
         #: the last warm-up's report (None before one ran); see warm_up_sync
         self.warm_up: WarmUpReport | None = None
 

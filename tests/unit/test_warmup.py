@@ -271,3 +271,19 @@ async def test_a_youtube_extractor_gets_the_runtime_found_once_and_later_changes
     await service.resolve(f"{base}/yt/a440.ogg", guild_id=1, requester_id=1)
     assert SEEN_RUNTIMES[2:] == [{"node": {"path": "/usr/bin/node"}}, {"deno": {}}]
     assert len(runtime_lookups) == 1
+
+
+async def test_extractors_added_after_the_warm_up_are_used(media_server: MediaServer) -> None:
+    resolver = Resolver(lambda: LOOPBACK_OK, timeout=20,
+                        extractor_policy_getter=lambda: ExtractorPolicy(DEFAULT_EXTRACTORS))
+    service = ResolveService(resolver)
+    try:
+        report = await service.warm_up()
+        assert report is not None and report.done
+        resolver.extra_extractors = (FakeYoutubeIE,)  # as a test or a plugin loader may do
+        result = await service.resolve(f"{media_server.base_url}/yt/a440.webm", guild_id=1, requester_id=1)
+        assert result.tracks[0].title == "a440.webm"  # FakeYoutubeIE's, not the generic 404
+        assert resolver.instances_built == 2
+    finally:
+        await service.close()
+        resolver.close()
