@@ -261,7 +261,7 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
     warm = pacing.get("warm-up", [])
     p90 = median([float(r["late_p90"]) for r in warm])
     steps = {k: median([r["steps_ms"][k] for r in warm if k in r.get("steps_ms", {})])
-             for k in ("instance", "patterns", "first extract")}
+             for k in ("instance", "patterns", "first extract", "ffmpeg")}
     return print_table(
         "2c (pacing). Event-loop wake-ups while yt-dlp's one-time costs are paid, fresh processes (ms late)",
         ["what runs", "n", "busy ms", "wake-ups", "late median", "p90", "p99", "max", "> 2 ms late",

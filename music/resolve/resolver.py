@@ -27,6 +27,7 @@ from music.policy import ExtractorPolicy, NetworkPolicy
 from music.resolve import ytdl_compat
 from music.resolve.errors import ErrorKind, ResolveError, classify_error, to_resolve_error
 from music.resolve.instances import YtdlInstances
+from music.resolve.local import default_ffmpeg
 from music.resolve.playlist import PlaylistReader
 from music.resolve.probe import EarlyProbe, direct_prober
 from music.resolve.tracks import Prober, ResolveResult, apply_fresh, entry_track, full_track
@@ -117,7 +118,8 @@ class Resolver:
     def warm_up_sync(self, should_stop: Callable[[], bool]) -> WarmUpReport:
         """Pay yt-dlp's first-use costs in this thread, as a lookup here would (music.resolve.
         warmup): its instance, every extractor's URL pattern, the generic extractor's module,
-        the shared SSL context, the date formats. Blocking, paced so that the event loop keeps
+        the shared SSL context, the date formats, the processing of a result; and finding
+        ffmpeg for the direct-link probe. Blocking, paced so that the event loop keeps
         the GIL; stops as soon as `should_stop()` is true. Never raises."""
         ydl: list[PolicedYoutubeDL] = []
 
@@ -153,11 +155,19 @@ class Resolver:
             with unsliced(), self._lookup(self._options(flat=True), _REFUSE_ALL) as ready:
                 ready.process_ie_result(direct_link_result(WARM_URL, timestamp), download=False)
 
+        def find_ffmpeg(pacer: Pacer) -> None:
+            # a direct link's probe asks imageio-ffmpeg for its binary: the first time it
+            # imports the package and runs `ffmpeg -version` to check it (~40-100 ms)
+            if self.probe_direct_media:
+                with unsliced():
+                    default_ffmpeg()
+
         report = warm_up_sync(
             [
                 ("instance", build_instance),
                 ("patterns", compile_extractor_patterns),
                 ("first extract", first_extract),
+                ("ffmpeg", find_ffmpeg),
             ],
             should_stop,
         )

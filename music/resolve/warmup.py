@@ -4,7 +4,8 @@ A process's first lookup costs ~0.4 s more than the next ones: asking ~1,750 ext
 they take the link compiles their URL patterns (~310 ms; PeerTube's list of hosts alone is a
 65,000-character pattern, ~60 ms), building the first yt-dlp instance (~26 ms), and in the first
 extract the generic extractor's module (~50 ms of imports), the first request handler's SSL
-context (~45 ms: the CA bundle) and date formats (~40 ms). `warm_up_sync` does all of that in the
+context (~45 ms: the CA bundle) and date formats (~40 ms); then the direct link's ffmpeg probe
+finds ffmpeg (imageio-ffmpeg's import and its `ffmpeg -version` check, ~40-100 ms). `warm_up_sync` does all of that in the
 resolver's worker thread at cog load, so the first play doesn't: it also processes a made-up
 direct-link result once (nothing is fetched), so the regexes of yt-dlp's processing are in
 Python's cache again after the ~1,900 pattern compiles pushed them out of it. After a reload the patterns are

@@ -150,7 +150,7 @@ def test_a_fresh_process_warms_up_with_the_loop_on_time_and_its_first_lookup_is_
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["state"] == "done" and figures["title"] == "a440"
-    assert set(figures["steps"]) == {"instance", "patterns", "first extract"}
+    assert set(figures["steps"]) == {"instance", "patterns", "first extract", "ffmpeg"}
     # the lookup reused the warm instance: no second one built, and no pattern compiled (cold,
     # ~0.4 s; warm, 20-50 ms on a busy 2-core machine)
     assert figures["built"] == 1
