@@ -241,7 +241,7 @@ class BenchBaseline(commands.Cog):
         self.probes.recording = False
         payload = {"stamps": {k: round(v, 6) for k, v in self.probes.stamps.items()},
                    "sent": [(seq, round(t, 6)) for seq, t in self.probes.sent]}
-        warm_up = getattr(getattr(self.bot.get_cog("Music"), "resolver", None), "warm_up", None)
+        warm_up = getattr(getattr(self.bot.get_cog("Music"), "resolver", None), "warm_up_report", None)
         if warm_up is not None:  # the music cog's yt-dlp warm-up (music.resolve.warmup)
             payload["warm_up"] = {"state": warm_up.state, "started": round(warm_up.started_at, 6),
                                   "ended": round(warm_up.started_at + warm_up.seconds, 6)}

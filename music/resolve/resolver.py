@@ -98,7 +98,7 @@ class Resolver:
         # an instance is built with the extra extractors of the moment (a test may change them)
         self._instances = YtdlInstances(self._new_instance, lambda: tuple(self.extra_extractors))
         #: the last warm-up's report (None before one ran); see warm_up_sync
-        self.warm_up: WarmUpReport | None = None
+        self.warm_up_report: WarmUpReport | None = None
 
     @property
     def instances_built(self) -> int:
@@ -109,7 +109,7 @@ class Resolver:
     def warmed(self) -> bool:
         """Whether a warm-up finished: a lookup in its thread pays none of yt-dlp's first-use
         costs."""
-        return self.warm_up is not None and self.warm_up.done
+        return self.warm_up_report is not None and self.warm_up_report.done
 
     def close(self) -> None:
         """Idle yt-dlp instances are closed now, busy ones when their lookup ends."""
@@ -171,7 +171,7 @@ class Resolver:
             ],
             should_stop,
         )
-        self.warm_up = report
+        self.warm_up_report = report
         return report
 
     def policy(self) -> NetworkPolicy:

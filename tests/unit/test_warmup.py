@@ -205,7 +205,7 @@ async def test_closing_during_the_warm_up_is_clean(
     await service.close()
     assert time.monotonic() - started < 0.5
     assert await asyncio.to_thread(service.scheduler.join, 5)
-    assert resolver.warm_up is not None and resolver.warm_up.state == "stopped"
+    assert resolver.warm_up_report is not None and resolver.warm_up_report.state == "stopped"
     assert sys.getswitchinterval() == pytest.approx(0.005)
     assert await service.warm_up() is None  # closed: no new warm-up
 
