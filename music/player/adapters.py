@@ -83,6 +83,10 @@ class DiscordVoice:
         if stale is None:
             return
         log.info("Guild %s: replacing a voice connection that is not connected", guild.id)
+        from ..voiceclient import stop_reconnecting
+
+        # first: its own reconnect, finishing later, would kick out the connection made now
+        stop_reconnecting(stale)
         try:
             await asyncio.wait_for(stale.disconnect(force=True), 10.0)
         except Exception:
