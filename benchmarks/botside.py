@@ -4,7 +4,8 @@ connected to the stand-in process, and the two ways of playing that are compared
 * ours: one ``ChainSource`` per guild playing ``TrackStream``s, opened and made ready in a worker
   thread first, sent by the one ``SharedSender`` thread of the process (``play_ours``), the way
   the cog's player does (``music/player.py``);
-* the baseline: ``discord.FFmpegOpusAudio`` per track, the next track started from ``after``.
+* the baseline: ``discord.FFmpegOpusAudio`` per track, the next track started from ``after``;
+  discord.py's example pattern (``FFmpegPCMAudio`` + ``PCMVolumeTransformer``) beside it.
 """
 
 from __future__ import annotations
@@ -118,10 +119,10 @@ def _start_and_wait(stream: TrackStream, timeout: float) -> None:
 
 
 async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: float = 10.0,
-                      in_process: bool = True) -> TrackStream:
+                      in_process: bool = True, proxy: str | None = None) -> TrackStream:
     """A started TrackStream with its first packet buffered, as the cog's ``_open_stream``
-    (which copies WebM/Ogg Opus in process)."""
-    stream = TrackStream(ffmpeg, url, passthrough=passthrough, in_process=in_process)
+    (which copies WebM/Ogg Opus in process); ``proxy``: the network guard's, as the cog's."""
+    stream = TrackStream(ffmpeg, url, passthrough=passthrough, in_process=in_process, proxy=proxy)
     await asyncio.to_thread(_start_and_wait, stream, timeout)
     return stream
 
@@ -144,11 +145,71 @@ def play_ours(vc: Any, chain: ChainSource, after: AfterCallback | None = None) -
     ours_sender().play(vc, chain, after=after)
 
 
-def baseline_source(ffmpeg: str, url: str, *, copy: bool) -> discord.FFmpegOpusAudio:
-    """What most bots play: FFmpegOpusAudio, copying Opus input or transcoding with its defaults."""
-    return discord.FFmpegOpusAudio(url, executable=ffmpeg, codec="copy" if copy else None)
+#: libopus's loss settings, by name: discord.py's (FFmpegOpusAudio's ffmpeg arguments and its
+#: Encoder) and the cog's (music.audio.ffmpeg.build_args). None = each side its own.
+ENCODER_SETTINGS = {
+    "discord": {"fec": True, "packet_loss": 15},  # FEC on, 15 % expected loss
+    "ours": {"fec": False, "packet_loss": 0},  # FEC off
+}
 
 
-def baseline_pid(source: discord.FFmpegOpusAudio) -> int | None:
+def encoder_label(encoder: str | None) -> str:
+    if encoder is None:
+        return "each its own (ours FEC off; baselines FEC on, 15 % loss)"
+    settings = ENCODER_SETTINGS[encoder]
+    return f"all FEC on, {settings['packet_loss']} % loss" if settings["fec"] else "all FEC off"
+
+
+def baseline_source(ffmpeg: str, url: str, *, copy: bool,
+                    encoder: str | None = None) -> discord.FFmpegOpusAudio:
+    """What most bots play: FFmpegOpusAudio, copying Opus input or transcoding with its defaults
+    (or with `encoder`'s loss settings: ffmpeg takes the last of a repeated option)."""
+    options = None
+    if encoder is not None and not copy:
+        settings = ENCODER_SETTINGS[encoder]
+        options = f"-fec {str(settings['fec']).lower()} -packet_loss {settings['packet_loss']}"
+    return discord.FFmpegOpusAudio(url, executable=ffmpeg, codec="copy" if copy else None,
+                                   options=options)
+
+
+def pcm_play_options(encoder: str | None) -> dict[str, Any]:
+    """vc.play's encoder arguments for the PCM baseline (discord.py encodes its frames)."""
+    if encoder is None:
+        return {}
+    settings = ENCODER_SETTINGS[encoder]
+    # discord.py refuses 0 % even with FEC off (it only applies the figure with FEC on)
+    return {"fec": settings["fec"], "expected_packet_loss": max(settings["packet_loss"], 1) / 100}
+
+
+def use_encoder_for_ours(encoder: str | None) -> None:
+    """Make the cog's transcodes use `encoder`'s loss settings in this process (benchmark only:
+    music.audio.stream calls build_args for every ffmpeg it starts)."""
+    if encoder is None:
+        return
+    import music.audio.stream as stream_module
+
+    settings = ENCODER_SETTINGS[encoder]
+    build = stream_module.build_args
+
+    def build_args(*args: Any, **kwargs: Any) -> list[str]:
+        built = build(*args, **kwargs)
+        for option, value in (("-fec", str(settings["fec"]).lower()),
+                              ("-packet_loss", str(settings["packet_loss"]))):
+            if option in built:
+                built[built.index(option) + 1] = value
+        return built
+
+    stream_module.build_args = build_args  # type: ignore[assignment]
+
+
+def pcm_baseline_source(ffmpeg: str, url: str) -> discord.PCMVolumeTransformer:
+    """discord.py's own example pattern (examples/basic_voice.py): FFmpegPCMAudio under a
+    PCMVolumeTransformer; discord.py encodes every 20 ms frame with its Encoder (libopus,
+    128 kb/s, FEC on, 15 % expected loss). No Ogg headers, no 1-second Ogg pages."""
+    return discord.PCMVolumeTransformer(discord.FFmpegPCMAudio(url, executable=ffmpeg), volume=1.0)
+
+
+def baseline_pid(source: Any) -> int | None:
+    source = getattr(source, "original", source)  # under a PCMVolumeTransformer
     process = getattr(source, "_process", None)
     return process.pid if process is not None else None

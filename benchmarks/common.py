@@ -313,3 +313,19 @@ def verdict(value: float, limit: float) -> str:
     if not np.isfinite(value):
         return "n/a"
     return "met" if value <= limit else "MISSED"
+
+
+def wins_line(what: str, figures: dict[str, float], ours: str, *, lower_is_better: bool = True) -> str:
+    """One plain sentence for the summary: which baselines beat ours on `what` in this run
+    (lower is better unless told), or that none did."""
+    mine = figures.get(ours, float("nan"))
+    if not np.isfinite(mine):
+        return f"{what}: ours has no figure in this run"
+    beaten_by = [
+        f"{name} ({fmt(value, 2)} against ours {fmt(mine, 2)})"
+        for name, value in figures.items()
+        if name != ours and np.isfinite(value) and (value < mine if lower_is_better else value > mine)
+    ]
+    if not beaten_by:
+        return f"{what}: no baseline beats ours in this run"
+    return f"{what}: the baseline wins: " + "; ".join(beaten_by)

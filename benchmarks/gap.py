@@ -9,7 +9,9 @@ is neither tone) and the RTP sequence numbers missing between them.
 ours: one ChainSource; the next TrackStream is opened and made ready as soon as the current
 track starts (what the cog's prefetch does near a track's end) and spliced in inside ``read()``.
 baseline: ``vc.play(FFmpegOpusAudio(next), after=...)`` from the after-callback, via
-``loop.call_soon_threadsafe`` as discord.py's docs recommend.
+``loop.call_soon_threadsafe`` as discord.py's docs recommend; and discord.py's own example
+pattern the same way, ``PCMVolumeTransformer(FFmpegPCMAudio(next))`` (no Ogg header packets,
+discord.py encodes), so that the comparison is with the pattern, not with the Ogg container.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import discord
 
 from music.audio.source import ChainSource
 
-from .botside import ChainEvents, baseline_source, open_stream, play_ours
-from .common import fmt, median, p99, print_table, ratio, verdict
+from .botside import ChainEvents, baseline_source, open_stream, pcm_baseline_source, play_ours
+from .common import fmt, median, p99, print_table, ratio, verdict, wins_line
 
 TONE_A_HZ = 440.0
 TONE_B_HZ = 660.0
@@ -87,13 +89,13 @@ async def _trial_ours(bench: Any, urls: list[str], method: Method) -> None:
     vc = bench.vc
     events = ChainEvents()
     chain = ChainSource(events)
-    first = await open_stream(bench.ffmpeg, urls[0], passthrough=True)
+    first = await open_stream(bench.ffmpeg, urls[0], passthrough=True, proxy=bench.proxy)
     chain.play_now(first, "0")
     play_ours(vc, chain)
     try:
         for index in range(1, len(urls)):
             await events.wait_for("track_start", str(index - 1), 10)
-            chain.set_next(await open_stream(bench.ffmpeg, urls[index], passthrough=True), str(index))
+            chain.set_next(await open_stream(bench.ffmpeg, urls[index], passthrough=True, proxy=bench.proxy), str(index))
         await events.wait_for("track_end", str(len(urls) - 1), TONE_SECONDS * 2 + 10)
     finally:
         method.underruns += chain.stats.underruns
@@ -101,6 +103,15 @@ async def _trial_ours(bench: Any, urls: list[str], method: Method) -> None:
 
 
 async def _trial_baseline(bench: Any, urls: list[str], method: Method) -> None:
+    await _trial_after_callback(bench, urls, lambda url: baseline_source(bench.ffmpeg, url, copy=True))
+
+
+async def _trial_pcm(bench: Any, urls: list[str], method: Method) -> None:
+    await _trial_after_callback(bench, urls, lambda url: pcm_baseline_source(bench.ffmpeg, url))
+
+
+async def _trial_after_callback(bench: Any, urls: list[str], source: Any) -> None:
+    """The usual pattern: one source per track, the next played from `after`."""
     vc = bench.vc
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
@@ -110,7 +121,7 @@ async def _trial_baseline(bench: Any, urls: list[str], method: Method) -> None:
             # discord.py's player thread: hop to the loop before touching anything
             loop.call_soon_threadsafe(advance, index, error)
 
-        vc.play(baseline_source(bench.ffmpeg, urls[index], copy=True), after=after)
+        vc.play(source(urls[index]), after=after)
 
     def advance(index: int, error: Exception | None) -> None:
         if finished.done():
@@ -139,10 +150,10 @@ async def run(bench: Any, quick: bool) -> str:
             for i in range(transitions_per_trial + 1)]
     ours, baseline = Method("ours: ChainSource, next prefetched"), Method(
         "baseline: FFmpegOpusAudio + after")
+    pcm = Method("baseline: FFmpegPCMAudio + PCMVolumeTransformer + after")
     for trial in range(trials):
-        order = [(ours, _trial_ours), (baseline, _trial_baseline)]
-        if trial % 2:
-            order.reverse()  # interleaved, alternating who goes first
+        order = [(ours, _trial_ours), (baseline, _trial_baseline), (pcm, _trial_pcm)]
+        order = order[trial % 3:] + order[:trial % 3]  # interleaved, rotating who goes first
         for method, play in order:
             await bench.clear()
             try:
@@ -158,7 +169,7 @@ async def run(bench: Any, quick: bool) -> str:
 
     rows = []
     summary: dict[str, dict[str, float]] = {}
-    for method in (ours, baseline):
+    for method in (ours, baseline, pcm):
         intervals = [t.interval_ms for t in method.transitions]
         n = max(1, len(method.transitions))
         figures = {
@@ -175,9 +186,12 @@ async def run(bench: Any, quick: bool) -> str:
             fmt(figures["gap_median"]), fmt(figures["silence"]), fmt(figures["undecodable"]),
             fmt(figures["other"]), str(figures["seq"]),
         ])
-    o, b = summary[ours.name], summary[baseline.name]
-    rows.append(["ratio baseline / ours", "", ratio(b["median"], o["median"]),
+    o, b, c = summary[ours.name], summary[baseline.name], summary[pcm.name]
+    rows.append(["ratio FFmpegOpusAudio / ours", "", ratio(b["median"], o["median"]),
                  ratio(b["p99"], o["p99"]), "",
+                 "", "", "", ""])
+    rows.append(["ratio FFmpegPCMAudio / ours", "", ratio(c["median"], o["median"]),
+                 ratio(c["p99"], o["p99"]), "",
                  "", "", "", ""])
     notes = [
         f"targets (ours): median interval <= {TARGET_MEDIAN_MS:g} ms: "
@@ -188,7 +202,8 @@ async def run(bench: Any, quick: bool) -> str:
         "'gap' = interval - 20 ms (one packet period).",
         f"ours: mid-track underrun frames over all trials: {ours.underruns}",
     ]
-    for method in (ours, baseline):
+    notes.append(wins_line("gap interval median", {n: f["median"] for n, f in summary.items()}, ours.name))
+    for method in (ours, baseline, pcm):
         notes += [f"{method.name}: failure: {f}" for f in method.failures]
     return print_table(
         "1. Gap between tracks at the receiver (ms)",

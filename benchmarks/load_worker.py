@@ -18,6 +18,8 @@ import time
 from typing import Any
 
 from music.audio.source import ChainSource
+from music.netguard import NetworkGuard
+from music.policy import NetworkPolicy
 
 from .botside import (
     ChainEvents,
@@ -28,7 +30,10 @@ from .botside import (
     connect_harnesses,
     open_stream,
     ours_sender,
+    pcm_baseline_source,
+    pcm_play_options,
     play_ours,
+    use_encoder_for_ours,
 )
 from .common import CpuWindow, private_bytes, pss_bytes
 
@@ -89,16 +94,29 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     idle_cpu.stop()
     idle_share = idle_cpu.used / idle_cpu.seconds
 
-    ours = config["method"] == "ours"
+    # "ours", "baseline" (FFmpegOpusAudio) or "pcm" (discord.py's example pattern)
+    method = config["method"]
+    ours = method == "ours"
     copy = config["mode"] == "copy"
     url, ffmpeg = config["url"], config["ffmpeg"]
+    encoder = config.get("encoder")  # None: each side's own libopus loss settings
+    guard: NetworkGuard | None = None
+    proxy = None
+    if ours and config.get("guard", True):
+        # as the cog always does: every stream through the network guard's relay (its CPU and
+        # GIL time are the bot process's)
+        guard = NetworkGuard(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
+        proxy = await guard.start()
+    if ours:
+        use_encoder_for_ours(encoder)
     chains: list[ChainSource] = []
     chain_events: list[ChainEvents] = []
     opened_at = time.monotonic()
     ffmpeg_pids: list[int] = []
     if ours:
         ours_sender(config.get("sender_phases"))  # created here, with the setting compared
-        streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30)
+        streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30,
+                                                     proxy=proxy)
                                          for _ in harnesses))
         for harness, stream in zip(harnesses, streams, strict=True):
             events = ChainEvents()
@@ -109,9 +127,15 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
             chains.append(chain)
             if stream.pid is not None:  # None: copied in process, no ffmpeg
                 ffmpeg_pids.append(stream.pid)
+    elif method == "pcm":
+        for harness in harnesses:
+            source = pcm_baseline_source(ffmpeg, url)
+            harness.voice_client.play(source, **pcm_play_options(encoder))
+            if (pid := baseline_pid(source)) is not None:
+                ffmpeg_pids.append(pid)
     else:
         for harness in harnesses:
-            source = baseline_source(ffmpeg, url, copy=copy)
+            source = baseline_source(ffmpeg, url, copy=copy, encoder=encoder)
             harness.voice_client.play(source)
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)
@@ -152,9 +176,12 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         sender_stats = ours_sender().stats
         await asyncio.to_thread(ours_sender().close, 5.0)
     await close_harnesses(harnesses)
+    if guard is not None:
+        await guard.close()
     streams_n = len(harnesses)
     return {
         "guilds": streams_n,
+        "guard": guard is not None,
         "connect_seconds": connect_seconds,
         "sender_drops": dropped.count,
         "open_seconds": open_seconds,

@@ -25,6 +25,8 @@ from typing import Any
 import discord
 
 from music.audio.ffmpeg import find_ffmpeg
+from music.netguard import NetworkGuard
+from music.policy import NetworkPolicy
 
 from . import concurrency, first_packet, first_packet_red, first_play, gap, resources, stall
 from .botside import close_harnesses, connect_harnesses, new_session_id
@@ -84,6 +86,10 @@ class Bench:
         self.harnesses: list[Any] = []
         self.vc: discord.VoiceClient | None = None
         self.guild_id = ENGINE_GUILD_ID
+        #: ours' streams go through the network guard, as the cog's always do (its relay's
+        #: CPU and GIL time count); ``proxy`` is what the cog hands TrackStream
+        self.guard = NetworkGuard(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
+        self.proxy: str | None = None
 
     def make_media(self) -> None:
         tone = lambda name, hz, seconds: generate_tone(self.ffmpeg, self.media_dir / name, hz, seconds)  # noqa: E731
@@ -101,6 +107,7 @@ class Bench:
     async def start(self) -> None:
         await asyncio.to_thread(self.make_media)
         await self.standin.start()
+        self.proxy = await self.guard.start()
         self.remote = RemoteVoiceServer(self.standin)
         session_id = new_session_id()
         await self.remote.prepare(self.guild_id, 3003, session_id)
@@ -115,6 +122,7 @@ class Bench:
 
     async def stop(self) -> None:
         await close_harnesses(self.harnesses)
+        await self.guard.close()
         await self.standin.stop()
 
 

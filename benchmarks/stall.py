@@ -4,7 +4,8 @@ The stand-in's media server sends the WebM/Opus file at real-time rate (half a s
 streaming site does) and pauses 2 s once 3 s of audio went out, so the prebuffers run dry. A
 source that never blocks sends silence frames through the stall and keeps the 20 ms pace; one
 that blocks in ``read()`` makes discord.py's player fall behind and then send the frames it
-missed back to back (the "audio speeds up" bug, discord.py #9120).
+missed back to back (the "audio speeds up" bug, discord.py #9120). Both baselines block:
+FFmpegOpusAudio (Ogg pages) and discord.py's example pattern (FFmpegPCMAudio, PCM frames).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 
 from music.audio.source import ChainSource
 
-from .botside import ChainEvents, baseline_source, open_stream, play_ours
-from .common import fmt, print_table
+from .botside import ChainEvents, baseline_source, open_stream, pcm_baseline_source, play_ours
+from .common import fmt, print_table, wins_line
 
 MEDIA_NAME = "stall_tone.webm"
 TONE_HZ = 500.0
@@ -32,7 +33,7 @@ BURST_MS = 10.0
 async def _play_ours(bench: Any, url: str) -> dict[str, Any]:
     events = ChainEvents()
     chain = ChainSource(events)
-    chain.play_now(await open_stream(bench.ffmpeg, url, passthrough=True), "stalled")
+    chain.play_now(await open_stream(bench.ffmpeg, url, passthrough=True, proxy=bench.proxy), "stalled")
     play_ours(bench.vc, chain)
     try:
         await events.wait_for("track_end", "stalled", TONE_SECONDS + STALL_SECONDS + 15)
@@ -42,9 +43,17 @@ async def _play_ours(bench: Any, url: str) -> dict[str, Any]:
 
 
 async def _play_baseline(bench: Any, url: str) -> dict[str, Any]:
+    return await _play_source(bench, baseline_source(bench.ffmpeg, url, copy=True))
+
+
+async def _play_pcm(bench: Any, url: str) -> dict[str, Any]:
+    return await _play_source(bench, pcm_baseline_source(bench.ffmpeg, url))
+
+
+async def _play_source(bench: Any, source: Any) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
-    bench.vc.play(baseline_source(bench.ffmpeg, url, copy=True),
+    bench.vc.play(source,
                   after=lambda error: loop.call_soon_threadsafe(
                       lambda: finished.done() or finished.set_result(None)))
     try:
@@ -77,11 +86,14 @@ async def run(bench: Any, quick: bool) -> str:
     trials = 1 if quick else 2
     url = bench.standin.stall_url(MEDIA_NAME, lead=LEAD_SECONDS, stall_at=STALL_AT_SECONDS,
                                   stall=STALL_SECONDS) + f"&seconds={TONE_SECONDS}"
-    methods = [("ours: ChainSource", _play_ours), ("baseline FFmpegOpusAudio", _play_baseline)]
+    methods = [("ours: ChainSource", _play_ours), ("baseline FFmpegOpusAudio", _play_baseline),
+               ("baseline FFmpegPCMAudio + PCMVolumeTransformer", _play_pcm)]
     rows_out = []
     failures = []
+    per_method: dict[str, list[dict[str, Any]]] = {}
     for trial in range(trials):
-        for method, play in (methods if trial % 2 == 0 else methods[::-1]):
+        shift = trial % len(methods)  # rotating who goes first
+        for method, play in methods[shift:] + methods[:shift]:
             await bench.clear()
             try:
                 extra = await play(bench, url)
@@ -93,6 +105,7 @@ async def run(bench: Any, quick: bool) -> str:
             if not figures:
                 failures.append(f"{method}: nothing audible was received")
                 continue
+            per_method.setdefault(method, []).append(figures)
             rows_out.append([
                 method, str(trial + 1), str(figures["silence"]),
                 "-" if extra["underruns"] is None else str(extra["underruns"]),
@@ -105,7 +118,11 @@ async def run(bench: Any, quick: bool) -> str:
         f"burst = an inter-arrival under {BURST_MS:g} ms between the first and the last audible "
         "packet; expected for ours: no burst, silence frames about the stall minus the buffered "
         "lead, all audio heard, and the track takes its length plus the silence (real time).",
-    ] + [f"failure: {f}" for f in failures]
+    ]
+    for what, key in (("bursts", "bursts"), ("longest interval (ms)", "max")):
+        notes.append(wins_line(what, {m: float(np.median([f[key] for f in got]))
+                                      for m, got in per_method.items()}, methods[0][0]))
+    notes += [f"failure: {f}" for f in failures]
     return print_table(
         "5. A 2-second network stall mid-track",
         ["method", "trial", "silence frames sent", "underrun frames (stats)",
