@@ -44,7 +44,7 @@ from standin.install import snapshot_and_install
 from standin.server import Standin
 from standin.state import Message
 
-from .common import REPO_ROOT, fmt, median, p99, print_table, ratio, verdict
+from .common import REPO_ROOT, fmt, median, p99, print_table, ratio, verdict, wins_line
 
 TARGET_IN_CHANNEL_MS = 60.0
 TARGET_JOIN_MS = 150.0
@@ -57,8 +57,11 @@ LISTEN_AFTER_SOUND = 0.2
 INPUTS = [("WebM/Opus", "tone_a.webm"), ("MP3", "tone_a.mp3")]
 SITUATIONS = [("in channel", True), ("must join", False)]
 LOOKUPS = [("first", False), ("cached", True)]
-METHODS = ["ours", "baseline"]
-METHOD_LABEL = {"ours": "ours (music cog)", "baseline": "baseline FFmpegOpusAudio cog"}
+METHODS = ["ours", "baseline", "pcm"]
+METHOD_LABEL = {"ours": "ours (music cog)", "baseline": "baseline FFmpegOpusAudio cog",
+                "pcm": "baseline FFmpegPCMAudio + PCMVolumeTransformer cog"}
+#: the chat command each method plays with (the second and third are the baseline cog's)
+PLAY_COMMAND = {"ours": "play", "baseline": "bplay", "pcm": "bplaypcm"}
 PHASES = ["message parsed", "command invoked", "lookup done", "voice connected", "play called",
           "first packet sent", "first sound sent", "first sound received"]
 
@@ -122,7 +125,7 @@ class RedWorld:
             if self.in_voice():
                 await self.ask(member, f"{PREFIX}disconnect", lambda m: "isconnected" in m.content
                                or "not in a voice" in m.content)
-        elif self.voice_owner == "baseline":
+        elif self.voice_owner in ("baseline", "pcm"):
             await self.ask(member, f"{PREFIX}bleave", lambda m: m.content == "Left.")
         self.voice_owner = None
         await self.standin.wait_until(lambda: not self.in_voice(), 15, "the bot to leave voice")
@@ -170,7 +173,7 @@ class RedWorld:
         if joined:
             await self.join(method)
         self.standin.voice.audio(self.guild_id).clear()
-        command = "play" if method == "ours" else "bplay"
+        command = PLAY_COMMAND[method]
         said = await self.standin.say(self.world.member, self.world.general, f"{PREFIX}{command} {url}")
         self.voice_owner = method
         try:
@@ -229,7 +232,8 @@ async def run(bench: Any, quick: bool) -> str:
                             failures.append(f"warm-up {method} {name}: {exc}")
                 for trial in range(trials):
                     for label, name, situation, joined, lookup, cached in _cases():
-                        order = METHODS if trial % 2 == 0 else METHODS[::-1]
+                        shift = trial % len(METHODS)  # rotating who goes first
+                        order = METHODS[shift:] + METHODS[:shift]
                         for method in order:
                             # a URL no case has looked up before: every first lookup is a real one
                             slug = situation.replace(" ", "-")
@@ -268,14 +272,18 @@ def _report(results: dict[tuple[str, str, str, str], list[dict[str, float]]], fa
             breakdown.append([label, situation, lookup, method]
                              + [fmt(median([p.get(phase, float("nan")) for p in got])) for phase in PHASES])
         ours, base = figures["ours"], figures["baseline"]
-        rows.append([label, situation, lookup, "ratio baseline / ours", "", ratio(base[0], ours[0]),
-                     ratio(base[1], ours[1]), ""])
+        for method in METHODS[1:]:
+            other = figures[method]
+            rows.append([label, situation, lookup, f"ratio {method} / ours", "",
+                         ratio(other[0], ours[0]), ratio(other[1], ours[1]), ""])
+        notes.append(wins_line(f"{label}, {situation}, {lookup} lookup: first sound median (ms)",
+                               {METHOD_LABEL[m]: f[0] for m, f in figures.items()}, METHOD_LABEL["ours"]))
         if label == "WebM/Opus":
             target = TARGET_IN_CHANNEL_MS if situation == "in channel" else TARGET_JOIN_MS
             notes.append(f"target (ours, WebM/Opus, {situation}, {lookup} lookup) median <= {target:g} ms: "
                          f"{verdict(ours[0], target)} ({fmt(ours[0])} ms; baseline {fmt(base[0])} ms)")
-    notes.append(f"{trials} interleaved rounds: every case and both methods in each, the methods' order "
-                 "alternating; clock from the stand-in writing the MESSAGE_CREATE to the bot's "
+    notes.append(f"{trials} interleaved rounds: every case and every method in each, the methods' order "
+                 "rotating; clock from the stand-in writing the MESSAGE_CREATE to the bot's "
                  "websocket to the arrival of the first packet that decodes to sound.")
     notes.append("first = a URL never looked up before (fresh query string on the local media server); "
                  "cached = the same URL again (looked up once in a warm-up). The baseline has no cache: "

@@ -36,7 +36,7 @@ OPUS_EXTENSIONS = {"webm", "opus", "ogg"}
 #: send times kept per play (the first sound packet comes within a few; the answer must stay
 #: under Discord's 2,000 characters)
 SENT_PACKETS_KEPT = 50
-PLAY_COMMANDS = ("play ", "bplay ")
+PLAY_COMMANDS = ("play ", "bplay ", "bplaypcm ")
 #: set (to anything) in the environment: load the probes only, no baseline yt-dlp (row 2c)
 PROBES_ONLY_ENV = "MUSIC_BENCH_PROBES_ONLY"
 
@@ -179,7 +179,7 @@ class BenchBaseline(commands.Cog):
 
     @commands.Cog.listener()
     async def on_command(self, ctx: commands.Context) -> None:
-        if ctx.command is not None and ctx.command.name in ("play", "bplay"):
+        if ctx.command is not None and ctx.command.name in ("play", "bplay", "bplaypcm"):
             self.probes.stamp("command invoked")
 
     # -- the baseline ---------------------------------------------------------------------------
@@ -188,6 +188,16 @@ class BenchBaseline(commands.Cog):
     @commands.guild_only()
     async def bplay(self, ctx: commands.Context, *, url: str) -> None:
         """Baseline: yt-dlp, connect if needed, FFmpegOpusAudio."""
+        await self._play(ctx, url, pcm=False)
+
+    @commands.command()
+    @commands.guild_only()
+    async def bplaypcm(self, ctx: commands.Context, *, url: str) -> None:
+        """discord.py's example pattern: yt-dlp, connect if needed,
+        PCMVolumeTransformer(FFmpegPCMAudio) (discord.py encodes every frame)."""
+        await self._play(ctx, url, pcm=True)
+
+    async def _play(self, ctx: commands.Context, url: str, *, pcm: bool) -> None:
         voice = getattr(ctx.author, "voice", None)
         if voice is None or voice.channel is None:
             await ctx.send("Join a voice channel first.")
@@ -210,8 +220,15 @@ class BenchBaseline(commands.Cog):
             vc.stop()
         copy = info.get("acodec") == "opus" or (
             info.get("acodec") in (None, "none") and info.get("ext") in OPUS_EXTENSIONS)
-        source = discord.FFmpegOpusAudio(info["url"], executable=self.ffmpeg, codec="copy" if copy else None,
-                                         before_options=BEFORE_OPTIONS)
+        source: discord.AudioSource
+        if pcm:
+            source = discord.PCMVolumeTransformer(discord.FFmpegPCMAudio(
+                info["url"], executable=self.ffmpeg, before_options=BEFORE_OPTIONS), volume=1.0)
+            copy = False
+        else:
+            source = discord.FFmpegOpusAudio(info["url"], executable=self.ffmpeg,
+                                             codec="copy" if copy else None,
+                                             before_options=BEFORE_OPTIONS)
         vc.play(source)
         await ctx.send(f"Now playing ({'copy' if copy else 'transcode'}).")
 
