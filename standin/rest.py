@@ -275,16 +275,20 @@ class RestApi:
     async def get_application(self, request: web.Request) -> web.Response:
         return json_response(self.s._application_payload())
 
+    def _command_scope(self, request: web.Request) -> int | None:
+        if str(self.s.application_id) != request.match_info["app_id"]:
+            raise DiscordError(403, "Missing Access", 50001)
+        return self._guild(request).id if "guild_id" in request.match_info else None
+
     async def list_commands(self, request: web.Request) -> web.Response:
-        return json_response([])
+        return json_response(self.s.app_commands.listed(self._command_scope(request)))
 
     async def put_commands(self, request: web.Request) -> web.Response:
+        scope = self._command_scope(request)
         commands = await request.json()
-        out = []
-        for cmd in commands:
-            out.append({**cmd, "id": str(self.s.ids.next()), "application_id": str(self.s.application_id),
-                        "version": str(self.s.ids.next()), "default_member_permissions": None})
-        return json_response(out)
+        if len(commands) > 100:
+            raise DiscordError(400, "Invalid Form Body\nMust be 100 or fewer in length.", 50035)
+        return json_response(self.s.app_commands.replace(scope, commands))
 
     async def get_channel(self, request: web.Request) -> web.Response:
         return json_response(self._channel(request).payload())
@@ -450,14 +454,20 @@ class RestApi:
             self.s._dispatch("GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(guild.id)})
         return json_response(member.payload())
 
-    # -- interactions (component clicks from Standin.click) -----------------------------------
+    # -- interactions (Standin.click, .slash, .autocomplete, .message_command) ------------------
 
     def _interaction(self, request: web.Request, *, by_token_only: bool = False):
+        """The interaction of the token in the path. Discord forgets a token after 15 minutes:
+        the callback then answers Unknown interaction, the webhook routes Unknown Webhook."""
         token = request.match_info["token"]
         for interaction in self.s.interactions.values():
             if interaction.token == token and (
                     by_token_only or str(interaction.id) == request.match_info.get("interaction_id")):
+                if interaction.expired:
+                    break
                 return interaction
+        if by_token_only:
+            raise DiscordError(404, "Unknown Webhook", 10015)
         raise DiscordError(404, "Unknown interaction", 10062)
 
     async def interaction_callback(self, request: web.Request) -> web.Response:
@@ -465,12 +475,20 @@ class RestApi:
         body, files = await self._read_message_body(request)
         if interaction.acknowledged:
             raise DiscordError(400, "Interaction has already been acknowledged.", 40060)
+        if time.monotonic() - interaction.created_at > interaction.response_window:
+            # Discord's 3-second rule: a late first answer finds the interaction gone
+            interaction.late_callbacks += 1
+            raise DiscordError(404, "Unknown interaction", 10062)
         kind = int(body.get("type", 0))
         data = body.get("data") or {}
+        _check_callback_type(interaction.kind, kind, data)
         interaction.responses.append({"type": kind, "data": data})
+        interaction.first_response_at = time.monotonic()
         channel = self.s.channels[interaction.channel_id]
         resource: dict[str, Any] | None = None
-        if kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
+        if kind == 8:  # APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
+            interaction.choices = list(data.get("choices") or [])
+        elif kind == 4:  # CHANNEL_MESSAGE_WITH_SOURCE
             interaction.original = self.s._create_bot_message(
                 channel, content=data.get("content") or "", embeds=data.get("embeds") or [],
                 components=data.get("components") or [], files=files, reference_id=None,
@@ -480,13 +498,11 @@ class RestApi:
             interaction.original = interaction.message
         elif kind == 6:  # DEFERRED_UPDATE_MESSAGE: @original is the component's message
             interaction.original = interaction.message
-        elif kind not in (5, 9):  # 5 DEFERRED_CHANNEL_MESSAGE, 9 MODAL
-            raise DiscordError(400, "Invalid Form Body\nIn type: Value must be one of (4, 5, 6, 7, 9).", 50035)
         if kind in (4, 7) and interaction.original is not None:
             resource = {"type": kind, "message": self.s._message_payload(interaction.original)}
         self.s._changed()
         answer: dict[str, Any] = {"interaction": {
-            "id": str(interaction.id), "type": 3,
+            "id": str(interaction.id), "type": interaction.kind,
             "response_message_id": _opt(interaction.original.id if interaction.original else None),
             "response_message_loading": kind == 5,
             "response_message_ephemeral": bool(int(data.get("flags") or 0) & 64),
@@ -516,11 +532,7 @@ class RestApi:
         body, files = await self._read_message_body(request)
         if message is None and request.match_info["message_id"] == "@original" and interaction.acknowledged:
             # the answer to a deferred (type 5) response: the message appears now
-            channel = self.s.channels[interaction.channel_id]
-            message = interaction.original = self.s._create_bot_message(
-                channel, content=body.get("content") or "", embeds=body.get("embeds") or [],
-                components=body.get("components") or [], files=files, reference_id=None,
-                flags=int(body.get("flags") or 0), interaction_id=interaction.id)
+            message = self._write_deferred_answer(interaction, body, files)
             return json_response(self.s._message_payload(message))
         if message is None or message.deleted:
             raise DiscordError(404, "Unknown Message", 10008)
@@ -534,9 +546,26 @@ class RestApi:
         self.s._delete_message(message)
         return no_content()
 
+    def _write_deferred_answer(self, interaction: Any, body: dict[str, Any],
+                               files: list[tuple[str, bytes, str]]) -> Message:
+        """The "thinking..." of a type 5 answer becomes this message; ephemeral when the
+        deferral said so (Discord keeps the deferral's flag)."""
+        deferral_flags = int((interaction.responses[0]["data"] or {}).get("flags") or 0)
+        channel = self.s.channels[interaction.channel_id]
+        message: Message = self.s._create_bot_message(
+            channel, content=body.get("content") or "", embeds=body.get("embeds") or [],
+            components=body.get("components") or [], files=files, reference_id=None,
+            flags=int(body.get("flags") or 0) | (deferral_flags & 64), interaction_id=interaction.id)
+        interaction.original = message
+        return message
+
     async def webhook_followup(self, request: web.Request) -> web.Response:
         interaction = self._interaction(request, by_token_only=True)
         body, files = await self._read_message_body(request)
+        if not interaction.acknowledged:
+            raise DiscordError(404, "Unknown Webhook", 10015)
+        if interaction.deferred:  # Discord: the first followup after a deferral is the answer
+            return json_response(self.s._message_payload(self._write_deferred_answer(interaction, body, files)))
         channel = self.s.channels[interaction.channel_id]
         message = self.s._create_bot_message(
             channel, content=body.get("content") or "", embeds=body.get("embeds") or [],
@@ -550,6 +579,21 @@ class RestApi:
         if data is None:
             raise web.HTTPNotFound()
         return web.Response(body=data)
+
+
+# which callback types each interaction type accepts (Discord answers 400 to the others)
+_CALLBACKS_FOR = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 4: (8,)}
+
+
+def _check_callback_type(interaction_kind: int, kind: int, data: dict[str, Any]) -> None:
+    allowed = _CALLBACKS_FOR.get(interaction_kind, ())
+    if kind not in allowed:
+        raise DiscordError(400, f"Invalid Form Body\nIn type: Value must be one of {allowed}.", 50035)
+    if kind == 8:
+        choices = data.get("choices") or []
+        if len(choices) > 25 or any(not 1 <= len(str(c.get("name", ""))) <= 100 for c in choices):
+            raise DiscordError(400, "Invalid Form Body\nIn data.choices: at most 25 choices, names of"
+                                    " 1 to 100 characters.", 50035)
 
 
 def _emoji(request: web.Request) -> str:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .gateway import CLOSE_UNKNOWN_ERROR, Gateway, GatewaySession
+from .interactions import AppCommands, InteractionsMixin
 from .rest import API_PREFIX, RequestRecord, RestApi, RestFault
 from .state import (
     ADMINISTRATOR,
@@ -65,7 +66,7 @@ class DefaultWorld:
     bot: Member  # the Red bot itself
 
 
-class Standin:
+class Standin(InteractionsMixin):
     """A Discord stand-in. `await start()`, point Red at `api_url` (see standin.run_red),
     `await stop()`.
 
@@ -100,6 +101,7 @@ class Standin:
         self.messages: dict[int, Message] = {}
         self.attachment_data: dict[int, bytes] = {}
         self.interactions: dict[int, Interaction] = {}
+        self.app_commands = AppCommands(self)  # what the bot synced (see standin.interactions)
         self.typing_log: list[tuple[float, int]] = []  # (monotonic time, channel id)
         self.gateway = Gateway(self, heartbeat_interval_ms=heartbeat_interval_ms)
         self.gateway.on_voice_state = self._on_bot_voice_state

@@ -442,22 +442,49 @@ def next_serial() -> int:
 
 @dataclass(eq=False)
 class Interaction:
-    """A component interaction (a member clicked a button / picked a select option) and how the
-    bot answered it: `responses` holds every callback as {"type", "data"}, `original` the
-    message the answer created or updated, `followups` the follow-up messages."""
+    """An interaction and how the bot answered it: a component click (`kind` 3: a member
+    clicked a button / picked a select option), an application command (`kind` 2: a slash
+    command, or a context menu with `target`) or an autocomplete request (`kind` 4).
+    `responses` holds every callback as {"type", "data"}, `original` the message the answer
+    created or updated, `followups` the follow-up messages, `choices` an autocomplete answer.
+
+    Like Discord, the token lives `lifetime` seconds (15 minutes) and the first callback must
+    come within `response_window` seconds (3), else 404 Unknown interaction."""
 
     id: int
     token: str
     member: Member
     channel_id: int
-    message: Message
-    custom_id: str
+    message: Message | None = None  # the component's message
+    custom_id: str = ""
     component_type: int = 2  # button
     values: list[str] = field(default_factory=list)  # select menus
     responses: list[dict[str, Any]] = field(default_factory=list)
     original: Message | None = None
     followups: list[Message] = field(default_factory=list)
+    kind: int = 3
+    command_name: str = ""
+    target: Message | None = None  # a message context menu's message
+    choices: list[dict[str, Any]] | None = None  # the autocomplete answer (type 8)
+    created_at: float = field(default_factory=time.monotonic)
+    lifetime: float = 15 * 60.0
+    response_window: float = 3.0
+    first_response_at: float | None = None  # monotonic time of the first callback
+    late_callbacks: int = 0  # first callbacks refused for coming after `response_window`
 
     @property
     def acknowledged(self) -> bool:
         return bool(self.responses)
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() - self.created_at > self.lifetime
+
+    @property
+    def deferred(self) -> bool:
+        """The first answer was "thinking..." (type 5), its message not yet written."""
+        return bool(self.responses) and self.responses[0]["type"] == 5 and self.original is None
+
+    def expire(self) -> None:
+        """Make the token expire now (as 15 minutes later would)."""
+        self.lifetime = -1.0
