@@ -27,7 +27,10 @@ from .commands import (
     QueueCommands,
     QueueToolCommands,
     SettingsCommands,
+    SlashCommands,
 )
+from .commands.base import CommandError
+from .commands.slash import PLAY_THIS
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .control.filters import server_chain
 from .engine.queue import QueueModel
@@ -53,8 +56,8 @@ SUPERVISOR_MAX_BACKOFF = 30.0
 
 
 @cog_i18n(_.red_translator())  # command help in the server's language
-class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands, ContentCommands, OwnerCommands,
-            PlaylistFileCommands, FilterCommands, NowPlayingButtons, commands.Cog):
+class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands, ContentCommands,
+            OwnerCommands, PlaylistFileCommands, FilterCommands, NowPlayingButtons, commands.Cog):
     """Play music from the web or the owner's local folder in voice channels.
 
     Queues and positions survive reloads and restarts; track changes are gapless."""
@@ -118,10 +121,13 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
         self.tasks["init"] = asyncio.create_task(self._initialize(), name="music-init")
         self.rpc = MusicRPC(self)
         self.rpc.register()  # only with `redbot --rpc`; the handlers wait for `ready`
+        # Red keeps it disabled until `[p]slash enable "Play this" message` (or enablecog)
+        self.bot.tree.add_command(self.play_this_menu(), override=True)
 
     async def cog_unload(self) -> None:
         if self.rpc is not None:
             self.rpc.unregister()  # first: no RPC call may reach a cog that is shutting down
+        self.bot.tree.remove_command(PLAY_THIS, type=discord.AppCommandType.message)
         self.shutdown_event.set()
         manager = self.manager
         if manager is not None:
@@ -189,6 +195,7 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
             self.ready.set()
 
     async def cog_before_invoke(self, ctx: commands.Context) -> None:  # type: ignore[override]
+        await self.defer_slow_slash(ctx)  # first: the ready gate may wait longer than 3 s
         try:
             await wait_until_ready(self.ready)
         except ControlError as exc:
@@ -197,6 +204,11 @@ class Music(PlaybackCommands, QueueCommands, QueueToolCommands, SettingsCommands
     async def cog_command_error(self, ctx: commands.Context, error: commands.CommandError) -> None:  # type: ignore[override]
         """A refusal from the control layer is a sentence in chat; anything else goes to Red."""
         original = getattr(error, "original", None)
+        sentence = original.sentence if isinstance(original, ControlError) else None
+        if isinstance(error, CommandError):
+            sentence = error.message
+        if sentence is not None and await self.refuse_privately(ctx, sentence):
+            return  # a slash command's refusal: only its invoker sees it
         if isinstance(original, ControlError):
             with contextlib.suppress(discord.HTTPException):
                 await ctx.send(original.sentence, allowed_mentions=discord.AllowedMentions.none())

@@ -9,6 +9,7 @@ from .playlist_files import PlaylistFileCommands  # `playlist ...` (PlaylistComm
 from .queue import QueueCommands
 from .queue_tools import QueueToolCommands  # queue clean, cleanself, search, dedupe
 from .settings import SettingsCommands
+from .slash import SlashCommands  # autocomplete, "Play this", deferral of the hybrid commands
 
 __all__ = [
     "ContentCommands",
@@ -20,4 +21,5 @@ __all__ = [
     "QueueCommands",
     "QueueToolCommands",
     "SettingsCommands",
+    "SlashCommands",
 ]

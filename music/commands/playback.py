@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Optional
 
 import discord
+from discord import app_commands
 from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
 
 from ..control import Actor, ControlError, Intent, clean_query
+from ..control.content import MAX_VOLUME_CEILING
 from ..engine.admission import summarise_refusals
 from ..engine.timefmt import format_duration, progress_bar
 from ..engine.track import Track
@@ -23,6 +25,7 @@ from ..resolve.resolver import ResolveError
 from ..resolve.service import PlaylistExpansion
 from .base import CommandError, MusicMixin
 from .filters import sound_line
+from .hybrid import hybrid_command
 from .menus import pick_result
 from ..i18n import _
 
@@ -34,9 +37,10 @@ PROGRESS_EDIT_INTERVAL = 1.0  # seconds between edits of a playlist's progress l
 class PlaybackCommands(MusicMixin):
     # -- adding music -----------------------------------------------------------------------------
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     @commands.bot_has_permissions(send_messages=True)
+    @app_commands.describe(query="A link, or words to search for")
     async def play(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Play a URL or the first search result for some text.
 
@@ -44,8 +48,9 @@ class PlaybackCommands(MusicMixin):
         """
         await self._play(ctx, query, front=False)
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
+    @app_commands.describe(query="A link, or words to search for")
     async def playnext(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Like `play`, but puts the track at the front of the queue."""
         await self._play(ctx, query, front=True)
@@ -167,7 +172,7 @@ class PlaybackCommands(MusicMixin):
         message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
         return queued.position, message, len(queued.tracks)
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def search(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Search and pick a result to queue from the menu, or by typing its number."""
@@ -240,7 +245,7 @@ class PlaybackCommands(MusicMixin):
 
     # -- the current track ------------------------------------------------------------------------
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def now(self, ctx: commands.GuildContext) -> None:
         """Show the current track and where it is."""
@@ -274,21 +279,21 @@ class PlaybackCommands(MusicMixin):
                 lines.append(sound)
             await self.say(ctx, "\n".join(lines))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def pause(self, ctx: commands.GuildContext) -> None:
         """Pause the music."""
         self.ctl.pause(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Paused."))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def resume(self, ctx: commands.GuildContext) -> None:
         """Resume paused music."""
         self.ctl.resume(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Resumed."))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def skip(self, ctx: commands.GuildContext) -> None:
         """Skip the current track (with a DJ role set, others vote to skip)."""
@@ -301,14 +306,14 @@ class PlaybackCommands(MusicMixin):
             await self.say(ctx, _("Vote passed ({votes}/{needed}).").format(votes=outcome.votes, needed=outcome.needed))
         await self.say(ctx, _("Skipped {track}.").format(track=track_line(outcome.track)))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def skipto(self, ctx: commands.GuildContext, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
         track = self.ctl.skip_to(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, _("Skipping to {track}.").format(track=track_line(track)))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def prev(self, ctx: commands.GuildContext) -> None:
         """Play the previous track again."""
@@ -320,21 +325,21 @@ class PlaybackCommands(MusicMixin):
         track = self.ctl.previous(ctx.guild.id, actor)
         await self.say(ctx, _("Going back to {track}.").format(track=track_line(track)))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def stop(self, ctx: commands.GuildContext) -> None:
         """Stop the music and clear the queue."""
         self.ctl.stop(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Stopped, and cleared the queue."))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def disconnect(self, ctx: commands.GuildContext) -> None:
         """Leave the voice channel. The queue is kept."""
         self.ctl.disconnect(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Disconnected. The queue is kept; `play` or `summon` brings me back."))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def summon(self, ctx: commands.GuildContext) -> None:
         """Bring the bot to your voice channel (and resume the queue there)."""
@@ -343,16 +348,22 @@ class PlaybackCommands(MusicMixin):
         self.ctl.summoned(ctx.guild.id)
         await self.say(ctx, _("Joined {mention}.").format(mention=vc.channel.mention))  # type: ignore[attr-defined]
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
+    @app_commands.describe(position="90, 1:30, +10 or -10")
     async def seek(self, ctx: commands.GuildContext, position: str) -> None:
         """Jump within the track: `90`, `1:30`, `+10` or `-10`."""
         target = self.ctl.seek(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, _("Seeking to {target}.").format(target=format_duration(target)))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
-    async def volume(self, ctx: commands.GuildContext, percent: Optional[int] = None) -> None:
+    @app_commands.describe(percent="From 0 to 150; leave it out to see the volume")
+    async def volume(self, ctx: commands.GuildContext,
+                     # bare Range (not Optional[...]): only then does the slash option get the
+                     # bounds; the default still makes it optional, both ways
+                     percent: commands.Range[int, 0, MAX_VOLUME_CEILING] = None,  # type: ignore[assignment]
+                     ) -> None:
         """Show or set the volume, from 0 to 150 percent."""
         if percent is None:
             await self.say(ctx, _("Volume: {volume}%.").format(volume=self.player(ctx).volume))
@@ -361,8 +372,10 @@ class PlaybackCommands(MusicMixin):
         capped = _(" (this server's maximum, `musicset maxvolume`)") if volume < percent else ""
         await self.say(ctx, _("Volume set to {volume}%{capped}.").format(volume=volume, capped=capped))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
+    @app_commands.describe(mode="Leave it out to see the setting")
+    @app_commands.choices(mode=[app_commands.Choice(name=m, value=m) for m in ("off", "track", "queue")])
     async def repeat(self, ctx: commands.GuildContext, mode: Optional[str] = None) -> None:
         """Show or set repeat: `off`, `track` or `queue`."""
         if mode is None:
@@ -371,7 +384,7 @@ class PlaybackCommands(MusicMixin):
         repeat = self.ctl.set_repeat(ctx.guild.id, await self.actor(ctx), mode)
         await self.say(ctx, _("Repeat is now {repeat}.").format(repeat=repeat.value))
 
-    @commands.command()
+    @hybrid_command()
     @commands.guild_only()
     async def shuffle(self, ctx: commands.GuildContext) -> None:
         """Turn shuffle play on or off (`queue shuffle` shuffles the queue once)."""

@@ -39,7 +39,8 @@ class PlaylistFileCommands(PlaylistCommands):
         await ctx.send(_("Here is **{name}**.").format(name=safe(name)), file=discord.File(io.BytesIO(data), filename=filename),
                        allowed_mentions=discord.AllowedMentions.none())
 
-    @PlaylistCommands.playlist.command(name="upload", usage="[name] [--scope ...]")
+    @PlaylistCommands.playlist.command(name="upload", usage="[name] [--scope ...]",
+                                       with_app_command=False)  # it reads the message's attachment
     async def playlist_upload(self, ctx: commands.GuildContext, *, args: str = "") -> None:
         """Make a playlist from an attached file: one from `playlist download`, an export of
         Red's Audio (its v2 and v3 files) or a text file with one link per line.

@@ -26,6 +26,7 @@ from ..playlists.model import Playlist, PlaylistError, Scope, Where
 from ..playlists.scopes import ScopeArgs, parse_copy_options, parse_scope_options
 from .base import CommandError, MusicMixin, _ChatControl
 from ..i18n import _
+from .hybrid import hybrid_group
 
 PAGE_SIZE = 10
 PROGRESS_EDIT_INTERVAL = 1.0
@@ -102,7 +103,7 @@ class PlaylistCommands(MusicMixin):
 
     # -- the group ------------------------------------------------------------------------------
 
-    @commands.group(name="playlist", invoke_without_command=False)
+    @hybrid_group(name="playlist")  # its subcommands are hybrid too (Red's HybridGroup)
     @commands.guild_only()
     async def playlist(self, ctx: commands.GuildContext) -> None:
         """Saved playlists, in three scopes.

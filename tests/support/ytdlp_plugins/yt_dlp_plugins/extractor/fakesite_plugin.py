@@ -22,7 +22,7 @@ from yt_dlp.extractor.common import InfoExtractor
 
 from tests.support import fakesite
 
-__all__ = ["FakeSiteItemIE", "FakeSitePlaylistIE", "FakeSiteSearchIE", "FakeSiteSlowListIE"]
+__all__ = ["FakeSiteItemIE", "FakeSitePlaylistIE", "FakeSiteSearchIE", "FakeSiteSlowItemIE", "FakeSiteSlowListIE"]
 
 
 def _base_from_env() -> str:
@@ -59,6 +59,22 @@ class FakeSiteSlowListIE(InfoExtractor):
                 yield self.url_result(f"{base}/site/item/{name}", FakeSiteItemIE, video_title=f"Slow entry {i}")
 
         return self.playlist_result(entries(), f"slowlist{count}", "Slow list", playlist_count=count)
+
+
+class FakeSiteSlowItemIE(InfoExtractor):
+    """`/site/slowitem/<seconds>/<file>`: the item `/site/item/<file>`, its page answering after
+    <seconds> (a site slower than Discord's 3-second answer window)."""
+
+    IE_NAME = "fakesite:slowitem"
+    _VALID_URL = r"https?://127\.0\.0\.1:\d+/site/slowitem/(?P<seconds>[\d.]+)/(?P<id>[\w.-]+)"
+
+    def _real_extract(self, url: str) -> dict[str, Any]:
+        seconds, name = self._match_valid_url(url).group("seconds", "id")
+        time.sleep(float(seconds))
+        ext = name.rsplit(".", 1)[-1]
+        return {"id": f"slow-{name}", "title": f"Slow {name}", "url": f"{fakesite._base(url)}/media/{name}",
+                "ext": ext, "acodec": "opus" if ext == "webm" else "mp3", "vcodec": "none",
+                "duration": 3.0, "uploader": "Fake uploader", "webpage_url": url}
 
 
 class FakeSiteSearchIE(fakesite.FakeSiteSearchIE):
