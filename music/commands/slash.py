@@ -46,6 +46,18 @@ def links_in(message: discord.Message) -> list[str]:
     return list(dict.fromkeys(link for link in found if link))[:MAX_LINKS_PER_MESSAGE]
 
 
+async def answer_choices(interaction: discord.Interaction,
+                         choices: list[app_commands.Choice[str]]) -> list[app_commands.Choice[str]]:
+    """Answer an autocomplete ourselves: when the member typed on and Discord already dropped
+    this one (3 seconds), the refusal is expected, not an error for Red's log (discord.py would
+    log it). Returns the choices (discord.py sends nothing more once answered)."""
+    try:
+        await interaction.response.autocomplete(choices)
+    except discord.HTTPException as exc:
+        log.debug("an autocomplete answer came too late (%s)", exc)
+    return choices
+
+
 @dataclass
 class _Asker:
     """Just what `MusicMixin.actor` reads from a context, for an interaction without one
@@ -81,7 +93,7 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
             return [(t.title or "", t.webpage_url) for t in tracks]
 
         found = await self.suggester.suggest(interaction.user.id, current, self._known_tracks(guild.id), search)
-        return [app_commands.Choice(name=s.name, value=s.value) for s in found]
+        return await answer_choices(interaction, [app_commands.Choice(name=s.name, value=s.value) for s in found])
 
     def _known_tracks(self, guild_id: int) -> list[tuple[str, str | None]]:
         """(title, link) of what this server played and queued, newest first, then the lookup
@@ -112,8 +124,8 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
         except ControlError:
             return []
         names = dict.fromkeys(s.name for _, found in scopes for s in found if matches(current[:MAX_CHOICE_TEXT], s.name))
-        return [app_commands.Choice(name=n[:MAX_CHOICE_TEXT], value=n[:MAX_CHOICE_TEXT])
-                for n in list(names)[:MAX_CHOICES]]
+        return await answer_choices(interaction, [app_commands.Choice(name=n[:MAX_CHOICE_TEXT], value=n[:MAX_CHOICE_TEXT])
+                                                  for n in list(names)[:MAX_CHOICES]])
 
     # -- the "Play this" message context menu ---------------------------------------------------
 

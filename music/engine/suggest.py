@@ -82,18 +82,19 @@ class Suggester:
             return [Suggestion(typed[:MAX_CHOICE_TEXT], typed[:MAX_CHOICE_TEXT])] if len(typed) <= MAX_CHOICE_TEXT else []
         seen: set[str] = set()
 
-        def add(pairs: Iterable[tuple[str, str | None]]) -> None:
+        def add(pairs: Iterable[tuple[str, str | None]], *, must_match: bool) -> None:
             for title, link in pairs:
                 if len(found) >= MAX_CHOICES:
                     return
                 choice = suggestion(title, link)
-                if choice is not None and choice.value not in seen and matches(typed, title):
+                if choice is not None and choice.value not in seen and (not must_match or matches(typed, title)):
                     seen.add(choice.value)
                     found.append(choice)
 
-        add(known)
+        add(known, must_match=True)
         if search is not None and len(typed) >= SEARCH_MIN_CHARS and len(found) < MAX_CHOICES:
-            add(await self._search_results(member_id, typed.lower(), search))
+            # a site's search finds more than the typed words (spelling, other languages): as is
+            add(await self._search_results(member_id, typed.lower(), search), must_match=False)
         return found
 
     async def _search_results(self, member_id: int, text: str, search: SearchFn) -> list[tuple[str, str | None]]:
@@ -103,12 +104,16 @@ class Suggester:
         task = self._running.get(text)
         if task is None:
             task = self._start(member_id, text, search)
-            if task is None:
-                return []
+            if task is None:  # no search now: what was found for the start of these words
+                return self._remembered_prefix(text)
         done, _ = await asyncio.wait({task}, timeout=self.budget)
         if task not in done or task.cancelled() or task.exception() is not None:
             return []
         return task.result()
+
+    def _remembered_prefix(self, text: str) -> list[tuple[str, str | None]]:
+        best = max((key for key in self._memo if text.startswith(key)), key=len, default=None)
+        return [] if best is None else self._memo[best]
 
     def _start(self, member_id: int, text: str, search: SearchFn) -> asyncio.Task[list[tuple[str, str | None]]] | None:
         now = self._clock()
