@@ -199,3 +199,29 @@ async def test_a_slash_refusal_is_shown_to_the_invoker_alone(music_bot: MusicBot
     assert not standin.visible_to(answer, world.dj)
     volume = await standin.slash(world.member, world.general, "volume", {"percent": 80})
     assert (await standin.wait_for_answer(volume)).content.startswith("Volume set to 80%")
+
+
+async def test_slash_play_of_a_playlist_edits_its_answer_with_progress_then_a_summary(music_bot: MusicBot, media_server) -> None:
+    standin, world = music_bot.standin, music_bot.world
+    interaction = await standin.slash(world.member, world.general, "play",
+                                      {"query": f"{media_server.base_url}/site/slowlist/12"})
+    answer = await standin.wait_for_answer(interaction, timeout=20)
+    assert answer.content.startswith(("Playing **Slow entry 0**", "Playing **Fake a440")), answer.content
+    final = await standin.wait_until(
+        lambda: answer.content.startswith("Queued 12 tracks") and answer.content, 30, "the summary edit")
+    assert "Slow list" in final
+    # the same message, edited through the interaction's webhook: a progress line, then the summary
+    assert any(e["content"].startswith("Loading **Slow list**: `") for e in answer.edits), answer.edits
+    assert any(r.route.startswith(f"PATCH /webhooks/{standin.application_id}/{interaction.token}/messages/")
+               for r in standin.requests)
+    await stop(music_bot)
+
+
+async def test_slash_search_then_a_typed_number_queues_that_result(music_bot: MusicBot) -> None:
+    standin, world = music_bot.standin, music_bot.world
+    interaction = await standin.slash(world.member, world.general, "search", {"query": "tones"})
+    listing = await standin.wait_for_answer(interaction, timeout=20)
+    assert interaction.responses[0]["type"] == 5 and listing.content.startswith("`1.` **tones a440.webm**")
+    picked = await music_bot.ask(world.member, "2")
+    assert picked.content.startswith("Playing **tones b880.webm**"), picked.content
+    await stop(music_bot)
