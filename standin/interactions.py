@@ -115,25 +115,6 @@ class InteractionsMixin:
                                          timeout, f"autocomplete choices for /{interaction.command_name}")
         return answered[0]
 
-    async def wait_for_answer(self: Standin, interaction: Interaction, predicate: Any = None, *,
-                              timeout: float = 10.0) -> Message:
-        """The message that answers an application command (the first response, or the deferred
-        response's message once written), optionally once it satisfies `predicate`."""
-        def answer() -> Message | None:
-            message = interaction.original
-            if message is None or (predicate is not None and not predicate(message)):
-                return None
-            return message
-
-        return await self.wait_until(answer, timeout, f"the answer to /{interaction.command_name}")
-
-    def visible_to(self: Standin, message: Message, member: Member) -> bool:
-        """Whether `member` sees `message`: an ephemeral answer only its invoker does."""
-        if not message.ephemeral:
-            return True
-        owner = next((i for i in self.interactions.values() if i.id == message.interaction_id), None)
-        return owner is not None and owner.member.id == member.id
-
     # -- building the payload ---------------------------------------------------------------
 
     def _command_data(self: Standin, member: Member, command: str, options: dict[str, Any],

@@ -750,17 +750,26 @@ class Standin(InteractionsMixin):
         return [m for m in self.bot_messages() if m.id > after_id and m.ephemeral
                 and (seer := self.seen_by(m)) is not None and seer.id == member.id]
 
-    async def wait_for_answer(self, interaction: Interaction, *, timeout: float = 10.0) -> Message:
+    async def wait_for_answer(self, interaction: Interaction,
+                              predicate: Callable[[Message], bool] | None = None, *,
+                              timeout: float = 10.0) -> Message:
         """The message that answers `interaction`: the one a type 4 callback created, the
-        component's message a type 7 callback edited, or else the first followup."""
+        component's message a type 7 callback edited, the message a deferral (type 5) became
+        (its first followup or @original edit), or else the first followup; with `predicate`,
+        once it satisfies it (a later edit, say)."""
 
         def answer() -> Message | None:
-            if interaction.original is not None and interaction.responses and \
-                    interaction.responses[0]["type"] in (4, 7):
-                return interaction.original
-            return interaction.followups[0] if interaction.followups else None
+            kind = interaction.responses[0]["type"] if interaction.responses else None
+            if interaction.original is not None and kind in (4, 5, 7):
+                message = interaction.original
+            elif interaction.followups:
+                message = interaction.followups[0]
+            else:
+                return None
+            return message if predicate is None or predicate(message) else None
 
-        return await self.wait_until(answer, timeout, f"an answer to interaction {interaction.custom_id!r}")
+        what = interaction.custom_id or f"/{interaction.command_name}"
+        return await self.wait_until(answer, timeout, f"an answer to interaction {what!r}")
 
 
 def _find_component(rows: list[dict[str, Any]], custom_id: str | None, label: str | None,

@@ -184,12 +184,14 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
             return False
         return True
 
-    async def say(self, ctx: commands.GuildContext, text: str) -> discord.Message:
+    async def say(self, ctx: commands.GuildContext, text: str, *, view: discord.ui.View | None = None) -> discord.Message:
         """Send our sentence; for a slash invocation whose token Discord has forgotten (15
         minutes, or an answer that came too late), in the channel instead."""
         try:
-            return await ctx.send(text, allowed_mentions=NO_MENTIONS)
+            return await super().say(ctx, text, view=view)
         except discord.NotFound as exc:
             if ctx.interaction is None or exc.code not in (UNKNOWN_WEBHOOK, UNKNOWN_INTERACTION):
                 raise
+        if view is not None:
+            return await ctx.channel.send(text, view=view, allowed_mentions=NO_MENTIONS)
         return await ctx.channel.send(text, allowed_mentions=NO_MENTIONS)

@@ -124,7 +124,7 @@ async def test_the_context_menu_queues_the_link_in_a_message(music_bot: MusicBot
     refused = await standin.message_command(world.member, plain, "Play this")
     sentence = await standin.wait_for_answer(refused)
     assert sentence.content == "That message has no link I could play." and sentence.ephemeral
-    assert standin.visible_to(sentence, world.member) and not standin.visible_to(sentence, world.admin)
+    assert standin.seen_by(sentence) is world.member
 
 
 async def test_an_expired_token_still_gets_the_answer_in_the_channel(music_bot: MusicBot, media_server) -> None:
@@ -196,7 +196,7 @@ async def test_a_slash_refusal_is_shown_to_the_invoker_alone(music_bot: MusicBot
     interaction = await standin.slash(world.member, world.general, "seek", {"position": "1:00"})
     answer = await standin.wait_for_answer(interaction, timeout=10)
     assert answer.content == "Nothing is playing." and answer.ephemeral, answer.content
-    assert not standin.visible_to(answer, world.dj)
+    assert standin.seen_by(answer) is world.member
     volume = await standin.slash(world.member, world.general, "volume", {"percent": 80})
     assert (await standin.wait_for_answer(volume)).content.startswith("Volume set to 80%")
 
