@@ -329,6 +329,7 @@ class Standin(InteractionsMixin):
             id=self.ids.next(), token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48), member=member,
             channel_id=message.channel_id, message=message, custom_id=component["custom_id"],
             component_type=int(component.get("type", 2)), values=list(values or []),
+            lifetime=self.interaction_lifetime, response_window=self.interaction_response_window,
         )
         self.interactions[interaction.id] = interaction
         channel = self.channels[message.channel_id]

@@ -94,6 +94,8 @@ async def test_a_slow_lookup_defers_at_once_then_plays(music_bot: MusicBot, medi
     answer = await standin.wait_for_answer(interaction, timeout=30)
     assert time.monotonic() - started >= 5.0  # the site's delay really was waited out
     assert answer.content.startswith("Playing **Slow b880.webm**"), answer.content
+    print(f"\n/play of a 5 s site: deferred after {answered_in(interaction):.3f} s, answered after "
+          f"{answer.changed_at - interaction.created_at:.2f} s")
     await music_bot.ears.wait_for_tone(880, packets=50, timeout=20)
     await stop(music_bot)
 
@@ -107,6 +109,7 @@ async def test_autocomplete_answers_in_time_and_offers_a_title_looked_up_before(
     interaction = await standin.autocomplete(world.dj, world.general, "play", "query", "a660")
     choices = await standin.wait_for_choices(interaction, timeout=DISCORD_WINDOW)
     assert answered_in(interaction) < DISCORD_WINDOW
+    print(f"\nautocomplete with a cached title: answered after {answered_in(interaction):.3f} s")
     assert choices[0] == {"name": "Fake a660.mp3", "value": f"{media_server.base_url}/site/item/a660.mp3"}, choices
     assert len(choices) <= 25 and all(1 <= len(c["name"]) <= 100 for c in choices)
 
