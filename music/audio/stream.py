@@ -137,10 +137,11 @@ class TrackStream:
         if self.in_process or not self.local:
             # the reader thread opens the input itself (a remote one always: ffmpeg only reads
             # what the cog feeds it): start() returns at once
-            self._reader = threading.Thread(
-                target=self._read_loop, name="music-reader:input", daemon=True
-            )
-            self._reader.start()
+            reader = threading.Thread(target=self._read_loop, name="music-reader:input", daemon=True)
+            reader.start()
+            # published once started: close() in another thread joins only a started thread
+            # (joining one between its creation and start() raises RuntimeError)
+            self._reader = reader
             return self
         # Spawning takes milliseconds: never under the lock close() takes.
         try:
@@ -156,10 +157,9 @@ class TrackStream:
             proc.end()
             proc.close_stdout()
             return self
-        self._reader = threading.Thread(
-            target=self._read_loop, name=f"music-ffmpeg-reader:{proc.pid}", daemon=True
-        )
-        self._reader.start()
+        reader = threading.Thread(target=self._read_loop, name=f"music-ffmpeg-reader:{proc.pid}", daemon=True)
+        reader.start()
+        self._reader = reader  # published once started (see above)
         return self
 
     def _spawn(self, passthrough: bool, start: float, fed: FfmpegInput | None = None

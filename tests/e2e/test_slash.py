@@ -228,3 +228,19 @@ async def test_slash_search_then_a_typed_number_queues_that_result(music_bot: Mu
     picked = await music_bot.ask(world.member, "2")
     assert picked.content.startswith("Playing **tones b880.webm**"), picked.content
     await stop(music_bot)
+
+
+async def test_after_a_reload_the_slash_commands_and_the_menu_still_work(music_bot: MusicBot, media_server) -> None:
+    standin, world = music_bot.standin, music_bot.world
+    errors_before = red_errors(music_bot)
+    reloaded = await music_bot.ask(world.owner, "!reload music", expect=lambda m: "Reloaded" in m.content, timeout=30)
+    assert reloaded.content == "Reloaded `music`.", reloaded.content
+    said = await standin.say(world.admin, world.general, media_server.url("a440.webm"))
+    menu = await standin.message_command(world.member, said, "Play this")
+    assert (await standin.wait_for_answer(menu, timeout=20)).content.startswith("Playing **a440**")
+    now = await standin.slash(world.member, world.general, "now")
+    assert "a440" in (await standin.wait_for_answer(now, timeout=10)).text
+    typed = await standin.autocomplete(world.member, world.general, "play", "query", "a44")
+    assert any("a440" in c["name"] for c in await standin.wait_for_choices(typed, timeout=DISCORD_WINDOW))
+    assert red_errors(music_bot) == errors_before, music_bot.red.log_tail(40)
+    await stop(music_bot)
