@@ -18,16 +18,16 @@ from ..engine.admission import summarise_refusals
 from ..engine.timefmt import format_duration, progress_bar
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..i18n import _
 from ..player import PlayerState
 from ..policy import PolicyError, resolve_local_path
 from ..resolve.local import list_local_files, resolve_local
 from ..resolve.resolver import ResolveError
 from ..resolve.service import PlaylistExpansion
+from . import hybrid
 from .base import CommandError, MusicMixin
 from .filters import sound_line
-from .hybrid import hybrid_command
 from .menus import pick_result
-from ..i18n import _
 
 SEARCH_RESULTS = 5
 SEARCH_TIMEOUT = 30.0
@@ -37,7 +37,7 @@ PROGRESS_EDIT_INTERVAL = 1.0  # seconds between edits of a playlist's progress l
 class PlaybackCommands(MusicMixin):
     # -- adding music -----------------------------------------------------------------------------
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     @commands.bot_has_permissions(send_messages=True)
     @app_commands.describe(query="A link, or words to search for")
@@ -48,7 +48,7 @@ class PlaybackCommands(MusicMixin):
         """
         await self._play(ctx, query, front=False)
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     @app_commands.describe(query="A link, or words to search for")
     async def playnext(self, ctx: commands.GuildContext, *, query: str) -> None:
@@ -172,7 +172,7 @@ class PlaybackCommands(MusicMixin):
         message = await self.say(ctx, " ".join([*notes, reply] if not queued.tracks else [reply, *notes]))
         return queued.position, message, len(queued.tracks)
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def search(self, ctx: commands.GuildContext, *, query: str) -> None:
         """Search and pick a result to queue from the menu, or by typing its number."""
@@ -245,7 +245,7 @@ class PlaybackCommands(MusicMixin):
 
     # -- the current track ------------------------------------------------------------------------
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def now(self, ctx: commands.GuildContext) -> None:
         """Show the current track and where it is."""
@@ -279,21 +279,21 @@ class PlaybackCommands(MusicMixin):
                 lines.append(sound)
             await self.say(ctx, "\n".join(lines))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def pause(self, ctx: commands.GuildContext) -> None:
         """Pause the music."""
         self.ctl.pause(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Paused."))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def resume(self, ctx: commands.GuildContext) -> None:
         """Resume paused music."""
         self.ctl.resume(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Resumed."))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def skip(self, ctx: commands.GuildContext) -> None:
         """Skip the current track (with a DJ role set, others vote to skip)."""
@@ -306,14 +306,14 @@ class PlaybackCommands(MusicMixin):
             await self.say(ctx, _("Vote passed ({votes}/{needed}).").format(votes=outcome.votes, needed=outcome.needed))
         await self.say(ctx, _("Skipped {track}.").format(track=track_line(outcome.track)))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def skipto(self, ctx: commands.GuildContext, position: int) -> None:
         """Skip to a track in the queue; the ones before it are dropped."""
         track = self.ctl.skip_to(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, _("Skipping to {track}.").format(track=track_line(track)))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def prev(self, ctx: commands.GuildContext) -> None:
         """Play the previous track again."""
@@ -325,21 +325,21 @@ class PlaybackCommands(MusicMixin):
         track = self.ctl.previous(ctx.guild.id, actor)
         await self.say(ctx, _("Going back to {track}.").format(track=track_line(track)))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def stop(self, ctx: commands.GuildContext) -> None:
         """Stop the music and clear the queue."""
         self.ctl.stop(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Stopped, and cleared the queue."))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def disconnect(self, ctx: commands.GuildContext) -> None:
         """Leave the voice channel. The queue is kept."""
         self.ctl.disconnect(ctx.guild.id, await self.actor(ctx))
         await self.say(ctx, _("Disconnected. The queue is kept; `play` or `summon` brings me back."))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def summon(self, ctx: commands.GuildContext) -> None:
         """Bring the bot to your voice channel (and resume the queue there)."""
@@ -348,7 +348,7 @@ class PlaybackCommands(MusicMixin):
         self.ctl.summoned(ctx.guild.id)
         await self.say(ctx, _("Joined {mention}.").format(mention=vc.channel.mention))  # type: ignore[attr-defined]
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     @app_commands.describe(position="90, 1:30, +10 or -10")
     async def seek(self, ctx: commands.GuildContext, position: str) -> None:
@@ -356,7 +356,7 @@ class PlaybackCommands(MusicMixin):
         target = self.ctl.seek(ctx.guild.id, await self.actor(ctx), position)
         await self.say(ctx, _("Seeking to {target}.").format(target=format_duration(target)))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     @app_commands.describe(percent="From 0 to 150; leave it out to see the volume")
     async def volume(self, ctx: commands.GuildContext,
@@ -372,7 +372,7 @@ class PlaybackCommands(MusicMixin):
         capped = _(" (this server's maximum, `musicset maxvolume`)") if volume < percent else ""
         await self.say(ctx, _("Volume set to {volume}%{capped}.").format(volume=volume, capped=capped))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     @app_commands.describe(mode="Leave it out to see the setting")
     @app_commands.choices(mode=[app_commands.Choice(name=m, value=m) for m in ("off", "track", "queue")])
@@ -384,7 +384,7 @@ class PlaybackCommands(MusicMixin):
         repeat = self.ctl.set_repeat(ctx.guild.id, await self.actor(ctx), mode)
         await self.say(ctx, _("Repeat is now {repeat}.").format(repeat=repeat.value))
 
-    @hybrid_command()
+    @hybrid.command()
     @commands.guild_only()
     async def shuffle(self, ctx: commands.GuildContext) -> None:
         """Turn shuffle play on or off (`queue shuffle` shuffles the queue once)."""

@@ -22,11 +22,11 @@ from ..control.playlists import PlaylistControl, Started
 from ..engine.admission import summarise_refusals
 from ..engine.timefmt import format_duration, progress_bar
 from ..formatting import safe, track_line
+from ..i18n import _
 from ..playlists.model import Playlist, PlaylistError, Scope, Where
 from ..playlists.scopes import ScopeArgs, parse_copy_options, parse_scope_options
+from . import hybrid
 from .base import CommandError, MusicMixin, _ChatControl
-from ..i18n import _
-from .hybrid import hybrid_group
 
 PAGE_SIZE = 10
 PROGRESS_EDIT_INTERVAL = 1.0
@@ -103,7 +103,7 @@ class PlaylistCommands(MusicMixin):
 
     # -- the group ------------------------------------------------------------------------------
 
-    @hybrid_group(name="playlist")  # its subcommands are hybrid too (Red's HybridGroup)
+    @hybrid.group(name="playlist")  # its subcommands are hybrid too (Red's HybridGroup)
     @commands.guild_only()
     async def playlist(self, ctx: commands.GuildContext) -> None:
         """Saved playlists, in three scopes.

@@ -6,14 +6,14 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box, pagify
 
 from ..formatting import safe, track_line
-from .base import MusicMixin
-from .hybrid import hybrid_group
-from .menus import queue_pages, send_pages
 from ..i18n import _
+from . import hybrid
+from .base import MusicMixin
+from .menus import queue_pages, send_pages
 
 
 class QueueCommands(MusicMixin):
-    @hybrid_group(fallback="show")  # `/queue show`: Discord cannot run a group itself
+    @hybrid.group(fallback="show")  # `/queue show`: Discord cannot run a group itself
     @commands.guild_only()
     async def queue(self, ctx: commands.GuildContext) -> None:
         """Show the queue. Subcommands change it."""

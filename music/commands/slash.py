@@ -20,6 +20,7 @@ from redbot.core import commands
 
 from ..control import ControlError, wait_until_ready
 from ..engine.suggest import MAX_CHOICE_TEXT, MAX_CHOICES, SEARCH_RESULTS, Suggester, matches
+from ..i18n import _
 from .base import NO_MENTIONS, CommandError
 from .playback import PlaybackCommands
 from .playlists import PlaylistCommands
@@ -141,7 +142,7 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
         links = links_in(message)
         if interaction.guild is None or not links:
             await interaction.response.send_message(
-                "That message has no link I could play." if links == [] else "This works in a server.",
+                _("That message has no link I could play.") if links == [] else _("This works in a server."),
                 ephemeral=True)
             return
         ctx = cast(commands.GuildContext, await self.bot.get_context(interaction))
