@@ -107,7 +107,7 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
         recent += queue.upcoming[:RECENT_TRACKS]
         known = [(t.title or "", t.webpage_url) for t in recent if t.title]
         if self.service is not None:
-            for key, _expires, meta in self.service.cache.meta.snapshot()[-CACHED_TITLES:][::-1]:
+            for key, meta in self.service.cache.meta.newest(CACHED_TITLES):
                 title = meta.get("title")
                 if isinstance(title, str) and isinstance(key, str):
                     known.append((title, meta.get("webpage_url") or (key[4:] if key.startswith("url:") else None)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
 import logging
 import os
@@ -78,6 +79,11 @@ class TTLCache:
 
     def discard(self, key: str) -> None:
         self._entries.pop(key, None)
+
+    def newest(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to `limit` (key, value) pairs, most recently used first, expired ones included
+        (do not mutate the values); for suggestions, without copying the whole cache."""
+        return [(key, value) for key, (_expires, value) in itertools.islice(reversed(self._entries.items()), limit)]
 
     def snapshot(self) -> list[list[Any]]:
         """[[key, expires_at, value], ...] oldest use first, for saving."""

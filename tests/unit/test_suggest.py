@@ -116,3 +116,13 @@ async def test_a_failing_search_offers_nothing_and_is_not_remembered() -> None:
     clock.now += 10
     search = Search()
     assert len(await suggester.suggest(1, "abc", [], search)) == 3 and search.calls == ["abc"]
+
+
+def test_the_lookup_cache_lists_its_newest_entries_first_without_copying_all() -> None:
+    from music.resolve.cache import TTLCache
+
+    cache = TTLCache(max_entries=10, ttl=60, clock=lambda: 0.0)
+    for i in range(5):
+        cache.put(f"k{i}", {"title": f"t{i}"})
+    cache.get("k1")  # a use makes it the newest
+    assert [k for k, _ in cache.newest(3)] == ["k1", "k4", "k3"]
