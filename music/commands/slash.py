@@ -19,7 +19,14 @@ from discord import app_commands
 from redbot.core import commands
 
 from ..control import ControlError, wait_until_ready
-from ..engine.suggest import MAX_CHOICE_TEXT, MAX_CHOICES, SEARCH_RESULTS, Suggester, matches
+from ..engine.suggest import (
+    MAX_CHOICE_TEXT,
+    MAX_CHOICES,
+    SEARCH_MIN_CHARS,
+    SEARCH_RESULTS,
+    Suggester,
+    matches,
+)
 from ..i18n import _
 from .base import NO_MENTIONS, CommandError
 from .playback import PlaybackCommands
@@ -93,12 +100,13 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
             tracks = await self.control.search(guild.id, actor, text, SEARCH_RESULTS)
             return [(t.title or "", t.webpage_url) for t in tracks]
 
-        found = await self.suggester.suggest(interaction.user.id, current, self._known_tracks(guild.id), search)
+        found = await self.suggester.suggest(interaction.user.id, current, self._known_tracks(guild.id, current), search)
         return await answer_choices(interaction, [app_commands.Choice(name=s.name, value=s.value) for s in found])
 
-    def _known_tracks(self, guild_id: int) -> list[tuple[str, str | None]]:
+    def _known_tracks(self, guild_id: int, typed: str) -> list[tuple[str, str | None]]:
         """(title, link) of what this server played and queued, newest first, then the lookup
-        cache's titles (public pages the bot looked up), newest first."""
+        cache's titles, newest first. The cache is the bot's, not the server's: its titles are
+        offered only for typed words (like a search), never as a list of what others played."""
         assert self.control is not None
         queue = self.control.player(guild_id).queue
         recent = [*queue.history[-RECENT_TRACKS:][::-1]]
@@ -106,7 +114,7 @@ class SlashCommands(PlaybackCommands, PlaylistCommands):
             recent.insert(0, queue.current)
         recent += queue.upcoming[:RECENT_TRACKS]
         known = [(t.title or "", t.webpage_url) for t in recent if t.title]
-        if self.service is not None:
+        if self.service is not None and len(typed.strip()) >= SEARCH_MIN_CHARS:
             for key, meta in self.service.cache.meta.newest(CACHED_TITLES):
                 title = meta.get("title")
                 if isinstance(title, str) and isinstance(key, str):
