@@ -727,7 +727,7 @@ class Standin:
         if self.voice is None:
             log.warning("op 4: no voice server; VOICE_SERVER_UPDATE not sent")
             return
-        token = self.voice.open_session(guild.id, self.bot_user.id, session.session_id)
+        token = self.voice.open_session(guild.id, self.bot_user.id, session.session_id, channel.id)
         self._dispatch("VOICE_SERVER_UPDATE", {"token": token, "guild_id": str(guild.id),
                                                "endpoint": self.voice.endpoint})
 
