@@ -15,7 +15,13 @@ import pytest
 
 from standin import analysis
 from standin.dave import (
-    FRAME_MAGIC, LISTENER_USER_ID, OPUS_SILENCE, DaveListener, ExternalSender, is_dave_frame, mls_varint,
+    FRAME_MAGIC,
+    LISTENER_USER_ID,
+    OPUS_SILENCE,
+    DaveListener,
+    ExternalSender,
+    is_dave_frame,
+    mls_varint,
 )
 from standin.voice import VoiceServer
 from standin.voice_harness import VoiceHarness
@@ -65,6 +71,17 @@ def test_a_proposal_signed_by_another_key_is_refused() -> None:
     listener.external_sender = impostor
     with pytest.raises(ValueError, match="(?i)signature|verif"):
         listener.welcome(bot.get_serialized_key_package())
+
+
+def test_the_benchmark_hook_encrypts_each_frame_as_discord_py_does() -> None:
+    from benchmarks.dave import DaveFrameEncryptor, encrypt_frame
+
+    encryptor = DaveFrameEncryptor()
+    opus = b"\xfc" + bytes(120)
+    frame = encrypt_frame(encryptor, opus)
+    assert is_dave_frame(frame) and encryptor.listener.decrypt(frame) == opus
+    assert encrypt_frame(None, opus) is opus
+    assert encryptor.session.get_encryption_stats().successes == 1
 
 
 @pytest.fixture
