@@ -141,6 +141,7 @@ class DaveListener:
         self.session: Any = None
         self.pending_transition: int | None = None
         self.executed_transitions: list[int] = []
+        self.members: dict[int, Any] = {}  # other members' DaveSessions, by user id
         self._next_transition = 1
 
     def welcome(self, bot_key_package: bytes) -> tuple[int, bytes]:
@@ -161,6 +162,31 @@ class DaveListener:
         self._next_transition += 1
         self.pending_transition = transition
         return transition, result.welcome
+
+    def add_member(self, user_id: int) -> tuple[bytes, bytes, int]:
+        """Another member joins the call: an Add proposal for its key package, committed by the
+        listener (the gateway takes the first commit it gets: ours, in process) and welcomed.
+        Returns (the proposals payload every member gets in opcode 27, the commit the gateway
+        announces in opcode 29, the transition id)."""
+        davey = self._davey
+        if self.session is None:
+            raise RuntimeError("no DAVE group yet")
+        member = davey.DaveSession(DAVE_PROTOCOL_VERSION, user_id, self.channel_id)
+        member.set_external_sender(self.external_sender.package())
+        proposal = self.external_sender.add_proposal(
+            group_id(self.channel_id), self.session.epoch, member.get_serialized_key_package()
+        )
+        proposals = mls_vector(proposal)
+        result = self.session.process_proposals(davey.ProposalsOperationType.append, proposals)
+        if result is None or result.welcome is None:
+            raise ValueError(f"the listener's DAVE session made no commit adding {user_id}")
+        self.session.process_commit(result.commit)
+        member.process_welcome(result.welcome)
+        self.members[user_id] = member
+        transition = self._next_transition
+        self._next_transition += 1
+        self.pending_transition = transition
+        return proposals, result.commit, transition
 
     def transition_ready(self, transition_id: int) -> bool:
         """The client is ready for `transition_id`; True when it is the pending one (execute it)."""
@@ -221,10 +247,27 @@ class DaveServerMixin:
             session.log("dave_welcome", transition_id=transition)
             await self._send_binary(ws, session, OP_MLS_WELCOME, struct.pack(">H", transition) + welcome)
         elif op == OP_MLS_COMMIT_WELCOME:
-            # the stand-in never sends proposals to the client, so it has nothing to commit
-            self._error(session, "unexpected MLS commit/welcome from the client")  # type: ignore[attr-defined]
+            # the client's commit for proposals we sent: like Discord we announce the first
+            # commit we got, which is always the listener's (made in process before sending)
+            session.log("dave_commit_not_chosen", size=len(data) - 1)
         else:
             self._error(session, f"unknown binary voice op {op}")  # type: ignore[attr-defined]
+
+    async def dave_add_member(self, guild_id: int, user_id: int) -> int:
+        """Someone joins the bot's call: send the bot the Add proposal (opcode 27) and then the
+        chosen commit (29), as Discord does; the bot moves to the next epoch after the
+        transition. Returns the transition id (wait for the "dave_ready" event that names it)."""
+        session = self._sessions.get(guild_id)  # type: ignore[attr-defined]
+        conn = session.connection if session is not None else None
+        ws = session.websocket if session is not None else None
+        if conn is None or conn.dave is None or not conn.dave.ready or ws is None:
+            raise RuntimeError(f"guild {guild_id} has no ready DAVE connection")
+        proposals, commit, transition = conn.dave.add_member(user_id)
+        session.log("dave_add_member", user_id=user_id, transition_id=transition)
+        await self._send_binary(ws, session, OP_MLS_PROPOSALS, bytes([0]) + proposals)
+        await self._send_binary(ws, session, OP_MLS_ANNOUNCE_COMMIT_TRANSITION,
+                                struct.pack(">H", transition) + commit)
+        return transition
 
     async def _dave_transition_ready(self, ws: Any, session: Any, data: Any) -> None:
         """Opcode 23: the client holds the new group; tell it to execute the transition (22)."""

@@ -192,3 +192,39 @@ async def test_dave_off_keeps_the_frames_plain(tmp_path: Path, tone_2s: Path) ->
     finally:
         await harness.close()
         await server.stop()
+
+
+async def test_a_member_joining_mid_track_moves_the_bot_to_a_new_epoch_without_losing_a_frame(
+    server: VoiceServer, harness: VoiceHarness, tmp_path: Path
+) -> None:
+    """Someone joins the call while music plays: the bot gets the Add proposal (27), commits
+    (28, not chosen), processes the listener's commit (29) and the transition (23, 22); frames
+    keep decrypting across the key change."""
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.wait_for_event(harness.guild_id, "dave_ready", timeout=5)
+    first_code = vc.voice_privacy_code
+    tone = generate_tone(tmp_path / "a660.ogg", 660.0, 3.0)
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[Exception | None] = loop.create_future()
+    vc.play(discord.FFmpegOpusAudio(str(tone), executable=FFMPEG),
+            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
+    audio = server.audio(harness.guild_id)
+    await audio.wait_for_packets(50, timeout=5)
+
+    transition = await server.dave_add_member(harness.guild_id, user_id=5555)
+    ready = await server.wait_for_event(harness.guild_id, "dave_ready", count=2, timeout=5)
+    assert ready.detail["transition_id"] == transition == 2
+    assert server.events(harness.guild_id, "dave_commit_not_chosen")  # the bot committed too
+    assert await asyncio.wait_for(finished, 10) is None
+    await audio.wait_for_quiet(0.2, timeout=5)
+
+    session = vc._connection.dave_session
+    assert session.epoch == 2 and sorted(int(u) for u in session.get_user_ids()) == sorted(
+        [harness.user_id, LISTENER_USER_ID, 5555])
+    assert vc.voice_privacy_code == ready.detail["privacy_code"] != first_code
+    # not a frame lost or undecryptable across the epoch change: one whole 3-second tone
+    assert audio.dave_failures == 0 and audio.plain_while_dave == 0
+    assert analysis.sequence_gaps(audio.packets) == 0
+    [segment] = analysis.segment_by_frequency(audio)
+    assert abs(segment.frequency - 660.0) < 3.0 and abs(segment.duration - 3.0) < 0.1
+    assert server.protocol_errors == []
