@@ -269,6 +269,16 @@ class DaveServerMixin:
                                 struct.pack(">H", transition) + commit)
         return transition
 
+    async def dave_member_joined(self, guild_id: int, user_id: int, channel_id: int) -> int | None:
+        """The main gateway saw `user_id` join `channel_id`: when that is the bot's call and its
+        DAVE group is ready, add the member (see `dave_add_member`); otherwise nothing."""
+        session = self._sessions.get(guild_id)  # type: ignore[attr-defined]
+        conn = session.connection if session is not None else None
+        if conn is None or conn.dave is None or not conn.dave.ready or session.websocket is None \
+                or session.channel_id != channel_id or user_id in conn.dave.members:
+            return None
+        return await self.dave_add_member(guild_id, user_id)
+
     async def _dave_transition_ready(self, ws: Any, session: Any, data: Any) -> None:
         """Opcode 23: the client holds the new group; tell it to execute the transition (22)."""
         conn = session.connection

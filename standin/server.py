@@ -370,6 +370,10 @@ class Standin:
         if member.id == self.bot_user.id:
             raise ValueError("the bot joins voice itself (op 4); use a member")
         self._set_voice_state(member, channel, self_deaf=self_deaf, self_mute=self_mute)
+        # a member joining the bot's call changes its DAVE group (a new epoch), as on Discord
+        member_joined = getattr(self.voice, "dave_member_joined", None)
+        if member_joined is not None:
+            await member_joined(member.guild_id, member.id, channel.id)
         await asyncio.sleep(0)
 
     async def leave_voice(self, member: Member) -> None:

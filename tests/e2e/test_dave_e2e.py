@@ -52,3 +52,31 @@ async def test_a_track_is_heard_through_dave_and_the_wire_carries_only_encrypted
     for frame, packet in zip(wire, encrypted[-len(wire):]):
         assert len(frame) > len(packet.opus) and frame[: len(packet.opus)] != packet.opus
     assert voice.protocol_errors == []
+
+
+async def test_a_member_joining_mid_track_changes_the_dave_epoch_and_nothing_is_lost(
+    music_bot: MusicBot, media_server
+) -> None:
+    standin, w = music_bot.standin, music_bot.world
+    voice, audio = standin.voice, music_bot.audio
+    if standin.voice_channel_of(w.member) is not w.music:
+        await standin.join_voice(w.member, w.music)
+    audio.clear()
+    readies = len(voice.events(w.guild.id, "dave_ready"))
+    reply = await music_bot.ask(w.member, f"!play {media_server.url('a440.webm')}")
+    assert reply.content.startswith("Playing **a440**"), reply.content
+    await music_bot.ears.wait_for_tone(440, packets=40, timeout=20)
+
+    await standin.join_voice(w.dj, w.music)  # Discord sends the bot an Add proposal and a commit
+    ready = await voice.wait_for_event(w.guild.id, "dave_ready", count=readies + 1, timeout=10)
+    await audio.wait_for_quiet(1.0, timeout=10)
+
+    joined = voice.events(w.guild.id, "dave_add_member")[-1]
+    assert joined.detail["user_id"] == w.dj.id and ready.detail["transition_id"] == joined.detail["transition_id"]
+    assert voice.connection_info(w.guild.id)["dave_privacy_code"] == ready.detail["privacy_code"]
+    # the bot did not start over (no invalid-commit recovery): it moved to the next epoch
+    assert [e for e in voice.events(w.guild.id, "op") if e.detail["op"] == 31] == []
+    [segment] = segment_by_frequency(audio)
+    assert abs(segment.frequency - 440) < 5 and 2.6 <= segment.duration <= 3.2, segment
+    assert audio.dave_failures == 0 and audio.plain_while_dave == 0
+    assert voice.protocol_errors == []
