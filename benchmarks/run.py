@@ -4,7 +4,7 @@ in the same run.
     python -m benchmarks.run [--quick] [--only NAME ...]
 
 NAME is one of: gap, first_packet, first_packet_red, first_play, resources, stall, concurrency, resolution,
-persistence, media_cost, filter_cost.
+persistence, media_cost, filter_cost, dave.
 See benchmarks/README.md.
 """
 
@@ -29,6 +29,7 @@ from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
 
 from . import concurrency, first_packet, first_packet_red, first_play, gap, resources, stall
+from . import dave as dave_cost
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
 
@@ -69,6 +70,7 @@ BENCHMARKS = {
     "persistence": persistence_rows,
     "media_cost": media_cost_rows,
     "filter_cost": filter_cost_rows,
+    "dave": dave_cost.run,
 }
 ENGINE_GUILD_ID = 1001
 

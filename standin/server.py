@@ -373,6 +373,10 @@ class Standin(InteractionsMixin):
         if member.id == self.bot_user.id:
             raise ValueError("the bot joins voice itself (op 4); use a member")
         self._set_voice_state(member, channel, self_deaf=self_deaf, self_mute=self_mute)
+        # a member joining the bot's call changes its DAVE group (a new epoch), as on Discord
+        member_joined = getattr(self.voice, "dave_member_joined", None)
+        if member_joined is not None:
+            await member_joined(member.guild_id, member.id, channel.id)
         await asyncio.sleep(0)
 
     async def leave_voice(self, member: Member) -> None:
@@ -730,7 +734,7 @@ class Standin(InteractionsMixin):
         if self.voice is None:
             log.warning("op 4: no voice server; VOICE_SERVER_UPDATE not sent")
             return
-        token = self.voice.open_session(guild.id, self.bot_user.id, session.session_id)
+        token = self.voice.open_session(guild.id, self.bot_user.id, session.session_id, channel.id)
         self._dispatch("VOICE_SERVER_UPDATE", {"token": token, "guild_id": str(guild.id),
                                                "endpoint": self.voice.endpoint})
 

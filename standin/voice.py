@@ -8,9 +8,14 @@ A real, unmodified discord.py 2.7.1 voice client connects here exactly as it con
    client must trust `VoiceServer.ca_file`), we send HELLO, it sends IDENTIFY, we answer READY
    with an SSRC and our UDP port;
 3. it does UDP IP discovery against that port, sends SELECT_PROTOCOL, we answer
-   SESSION_DESCRIPTION with a secret key and `dave_protocol_version: 0` (DAVE stays off);
-4. it sends RTP packets encrypted with aead_xchacha20_poly1305_rtpsize; we decrypt them and record
-   every Opus packet with its arrival time in the guild's `GuildAudio`.
+   SESSION_DESCRIPTION with a secret key and `dave_protocol_version: 1` when the client offered
+   DAVE (as Discord does; `VoiceServer(dave=False)` or STANDIN_DAVE=0 keeps it at 0), then act as
+   the MLS external sender and the listener already in the call (standin/dave.py): the client's
+   key package is added to the listener's group and it gets the Welcome, after which discord.py
+   end-to-end encrypts every frame;
+4. it sends RTP packets encrypted with aead_xchacha20_poly1305_rtpsize; we decrypt them (and the
+   DAVE layer inside) and record every Opus packet with its arrival time in the guild's
+   `GuildAudio`.
 
 Faults on demand (`close_websocket`, `set_udp_blackhole`) let tests watch discord.py react.
 Everything runs on the asyncio loop that called `start()`; Opus decoding is lazy (see GuildAudio).
@@ -19,6 +24,7 @@ Everything runs on the asyncio loop that called `start()`; Opus decoding is lazy
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import ipaddress
 import json
@@ -40,6 +46,8 @@ import nacl.bindings
 import nacl.exceptions
 import numpy as np
 from aiohttp import WSMsgType, web
+
+from standin import dave as dave_protocol
 
 log = logging.getLogger("standin.voice")
 
@@ -264,7 +272,8 @@ class ReceivedPacket:
     sequence: int  # RTP sequence number
     timestamp: int  # RTP timestamp (48 kHz units)
     ssrc: int
-    opus: bytes  # decrypted payload
+    opus: bytes  # decrypted payload (transport and, when `dave`, end-to-end)
+    dave: bool = False  # it came end-to-end encrypted (a DAVE frame) and was decrypted
 
 
 @dataclass(frozen=True)
@@ -288,10 +297,18 @@ class GuildAudio:
         self.speaking: list[SpeakingEvent] = []
         self.decrypt_failures = 0  # RTP datagrams that failed authentication
         self.blackholed = 0  # datagrams dropped because of set_udp_blackhole
+        self._reset_dave_counters()
         # asyncio.Event binds no loop at construction (3.10+): safe to build anywhere
         self._changed = asyncio.Event()
         self._decode_lock = threading.Lock()
         self._reset_decoded()
+
+    def _reset_dave_counters(self) -> None:
+        # the last DAVE frames as they were on the wire (after transport decryption): evidence
+        self.dave_wire_frames: collections.deque[bytes] = collections.deque(maxlen=64)
+        self.dave_failures = 0  # DAVE frames the listener could not decrypt (dropped)
+        # plain Opus frames while DAVE was negotiated (sent before the client's group was ready)
+        self.plain_while_dave = 0
 
     def _reset_decoded(self) -> None:
         self._decoded_upto = 0
@@ -358,6 +375,7 @@ class GuildAudio:
             self.speaking = []
             self.decrypt_failures = 0
             self.blackholed = 0
+            self._reset_dave_counters()
             self._reset_decoded()
 
     # decoding
@@ -476,6 +494,8 @@ class _Connection:
     mode: str | None = None
     client_address: tuple[str, int] | None = None
     max_dave_protocol_version: int | None = None
+    dave_protocol_version: int = 0
+    dave: dave_protocol.DaveListener | None = None
 
 
 @dataclass
@@ -486,6 +506,7 @@ class _Session:
     token: str
     audio: GuildAudio
     journal: _Journal
+    channel_id: int = 0  # the voice channel: DAVE's MLS group id
     websocket: web.WebSocketResponse | None = None
     connection: _Connection | None = None
     sequence: int = 0  # seq of our server messages (discord.py echoes it as seq_ack)
@@ -508,11 +529,16 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.server._on_datagram(data, addr, time.monotonic())
 
 
-class VoiceServer:
-    """A Discord voice server on `host`: TLS websocket + UDP, one session per guild."""
+class VoiceServer(dave_protocol.DaveServerMixin):
+    """A Discord voice server on `host`: TLS websocket + UDP, one session per guild.
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    `dave`: speak DAVE (end-to-end encryption, protocol 1) with clients that offer it, as Discord
+    does; None reads STANDIN_DAVE (on unless "0")."""
+
+    def __init__(self, host: str = "127.0.0.1", *, dave: bool | None = None) -> None:
         self.host = host
+        self.dave = os.environ.get("STANDIN_DAVE", "1") != "0" if dave is None else dave
+        self._external_sender: dave_protocol.ExternalSender | None = None
         self._tmpdir = tempfile.mkdtemp(prefix="standin-voice-")
         # remove the key material even if stop() is never called
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
@@ -572,15 +598,19 @@ class VoiceServer:
 
     # sessions (called by the main gateway)
 
-    def open_session(self, guild_id: int, user_id: int, session_id: str) -> str:
+    def open_session(
+        self, guild_id: int, user_id: int, session_id: str, channel_id: int | None = None
+    ) -> str:
         """Expect a voice connection for (guild, user, gateway session); returns its token.
 
         Called again for the same guild (a move, a reconnect) it keeps the token and the recorded
-        audio and takes the new gateway session id."""
+        audio and takes the new gateway session id. `channel_id` names DAVE's MLS group (the
+        guild id stands in when unknown: davey does not check it)."""
         session = self._sessions.get(guild_id)
         if session is not None:
             session.user_id = user_id
             session.session_id = session_id
+            session.channel_id = channel_id or session.channel_id
             session.log("session_updated", session_id=session_id)
             return session.token
         session = _Session(
@@ -590,6 +620,7 @@ class VoiceServer:
             token=secrets.token_hex(8),
             audio=self.audio(guild_id),
             journal=self._journal(guild_id),
+            channel_id=channel_id or guild_id,
         )
         self._sessions[guild_id] = session
         session.log("session_opened", session_id=session_id)
@@ -652,6 +683,9 @@ class VoiceServer:
             "mode": conn.mode,
             "client_address": conn.client_address,
             "max_dave_protocol_version": conn.max_dave_protocol_version,
+            "dave_protocol_version": conn.dave_protocol_version,
+            "dave_ready": conn.dave is not None and conn.dave.ready,
+            "dave_privacy_code": conn.dave.privacy_code if conn.dave is not None else None,
             "last_seq_ack": session.last_seq_ack,
         }
 
@@ -725,8 +759,7 @@ class VoiceServer:
                 if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                     break
                 if msg.type == WSMsgType.BINARY:
-                    # DAVE/MLS frames: they must never come while we say dave_protocol_version 0
-                    self._error(session, f"unexpected binary voice frame ({len(msg.data)} bytes)")
+                    await self._dave_binary(ws, session, msg.data)
                     continue
                 if msg.type != WSMsgType.TEXT:
                     continue
@@ -789,8 +822,10 @@ class VoiceServer:
             )
             session.audio._record_speaking(event)
             session.log("speaking", speaking=event.speaking)
-        elif op in (11, 12, 13, 23, 31):
-            # client connect / DAVE transition answers: harmless, recorded for inspection
+        elif op == dave_protocol.OP_DAVE_TRANSITION_READY:
+            await self._dave_transition_ready(ws, session, data)
+        elif op in (11, 12, 13, 31):
+            # client connect / invalid commit-welcome (a new key package follows): recorded
             session.log("op", op=op, data=data)
         else:
             await self._reject(ws, session, CLOSE_UNKNOWN_OPCODE, f"unknown op {op}")
@@ -876,6 +911,8 @@ class VoiceServer:
             self._error(session, f"SELECT_PROTOCOL address {address} differs from discovery {conn.client_address}")
         conn.mode = mode
         conn.secret_key = os.urandom(32)
+        offered = conn.max_dave_protocol_version if isinstance(conn.max_dave_protocol_version, int) else 0
+        conn.dave_protocol_version = dave_protocol.DAVE_PROTOCOL_VERSION if self.dave and offered >= 1 else 0
         session.log("select_protocol", mode=mode, address=address)
         await self._send(
             ws, session, OP_SESSION_DESCRIPTION,
@@ -883,11 +920,13 @@ class VoiceServer:
                 "mode": mode,
                 "secret_key": list(conn.secret_key),
                 # 0 keeps discord.py from starting a DAVE (MLS) session.
-                "dave_protocol_version": 0,
+                "dave_protocol_version": conn.dave_protocol_version,
                 "audio_codec": "opus",
                 "media_session_id": secrets.token_hex(16),
             },
         )
+        if conn.dave_protocol_version:
+            await self._dave_start(ws, session)
 
     async def _replace_websocket(self, session: _Session, ws: web.WebSocketResponse) -> None:
         old = session.websocket
@@ -956,11 +995,15 @@ class VoiceServer:
             audio.blackholed += 1
             return
         try:
-            _header, opus = decrypt_rtpsize(conn.mode, conn.secret_key, data)
+            _header, payload = decrypt_rtpsize(conn.mode, conn.secret_key, data)
         except ValueError:
             audio.decrypt_failures += 1
             return
-        audio._record(ReceivedPacket(arrival, sequence, timestamp, ssrc, opus))
+        media = self._dave_media(conn, audio, payload)
+        if media is None:
+            return
+        opus, end_to_end = media
+        audio._record(ReceivedPacket(arrival, sequence, timestamp, ssrc, opus, end_to_end))
 
 
     async def _close_from_server(self, ws: web.WebSocketResponse, code: int) -> None:

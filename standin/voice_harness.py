@@ -128,7 +128,10 @@ class VoiceHarness:
             self.server.close_session(self.guild_id)
             await vc.on_voice_state_update({**state, "channel_id": None})  # type: ignore[typeddict-item]
             return
-        token = self.server.open_session(self.guild_id, self.user_id, self.gateway_session_id)
+        # the channel is DAVE's MLS group id (a commit for another group is refused); servers
+        # that only stand for a VoiceServer elsewhere (the benchmarks') take no channel
+        where = {"channel_id": channel_id} if isinstance(self.server, VoiceServer) else {}
+        token = self.server.open_session(self.guild_id, self.user_id, self.gateway_session_id, **where)
         await vc.on_voice_state_update({**state, "channel_id": str(channel_id)})  # type: ignore[typeddict-item]
         await asyncio.sleep(0)
         await vc.on_voice_server_update(

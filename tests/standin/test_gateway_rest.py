@@ -22,6 +22,7 @@ class FakeVoiceServer:
         self.endpoint = f"{host}:9"
         self.ca_file = ""
         self.opened: list[tuple[int, int, str]] = []
+        self.channels: list[int | None] = []  # the voice channel of each open_session (DAVE group id)
         self.closed: list[int] = []
 
     async def start(self) -> None:
@@ -30,8 +31,10 @@ class FakeVoiceServer:
     async def stop(self) -> None:
         pass
 
-    def open_session(self, guild_id: int, user_id: int, session_id: str) -> str:
+    def open_session(self, guild_id: int, user_id: int, session_id: str,
+                     channel_id: int | None = None) -> str:
         self.opened.append((guild_id, user_id, session_id))
+        self.channels.append(channel_id)
         return f"token-{len(self.opened)}"
 
     def close_session(self, guild_id: int) -> None:
@@ -279,6 +282,7 @@ async def test_op4_voice_join_gives_state_and_server_update(standin: Standin, ht
     server = (await gw.recv_dispatch("VOICE_SERVER_UPDATE"))["d"]
     assert server == {"token": "token-1", "guild_id": str(world.guild.id), "endpoint": "127.0.0.1:9"}
     assert standin.voice.opened == [(world.guild.id, standin.bot_user.id, session_id)]
+    assert standin.voice.channels == [world.music.id]  # DAVE's MLS group is the channel
     assert standin.bot_voice_channel(world.guild) is world.music
 
     # a move keeps the voice server: only the state changes

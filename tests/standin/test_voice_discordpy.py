@@ -42,6 +42,15 @@ def tone_2s(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_tone(tmp_path_factory.mktemp("dpy") / "a440.ogg", 440.0, 2.0)
 
 
+async def connect_ready(server: VoiceServer, harness: VoiceHarness) -> discord.VoiceClient:
+    """Connect and wait until the DAVE handshake is over, as a fault comes mid-call. (A close that
+    lands while discord.py 2.7.1 answers the Welcome kills its websocket task with
+    ConnectionResetError from `_recover_from_invalid_commit` instead of reconnecting.)"""
+    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    await server.wait_for_event(harness.guild_id, "dave_ready", timeout=5)
+    return vc
+
+
 async def play_to_end(vc: discord.VoiceClient, path: Path) -> None:
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[Exception | None] = loop.create_future()
@@ -54,11 +63,12 @@ async def play_to_end(vc: discord.VoiceClient, path: Path) -> None:
 async def test_discord_py_plays_a_two_second_tone_that_the_server_hears(
     server: VoiceServer, harness: VoiceHarness, tone_2s: Path
 ) -> None:
-    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    vc = await connect_ready(server, harness)
     assert vc.is_connected() and server.is_connected(harness.guild_id)
-    # DAVE stays off: discord.py offered version 1, we answered 0 and it built no DAVE session
+    # DAVE is on, as on Discord: discord.py offered version 1 and joined the listener's group
     assert server.connection_info(harness.guild_id)["max_dave_protocol_version"] >= 1
-    assert vc._connection.dave_protocol_version == 0 and vc._connection.dave_session is None
+    await server.wait_for_event(harness.guild_id, "dave_ready", timeout=5)
+    assert vc._connection.dave_protocol_version == 1 and vc._connection.can_encrypt
     assert vc.mode == "aead_xchacha20_poly1305_rtpsize"
 
     await play_to_end(vc, tone_2s)
@@ -85,7 +95,7 @@ async def test_discord_py_plays_a_two_second_tone_that_the_server_hears(
 async def test_4006_session_invalid_makes_discord_py_reconnect_with_a_new_identify(
     server: VoiceServer, harness: VoiceHarness
 ) -> None:
-    await harness.connect(timeout=CONNECT_TIMEOUT)
+    await connect_ready(server, harness)
     first_ssrc = server.connection_info(harness.guild_id)["ssrc"]
     await server.close_websocket(harness.guild_id, 4006)
     # not a resume: discord.py leaves (op 4 without channel), rejoins and identifies again
@@ -99,7 +109,7 @@ async def test_4006_session_invalid_makes_discord_py_reconnect_with_a_new_identi
 
 
 async def test_1001_going_away_also_reconnects(server: VoiceServer, harness: VoiceHarness) -> None:
-    await harness.connect(timeout=CONNECT_TIMEOUT)
+    await connect_ready(server, harness)
     await server.close_websocket(harness.guild_id, 1001)
     await server.wait_for_event(harness.guild_id, "identify", count=2, timeout=10)
     assert server.events(harness.guild_id, "resume") == []
@@ -108,7 +118,7 @@ async def test_1001_going_away_also_reconnects(server: VoiceServer, harness: Voi
 async def test_4014_alone_makes_discord_py_wait_for_a_move_then_disconnect(
     server: VoiceServer, harness: VoiceHarness
 ) -> None:
-    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    vc = await connect_ready(server, harness)
     await server.close_websocket(harness.guild_id, 4014)
     # 4014 means "maybe moved": discord.py waits `timeout` for a VOICE_SERVER_UPDATE, and all
     # that time it still reports itself connected although nothing can be heard
@@ -123,7 +133,7 @@ async def test_4014_alone_makes_discord_py_wait_for_a_move_then_disconnect(
 async def test_kick_closes_with_4014_and_discord_py_disconnects_at_once(
     server: VoiceServer, harness: VoiceHarness
 ) -> None:
-    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    vc = await connect_ready(server, harness)
     await harness.kick()
     closed = await server.wait_for_event(harness.guild_id, "ws_closed", timeout=2)
     assert closed.detail == {"by": "server", "code": 4014}
@@ -141,7 +151,7 @@ async def test_4015_makes_discord_py_try_a_resume_that_ends_in_a_disconnect(
     """discord.py 2.7.1 answers 4015 by re-sending op 4 and waiting for both voice events while it
     still believes it is connected; the VOICE_SERVER_UPDATE only moves it to
     got_voice_server_update, so it times out and disconnects. A cog must rejoin by itself."""
-    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    vc = await connect_ready(server, harness)
     await server.close_websocket(harness.guild_id, 4015)
     await server.wait_for_event(harness.guild_id, "session_closed", timeout=CONNECT_TIMEOUT + 3)
     assert harness.op4_log == [harness.channel_id, harness.channel_id, None]
@@ -152,7 +162,7 @@ async def test_4015_makes_discord_py_try_a_resume_that_ends_in_a_disconnect(
 async def test_4017_dave_required_is_treated_as_a_plain_reconnect(
     server: VoiceServer, harness: VoiceHarness
 ) -> None:
-    await harness.connect(timeout=CONNECT_TIMEOUT)
+    await connect_ready(server, harness)
     await server.close_websocket(harness.guild_id, 4017)
     await server.wait_for_event(harness.guild_id, "identify", count=2, timeout=10)
 
@@ -160,7 +170,7 @@ async def test_4017_dave_required_is_treated_as_a_plain_reconnect(
 async def test_udp_blackhole_means_nothing_is_heard_until_it_is_lifted(
     server: VoiceServer, harness: VoiceHarness, tmp_path: Path
 ) -> None:
-    vc = await harness.connect(timeout=CONNECT_TIMEOUT)
+    vc = await connect_ready(server, harness)
     audio = server.audio(harness.guild_id)
     server.set_udp_blackhole(harness.guild_id, True)
     long_tone = generate_tone(tmp_path / "long.ogg", 660.0, 3.0)

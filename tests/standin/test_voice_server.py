@@ -29,7 +29,8 @@ XCHACHA = "aead_xchacha20_poly1305_rtpsize"
 
 @pytest.fixture
 async def server() -> AsyncIterator[VoiceServer]:
-    voice = VoiceServer()
+    # the transport layer alone: these raw clients speak no MLS (tests/standin/test_dave.py does)
+    voice = VoiceServer(dave=False)
     await voice.start()
     yield voice
     await voice.stop()
