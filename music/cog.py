@@ -34,6 +34,7 @@ from .commands.slash import PLAY_THIS
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .control.filters import server_chain
 from .engine.queue import QueueModel
+from .i18n import _
 from .netguard import NetworkGuard
 from .player import GuildPlayer, PlayerManager
 from .player.adapters import DiscordVoice, PipelineAudio, ServiceTracks
@@ -47,7 +48,6 @@ from .store_chunks import PlayerCapture
 from .ui.live import LiveMessages
 from .ui.views import NowPlayingControls
 from .voiceclient import connected_voice, voice_channel
-from .i18n import _
 
 log = logging.getLogger("red.music")
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from music.resolve.jsruntime import JsRuntimeReport, js_runtime_report
+
 from .i18n import _, deferred
 
 log = logging.getLogger("red.music.doctor")

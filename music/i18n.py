@@ -15,7 +15,7 @@ variable at each call, so one translator serves every server in its own language
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from redbot.core.i18n import Translator
@@ -28,13 +28,13 @@ class SentenceTranslator:
     """`_`: the English sentence in, the current locale's sentence out (through Red's Translator)."""
 
     def __init__(self) -> None:
-        self._red: Optional[Translator] = None
+        self._red: Translator | None = None
 
     def __call__(self, sentence: str) -> str:
         red = self._red or self._load()
         return red(sentence) if red is not None else sentence
 
-    def _load(self) -> Optional[Translator]:
+    def _load(self) -> Translator | None:
         red_i18n: Any = sys.modules.get(RED_I18N)
         if red_i18n is None:
             return None  # no Red in this process: English

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 from music.engine.timefmt import quote_user_text
+
 from .i18n import _
 
 log = logging.getLogger("red.music.policy")

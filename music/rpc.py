@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from .control import Actor, ControlError, MusicControl, wait_until_ready
 from .engine.track import Track
+from .i18n import _
 from .permissions import is_privileged
 from .player import GuildPlayer, PlayerState
 from .voiceclient import connected_voice
-from .i18n import _
 
 if TYPE_CHECKING:
     import discord

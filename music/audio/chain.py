@@ -19,9 +19,9 @@ from typing import Optional
 import discord
 from discord.opus import OPUS_SILENCE
 
+from ..i18n import _
 from .prebuffer import FRAME_SECONDS
 from .stream import TrackStream
-from ..i18n import _
 
 log = logging.getLogger("red.music.audio.source")
 

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
-from ..netguard import proxy_authorization
 from ..i18n import _
+from ..netguard import proxy_authorization
 
 log = logging.getLogger("red.music.audio.fetch")
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from music.netguard import ffmpeg_env
 
 from ..engine.filters import FilterChain
+from ..i18n import _
 from .filters import filter_graph
 from .pipe_input import PipeFeeder, RemoteSource, duration_from_bitrate, ogg_duration_from_tail
-from ..i18n import _
 
 log = logging.getLogger("red.music.audio.ffmpeg")
 

@@ -10,9 +10,9 @@ import subprocess
 import threading
 from typing import IO
 
+from ..i18n import _, deferred
 from .ffmpeg import end_process
 from .pipe_input import PipeFeeder, Readable
-from ..i18n import _, deferred
 
 #: How many stderr lines of ffmpeg are kept for error messages.
 STDERR_TAIL_LINES = 20

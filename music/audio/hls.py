@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from ..i18n import _
 from .fetch import HttpMediaReader, MediaFetchError
 from .hls_playlist import (
     MAX_PLAYLIST_BYTES,
@@ -50,7 +51,6 @@ from .hls_playlist import (
     is_playlist,
     parse_playlist,
 )
-from ..i18n import _
 
 __all__ = ["HlsError", "HlsReader", "MediaPlaylist", "MasterPlaylist", "choose_rendition",
            "is_playlist", "parse_playlist"]

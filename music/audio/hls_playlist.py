@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-from .fetch import MediaFetchError
 from ..i18n import _
+from .fetch import MediaFetchError
 
 #: A playlist larger than this is refused (a 3-hour VOD playlist of 2 s segments is ~400 KB).
 MAX_PLAYLIST_BYTES = 1024 * 1024

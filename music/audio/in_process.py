@@ -12,11 +12,11 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO, Union, cast
 
+from ..i18n import _
 from .fetch import HttpMediaReader, MediaFetchError
 from .ogg import CAPTURE_PATTERN, OggOpusReader, opus_frame_duration_ms
 from .pipe_input import Prefixed, fetch_error_sentence
 from .webm import EBML_MAGIC, WebmOpusReader
-from ..i18n import _
 
 log = logging.getLogger("red.music.audio.in_process")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import struct
 from typing import Protocol
 
-from .fetch import MediaFetchError
 from ..i18n import _
+from .fetch import MediaFetchError
 
 #: The index is held in memory while it is sent; a 3-hour audio file's is well under 4 MiB.
 MAX_MOOV_BYTES = 16 * 1024 * 1024

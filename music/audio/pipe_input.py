@@ -29,11 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Callable, Optional, Protocol, Union, cast
 
+from ..i18n import _
 from ..netguard import policy_refusal
 from .fetch import HttpMediaReader, MediaFetchError
 from .hls import MAX_PLAYLIST_BYTES, HlsError, HlsReader, is_playlist
 from .mp4_index import IndexFirstReader
-from ..i18n import _
 
 log = logging.getLogger("red.music.audio.pipe_input")
 

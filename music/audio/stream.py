@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from ..engine.filters import FilterChain
+from ..i18n import _
 from ..netguard import ffmpeg_env
 from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args
@@ -30,7 +31,6 @@ from .ogg import OggOpusReader, opus_frame_duration_ms
 from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
 from .prebuffer import DEFAULT_PREBUFFER_PACKETS, FRAME_MS, FRAME_SECONDS, Prebuffer
 from .webm import NotOpusAudio, WebmError
-from ..i18n import _
 
 log = logging.getLogger("red.music.audio.source")
 

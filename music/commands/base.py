@@ -14,9 +14,9 @@ from redbot.core.utils.predicates import MessagePredicate
 from ..control import Actor, ControlError, MusicControl
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..i18n import _
 from ..permissions import is_privileged
 from ..voiceclient import connected_voice, voice_channel
-from ..i18n import _
 
 if TYPE_CHECKING:
     from redbot.core.bot import Red

@@ -16,6 +16,7 @@ import discord
 
 from ..engine.track import Track
 from ..formatting import track_line
+from ..i18n import _, deferred
 from ..player import PlayerState
 from ..ui.controls import ALREADY_ENDING, ENDS_TRACK, TRACK_ENDED, Action, Answer, press
 from ..ui.live import Decision, LiveMessages, NowPlayingFacts, Step, render
@@ -28,7 +29,6 @@ from ..ui.views import (
 )
 from .base import MusicMixin
 from .menus import QUEUE_PAGES_TIMEOUT, queue_pages
-from ..i18n import _, deferred
 
 if TYPE_CHECKING:
     from ..player import GuildPlayer

@@ -15,9 +15,9 @@ from redbot.core.utils.chat_formatting import box, pagify
 from ..control.autoplay import AutoplayControl
 from ..control.content import ContentControl, RuleList
 from ..formatting import safe
+from ..i18n import _
 from .base import MusicMixin, _ChatControl
 from .settings import SettingsCommands
-from ..i18n import _
 
 BLOCK, ALLOW = RuleList("block"), RuleList("allow")
 BLOCK_GLOBAL, ALLOW_GLOBAL = RuleList("block", bot_wide=True), RuleList("allow", bot_wide=True)

@@ -9,9 +9,9 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box
 
 from ..engine.filters import EQ_BANDS, EQ_PRESETS, FILTERS, EqTable, FilterChain, gain_to_db
+from ..i18n import _
 from .base import CommandError, MusicMixin
 from .settings import SettingsCommands
-from ..i18n import _
 
 
 class FilterCommands(MusicMixin):

@@ -15,8 +15,8 @@ from redbot.core.utils.predicates import MessagePredicate
 
 from ..engine.timefmt import format_duration
 from ..formatting import track_line
-from ..ui.views import QueuePager, SearchPicker
 from ..i18n import _
+from ..ui.views import QueuePager, SearchPicker
 
 if TYPE_CHECKING:
     from ..player import GuildPlayer

@@ -16,10 +16,10 @@ from redbot.core.data_manager import cog_data_path, storage_type
 from redbot.core.utils.chat_formatting import box, pagify
 
 from ..doctor import Finding, run_checks
+from ..i18n import _
 from ..policy import DEFAULT_EXTRACTORS, GENERIC_ALL, ExtractorPolicy, normalise_extractor
 from .base import NO_MENTIONS, CommandError, MusicMixin
 from .settings import SettingsCommands
-from ..i18n import _
 
 musicset = SettingsCommands.musicset
 

@@ -14,13 +14,13 @@ from redbot.core.utils.chat_formatting import humanize_list, pagify
 
 from ..control.playlist_import import AudioImportReport
 from ..formatting import safe
+from ..i18n import _, deferred
 from ..playlists.formats import MAX_FILE_BYTES
 from ..playlists.model import Where
 from ..playlists.store import LIMITS
 from .base import CommandError
 from .playlists import PlaylistCommands, where_name
 from .settings import SettingsCommands
-from ..i18n import _, deferred
 
 UPLOAD_WAIT = 30.0
 DISCORD_FILE_LIMIT = 8 * 1024 * 1024  # the smallest upload size a server allows

@@ -18,9 +18,9 @@ from redbot.core.utils.menus import menu
 from ..control.queue_tools import QueueTools
 from ..engine.track import Track
 from ..formatting import track_line
+from ..i18n import _
 from .base import CommandError, MusicMixin, _ChatControl
 from .queue import QueueCommands
-from ..i18n import _
 
 RANGE = re.compile(r"^\s*(\d{1,6})\s*(?:-|\.\.|to)\s*(\d{1,6})\s*$")
 SHOWN = 5  # titles named in a reply before "and n more"

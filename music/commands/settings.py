@@ -13,9 +13,9 @@ from redbot.core.utils.chat_formatting import box, humanize_list
 from ..audio.ffmpeg import find_ffmpeg
 from ..engine.timefmt import format_duration, parse_duration
 from ..formatting import safe
+from ..i18n import _
 from ..policy import validate_cidr
 from .base import CommandError, MusicMixin
-from ..i18n import _
 
 
 def _seconds(text: str) -> int:

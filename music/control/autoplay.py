@@ -27,6 +27,7 @@ from ..engine.autoplay import (
 )
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..i18n import _
 from ..player import events as ev
 from ..playlists.model import PlaylistError, Where
 from ..policy import PolicyError
@@ -34,7 +35,6 @@ from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError
 from .errors import ControlError
 from .permissions import Actor, Intent
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..engine.content_rules import MAX_RULES, RuleError, parse_rule
+from ..i18n import _
 from ..player import events as ev
 from ..player.state import PlayerState
 from .errors import ControlError
 from .permissions import Actor, Intent
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl

@@ -19,6 +19,7 @@ from ..engine.queue import QueueError, QueueModel, RepeatMode
 from ..engine.timefmt import parse_seek
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..i18n import _
 from ..player import events as ev
 from ..player.state import GuildPlayer, PlayerState
 from ..policy import PolicyError
@@ -31,7 +32,6 @@ from .filters import FilterControl
 from .permissions import Actor, Intent, Verdict, require
 from .playlists import PlaylistControl
 from .queue_tools import QueueTools
-from ..i18n import _
 
 if TYPE_CHECKING:
     from ..player.manager import PlayerManager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+
 from ..i18n import _, deferred
 
 # How long a command or an RPC call waits for the cog to finish starting.

@@ -20,11 +20,11 @@ from ..engine.filters import (
     preset_gains,
     valid_preset_name,
 )
+from ..i18n import _
 from ..player import events as ev
 from ..player.state import PlayerState
 from .errors import ControlError
 from .permissions import Actor, Intent
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..i18n import _, deferred
 from ..playlists.model import Scope, Where
 from .errors import ControlError
-from ..i18n import _, deferred
 
 
 @dataclass(frozen=True)

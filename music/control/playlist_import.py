@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..i18n import _
 from ..playlists.audio import (
     AUDIO_COG_NAME,
     AUDIO_CONFIG_GROUPS,
@@ -30,7 +31,6 @@ from ..playlists.audio import (
 )
 from ..playlists.model import MAX_NAME_LENGTH, Playlist, PlaylistError, Scope, Where, check_name
 from .permissions import Actor, Intent, require
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .playlists import PlaylistControl

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from ..engine.track import Track
 from ..formatting import safe
+from ..i18n import _
 from ..playlists.formats import ParsedFile, dump_file, file_name, http_link, parse_file
 from ..playlists.model import (
     ENTRY_CEILING,
@@ -41,7 +42,6 @@ from ..resolve.resolver import ResolveError
 from .errors import ControlError, clean_query
 from .permissions import Actor, Intent, require
 from .playlist_import import AudioImportReport, import_audio, read_audio_leftovers
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import Enqueued, MusicControl

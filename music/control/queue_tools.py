@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from ..engine.content_rules import normalise_text
 from ..engine.queue import HISTORY_LIMIT
 from ..engine.track import Track
+from ..i18n import _
 from .errors import ControlError
 from .permissions import Actor, Intent
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .controller import MusicControl

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..i18n import _
 from .content_rules import ContentRules
 from .queue import QueueModel
 from .timefmt import format_duration
 from .track import Track
-from ..i18n import _
 
 
 class QueueLimits(Protocol):

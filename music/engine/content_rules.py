@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .track import Track
 from ..i18n import _
+from .track import Track
 
 MAX_RULES = 100  # per list (this server's block list, its allow list, the bot's two)
 MAX_RULE_LENGTH = 100

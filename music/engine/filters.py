@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
 from ..i18n import _, deferred
 
 #: Centre frequencies (Hz) of the 15 bands of Red's Audio and Lavalink.

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from music.engine.track import Track
+
 from ..i18n import _
 
 HISTORY_LIMIT = 50

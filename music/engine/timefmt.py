@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+
 from ..i18n import _, deferred
 
 # Seeking exactly to the end would just end the track; stay this far before it.

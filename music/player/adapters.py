@@ -15,11 +15,11 @@ from ..audio.sender import SharedSender
 from ..audio.source import ChainSource, TrackStream
 from ..engine.filters import FilterChain
 from ..engine.track import Track
+from ..i18n import _
 from ..policy import PolicyError, resolve_local_path
 from ..resolve.jobs import Priority
 from .errors import StreamOpenError, VoiceError
 from .ports import AfterCallback, SourceCallback, VoiceHandle
-from ..i18n import _
 
 if TYPE_CHECKING:
     import discord

@@ -1,6 +1,7 @@
 """The player's errors, each a sentence for the user."""
 
 from __future__ import annotations
+
 from ..i18n import _
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.queue import QueueError
 from ..formatting import safe, track_line
+from ..i18n import _
 from . import events as ev
 from .autoplay import cancel_autoplay, request_autoplay
 from .errors import plain_error
@@ -31,7 +32,6 @@ from .transitions import (
     stop_audio,
     voice_playing,
 )
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager

@@ -9,12 +9,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..engine.track import Track
+from ..i18n import _
 from ..policy import PolicyError
 from ..resolve.jobs import Priority
 from ..resolve.resolver import ResolveError
 from .errors import StreamOpenError, VoiceError, plain_error
 from .events import AutoplayResult, BackgroundFailed, Loaded, LoadFailed, Prefetched, PrefetchFailed
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.track import Track
 from ..formatting import safe
+from ..i18n import _, deferred
 from . import events as ev
 from .autoplay import request_autoplay
 from .errors import plain_error
 from .state import GuildPlayer, PlayerState
 from .transitions import announce, refresh_prefetch
-from ..i18n import _, deferred
 
 if TYPE_CHECKING:
     from .manager import PlayerManager

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from ..engine.track import Track
 from ..formatting import safe, track_line
+from ..i18n import _
 from . import loading
 from .autoplay import request_autoplay
 from .state import GuildPlayer, PlayerState
-from ..i18n import _
 
 if TYPE_CHECKING:
     from .manager import PlayerManager

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.track import Track
+from ..i18n import _
 from .formats import audio_track_entry, http_link, link_entry
 from .model import ENTRY_CEILING, Scope
-from ..i18n import _
 
 AUDIO_COG_NAME = "Audio"
 AUDIO_IDENTIFIER = 2711759130

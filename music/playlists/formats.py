@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..engine.track import Track
+from ..i18n import _
 from .model import (
     ENTRY_CEILING,
     MAX_QUERY,
@@ -32,7 +33,6 @@ from .model import (
     check_name,
     entry_of,
 )
-from ..i18n import _
 
 FORMAT_NAME = "red-music-playlist"
 FORMAT_VERSION = 1

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .model import PlaylistError, Scope, parse_scope
 from ..i18n import _
+from .model import PlaylistError, Scope, parse_scope
 
 SCOPE_OPTIONS = {
     "--scope": "scope",

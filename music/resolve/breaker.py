@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
 from ..i18n import _, deferred
 
 # Names users recognise; anything else is shown as yt-dlp names it.

@@ -13,6 +13,7 @@ from yt_dlp.utils import DownloadError, YoutubeDLError
 from music.engine.timefmt import quote_user_text
 from music.netguard import policy_refusal
 from music.policy import PolicyError
+
 from ..i18n import _
 
 log = logging.getLogger("red.music.resolve")

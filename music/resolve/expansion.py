@@ -10,6 +10,7 @@ from typing import Any
 
 from music.engine.track import Track
 from music.resolve.jobs import Job
+
 from ..i18n import _
 
 

@@ -48,6 +48,7 @@ from music.resolve.job import (
     Stage,
     is_transient,
 )
+
 from ..i18n import _
 
 __all__ = [

@@ -19,6 +19,7 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
 from ..i18n import _
 
 log = logging.getLogger("red.music.resolve.jsruntime")

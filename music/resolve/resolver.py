@@ -43,6 +43,7 @@ from music.resolve.warmup import (
     warm_up_sync,
 )
 from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
+
 from ..i18n import _
 
 __all__ = [

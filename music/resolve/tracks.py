@@ -12,6 +12,7 @@ from music.policy import NetworkPolicy, PolicyError
 from music.resolve.errors import ResolveError
 from music.resolve.local import MediaProbe
 from music.resolve.urls import as_url, stream_expiry
+
 from ..i18n import _
 
 #: ffmpeg's look at a direct media URL (with the site's headers), for what yt-dlp can't say

@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from music.engine.timefmt import quote_user_text
+
 from ..i18n import _
 
 # Stream URLs without an expiry hint are assumed to last this long (YouTube's are ~6 h).

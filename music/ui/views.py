@@ -11,8 +11,8 @@ from typing import Any
 import discord
 from redbot.core.i18n import set_contextual_locales_from_guild
 
-from .controls import Action, custom_id
 from ..i18n import _, deferred
+from .controls import Action, custom_id
 
 log = logging.getLogger("red.music.ui")
 
