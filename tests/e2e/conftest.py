@@ -219,6 +219,14 @@ class Heard:
         return rms(np.concatenate([decoded[p.index] for p in packets]))
 
 
+async def stop_music(music_bot: MusicBot, by: Member | None = None) -> None:
+    """`by` (the member, by default) stops the music; then wait until nothing more is sent (the
+    stop may have come before the track's first packet)."""
+    reply = await music_bot.ask(by or music_bot.world.member, "!stop")
+    assert reply.content.startswith("Stopped"), reply.content
+    await music_bot.audio.wait_for_quiet(1.0, timeout=10, sound_expected=False)
+
+
 def near(hz: float, target: float, tolerance: float = 15.0) -> bool:
     return abs(hz - target) <= tolerance
 

@@ -19,7 +19,7 @@ import pytest_asyncio
 from music.ui.live import LIVE_EDIT_INTERVAL
 from standin import Member, Message, Standin
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, near
+from tests.e2e.conftest import MusicBot, near, stop_music
 from tests.e2e.test_resolution import running_fakesite_bot
 from tests.support.media import MediaServer, generate_tone
 
@@ -86,13 +86,6 @@ async def live_message(music_bot: MusicBot, title: str, *, after: int) -> Messag
 
 def button_ids(message: Message) -> list[str]:
     return [c.get("custom_id") for row in message.components for c in row.get("components", [])]
-
-
-async def stop(music_bot: MusicBot) -> None:
-    reply = await music_bot.ask(music_bot.world.dj, "!stop")
-    assert reply.content.startswith("Stopped"), reply.content
-    if music_bot.audio.packets:
-        await music_bot.audio.wait_for_quiet(1.0, timeout=10)
 
 
 def no_errors_in_log(music_bot: MusicBot) -> None:
@@ -188,7 +181,7 @@ async def test_refusals_are_private_sentences_and_change_nothing(music_bot: Musi
     public = [m for m in s.bot_messages(w.general) if m.id > mark and not m.ephemeral]
     assert public == []  # nothing in the channel for anyone else
     await ears.wait_for_tone(990, after=time.monotonic(), packets=10, timeout=5)  # it plays on
-    await stop(music_bot)
+    await stop_music(music_bot, by=music_bot.world.dj)
     no_errors_in_log(music_bot)
 
 
@@ -225,7 +218,7 @@ async def test_pause_and_resume_buttons(music_bot: MusicBot) -> None:
     await s.click(w.dj, live, "music:np:resume")
     await ears.wait_for_tone(550, after=resumed_at, packets=10, timeout=5)
     assert "music:np:pause" in button_ids(live) and "paused" not in live.content
-    await stop(music_bot)
+    await stop_music(music_bot, by=music_bot.world.dj)
 
 
 async def test_a_search_pick_from_the_menu_plays_it(music_bot: MusicBot, member2: Member) -> None:
@@ -242,7 +235,7 @@ async def test_a_search_pick_from_the_menu_plays_it(music_bot: MusicBot, member2
     assert reply.content.startswith("Playing **tones b880.webm**"), reply.content
     await s.wait_until(lambda: not listing.components, 5, "the menu to go")
     await music_bot.ears.wait_for_tone(880, after=picked_at, packets=10, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot, by=music_bot.world.dj)
 
 
 async def test_queue_pages_turn_for_whoever_asked(music_bot: MusicBot, member2: Member, tones) -> None:
@@ -257,7 +250,7 @@ async def test_queue_pages_turn_for_whoever_asked(music_bot: MusicBot, member2: 
     await s.click(w.member, listing, label="Next page")
     await s.wait_until(lambda: "Page 2/2" in listing.text, 5, "page 2")
     assert "`11.` **Tone 330**" in listing.text
-    await stop(music_bot)
+    await stop_music(music_bot, by=music_bot.world.dj)
     no_errors_in_log(music_bot)
 
 
@@ -285,5 +278,5 @@ async def test_after_a_reload_the_buttons_work_and_an_old_message_is_refused(mus
     stale = await s.wait_for_answer(await s.click(w.member, before, SKIP))
     assert stale.content == "This \"Now playing\" message is old; use the latest one (or the commands)."
     assert stale.ephemeral and s.seen_by(stale) is w.member
-    await stop(music_bot)
+    await stop_music(music_bot, by=music_bot.world.dj)
     no_errors_in_log(music_bot)

@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from standin import Message, Standin
 from standin.server import DefaultWorld
-from tests.e2e.conftest import MusicBot, running_music_bot, since
+from tests.e2e.conftest import MusicBot, running_music_bot, since, stop_music
 from tests.support.redbot import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -104,13 +104,6 @@ def clean_recording(request: pytest.FixtureRequest):
         request.getfixturevalue("music_bot").audio.clear()
 
 
-async def stop(music_bot: MusicBot) -> None:
-    reply = await music_bot.ask(music_bot.world.member, "!stop")
-    assert reply.content.startswith("Stopped"), reply.content
-    if music_bot.audio.packets:  # (wait_for_quiet needs at least one packet)
-        await music_bot.audio.wait_for_quiet(1.0, timeout=10)
-
-
 async def status(music_bot: MusicBot) -> str:
     reply = await music_bot.ask(music_bot.world.member, "!music status")
     assert "Cache hit rate" in reply.content, reply.content
@@ -150,7 +143,7 @@ async def test_a_big_playlist_starts_at_once_and_its_reply_is_edited_into_a_summ
 
     text = await status(music_bot)
     assert re.search(r"Sites: .*fakesite closed", text), text
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_a_second_play_of_the_same_link_is_answered_from_the_cache(music_bot: MusicBot, media_server) -> None:
@@ -165,7 +158,7 @@ async def test_a_second_play_of_the_same_link_is_answered_from_the_cache(music_b
     after = hit_rate(await status(music_bot))
     print(f"\ncache hit rate: {before:.0%} before the repeat, {after:.0%} after")
     assert after > before
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_search_then_a_number_queues_that_result(music_bot: MusicBot) -> None:
@@ -178,7 +171,7 @@ async def test_search_then_a_number_queues_that_result(music_bot: MusicBot) -> N
     picked = await music_bot.ask(w.member, "2")
     assert picked.content.startswith("Playing **tones b880.webm**"), picked.content
     await music_bot.ears.wait_for_tone(880, after=asked, packets=10, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_music_cancel_stops_a_slow_playlist_with_a_sentence(music_bot: MusicBot, media_server) -> None:
@@ -207,7 +200,7 @@ async def test_music_cancel_stops_a_slow_playlist_with_a_sentence(music_bot: Mus
     later = await music_bot.ask(w.member, "!queue")
     assert _queued_count(later) == _queued_count(queue_before), (queue_before.text, later.text)
     assert f"job {job}:" not in await status(music_bot)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 def _queued_count(message: Message) -> int:
@@ -232,7 +225,7 @@ async def test_the_member_limit_holds_for_every_entry_of_a_playlist(music_bot: M
         assert 1 <= mine <= 3, queued.text
     finally:
         await music_bot.ask(w.owner, "!musicset memberlimit 0")
-        await stop(music_bot)
+        await stop_music(music_bot)
 
 
 async def test_a_server_sees_and_cancels_only_its_own_lookups(music_bot: MusicBot, media_server) -> None:
@@ -262,4 +255,4 @@ async def test_a_server_sees_and_cancels_only_its_own_lookups(music_bot: MusicBo
         cancelled = await music_bot.ask(w.member, f"!music cancel {job}")
         assert cancelled.content == f"Cancelled job {job}.", cancelled.content
         await final_edit(music_bot, reply, "Queued", timeout=10)
-        await stop(music_bot)
+        await stop_music(music_bot)

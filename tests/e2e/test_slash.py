@@ -16,7 +16,7 @@ import pytest_asyncio
 from standin import Standin
 from standin.server import DefaultWorld
 from standin.state import Interaction
-from tests.e2e.conftest import MusicBot
+from tests.e2e.conftest import MusicBot, stop_music
 from tests.e2e.test_resolution import running_fakesite_bot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -40,13 +40,6 @@ async def music_bot(standin: Standin, world: DefaultWorld, cog_snapshot: Path,
 @pytest.fixture(autouse=True)
 def clean_recording(music_bot: MusicBot):
     music_bot.audio.clear()
-
-
-async def stop(music_bot: MusicBot) -> None:
-    reply = await music_bot.ask(music_bot.world.member, "!stop")
-    assert reply.content.startswith("Stopped"), reply.content
-    if music_bot.audio.packets:
-        await music_bot.audio.wait_for_quiet(1.0, timeout=10)
 
 
 def answered_in(interaction: Interaction) -> float:
@@ -80,7 +73,7 @@ async def test_slash_play_of_a_local_url_is_heard(music_bot: MusicBot, media_ser
     assert answer.content.startswith("Playing **a440**"), answer.content
     assert not answer.ephemeral and answered_in(interaction) < DISCORD_WINDOW
     await music_bot.ears.wait_for_tone(440, packets=50, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_a_slow_lookup_defers_at_once_then_plays(music_bot: MusicBot, media_server) -> None:
@@ -97,7 +90,7 @@ async def test_a_slow_lookup_defers_at_once_then_plays(music_bot: MusicBot, medi
     print(f"\n/play of a 5 s site: deferred after {answered_in(interaction):.3f} s, answered after "
           f"{answer.changed_at - interaction.created_at:.2f} s")
     await music_bot.ears.wait_for_tone(880, packets=50, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_autocomplete_answers_in_time_and_offers_a_title_looked_up_before(music_bot: MusicBot, media_server) -> None:
@@ -105,7 +98,7 @@ async def test_autocomplete_answers_in_time_and_offers_a_title_looked_up_before(
     # the slow test's item is in the server's history and in the lookup cache by now; make sure
     played = await music_bot.ask(world.member, f"!play {media_server.base_url}/site/item/a660.mp3")
     assert "a660" in played.content, played.content
-    await stop(music_bot)
+    await stop_music(music_bot)
     interaction = await standin.autocomplete(world.dj, world.general, "play", "query", "a660")
     choices = await standin.wait_for_choices(interaction, timeout=DISCORD_WINDOW)
     assert answered_in(interaction) < DISCORD_WINDOW
@@ -122,7 +115,7 @@ async def test_the_context_menu_queues_the_link_in_a_message(music_bot: MusicBot
     assert answer.content.startswith("Playing **b880**"), answer.content
     assert answered_in(interaction) < DISCORD_WINDOW
     await music_bot.ears.wait_for_tone(880, packets=30, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot)
     plain = await standin.say(world.admin, world.general, "no links here")
     refused = await standin.message_command(world.member, plain, "Play this")
     sentence = await standin.wait_for_answer(refused)
@@ -147,7 +140,7 @@ async def test_an_expired_token_still_gets_the_answer_in_the_channel(music_bot: 
     assert interaction.original is None  # nothing could be written through the dead token
     await music_bot.ears.wait_for_tone(440, packets=30, timeout=20)
     assert red_errors(music_bot) == errors_before, music_bot.red.log_tail(40)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_an_autocomplete_flood_is_answered_in_time_and_loses_nothing(music_bot: MusicBot, media_server) -> None:
@@ -175,7 +168,7 @@ async def test_an_autocomplete_flood_is_answered_in_time_and_loses_nothing(music
     reply = await music_bot.ask(world.member, "!queue", expect=lambda m: bool(re.search(r"b880", m.text)))
     assert "long" in reply.text and "b880" in reply.text, reply.text
     assert red_errors(music_bot) == errors_before, music_bot.red.log_tail(40)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_playlist_names_autocomplete_and_slash_start_plays_one(music_bot: MusicBot, media_server) -> None:
@@ -191,7 +184,7 @@ async def test_playlist_names_autocomplete_and_slash_start_plays_one(music_bot: 
     answer = await standin.wait_for_answer(interaction, timeout=20)
     assert answer.content.startswith("Playing **a440**"), answer.content
     await music_bot.ears.wait_for_tone(440, packets=30, timeout=20)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_a_slash_refusal_is_shown_to_the_invoker_alone(music_bot: MusicBot) -> None:
@@ -217,7 +210,7 @@ async def test_slash_play_of_a_playlist_edits_its_answer_with_progress_then_a_su
     assert any(e["content"].startswith("Loading **Slow list**: `") for e in answer.edits), answer.edits
     assert any(r.route.startswith(f"PATCH /webhooks/{standin.application_id}/{interaction.token}/messages/")
                for r in standin.requests)
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_slash_search_then_a_typed_number_queues_that_result(music_bot: MusicBot) -> None:
@@ -227,7 +220,7 @@ async def test_slash_search_then_a_typed_number_queues_that_result(music_bot: Mu
     assert interaction.responses[0]["type"] == 5 and listing.content.startswith("`1.` **tones a440.webm**")
     picked = await music_bot.ask(world.member, "2")
     assert picked.content.startswith("Playing **tones b880.webm**"), picked.content
-    await stop(music_bot)
+    await stop_music(music_bot)
 
 
 async def test_after_a_reload_the_slash_commands_and_the_menu_still_work(music_bot: MusicBot, media_server) -> None:
@@ -243,4 +236,4 @@ async def test_after_a_reload_the_slash_commands_and_the_menu_still_work(music_b
     typed = await standin.autocomplete(world.member, world.general, "play", "query", "a44")
     assert any("a440" in c["name"] for c in await standin.wait_for_choices(typed, timeout=DISCORD_WINDOW))
     assert red_errors(music_bot) == errors_before, music_bot.red.log_tail(40)
-    await stop(music_bot)
+    await stop_music(music_bot)
