@@ -13,8 +13,6 @@ valid for `interaction_lifetime` seconds (15 minutes); both are settable for tes
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from .state import Channel, Interaction, Member, Message, Role, User
@@ -181,31 +179,4 @@ class InteractionsMixin:
 
     async def _interact(self: Standin, member: Member, channel: Channel, kind: int,
                         data: dict[str, Any], name: str) -> Interaction:
-        interaction = Interaction(
-            id=self.ids.next(), token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48), member=member,
-            channel_id=channel.id, kind=kind, command_name=name,
-            lifetime=self.interaction_lifetime, response_window=self.interaction_response_window,
-        )
-        self.interactions[interaction.id] = interaction
-        guild = self.guilds[member.guild_id]
-        self._dispatch("INTERACTION_CREATE", {
-            "id": str(interaction.id),
-            "application_id": str(self.application_id),
-            "type": kind,
-            "data": data,
-            "guild_id": str(guild.id),
-            "channel_id": str(channel.id),
-            "channel": channel.payload(),
-            "member": {**member.payload(), "permissions": str(guild.permissions_of(member))},
-            "token": interaction.token,
-            "version": 1,
-            "app_permissions": str(guild.permissions_of(guild.members[self.bot_user.id])),
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(guild.id)},
-            "context": 0,
-            "attachment_size_limit": 26214400,
-        })
-        await asyncio.sleep(0)
-        return interaction
+        return await self._open_interaction(member, channel, kind, data, command_name=name)

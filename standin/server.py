@@ -325,39 +325,48 @@ class Standin(InteractionsMixin):
         menu. Returns the Interaction; see `wait_for_interaction_response`."""
         component = _find_component(message.components, custom_id, label, emoji)
         await self._human_pause(message)
-        interaction = Interaction(
-            id=self.ids.next(), token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48), member=member,
-            channel_id=message.channel_id, message=message, custom_id=component["custom_id"],
-            component_type=int(component.get("type", 2)), values=list(values or []),
-            lifetime=self.interaction_lifetime, response_window=self.interaction_response_window,
-        )
-        self.interactions[interaction.id] = interaction
-        channel = self.channels[message.channel_id]
-        data: dict[str, Any] = {"custom_id": interaction.custom_id,
-                                "component_type": interaction.component_type}
+        data: dict[str, Any] = {"custom_id": component["custom_id"],
+                                "component_type": int(component.get("type", 2))}
         if values is not None:
             data["values"] = list(values)
+        return await self._open_interaction(
+            member, self.channels[message.channel_id], 3, data, message=message,
+            custom_id=data["custom_id"], component_type=data["component_type"], values=list(values or []),
+        )
+
+    async def _open_interaction(self, member: Member, channel: Channel, kind: int, data: dict[str, Any], *,
+                                message: Message | None = None, **fields: Any) -> Interaction:
+        """Record an Interaction of `kind` (with the Interaction `fields` its kind has) and send
+        INTERACTION_CREATE for it, as Discord shapes it for a member in a guild channel."""
+        interaction = Interaction(
+            id=self.ids.next(), token="aW50ZXJhY3Rpb24" + secrets.token_urlsafe(48), member=member,
+            channel_id=channel.id, message=message, kind=kind,
+            lifetime=self.interaction_lifetime, response_window=self.interaction_response_window, **fields,
+        )
+        self.interactions[interaction.id] = interaction
         guild = self.guilds[member.guild_id]
-        self._dispatch("INTERACTION_CREATE", {
+        payload: dict[str, Any] = {
             "id": str(interaction.id),
             "application_id": str(self.application_id),
-            "type": 3,
+            "type": kind,
             "data": data,
-            "guild_id": _opt_str(channel.guild_id),
+            "guild_id": str(guild.id),
             "channel_id": str(channel.id),
             "channel": channel.payload(),
             "member": {**member.payload(), "permissions": str(guild.permissions_of(member))},
             "token": interaction.token,
             "version": 1,
-            "message": self._message_payload(message),
             "app_permissions": str(guild.permissions_of(guild.members[self.bot_user.id])),
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(channel.guild_id)},
+            "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0,
             "attachment_size_limit": 26214400,
-        })
+        }
+        if message is not None:
+            payload["message"] = self._message_payload(message)
+        self._dispatch("INTERACTION_CREATE", payload)
         await asyncio.sleep(0)
         return interaction
 
