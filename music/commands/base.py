@@ -40,6 +40,14 @@ class CommandError(commands.UserFeedbackCheckFailure):
     """A sentence for the user; raising it ends the command and changes nothing."""
 
 
+def listen_for_reply(ctx: commands.GuildContext, timeout: float) -> asyncio.Future[discord.Message]:
+    """Start listening for the author's next message in this channel (asyncio.TimeoutError after
+    `timeout` s). Call it before the prompt goes out: an answer typed the moment the prompt shows
+    can reach the gateway before our send returns, and would be missed."""
+    same_author_and_channel = MessagePredicate.same_context(ctx)
+    return asyncio.ensure_future(ctx.bot.wait_for("message", check=same_author_and_channel, timeout=timeout))
+
+
 class _ChatControl:
     """The control layer as chat commands see it: a ControlError becomes a CommandError."""
 
@@ -93,11 +101,8 @@ class MusicMixin:
         return await ctx.send(text, allowed_mentions=NO_MENTIONS)
 
     async def say_and_await_reply(self, ctx: commands.GuildContext, text: str, timeout: float) -> discord.Message:
-        """Send `text`, then the author's next message in this channel (asyncio.TimeoutError after
-        `timeout` s). The listener is in place before the prompt goes out: an answer typed the
-        moment the prompt shows can reach the gateway before our send returns, and would be missed."""
-        same_author_and_channel = MessagePredicate.same_context(ctx)
-        reply = asyncio.ensure_future(ctx.bot.wait_for("message", check=same_author_and_channel, timeout=timeout))
+        """Send `text`, then the author's next message in this channel (see listen_for_reply)."""
+        reply = listen_for_reply(ctx, timeout)
         try:
             await self.say(ctx, text)
             return await reply

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 from redbot.core import commands
-from redbot.core.utils.predicates import MessagePredicate
 
 from ..engine.timefmt import format_duration
 from ..formatting import track_line
 from ..i18n import _
 from ..ui.views import QueuePager, SearchPicker
+from .base import listen_for_reply
 
 if TYPE_CHECKING:
     from ..player import GuildPlayer
@@ -78,8 +78,7 @@ async def pick_result(mixin: MusicMixin, ctx: commands.GuildContext, prompt: str
         return True
 
     picker = SearchPicker(ctx.author.id, labels, on_pick, timeout=timeout)
-    # the reply listener is in place before the prompt goes out (see MusicMixin.say_and_await_reply)
-    typed = asyncio.ensure_future(ctx.bot.wait_for("message", check=MessagePredicate.same_context(ctx), timeout=timeout))
+    typed = listen_for_reply(ctx, timeout)  # before the prompt goes out
     typed.add_done_callback(lambda task: task.cancelled() or task.exception())  # a lost race is no error
     message: discord.Message | None = None
     try:
