@@ -156,6 +156,17 @@ class CpuWindow:
             total += sum(after[tid] - before[tid] for tid in before.keys() & after.keys())
         return total / 1e9
 
+    def by_thread_name(self, pid: int, names: dict[int, str]) -> dict[str, float]:
+        """CPU seconds per thread kind (the name's prefix before ':'; ``names``: native thread
+        id -> name, e.g. from threading.enumerate()), for one process of the window: where the
+        bot's time goes (the audio sender, the readers, the event loop)."""
+        kinds: dict[str, float] = {}
+        before, after = self.begin.get(pid, {}), self.end.get(pid, {})
+        for tid in before.keys() & after.keys():
+            kind = names.get(tid, "other").split(":")[0]
+            kinds[kind] = kinds.get(kind, 0.0) + (after[tid] - before[tid]) / 1e9
+        return kinds
+
     def ms_per_stream_second(self, streams: int | None = None) -> float:
         streams = self.counted if streams is None else streams
         if streams == 0 or self.seconds <= 0:

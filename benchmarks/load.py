@@ -20,12 +20,15 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
                      warmup: float, seconds: float, idle_seconds: float = 1.0,
                      measure_memory: bool = True, timing_only: bool = False,
                      sender_phases: int | None = None, encoder: str | None = None,
-                     guard: bool = True) -> dict[str, Any]:
+                     guard: bool = True, packet_path: str = "writer",
+                     step_profile: bool = False) -> dict[str, Any]:
     """Run one configuration in a fresh process; returns the worker's result plus ``timing``
     (inter-arrival statistics at the receiver over the measuring window). ``method``: "ours",
     "baseline" (FFmpegOpusAudio) or "pcm" (FFmpegPCMAudio + PCMVolumeTransformer); ``encoder``:
     libopus loss settings for every transcode (botside.ENCODER_SETTINGS; None = each its own);
-    ``guard``: ours' streams through the network guard, as the cog's always are."""
+    ``guard``: ours' streams through the network guard, as the cog's always are;
+    ``packet_path``: "writer" (the sender's own packet step) or "discord" (send_audio_packet);
+    ``step_profile``: time the sender's per-packet steps (costs about 1 us a call)."""
     global _next_guild
     ids = list(range(_next_guild, _next_guild + 10 * guilds, 10))  # channel id = guild id + 1
     _next_guild += 10 * guilds
@@ -39,7 +42,8 @@ async def run_worker(bench: Any, *, method: str, mode: str, url: str, guilds: in
               "endpoint": bench.standin.endpoint, "ca_file": bench.standin.ca_file,
               "guilds": sessions, "warmup": warmup, "seconds": seconds,
               "idle_seconds": idle_seconds, "measure_memory": measure_memory,
-              "sender_phases": sender_phases, "encoder": encoder, "guard": guard}
+              "sender_phases": sender_phases, "encoder": encoder, "guard": guard,
+              "packet_path": packet_path, "step_profile": step_profile}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "benchmarks.load_worker", cwd=str(REPO_ROOT),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

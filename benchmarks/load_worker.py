@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -60,6 +61,55 @@ class GcPauses:
                                       1000 * (time.perf_counter() - self._started))
 
 
+class StepProfile:
+    """CPU time of the sender's per-packet steps (read, build, send), from the thread that runs
+    them, by wrapping the functions: each call pays for two thread-clock reads (about 1 us), so
+    a profiled run is labelled as such and its totals are not the plain run's."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, list[int]] = {}
+
+    def wrap(self, owner: Any, name: str, step: str) -> None:
+        original = getattr(owner, name)
+        totals = self.steps.setdefault(step, [0, 0])
+        clock = time.thread_time_ns
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[0] += clock() - started
+                totals[1] += 1
+
+        setattr(owner, name, timed)
+
+    def install(self) -> None:
+        import discord
+        from discord.voice_state import VoiceConnectionState
+
+        from music.audio.chain import ChainSource
+        from music.audio.voice_packets import PacketWriter
+
+        self.wrap(ChainSource, "read", "read")
+        self.wrap(PacketWriter, "build", "writer_build")  # DAVE, RTP header, AEAD
+        self.wrap(PacketWriter, "send", "writer_send")  # build + the socket send
+        self.wrap(discord.VoiceClient, "send_audio_packet", "discord_send_audio_packet")
+        self.wrap(VoiceConnectionState, "send_packet", "discord_socket_send")
+
+    def result(self) -> dict[str, list[int]]:
+        return {step: list(totals) for step, totals in self.steps.items()}
+
+
+def use_packet_path(path: str) -> None:
+    """"writer": the sender's own packet step (the cog's default); "discord": every packet
+    through discord.py's send_audio_packet, to compare the two in the same run."""
+    if path == "discord":
+        from music.audio import sender
+
+        sender.packet_writer = lambda: None  # type: ignore[assignment]
+
+
 class DroppedPackets(logging.Handler):
     """Counts discord.py's "A packet has been dropped" (the UDP socket refused a packet; logged
     at debug level only)."""
@@ -74,6 +124,10 @@ class DroppedPackets(logging.Handler):
 
 
 async def measure(config: dict[str, Any]) -> dict[str, Any]:
+    use_packet_path(config.get("packet_path", "writer"))
+    profile = StepProfile()
+    if config.get("step_profile"):
+        profile.install()
     dropped = DroppedPackets()
     voice_log = logging.getLogger("discord.voice_client")
     voice_log.setLevel(logging.DEBUG)
@@ -155,6 +209,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     window_end = time.monotonic()
     bot_cpu.stop()
     ffmpeg_cpu.stop()
+    cpu_by_thread = bot_cpu.by_thread_name(
+        os.getpid(), {t.native_id: t.name for t in threading.enumerate() if t.native_id})
     gc_pauses.active = False
     # Memory after the window, the streams still playing: reading smaps_rollup of many processes
     # holds the GIL long enough to delay the audio threads, so never inside the timed window.
@@ -165,6 +221,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         ffmpeg_pss = [p for pid in ffmpeg_pids if (p := pss_bytes(pid)) is not None]
         ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
     still_playing = sum(1 for h in harnesses if h.voice_client.is_playing())
+    threads = threading.active_count()
+    open_files = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
     underruns = sum(c.stats.underruns for c in chains)
     unexpected = [f"{kind}: {error}" for e in chain_events for kind, error in e.seen
                   if kind != "track_start"]
@@ -196,9 +254,15 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "sender_skipped_slots": sender_stats.skipped_slots if ours else None,
         "sender_max_tick_ms": sender_stats.max_tick_ms if ours else None,
         "gc_counts": gc_pauses.counts,
+        "threads": threads,
+        "open_files": open_files,
+        "step_profile": profile.result(),
+        "packet_path": config.get("packet_path", "writer"),
         "gc_max_ms": gc_pauses.max_ms,
         "bot_cpu_ms_per_stream_second": bot_cpu.ms_per_stream_second(streams_n),
         "bot_cpu_share": bot_cpu.used / bot_cpu.seconds if bot_cpu.seconds else None,
+        # the bot's CPU by thread kind, in cores (sender, readers, the event loop...)
+        "bot_cpu_by_thread": {k: v / bot_cpu.seconds for k, v in cpu_by_thread.items()},
         "bot_cpu_idle_share": idle_share,
         "bot_cpu_marginal_ms_per_stream_second":
             1000 * (bot_cpu.used - idle_share * bot_cpu.seconds) / (streams_n * bot_cpu.seconds),

@@ -28,7 +28,16 @@ from music.audio.ffmpeg import find_ffmpeg
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
 
-from . import concurrency, first_packet, first_packet_red, first_play, gap, resources, stall
+from . import (
+    capacity,
+    concurrency,
+    first_packet,
+    first_packet_red,
+    first_play,
+    gap,
+    resources,
+    stall,
+)
 from . import dave as dave_cost
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
@@ -66,6 +75,7 @@ BENCHMARKS = {
     "resources": resources.run,
     "stall": stall.run,
     "concurrency": concurrency.run,
+    "capacity": capacity.run,
     "resolution": resolution_rows,
     "persistence": persistence_rows,
     "media_cost": media_cost_rows,

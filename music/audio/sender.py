@@ -53,6 +53,7 @@ from discord.enums import SpeakingState
 
 from .chain import SILENCE_FRAME
 from .prebuffer import FRAME_SECONDS
+from .voice_packets import PacketWriter, packet_writer
 from .voice_slot import (
     AfterCallback,
     PublicPlayback,
@@ -107,6 +108,8 @@ class Playback:
         self.source = source
         self.after = after
         self.encode = not source.is_opus()
+        # discord.py's packet, built and sent without giving the GIL up (music.audio.voice_packets)
+        self.writer: PacketWriter | None = packet_writer()
         self.paused = False
         self.ending = False  # stop asked or the source ended: trailing silence, then finalize
         self.error: Exception | None = None
@@ -115,6 +118,13 @@ class Playback:
         self.last_sent = float("-inf")  # clock time of its last packet (the sender's clock)
         self.phase = 0  # which sub-tick of each frame sends its packet (SharedSender phases)
         self._done = threading.Event()  # after() and cleanup() have run
+
+    def send(self, data: bytes, *, encode: bool = False) -> None:
+        """One packet to the voice client (sender thread only)."""
+        if encode or self.writer is None:
+            self.client.send_audio_packet(data, encode=encode)
+        else:
+            self.writer.send(self.client, data)
 
     # -- what discord.py's VoiceClient calls on its _player ---------------------------------------
 
@@ -493,7 +503,7 @@ class SharedSender:
                         playback.silence_left = 0  # another player has this voice client now
                     if playback.silence_left > 0 and client.is_connected():
                         playback.silence_left -= 1
-                        client.send_audio_packet(SILENCE_FRAME, encode=False)
+                        playback.send(SILENCE_FRAME)
                         playback.last_sent = clock()
                     else:
                         done.append(playback)
@@ -520,14 +530,14 @@ class SharedSender:
                 if playback.paused:
                     if playback.silence_left > 0:
                         playback.silence_left -= 1
-                        client.send_audio_packet(SILENCE_FRAME, encode=False)
+                        playback.send(SILENCE_FRAME)
                         playback.last_sent = clock()
                     continue
                 data = playback.source.read()
                 if not data:
                     playback.end(None)
                     continue  # its trailing silence starts on the next tick
-                client.send_audio_packet(data, encode=playback.encode)
+                playback.send(data, encode=playback.encode)
                 playback.last_sent = clock()
             except Exception as exc:
                 # this guild only: its after() gets the error, the others play on
