@@ -61,6 +61,14 @@ class GcPauses:
                                       1000 * (time.perf_counter() - self._started))
 
 
+def count_open_files() -> int | None:
+    """File descriptors the process holds (Linux), read once after the window."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
 class StepProfile:
     """CPU time of the sender's per-packet steps (read, build, send), from the thread that runs
     them, by wrapping the functions: each call pays for two thread-clock reads (about 1 us), so
@@ -222,7 +230,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         ffmpeg_private = [p for pid in ffmpeg_pids if (p := private_bytes(pid)) is not None]
     still_playing = sum(1 for h in harnesses if h.voice_client.is_playing())
     threads = threading.active_count()
-    open_files = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    open_files = count_open_files()
     underruns = sum(c.stats.underruns for c in chains)
     unexpected = [f"{kind}: {error}" for e in chain_events for kind, error in e.seen
                   if kind != "track_start"]
