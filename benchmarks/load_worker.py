@@ -21,6 +21,7 @@ from typing import Any
 from music.audio.source import ChainSource
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
+from music.voiceclient import lift_select_limit
 
 from .botside import (
     ChainEvents,
@@ -133,6 +134,9 @@ class DroppedPackets(logging.Handler):
 
 async def measure(config: dict[str, Any]) -> dict[str, Any]:
     use_packet_path(config.get("packet_path", "writer"))
+    # as the cog does at load: discord.py's voice readers past descriptor 1,024 (~500 guilds);
+    # the baselines too, so that they can connect as many
+    lift_select_limit()
     profile = StepProfile()
     if config.get("step_profile"):
         profile.install()

@@ -47,7 +47,7 @@ from .store import POSITION_SAVE_INTERVAL, MusicStore
 from .store_chunks import PlayerCapture
 from .ui.live import LiveMessages
 from .ui.views import NowPlayingControls
-from .voiceclient import connected_voice, voice_channel
+from .voiceclient import connected_voice, lift_select_limit, restore_select_limit, voice_channel
 
 log = logging.getLogger("red.music")
 
@@ -88,6 +88,8 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
         # checks the address it connects to (DNS rebinding, redirects, HLS segments).
         self.guard = NetworkGuard(lambda: self.store.network_policy)
         proxy = await self.guard.start()
+        if not lift_select_limit():  # past ~500 voice connections discord.py's reader needs it
+            log.info("discord.py's voice socket reader keeps select()'s 1,024-descriptor limit")
         self.resolver = Resolver(
             lambda: self.store.network_policy,
             proxy=proxy,
@@ -129,6 +131,7 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
             self.rpc.unregister()  # first: no RPC call may reach a cog that is shutting down
         self.bot.tree.remove_command(PLAY_THIS, type=discord.AppCommandType.message)
         self.shutdown_event.set()
+        restore_select_limit()
         manager = self.manager
         if manager is not None:
             # save where every player is before anything stops, so a reload resumes there
