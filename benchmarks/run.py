@@ -4,7 +4,7 @@ in the same run.
     python -m benchmarks.run [--quick] [--only NAME ...]
 
 NAME is one of: gap, first_packet, first_packet_red, first_play, resources, stall, concurrency, resolution,
-persistence, media_cost, filter_cost, dave.
+persistence, media_cost, filter_cost, dave, fec_loss.
 See benchmarks/README.md.
 """
 
@@ -28,7 +28,16 @@ from music.audio.ffmpeg import find_ffmpeg
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
 
-from . import concurrency, first_packet, first_packet_red, first_play, gap, resources, stall
+from . import (
+    concurrency,
+    fec_loss,
+    first_packet,
+    first_packet_red,
+    first_play,
+    gap,
+    resources,
+    stall,
+)
 from . import dave as dave_cost
 from .botside import close_harnesses, connect_harnesses, new_session_id
 from .common import RemoteVoiceServer, StandinProcess, generate_tone
@@ -71,6 +80,7 @@ BENCHMARKS = {
     "media_cost": media_cost_rows,
     "filter_cost": filter_cost_rows,
     "dave": dave_cost.run,
+    "fec_loss": fec_loss.run,
 }
 ENGINE_GUILD_ID = 1001
 

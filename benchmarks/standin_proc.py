@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from standin import analysis
-from standin.voice import RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
+from standin import analysis, listener
+from standin.loss import LossModel
+from standin.voice import OGG_HEADER_MAGICS, RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
 # Discord clients decode this 3-byte Opus frame as 20 ms of silence (discord.opus.OPUS_SILENCE).
 OPUS_SILENCE = b"\xf8\xff\xfe"
@@ -52,6 +53,28 @@ class TimingVoiceServer(VoiceServer):
                 conn.session.audio.packets.append(ReceivedPacket(arrival, sequence, timestamp, ssrc, b""))
                 return
         super()._on_datagram(data, addr, arrival)
+
+
+def _listen_under_loss(packets: list[ReceivedPacket], models: list[list[Any]],
+                       seeds: int) -> dict[str, Any]:
+    audio = [p for p in packets if p.opus != OPUS_SILENCE and p.opus[:8] not in OGG_HEADER_MAGICS]
+    payloads = [p.opus for p in audio]
+    modes: dict[str, int] = {}
+    for payload in payloads:
+        mode = listener.opus_mode(payload)
+        modes[mode] = modes.get(mode, 0) + 1
+    heard = {}
+    for kind, rate, mean_burst in models:
+        model = LossModel(kind, rate, mean_burst)
+        heard[model.label] = listener.listen_under_loss(payloads, model, range(seeds)).as_dict()
+    return {
+        "packets": len(payloads),
+        "bytes_per_packet": float(np.mean([len(p) for p in payloads])) if payloads else 0.0,
+        "modes": modes,
+        "with_lbrr": sum(1 for p in payloads if listener.has_lbrr(p)),
+        "sequence_gaps": analysis.sequence_gaps(audio),
+        "heard": heard,
+    }
 
 
 #: Linux's SO_TIMESTAMPNS / SCM_TIMESTAMPNS (Python's socket module does not name them)
@@ -127,6 +150,14 @@ class Controller:
             rows = [[p.arrival, p.sequence, "", 0.0, p.opus == OPUS_SILENCE] for p in audio.packets]
         return {"packets": rows, "ogg_headers": audio.ogg_header_packets,
                 "decrypt_failures": audio.decrypt_failures}
+
+    async def op_listen_under_loss(self, guild_id: int, models: list[list[Any]],
+                                   seeds: int) -> dict[str, Any]:
+        """The guild's received audio packets (no silence frames, no Ogg headers) as a listener
+        hears them under each loss model ``[kind, rate, mean_burst]``, one pattern per seed, with
+        what the encoder put in them (see standin.listener)."""
+        packets = list(self.voice.audio(guild_id).packets)
+        return await asyncio.to_thread(_listen_under_loss, packets, models, seeds)
 
     async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
         """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""
