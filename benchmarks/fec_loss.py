@@ -24,7 +24,7 @@ from music.audio.source import ChainSource
 from standin.listener import CLOSE_SNR_DB
 from standin.loss import BURSTS, DEFAULT_MEAN_BURST, RANDOM, LossModel
 
-from .botside import ENCODER_SETTINGS, ChainEvents, encoder_for_ours, open_stream, play_ours
+from .botside import ChainEvents, encoder_for_ours, open_stream, play_ours
 from .common import fmt, generate_tone, print_table
 
 SECONDS = 4.0
@@ -92,7 +92,7 @@ def _verdicts(source: str, by_case: dict[str, dict[str, dict[str, Any]]]) -> str
 
 
 async def run(bench: Any, quick: bool) -> str:
-    seeds = 10 if quick else 40
+    seeds = 10 if quick else 20
     await asyncio.to_thread(_make_media, bench.ffmpeg, bench.media_dir)
     encoder_rows: list[list[str]] = []
     loss_rows: list[list[str]] = []
@@ -106,14 +106,16 @@ async def run(bench: Any, quick: bool) -> str:
             try:
                 await _play_transcoded(bench, bench.url(name), encoder)
                 await asyncio.sleep(0.3)  # the last datagrams
-                got = await bench.standin.call("listen_under_loss", guild_id=bench.guild_id,
-                                               models=models, seeds=seeds, timeout=300)
+                got = await bench.standin.call(
+                    "listen_under_loss", guild_id=bench.guild_id, models=models, seeds=seeds,
+                    source=str(bench.media_dir / name), ffmpeg=bench.ffmpeg, timeout=300)
             except Exception as exc:
                 failures.append(f"{source}, {label}: {type(exc).__name__}: {exc}")
                 continue
             modes = ", ".join(f"{mode} {count}" for mode, count in sorted(got["modes"].items()))
             encoder_rows.append([source, label, str(got["packets"]), fmt(got["bytes_per_packet"]),
-                                 modes, str(got["with_lbrr"]), str(got["sequence_gaps"])])
+                                 modes, str(got["with_lbrr"]), str(got["sequence_gaps"]),
+                                 _figure(got["lossless_vs_source_db"])])
             for case, heard in got["heard"].items():
                 by_case.setdefault(case, {})[label] = heard
                 loss_rows.append([
@@ -124,17 +126,20 @@ async def run(bench: Any, quick: bool) -> str:
         if by_case and all(len(v) == len(ENCODERS) for v in by_case.values()):
             notes.append(_verdicts(source, by_case))
     encoder_notes = [
-        f"ours transcoding a {SECONDS:g} s MP3 to Opus (128 kb/s stereo, 20 ms frames) with each "
-        f"setting ({', '.join(f'{e}: {ENCODER_SETTINGS[e]}' for _, e in ENCODERS)}), sent over "
-        "UDP to the stand-in; modes from each packet's TOC byte (RFC 6716 3.1); LBRR = the packet "
-        "carries in-band FEC data for the frame before (SILK header flag, as WebRTC checks it).",
-        "CELT-only packets carry no FEC at all: libopus leaves CELT for hybrid (SILK + CELT) "
-        "when FEC is on with enough expected loss, so the FEC setting also changes how the "
-        "music is coded, not only what is added to it.",
+        f"ours transcoding a {SECONDS:g} s MP3 to Opus (128 kb/s VBR stereo, 20 ms frames) with "
+        "each setting, sent over UDP to the stand-in; modes from each packet's TOC byte (RFC 6716 "
+        "3.1); with LBRR = the packet carries in-band FEC data for the frame before (the SILK "
+        "header flag WebRTC reads).",
+        "CELT-only packets carry no FEC at all: with FEC on and 15 % expected loss libopus leaves "
+        "CELT for hybrid (SILK + CELT) even at 128 kb/s, so the setting changes how everything is "
+        "coded, not only what is added; its bitrate cost is in bytes per packet (VBR, same target).",
+        "no loss: the lossless decode against the MP3 decoded by ffmpeg, aligned by "
+        "cross-correlation: a waveform SNR, rough for a perceptual codec, but the same yardstick "
+        "for both settings (what FEC costs a listener who loses nothing).",
     ]
     print_table("FEC under packet loss: what the encoder sent", [
         "source", "encoder", "packets", "bytes per packet", "packets by mode", "with LBRR",
-        "lost on the wire"], encoder_rows, encoder_notes + [f"failure: {f}" for f in failures])
+        "lost on the wire", "no loss: SNR vs the MP3 dB"], encoder_rows, encoder_notes + [f"failure: {f}" for f in failures])
     loss_notes = [
         f"each loss case: {seeds} seeded patterns over the received packets (the same patterns "
         f"for both settings; bursts: Gilbert model, mean {DEFAULT_MEAN_BURST:g} packets), summed; "

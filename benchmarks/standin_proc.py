@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,10 +56,18 @@ class TimingVoiceServer(VoiceServer):
         super()._on_datagram(data, addr, arrival)
 
 
-def _listen_under_loss(packets: list[ReceivedPacket], models: list[list[Any]],
-                       seeds: int) -> dict[str, Any]:
+def _decode_source(ffmpeg: str, path: str) -> np.ndarray:
+    """A media file as interleaved stereo at 48 kHz, -1..1."""
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-f", "s16le", "-ar", "48000",
+                          "-ac", "2", "pipe:1"], capture_output=True, check=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype=np.int16).astype(np.float64) / 32768.0
+
+
+def _listen_under_loss(packets: list[ReceivedPacket], models: list[list[Any]], seeds: int,
+                       source: str, ffmpeg: str) -> dict[str, Any]:
     audio = [p for p in packets if p.opus != OPUS_SILENCE and p.opus[:8] not in OGG_HEADER_MAGICS]
     payloads = [p.opus for p in audio]
+    lossless = np.concatenate(listener.decode_all(payloads)) if payloads else np.zeros(0)
     modes: dict[str, int] = {}
     for payload in payloads:
         mode = listener.opus_mode(payload)
@@ -73,6 +82,7 @@ def _listen_under_loss(packets: list[ReceivedPacket], models: list[list[Any]],
         "modes": modes,
         "with_lbrr": sum(1 for p in payloads if listener.has_lbrr(p)),
         "sequence_gaps": analysis.sequence_gaps(audio),
+        "lossless_vs_source_db": listener.aligned_snr_db(_decode_source(ffmpeg, source), lossless),
         "heard": heard,
     }
 
@@ -151,13 +161,14 @@ class Controller:
         return {"packets": rows, "ogg_headers": audio.ogg_header_packets,
                 "decrypt_failures": audio.decrypt_failures}
 
-    async def op_listen_under_loss(self, guild_id: int, models: list[list[Any]],
-                                   seeds: int) -> dict[str, Any]:
+    async def op_listen_under_loss(self, guild_id: int, models: list[list[Any]], seeds: int,
+                                   source: str, ffmpeg: str) -> dict[str, Any]:
         """The guild's received audio packets (no silence frames, no Ogg headers) as a listener
         hears them under each loss model ``[kind, rate, mean_burst]``, one pattern per seed, with
-        what the encoder put in them (see standin.listener)."""
+        what the encoder put in them and how close their lossless decode is to the ``source``
+        file the bot played (decoded with ``ffmpeg``); see standin.listener."""
         packets = list(self.voice.audio(guild_id).packets)
-        return await asyncio.to_thread(_listen_under_loss, packets, models, seeds)
+        return await asyncio.to_thread(_listen_under_loss, packets, models, seeds, source, ffmpeg)
 
     async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
         """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""

@@ -9,7 +9,15 @@ import discord.opus
 import numpy as np
 import pytest
 
-from standin.listener import Heard, decode_all, has_lbrr, listen, listen_under_loss, opus_mode
+from standin.listener import (
+    Heard,
+    aligned_snr_db,
+    decode_all,
+    has_lbrr,
+    listen,
+    listen_under_loss,
+    opus_mode,
+)
 from standin.loss import BURSTS, RANDOM, LossModel, burst_lengths
 
 LENGTH = 40_000
@@ -142,3 +150,12 @@ def test_heard_adds_up() -> None:
     assert (total.frames, total.lost, total.recovered, total.concealed) == (20, 3, 1, 2)
     assert total.snr_db == pytest.approx(10.0)
     assert len(decode_all([])) == 0
+
+
+def test_aligned_snr_finds_the_codec_delay(voice_without_fec: list[bytes]) -> None:
+    source = _voice_like(3.0)
+    decoded = np.concatenate(decode_all(voice_without_fec))
+    assert aligned_snr_db(source, decoded) > 10  # Opus' 312-sample look-ahead, found
+    assert aligned_snr_db(source, decoded, max_lag=0) < 3  # unaligned: far off
+    delayed = np.concatenate([np.zeros(2 * 100), source])
+    assert math.isinf(aligned_snr_db(source, delayed))
