@@ -11,8 +11,9 @@ connected to the stand-in process, and the two ways of playing that are compared
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -200,6 +201,20 @@ def use_encoder_for_ours(encoder: str | None) -> None:
         return built
 
     stream_module.build_args = build_args  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def encoder_for_ours(encoder: str) -> Iterator[None]:
+    """``use_encoder_for_ours`` for the transcodes started inside the block only, for a row that
+    compares the settings in one process (the rows after it get the cog's own again)."""
+    import music.audio.stream as stream_module
+
+    original = stream_module.build_args
+    use_encoder_for_ours(encoder)
+    try:
+        yield
+    finally:
+        stream_module.build_args = original  # type: ignore[assignment]
 
 
 def pcm_baseline_source(ffmpeg: str, url: str) -> discord.PCMVolumeTransformer:

@@ -4,7 +4,7 @@ in the same run.
     python -m benchmarks.run [--quick] [--only NAME ...]
 
 NAME is one of: gap, first_packet, first_packet_red, first_play, resources, stall, concurrency, resolution,
-persistence, media_cost, filter_cost, dave.
+persistence, media_cost, filter_cost, dave, fec_loss.
 See benchmarks/README.md.
 """
 
@@ -31,6 +31,7 @@ from music.policy import NetworkPolicy
 from . import (
     capacity,
     concurrency,
+    fec_loss,
     first_packet,
     first_packet_red,
     first_play,
@@ -81,6 +82,7 @@ BENCHMARKS = {
     "media_cost": media_cost_rows,
     "filter_cost": filter_cost_rows,
     "dave": dave_cost.run,
+    "fec_loss": fec_loss.run,
 }
 ENGINE_GUILD_ID = 1001
 

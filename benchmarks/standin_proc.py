@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,8 +26,9 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from standin import analysis
-from standin.voice import RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
+from standin import analysis, listener
+from standin.loss import LossModel
+from standin.voice import OGG_HEADER_MAGICS, RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
 # Discord clients decode this 3-byte Opus frame as 20 ms of silence (discord.opus.OPUS_SILENCE).
 OPUS_SILENCE = b"\xf8\xff\xfe"
@@ -52,6 +54,37 @@ class TimingVoiceServer(VoiceServer):
                 conn.session.audio.packets.append(ReceivedPacket(arrival, sequence, timestamp, ssrc, b""))
                 return
         super()._on_datagram(data, addr, arrival)
+
+
+def _decode_source(ffmpeg: str, path: str) -> np.ndarray:
+    """A media file as interleaved stereo at 48 kHz, -1..1."""
+    raw = subprocess.run([ffmpeg, "-v", "error", "-i", path, "-f", "s16le", "-ar", "48000",
+                          "-ac", "2", "pipe:1"], capture_output=True, check=True, timeout=60).stdout
+    return np.frombuffer(raw, dtype=np.int16).astype(np.float64) / 32768.0
+
+
+def _listen_under_loss(packets: list[ReceivedPacket], models: list[list[Any]], seeds: int,
+                       source: str, ffmpeg: str) -> dict[str, Any]:
+    audio = [p for p in packets if p.opus != OPUS_SILENCE and p.opus[:8] not in OGG_HEADER_MAGICS]
+    payloads = [p.opus for p in audio]
+    lossless = np.concatenate(listener.decode_all(payloads)) if payloads else np.zeros(0)
+    modes: dict[str, int] = {}
+    for payload in payloads:
+        mode = listener.opus_mode(payload)
+        modes[mode] = modes.get(mode, 0) + 1
+    heard = {}
+    for kind, rate, mean_burst in models:
+        model = LossModel(kind, rate, mean_burst)
+        heard[model.label] = listener.listen_under_loss(payloads, model, range(seeds)).as_dict()
+    return {
+        "packets": len(payloads),
+        "bytes_per_packet": float(np.mean([len(p) for p in payloads])) if payloads else 0.0,
+        "modes": modes,
+        "with_lbrr": sum(1 for p in payloads if listener.has_lbrr(p)),
+        "sequence_gaps": analysis.sequence_gaps(audio),
+        "lossless_vs_source_db": listener.aligned_snr_db(_decode_source(ffmpeg, source), lossless),
+        "heard": heard,
+    }
 
 
 #: Linux's SO_TIMESTAMPNS / SCM_TIMESTAMPNS (Python's socket module does not name them)
@@ -127,6 +160,15 @@ class Controller:
             rows = [[p.arrival, p.sequence, "", 0.0, p.opus == OPUS_SILENCE] for p in audio.packets]
         return {"packets": rows, "ogg_headers": audio.ogg_header_packets,
                 "decrypt_failures": audio.decrypt_failures}
+
+    async def op_listen_under_loss(self, guild_id: int, models: list[list[Any]], seeds: int,
+                                   source: str, ffmpeg: str) -> dict[str, Any]:
+        """The guild's received audio packets (no silence frames, no Ogg headers) as a listener
+        hears them under each loss model ``[kind, rate, mean_burst]``, one pattern per seed, with
+        what the encoder put in them and how close their lossless decode is to the ``source``
+        file the bot played (decoded with ``ffmpeg``); see standin.listener."""
+        packets = list(self.voice.audio(guild_id).packets)
+        return await asyncio.to_thread(_listen_under_loss, packets, models, seeds, source, ffmpeg)
 
     async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
         """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""
