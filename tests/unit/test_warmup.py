@@ -211,8 +211,8 @@ def test_the_cogs_warm_up_freezes_what_exists_so_full_collections_stay_short() -
     assert figures["walked"] < figures["frozen"] // 10, figures
     assert not figures["instance_walked"]
     # once per process: a reload's warm-up freezes nothing more (the cog's previous modules,
-    # garbage by then, would never be freed)
-    assert figures["again"] is False and figures["frozen_again"] == figures["frozen"]
+    # garbage by then, would never be freed); frozen objects freed since only lower the count
+    assert figures["again"] is False and figures["frozen_again"] <= figures["frozen"]
     assert figures["frozen_ms"] < figures["unfrozen_ms"] / 3, figures
 
 
