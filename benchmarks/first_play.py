@@ -268,13 +268,15 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
          "full GCs (longest ms)", "next lookup ms"], rows,
         ["target: wake-ups under 2 ms late during the warm-up: " + "; ".join(
             f"{k} {verdict(v, 2.0)} ({fmt(v, 2)} ms)" for k, v in late.items())
-         + " (the max is mostly one full garbage collection, see below; the noise floor's row is "
-         "what the machine alone gives)",
+         + " (the noise floor's row is what the machine alone gives; the max includes the one full "
+         "garbage collection, see below)",
          "a task sleeps 1 ms again and again and records how late it wakes; medians over the fresh "
          "processes of each one's figures; the modes interleaved (benchmarks/warmup_pacing.py).",
          "full GCs: Python's generation-2 collections in that time (the allocations of compiling "
          "~1,900 patterns trigger about one); a collection holds the GIL throughout, so no pacing "
-         "can cut it: the max column is mostly that.",
+         "can cut it. The warm-up row freezes what exists first, as the cog does (gc.freeze, "
+         "music.resolve.warmup): its collection walks only the warm-up's own ~23,000 objects; the "
+         "cold row's walks everything.",
          "warm-up steps (median ms): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in steps.items()),
          "next lookup = the same direct-link lookup after the warm-up, through the service (cold, it "
          "is the busy time of the 'cold' row)."])

@@ -3,9 +3,9 @@ one-time costs are paid, and how long the next lookup takes.
 
     python -m benchmarks.warmup_pacing MODE URL
 
-MODE: ``warm-up`` (the cog's warm-up, ResolveService.warm_up, then a lookup of URL), ``cold``
-(no warm-up: the first lookup of URL pays everything, as before the warm-up existed), ``idle``
-(nothing runs: the machine's own noise). A task sleeps 1 ms again and again and records how late
+MODE: ``warm-up`` (the cog's warm-up, ResolveService.warm_up with the cog's gc freeze, then a
+lookup of URL), ``cold`` (no warm-up: the first lookup of URL pays everything, as before the
+warm-up existed), ``idle`` (nothing runs: the machine's own noise). A task sleeps 1 ms again and again and records how late
 each wake-up is. Prints one JSON line."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ async def measure(mode: str, url: str) -> dict[str, object]:
     started = time.perf_counter()
     figures: dict[str, object] = {"mode": mode}
     if mode == "warm-up":
-        report = await service.warm_up()
+        report = await service.warm_up(freeze=True)  # as the cog does
         assert report is not None
         figures["state"] = report.state
         figures["steps_ms"] = {k: round(v * 1000, 1) for k, v in report.steps.items()}

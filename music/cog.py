@@ -99,8 +99,12 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
             self.resolver, cache_path=cog_data_path(self) / "resolve_cache.json"
         )
         await self.service.start()  # loads the cache (in a thread)
-        # yt-dlp's first-use costs (~0.4 s), paid now in the background instead of by the first play
-        self.tasks["warm-up"] = asyncio.create_task(self.service.warm_up(), name="music-warm-up")
+        # yt-dlp's first-use costs (~0.4 s), paid now in the background instead of by the first
+        # play; and what exists now frozen out of the garbage collector's full collections,
+        # which would hold the GIL ~100 ms during a play (music.resolve.warmup)
+        self.tasks["warm-up"] = asyncio.create_task(
+            self.service.warm_up(freeze=True), name="music-warm-up"
+        )
         self.manager = PlayerManager(
             voice=DiscordVoice(self.bot),
             audio=PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy),

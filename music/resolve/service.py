@@ -147,12 +147,12 @@ class ResolveService:
                     "Could not save the resolve cache to %s", self.cache_path, exc_info=True
                 )
 
-    async def warm_up(self) -> WarmUpReport | None:
-        """Pay yt-dlp's first-use costs now, in the worker thread the first lookup will get,
-        without stalling the loop (music.resolve.warmup). None if no worker was free."""
+    async def warm_up(self, *, freeze: bool = False) -> WarmUpReport | None:
+        """yt-dlp's first-use costs paid now in the worker the first lookup gets, pacing the
+        loop (music.resolve.warmup; `freeze`: gc, process-wide, see there). None if no worker."""
         if self._closed:
             return None
-        return await warm_up_in(self.scheduler.run_ahead, self.resolver.warm_up_sync)
+        return await warm_up_in(self.scheduler.run_ahead, self.resolver.warm_up_sync, freeze=freeze)
 
     def configure(self, *, workers: int | None = None, timeout: float | None = None) -> None:
         """Apply changed owner settings without restarting."""
