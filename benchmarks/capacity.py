@@ -19,7 +19,9 @@ encode per frame in the bot) do not reach the larger ones on 2 cores (row 4: the
 not start 150 guilds). Then one point twice more at 150 guilds: ours with every packet through
 discord.py's ``send_audio_packet`` instead of the sender's own packet step (same run, like for
 like), and the per-packet steps profiled (read, build, send: the wrapping costs ~1 us a call,
-so that row's totals are higher than the plain row's).
+so that row's totals are higher than the plain row's). Last, 60 guilds transcoding MP3 (an ffmpeg
+per guild decoding and encoding Opus), all three methods: inter-arrival p99 and memory per stream
+(the bot's share plus its ffmpeg child's PSS), against the targets 25 ms and 4 MB.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from .common import fmt, print_table, verdict
 from .load import run_worker
-from .resources import MEDIA_WEBM
+from .resources import MEDIA_MP3, MEDIA_WEBM
 
 COUNTS = [1, 50, 150, 300, 450, 600]
 COUNTS_QUICK = [1, 50, 150]
@@ -47,6 +49,11 @@ TARGET_P99_LATENESS_MS = 5.0
 TARGET_LATE_40 = 0.0
 TARGET_CPU_MS = 1.0
 TARGET_MB = 1.0
+#: transcoding (ffmpeg decodes MP3 and encodes Opus for each guild, each side its own settings)
+TRANSCODE_GUILDS = 60
+TRANSCODE_GUILDS_QUICK = 10
+TARGET_TRANSCODE_P99_MS = 25.0
+TARGET_TRANSCODE_MB = 4.0
 
 
 def _per_packet_us(result: dict[str, Any], kind: str) -> float:
@@ -70,6 +77,10 @@ def _threads_ms(result: dict[str, Any], streams: int) -> str:
     return " / ".join(fmt(1000 * v / streams, 2) for v in (sender, readers, loop, rest))
 
 
+def _memory_per_stream(result: dict[str, Any]) -> float:
+    return result["bot_pss_delta_mb_per_stream"] + (result.get("ffmpeg_pss_mb_per_stream") or 0.0)
+
+
 def _row(label: str, guilds: int, result: dict[str, Any]) -> list[str]:
     timing = result["timing"]
     schedule = timing.get("schedule", {})
@@ -85,7 +96,7 @@ def _row(label: str, guilds: int, result: dict[str, Any]) -> list[str]:
         fmt(result["bot_cpu_marginal_ms_per_stream_second"], 2),
         _threads_ms(result, guilds),
         fmt(_per_packet_us(result, "music-sender"), 1),
-        fmt(result["bot_pss_delta_mb_per_stream"] + (result.get("ffmpeg_pss_mb_per_stream") or 0), 2),
+        fmt(_memory_per_stream(result), 2),
         f"{result.get('threads', '-')} / {result.get('open_files', '-')}",
         f"{result['still_playing']}/{result['guilds']}",
     ]
@@ -118,13 +129,14 @@ async def run(bench: Any, quick: bool) -> str:
     by_path: dict[str, dict[str, Any]] = {}
     profiled: dict[str, Any] | None = None
 
-    async def point(method: str, guilds: int, **options: Any) -> dict[str, Any] | None:
+    async def point(method: str, guilds: int, mode: str = "copy", **options: Any) -> dict[str, Any] | None:
+        media = MEDIA_WEBM if mode == "copy" else MEDIA_MP3
         try:
-            return await run_worker(bench, method=method, mode="copy", url=bench.url(MEDIA_WEBM),
+            return await run_worker(bench, method=method, mode=mode, url=bench.url(media),
                                     guilds=guilds, warmup=warmup, seconds=seconds,
                                     measure_memory=True, timing_only=True, **options)
         except Exception as exc:
-            failures.append(f"{METHODS[method]} x{guilds}: {type(exc).__name__}: {exc}")
+            failures.append(f"{METHODS[method]} {mode} x{guilds}: {type(exc).__name__}: {exc}")
             return None
 
     for guilds in counts:
@@ -148,6 +160,14 @@ async def run(bench: Any, quick: bool) -> str:
     profiled = await point("ours", profile_guilds, step_profile=True)
     if profiled is not None:
         rows.append(_row("ours, per-packet steps profiled", profile_guilds, profiled))
+
+    transcode_guilds = TRANSCODE_GUILDS_QUICK if quick else TRANSCODE_GUILDS
+    transcoding: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        result = await point(method, transcode_guilds, mode="transcode")
+        if result is not None:
+            transcoding[method] = result
+            rows.append(_row(f"{METHODS[method]}, MP3 transcoded", transcode_guilds, result))
 
     notes = [
         f"{seconds:g} s window after {warmup:g} s warm-up; each row a fresh bot process; WebM/Opus "
@@ -182,9 +202,23 @@ async def run(bench: Any, quick: bool) -> str:
             f"late: {verdict(late, TARGET_LATE_40)} ({fmt(100 * late, 3)} %); CPU <= "
             f"{TARGET_CPU_MS:g} ms per stream-second: {verdict(cpu, TARGET_CPU_MS)} ({fmt(cpu, 2)} ms); "
             f"memory <= {TARGET_MB:g} MB per stream: {verdict(memory, TARGET_MB)} ({fmt(memory, 2)} MB)")
+    if "ours" in transcoding:
+        ours = transcoding["ours"]
+        p99 = ours["timing"].get("p99_ms", float("nan"))
+        memory = _memory_per_stream(ours)
+        others = "; ".join(
+            f"{METHODS[m]}: {fmt(r['timing'].get('p99_ms'), 2)} ms, {fmt(_memory_per_stream(r), 2)} MB"
+            for m, r in transcoding.items() if m != "ours")
+        notes.append(
+            f"targets, {transcode_guilds} guilds transcoding MP3 (ours, each side its own encoder "
+            f"settings): inter-arrival p99 <= {TARGET_TRANSCODE_P99_MS:g} ms: "
+            f"{verdict(p99, TARGET_TRANSCODE_P99_MS)} ({fmt(p99, 2)} ms); memory <= "
+            f"{TARGET_TRANSCODE_MB:g} MB per stream (bot + its ffmpeg): "
+            f"{verdict(memory, TARGET_TRANSCODE_MB)} ({fmt(memory, 2)} MB, of which ffmpeg "
+            f"{fmt(ours.get('ffmpeg_pss_mb_per_stream'), 2)} MB PSS); baselines: {others}")
     notes += [f"failure: {f}" for f in failures]
     return print_table(
-        "9. Capacity: guilds copying WebM/Opus in one bot process",
+        "9. Capacity: guilds copying WebM/Opus in one bot process (and transcoding MP3)",
         ["guilds", "method", "lateness p99 ms", "max ms", "% > 40 ms late", "worst guild p99 ms",
          "early > 10 ms", "inter-arrival p99 ms", "packets recv/slots", "bot CPU cores",
          "ms per stream-s", "marginal ms per stream-s", "sender / readers / loop / rest ms per stream-s",
