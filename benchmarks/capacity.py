@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import fmt, print_table, verdict
+from .common import fmt, print_table, verdict, wins_line
 from .load import run_worker
 from .resources import MEDIA_MP3, MEDIA_WEBM
 
@@ -128,6 +128,8 @@ async def run(bench: Any, quick: bool) -> str:
     at_target: dict[str, Any] | None = None
     by_path: dict[str, dict[str, Any]] = {}
     profiled: dict[str, Any] | None = None
+    #: guild count -> method label -> result, for the "where a baseline wins" lines
+    compared: dict[int, dict[str, dict[str, Any]]] = {}
 
     async def point(method: str, guilds: int, mode: str = "copy", **options: Any) -> dict[str, Any] | None:
         media = MEDIA_WEBM if mode == "copy" else MEDIA_MP3
@@ -147,6 +149,7 @@ async def run(bench: Any, quick: bool) -> str:
             if result is None:
                 continue
             rows.append(_row(METHODS[method], guilds, result))
+            compared.setdefault(guilds, {})[METHODS[method]] = result
             if method == "ours" and guilds == TARGET_GUILDS:
                 at_target = result
             if method == "ours" and guilds == PROFILE_GUILDS:
@@ -180,6 +183,17 @@ async def run(bench: Any, quick: bool) -> str:
         "memory: (bot PSS while playing - PSS connected and idle) / guilds, plus ffmpeg children's "
         "PSS per stream for the baselines; threads / open files of the bot process while playing.",
     ]
+    for guilds, results in compared.items():
+        if len(results) < 2:
+            continue
+        figures = {
+            "lateness p99": {m: r["timing"].get("schedule", {}).get("p99_ms", r["timing"].get("p99_ms", float("nan")))
+                             for m, r in results.items()},
+            "bot CPU per stream-second": {m: r["bot_cpu_ms_per_stream_second"] for m, r in results.items()},
+            "memory per stream": {m: _memory_per_stream(r) for m, r in results.items()},
+        }
+        for what, by_method in figures.items():
+            notes.append(wins_line(f"{what}, {guilds} guilds", by_method, METHODS["ours"]))
     if "writer" in by_path and "discord" in by_path:
         ours_us = _per_packet_us(by_path["writer"], "music-sender")
         theirs_us = _per_packet_us(by_path["discord"], "music-sender")
