@@ -229,7 +229,7 @@ async def run(bench: Any, quick: bool) -> str:
             f"{verdict(p99, TARGET_TRANSCODE_P99_MS)} ({fmt(p99, 2)} ms); memory <= "
             f"{TARGET_TRANSCODE_MB:g} MB per stream (bot + its ffmpeg): "
             f"{verdict(memory, TARGET_TRANSCODE_MB)} ({fmt(memory, 2)} MB, of which ffmpeg "
-            f"{fmt(ours.get('ffmpeg_pss_mb_per_stream'), 2)} MB PSS); baselines: {others}")
+            f"{fmt(ours.get('ffmpeg_pss_mb_per_stream') or 0.0, 2)} MB PSS); baselines: {others}")
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "9. Capacity: guilds copying WebM/Opus in one bot process (and transcoding MP3)",
