@@ -3,8 +3,9 @@
 For each guild count a fresh bot process (``load_worker``) plays the same WebM/Opus tone (copied)
 into every guild; the stand-in, in its own process so that receiving does not compete with the
 bot for the GIL, records arrival times. Over the measuring window: inter-arrival p50/p99 over all
-guilds' packets, the share of intervals above 40 ms (late), packets received vs expected, and the
-CPU the bot process and the ffmpeg children used (in cores: 1.0 = one core busy).
+guilds' packets, the share of intervals above 40 ms (late), lateness against each guild's own
+20 ms schedule (standin/schedule.py: p99, max, per-guild p99, packets early), packets received vs
+expected and vs the guilds' own schedule slots in the window, and the CPU the bot process and the ffmpeg children used (in cores: 1.0 = one core busy).
 
 One transcoding configuration too: 30 guilds playing an MP3 tone (ffmpeg decodes and encodes
 Opus for each), with the target "p99 inter-arrival <= 25 ms" for ours, three times: each side
@@ -75,13 +76,20 @@ async def run(bench: Any, quick: bool) -> str:
             elif mode == "copy" and guilds == TARGET_GUILDS:
                 at_target[method].append(t)
             moments = t.get("late_moments", [])
+            sched = t.get("schedule", {})
             rows.append([
                 "WebM/Opus copy" if mode == "copy" else "MP3 transcode",
                 encoder_label(encoder) if mode == "transcode" else "-",
                 str(guilds), METHODS[method],
                 fmt(t.get("p50_ms"), 2), fmt(t.get("p99_ms"), 2), fmt(t.get("max_ms"), 1),
                 fmt(100 * t["late_share"], 3) if "late_share" in t else "-",
-                f"{t['packets']}/{t.get('expected', '-')}", str(t.get("sequence_gaps", "-")),
+                f"{t['packets']}/{t.get('expected', '-')}",
+                fmt(sched.get("p99_ms"), 2), fmt(sched.get("max_ms"), 1),
+                f"{fmt(sched.get('guild_p99_median_ms'), 2)} / {fmt(sched.get('guild_p99_worst_ms'), 2)}",
+                str(sched.get("early_10", "-")),
+                f"{sched.get('frames_later', '-')} / {sched.get('frames_earlier', '-')} ({sched.get('shift_frames_max', '-')})",
+                f"{sched.get('packets', '-')}/{sched.get('own_slots', '-')}",
+                str(t.get("sequence_gaps", "-")),
                 str(r["sender_drops"]),
                 fmt(r["bot_cpu_share"], 2), fmt(r["ffmpeg_cpu_share"], 2),
                 "-" if r["underruns"] is None else str(r["underruns"]),
@@ -120,11 +128,28 @@ async def run(bench: Any, quick: bool) -> str:
                  "some guild's packet came more than 40 ms late, and in brackets the most guilds one "
                  "moment hit; a moment hitting every guild at once is a stall of the whole machine "
                  "(both processes share 2 cores), not of one stream.")
+    notes.append("schedule: each packet's lateness against its own guild's 20 ms schedule (slot k "
+                 "= anchor + k x 20 ms, k counted by RTP sequence number, anchor the median of "
+                 "arrival - k x 20 ms, so a late packet is not excused by the next one's short "
+                 "interval); early > 10 ms: packets more than half a frame ahead of their slot "
+                 "(catch-up sending). Schedule shifts: whole frames each guild's schedule moved in "
+                 "the window, later (a frame the sender dropped, as ours does after a tick more "
+                 "than a frame late instead of bursting: against the fixed anchor the rest of the "
+                 "window then counts 20 ms late) or earlier (frames sent ahead); the stand-in's "
+                 "schedule figures also include the same figures against a re-anchored schedule "
+                 "(reanchored_*). recv/expected counts window x 50/s per guild; "
+                 "recv/own-schedule slots counts each guild's own slots inside the window, which "
+                 "is what a sender exactly on time delivers: guilds sending in the same (sub-)tick "
+                 "all gain or lose the window's boundary packet together, so the first can be off "
+                 "by up to a quarter (phased) or all of the guilds, the second only by late, "
+                 "early or lost packets.")
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "4. Guilds playing at once in one bot process",
         ["input", "encoder (libopus loss settings)", "guilds", "method", "inter-arrival p50 ms", "p99 ms", "max ms", "% > 40 ms",
-         "packets recv/expected", "RTP seq gaps", "dropped by sender", "bot CPU cores", "ffmpeg CPU cores",
+         "packets recv/expected", "schedule lateness p99 ms", "schedule max ms",
+         "per-guild p99 median / worst ms", "early > 10 ms",
+         "schedule shifts later / earlier, frames (most in a guild)", "recv/own-schedule slots", "RTP seq gaps", "dropped by sender", "bot CPU cores", "ffmpeg CPU cores",
          "underrun frames", "playing at window end", "warm-up took s",
          "track ends/errors early", "late moments (most guilds hit)"],
         rows, notes)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from standin import analysis, listener
+from standin import analysis, listener, schedule
 from standin.loss import LossModel
 from standin.voice import OGG_HEADER_MAGICS, RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
@@ -171,15 +171,21 @@ class Controller:
         return await asyncio.to_thread(_listen_under_loss, packets, models, seeds, source, ffmpeg)
 
     async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
-        """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""
+        """Inter-arrival statistics over the guilds' packets that arrived in [since, until], and
+        their lateness against each guild's own schedule (``schedule``)."""
         diffs: list[np.ndarray] = []
         missing = packets = 0
+        per_guild: list[schedule.GuildSchedule] = []
         for guild_id in guild_ids:
-            chosen = [p for p in self.voice.audio(guild_id).packets if since <= p.arrival <= until]
+            received = self.voice.audio(guild_id).packets
+            chosen = [p for p in received if since <= p.arrival <= until]
             packets += len(chosen)
             missing += analysis.sequence_gaps(chosen)
             if len(chosen) > 1:
                 diffs.append(analysis.inter_arrival_times(chosen))
+            # every packet: those just outside the window tell which ones crossed its edges
+            per_guild.append(schedule.guild_schedule([p.arrival for p in received],
+                                                     [p.sequence for p in received], since, until))
         all_diffs = np.concatenate(diffs) if diffs else np.zeros(0)
         if len(all_diffs) == 0:
             return {"packets": packets, "intervals": 0}
@@ -198,6 +204,8 @@ class Controller:
             # how many guilds each one hit: one moment hitting every guild is a stall of the
             # whole machine (or of this receiver), not of one guild's stream
             "late_moments": late_moments,
+            # lateness against each guild's own 20 ms schedule (standin/schedule.py)
+            "schedule": schedule.pooled_schedule(per_guild),
         }
 
     def _late_moments(self, guild_ids: list[int], since: float, until: float) -> list[list[float]]:
