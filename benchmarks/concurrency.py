@@ -7,6 +7,10 @@ guilds' packets, the share of intervals above 40 ms (late), lateness against eac
 20 ms schedule (standin/schedule.py: p99, max, per-guild p99, packets early), packets received vs
 expected and vs the guilds' own schedule slots in the window, and the CPU the bot process and the ffmpeg children used (in cores: 1.0 = one core busy).
 
+The 50-guild copy again over https (the stand-in's own CA; ours fetches through the network
+guard's CONNECT tunnel and verifies the certificate, the baselines' ffmpeg verifies it with
+-tls_verify 1 -ca_file): TLS decryption then costs ours CPU in the bot process.
+
 One transcoding configuration too: 30 guilds playing an MP3 tone (ffmpeg decodes and encodes
 Opus for each), with the target "p99 inter-arrival <= 25 ms" for ours, three times: each side
 with its own libopus loss settings (ours FEC off; discord.py FEC on, 15 % expected loss: the
@@ -39,46 +43,55 @@ TARGET_GUILDS = 150
 TARGET_P99_MS = 25.0
 TARGET_LATE_PERCENT = 0.1
 TARGET_TRIALS = 3
+#: guilds of the https copy configuration (the stand-in's own CA, every method verifying it)
+HTTPS_GUILDS = 50
 
 
 async def run(bench: Any, quick: bool) -> str:
     counts = [1, 25, 50] if quick else [1, 25, 50, 100, 150]
     warmup, seconds = (1.5, 4.0) if quick else (2.0, 8.0)
-    configurations: list[tuple[str, str, int, str | None]] = [
-        ("copy", MEDIA_WEBM, guilds, None) for guilds in counts]
+    # (mode, media, guilds, encoder settings, over https)
+    configurations: list[tuple[str, str, int, str | None, bool]] = [
+        ("copy", MEDIA_WEBM, guilds, None, False) for guilds in counts]
     if not quick:
         # the target row: the machine's noise moves one 8 s window a lot (p99 26 ms in one run,
         # 53 ms in the next), so the target is judged on the median of three trials, ours and
         # the baseline alternating in each
-        configurations += [("copy", MEDIA_WEBM, TARGET_GUILDS, None)] * (TARGET_TRIALS - 1)
+        configurations += [("copy", MEDIA_WEBM, TARGET_GUILDS, None, False)] * (TARGET_TRIALS - 1)
+    # the same copy over https: ours decrypts TLS in the bot process (through the guard's
+    # tunnel), the baselines' ffmpeg children do it for them
+    configurations.append(("copy", MEDIA_WEBM, HTTPS_GUILDS, None, True))
     transcode_guilds = TRANSCODE_GUILDS_QUICK if quick else TRANSCODE_GUILDS
-    configurations += [("transcode", MEDIA_MP3, transcode_guilds, encoder)
+    configurations += [("transcode", MEDIA_MP3, transcode_guilds, encoder, False)
                        for encoder in (None, "discord", "ours")]
     rows = []
     failures = []
     transcode_p99: dict[str, float] = {}
     at_target: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}  # 150-guild copy trials
-    p99_by_config: dict[tuple[str, int, str | None], dict[str, float]] = {}
-    for mode, media, guilds, encoder in configurations:
+    p99_by_config: dict[tuple[str, int, str | None, bool], dict[str, float]] = {}
+    for mode, media, guilds, encoder, https in configurations:
         for method in METHODS:
             try:
-                r = await run_worker(bench, method=method, mode=mode, url=bench.url(media),
+                r = await run_worker(bench, method=method, mode=mode,
+                                     url=bench.url(media, https=https),
                                      guilds=guilds, warmup=warmup, seconds=seconds,
                                      measure_memory=False, timing_only=True, encoder=encoder)
             except Exception as exc:
-                failures.append(f"{method} {mode} x{guilds}: {type(exc).__name__}: {exc}")
+                failures.append(f"{method} {mode}{' https' if https else ''} x{guilds}: "
+                                f"{type(exc).__name__}: {exc}")
                 continue
             t = r["timing"]
-            p99_by_config.setdefault((mode, guilds, encoder), {})[METHODS[method]] = t.get(
+            p99_by_config.setdefault((mode, guilds, encoder, https), {})[METHODS[method]] = t.get(
                 "p99_ms", float("nan"))
             if mode == "transcode" and encoder is None:
                 transcode_p99[method] = t.get("p99_ms", float("nan"))
-            elif mode == "copy" and guilds == TARGET_GUILDS:
+            elif mode == "copy" and guilds == TARGET_GUILDS and not https:
                 at_target[method].append(t)
             moments = t.get("late_moments", [])
             sched = t.get("schedule", {})
             rows.append([
-                "WebM/Opus copy" if mode == "copy" else "MP3 transcode",
+                ("WebM/Opus copy" if mode == "copy" else "MP3 transcode")
+                + (", https" if https else ""),
                 encoder_label(encoder) if mode == "transcode" else "-",
                 str(guilds), METHODS[method],
                 fmt(t.get("p50_ms"), 2), fmt(t.get("p99_ms"), 2), fmt(t.get("max_ms"), 1),
@@ -109,8 +122,9 @@ async def run(bench: Any, quick: bool) -> str:
                      f"({fmt(transcode_p99['ours'], 2)} ms; FFmpegOpusAudio "
                      f"{fmt(transcode_p99.get('baseline', float('nan')), 2)} ms, FFmpegPCMAudio "
                      f"{fmt(transcode_p99.get('pcm', float('nan')), 2)} ms)")
-    for (mode, guilds, encoder), figures in p99_by_config.items():
-        what = f"{mode} x{guilds}" + (f" ({encoder_label(encoder)})" if mode == "transcode" else "")
+    for (mode, guilds, encoder, https), figures in p99_by_config.items():
+        what = (f"{mode}{' https' if https else ''} x{guilds}"
+                + (f" ({encoder_label(encoder)})" if mode == "transcode" else ""))
         notes.append(wins_line(f"p99 inter-arrival, {what}", figures, METHODS["ours"]))
     if at_target["ours"]:
         def med(method: str, key: str, scale: float = 1.0) -> float:
@@ -124,6 +138,11 @@ async def run(bench: Any, quick: bool) -> str:
             f"baseline {fmt(med('baseline', 'p99_ms'), 2)} ms); under {TARGET_LATE_PERCENT:g}% late by "
             f"more than 40 ms: {verdict(late, TARGET_LATE_PERCENT)} ({fmt(late, 3)}%; baseline "
             f"{fmt(med('baseline', 'late_share', 100), 3)}%)")
+    notes.append(f"https: WebM/Opus copy x{HTTPS_GUILDS} served over TLS by the stand-in (its own "
+                 "CA), every method verifying the certificate: ours through the network guard "
+                 "(CONNECT tunnel; TLS is decrypted in the bot process, so it counts in 'bot CPU'), "
+                 "the baselines' ffmpeg children with -tls_verify 1 -ca_file (their TLS counts in "
+                 "'ffmpeg CPU').")
     notes.append("late moments: the distinct moments (50 ms apart or more) in the window at which "
                  "some guild's packet came more than 40 ms late, and in brackets the most guilds one "
                  "moment hit; a moment hitting every guild at once is a stall of the whole machine "

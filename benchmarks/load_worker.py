@@ -195,13 +195,14 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
                 ffmpeg_pids.append(stream.pid)
     elif method == "pcm":
         for harness in harnesses:
-            source = pcm_baseline_source(ffmpeg, url)
+            source = pcm_baseline_source(ffmpeg, url, ca_file=config["ca_file"])
             harness.voice_client.play(source, **pcm_play_options(encoder))
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)
     else:
         for harness in harnesses:
-            source = baseline_source(ffmpeg, url, copy=copy, encoder=encoder)
+            source = baseline_source(ffmpeg, url, copy=copy, encoder=encoder,
+                                     ca_file=config["ca_file"])
             harness.voice_client.play(source)
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)

@@ -3,7 +3,10 @@
 Receiving packets (UDP reads, decryption, Opus decoding for analysis) then costs the measured bot
 process nothing and cannot delay its audio threads through the GIL. Driven over stdin/stdout with
 one JSON object per line: requests ``{"id", "op", ...args}``, answers ``{"id", "result"}`` or
-``{"id", "error"}``. The first line written is ``{"endpoint", "ca_file", "media_base"}``.
+``{"id", "error"}``. The first line written is ``{"endpoint", "ca_file", "media_base",
+"media_base_https", ...}``: the media are served over http and over https, the latter with the
+voice server's self-signed certificate (``ca_file``, SAN 127.0.0.1), which a client must trust to
+verify it.
 
 Run by ``benchmarks.common.StandinProcess``; not meant to be started by hand.
 """
@@ -290,10 +293,15 @@ async def main() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # the same routes over https, with the voice server's certificate (its own CA)
+    https_site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=voice.server_ssl_context())
+    await https_site.start()
+    https_port = https_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     out = sys.stdout
     out.write(json.dumps({"endpoint": voice.endpoint, "ca_file": voice.ca_file,
                           "media_base": f"http://127.0.0.1:{port}",
+                          "media_base_https": f"https://127.0.0.1:{https_port}",
                           "udp_receive_buffer": udp_buffer,
                           "arrival_clock": "kernel receive timestamps (SO_TIMESTAMPNS)"
                           if kernel_clock else "when the stand-in read the datagram"}) + "\n")
