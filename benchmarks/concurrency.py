@@ -108,7 +108,7 @@ async def run(bench: Any, quick: bool) -> str:
                 f"{fmt(sched.get('guild_p99_median_ms'), 2)} / {fmt(sched.get('guild_p99_worst_ms'), 2)}",
                 f"{sched.get('early_10', '-')} / {sched.get('reanchored_early_10', '-')}",
                 f"{sched.get('frames_later', '-')} / {sched.get('frames_earlier', '-')} ({sched.get('shift_frames_max', '-')})",
-                f"{sched.get('packets', '-')}/{sched.get('own_slots', '-')}",
+                f"{sched.get('packets', '-')}/{sched.get('own_schedule_slots', '-')}",
                 str(t.get("sequence_gaps", "-")),
                 str(r["sender_drops"]),
                 fmt(r["bot_cpu_share"], 2), fmt(r["ffmpeg_cpu_share"], 2),

@@ -192,7 +192,7 @@ def pooled_schedule(guilds: Sequence[GuildSchedule]) -> dict[str, Any]:
         "frames_earlier": int(sum(g.frames_earlier for g in played)),
         # received vs the guilds' own schedule slots in the window: catch-up or early sending
         # shows as extra packets here, a boundary effect does not
-        "own_slots": int(sum(g.slots for g in played)),
+        "own_schedule_slots": int(sum(g.slots for g in played)),
         "extra_vs_own_slots": int(extras.sum()),
         "guilds_extra_max": int(extras.max()),
         "guilds_extra_min": int(extras.min()),

@@ -94,7 +94,7 @@ def test_guilds_sharing_a_phase_gain_the_boundary_packet_together():
     assert pooled["guilds"] == 4
     assert pooled["packets"] == 4 * 401
     assert round(8.005 * 50 * 4) == 1601  # what the old "expected" said
-    assert pooled["own_slots"] == 4 * 401
+    assert pooled["own_schedule_slots"] == 4 * 401
     assert pooled["extra_vs_own_slots"] == 0
     assert pooled["early_10"] == 0
     for key in ("p99_ms", "max_ms", "late_40_share", "guild_p99_median_ms", "guild_p99_worst_ms"):
