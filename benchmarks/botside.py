@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shlex
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -161,16 +162,26 @@ def encoder_label(encoder: str | None) -> str:
     return f"all FEC on, {settings['packet_loss']} % loss" if settings["fec"] else "all FEC off"
 
 
-def baseline_source(ffmpeg: str, url: str, *, copy: bool,
-                    encoder: str | None = None) -> discord.FFmpegOpusAudio:
+def tls_input_options(url: str, ca_file: str | None) -> str | None:
+    """ffmpeg input options that make it verify an https source's certificate against the
+    stand-in's CA (the baselines open the URL themselves; ours verifies through SSL_CERT_FILE,
+    see common.trust_standin_ca). tls_verify is on by default from ffmpeg 8, off before."""
+    if ca_file is None or not url.lower().startswith("https:"):
+        return None
+    return f"-tls_verify 1 -ca_file {shlex.quote(ca_file)}"
+
+
+def baseline_source(ffmpeg: str, url: str, *, copy: bool, encoder: str | None = None,
+                    ca_file: str | None = None) -> discord.FFmpegOpusAudio:
     """What most bots play: FFmpegOpusAudio, copying Opus input or transcoding with its defaults
-    (or with `encoder`'s loss settings: ffmpeg takes the last of a repeated option)."""
+    (or with `encoder`'s loss settings: ffmpeg takes the last of a repeated option); ``ca_file``:
+    the CA an https source's certificate is verified against."""
     options = None
     if encoder is not None and not copy:
         settings = ENCODER_SETTINGS[encoder]
         options = f"-fec {str(settings['fec']).lower()} -packet_loss {settings['packet_loss']}"
     return discord.FFmpegOpusAudio(url, executable=ffmpeg, codec="copy" if copy else None,
-                                   options=options)
+                                   before_options=tls_input_options(url, ca_file), options=options)
 
 
 def pcm_play_options(encoder: str | None) -> dict[str, Any]:
@@ -217,11 +228,15 @@ def encoder_for_ours(encoder: str) -> Iterator[None]:
         stream_module.build_args = original  # type: ignore[assignment]
 
 
-def pcm_baseline_source(ffmpeg: str, url: str) -> discord.PCMVolumeTransformer:
+def pcm_baseline_source(ffmpeg: str, url: str, *,
+                        ca_file: str | None = None) -> discord.PCMVolumeTransformer:
     """discord.py's own example pattern (examples/basic_voice.py): FFmpegPCMAudio under a
     PCMVolumeTransformer; discord.py encodes every 20 ms frame with its Encoder (libopus,
-    128 kb/s, FEC on, 15 % expected loss). No Ogg headers, no 1-second Ogg pages."""
-    return discord.PCMVolumeTransformer(discord.FFmpegPCMAudio(url, executable=ffmpeg), volume=1.0)
+    128 kb/s, FEC on, 15 % expected loss). No Ogg headers, no 1-second Ogg pages. ``ca_file``:
+    as for :func:`baseline_source`."""
+    source = discord.FFmpegPCMAudio(url, executable=ffmpeg,
+                                    before_options=tls_input_options(url, ca_file))
+    return discord.PCMVolumeTransformer(source, volume=1.0)
 
 
 def baseline_pid(source: Any) -> int | None:

@@ -9,9 +9,13 @@ that receiving, decrypting and decoding packets costs the bot nothing and cannot
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
+import os
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -218,8 +222,11 @@ class StandinProcess:
     def endpoint(self) -> str:
         return self.info["endpoint"]
 
-    def media_url(self, name: str) -> str:
-        return f"{self.info['media_base']}/media/{name}"
+    def media_url(self, name: str, *, https: bool = False) -> str:
+        """``name`` on the stand-in's media server; ``https``: over TLS with the stand-in's own
+        certificate, which a client verifies against :attr:`ca_file` (see :func:`trust_standin_ca`)."""
+        base = self.info["media_base_https" if https else "media_base"]
+        return f"{base}/media/{name}"
 
     def stall_url(self, name: str, *, lead: float, stall_at: float, stall: float) -> str:
         """A route that serves ``name`` at real-time rate after ``lead`` seconds of audio, and
@@ -269,6 +276,26 @@ class StandinProcess:
                 await self.proc.wait()
         if self._reader is not None:
             self._reader.cancel()
+
+
+def trust_standin_ca(ca_file: str) -> str:
+    """Make this process (and the processes it starts) trust the stand-in's certificate beside
+    the system CAs, the way a bot owner trusts a private CA: SSL_CERT_FILE, which
+    ``ssl.create_default_context()`` (the cog's media fetcher, music.audio.fetch) honours. Call
+    before the first https fetch: the fetcher builds its context once. Returns the bundle."""
+    parts: list[str] = []
+    defaults = ssl.get_default_verify_paths()
+    for candidate in (os.environ.get("SSL_CERT_FILE"), defaults.cafile, defaults.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            parts.append(Path(candidate).read_text(encoding="utf-8", errors="replace"))
+            break
+    parts.append(Path(ca_file).read_text(encoding="utf-8"))
+    fd, bundle = tempfile.mkstemp(prefix="bench-ca-", suffix=".pem")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(parts))
+    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
+    os.environ["SSL_CERT_FILE"] = bundle
+    return bundle
 
 
 class RemoteVoiceServer:

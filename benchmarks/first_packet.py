@@ -10,6 +10,7 @@ then ``ChainSource.play_now`` and ``vc.play``; Opus input is copied, MP3 transco
 baseline: ``vc.play(FFmpegOpusAudio(url))``, codec "copy" for Opus input, its defaults for MP3;
 and discord.py's example pattern, ``vc.play(PCMVolumeTransformer(FFmpegPCMAudio(url)))``
 (ffmpeg decodes to PCM, discord.py encodes each frame: no Ogg header packets or pages).
+Each case over http and over https (the stand-in's own CA; every method verifies it).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ async def _play_ours(bench: Any, url: str, copy: bool) -> None:
 
 
 async def _play_baseline(bench: Any, url: str, copy: bool) -> None:
-    bench.vc.play(baseline_source(bench.ffmpeg, url, copy=copy))
+    bench.vc.play(baseline_source(bench.ffmpeg, url, copy=copy, ca_file=bench.standin.ca_file))
 
 
 async def _play_pcm(bench: Any, url: str, copy: bool) -> None:
-    bench.vc.play(pcm_baseline_source(bench.ffmpeg, url))
+    bench.vc.play(pcm_baseline_source(bench.ffmpeg, url, ca_file=bench.standin.ca_file))
 
 
 async def _measure(bench: Any, play: Any, url: str, copy: bool) -> tuple[float, float]:
@@ -62,18 +63,21 @@ async def _measure(bench: Any, play: Any, url: str, copy: bool) -> tuple[float, 
 
 async def run(bench: Any, quick: bool) -> str:
     trials = 4 if quick else 12
-    cases = [("WebM/Opus (copy)", "tone_a.webm", True), ("MP3 (transcode)", "tone_a.mp3", False)]
+    cases = [(f"{kind}{', https' if https else ''}", name, copy, https)
+             for https in (False, True)
+             for kind, name, copy in (("WebM/Opus (copy)", "tone_a.webm", True),
+                                      ("MP3 (transcode)", "tone_a.mp3", False))]
     methods = [("ours", _play_ours), ("baseline FFmpegOpusAudio", _play_baseline),
                ("baseline FFmpegPCMAudio + PCMVolumeTransformer", _play_pcm)]
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
     failures: list[str] = []
     for trial in range(trials):
-        for label, name, copy in cases:
+        for label, name, copy, https in cases:
             shift = trial % len(methods)  # interleaved, rotating who goes first
             order = methods[shift:] + methods[:shift]
             for method, play in order:
                 try:
-                    measured = await _measure(bench, play, bench.url(name), copy)
+                    measured = await _measure(bench, play, bench.url(name, https=https), copy)
                 except Exception as exc:
                     failures.append(f"{method} {label}: {type(exc).__name__}: {exc}")
                     continue
@@ -81,7 +85,7 @@ async def run(bench: Any, quick: bool) -> str:
 
     rows = []
     notes = []
-    for label, _name, _copy in cases:
+    for label, _name, _copy, _https in cases:
         figures = {}
         for method, _play in methods:
             got = results.get((label, method), [])
@@ -102,6 +106,10 @@ async def run(bench: Any, quick: bool) -> str:
     notes.append(f"{trials} interleaved trials per case; first packet of any kind includes ours' "
                  "warm-up silence (none: ours waits for the first packet before playing) and the "
                  "baseline's Ogg header packets.")
+    notes.append("https: the same media over TLS from the stand-in (its own CA), every method "
+                 "verifying the certificate: ours through the network guard (CONNECT tunnel, the "
+                 "CA trusted through SSL_CERT_FILE), the baselines' ffmpeg with -tls_verify 1 "
+                 "-ca_file; a fresh TLS handshake for each play.")
     notes.append("2b (below, `first_packet_red`) measures the same through a real Red bot, from the chat message.")
     notes += [f"failure: {f}" for f in failures]
     return print_table(

@@ -195,13 +195,14 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
                 ffmpeg_pids.append(stream.pid)
     elif method == "pcm":
         for harness in harnesses:
-            source = pcm_baseline_source(ffmpeg, url)
+            source = pcm_baseline_source(ffmpeg, url, ca_file=config["ca_file"])
             harness.voice_client.play(source, **pcm_play_options(encoder))
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)
     else:
         for harness in harnesses:
-            source = baseline_source(ffmpeg, url, copy=copy, encoder=encoder)
+            source = baseline_source(ffmpeg, url, copy=copy, encoder=encoder,
+                                     ca_file=config["ca_file"])
             harness.voice_client.play(source)
             if (pid := baseline_pid(source)) is not None:
                 ffmpeg_pids.append(pid)
@@ -265,6 +266,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "sender_late_ticks": sender_stats.late_ticks if ours else None,
         "sender_skipped_slots": sender_stats.skipped_slots if ours else None,
         "sender_max_tick_ms": sender_stats.max_tick_ms if ours else None,
+        # packets a guild held back a frame (its previous packet went out < 10 ms before)
+        "sender_held_back": sender_stats.held_back if ours else None,
         "gc_counts": gc_pauses.counts,
         "threads": threads,
         "open_files": open_files,

@@ -41,7 +41,7 @@ from . import (
 )
 from . import dave as dave_cost
 from .botside import close_harnesses, connect_harnesses, new_session_id
-from .common import RemoteVoiceServer, StandinProcess, generate_tone
+from .common import RemoteVoiceServer, StandinProcess, generate_tone, trust_standin_ca
 
 
 async def in_own_process(module: str, *args: str) -> None:
@@ -115,12 +115,15 @@ class Bench:
         tone(resources.MEDIA_WEBM, 550.0, resources.MEDIA_SECONDS)
         tone(resources.MEDIA_MP3, 550.0, resources.MEDIA_SECONDS)
 
-    def url(self, name: str) -> str:
-        return self.standin.media_url(name)
+    def url(self, name: str, *, https: bool = False) -> str:
+        return self.standin.media_url(name, https=https)
 
     async def start(self) -> None:
         await asyncio.to_thread(self.make_media)
         await self.standin.start()
+        # ours verifies https media against the stand-in's CA as a bot owner's private CA would
+        # be trusted; the load workers inherit it; the baselines get ffmpeg's -ca_file
+        trust_standin_ca(self.standin.ca_file)
         self.proxy = await self.guard.start()
         self.remote = RemoteVoiceServer(self.standin)
         session_id = new_session_id()

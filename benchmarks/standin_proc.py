@@ -3,7 +3,10 @@
 Receiving packets (UDP reads, decryption, Opus decoding for analysis) then costs the measured bot
 process nothing and cannot delay its audio threads through the GIL. Driven over stdin/stdout with
 one JSON object per line: requests ``{"id", "op", ...args}``, answers ``{"id", "result"}`` or
-``{"id", "error"}``. The first line written is ``{"endpoint", "ca_file", "media_base"}``.
+``{"id", "error"}``. The first line written is ``{"endpoint", "ca_file", "media_base",
+"media_base_https", ...}``: the media are served over http and over https, the latter with the
+voice server's self-signed certificate (``ca_file``, SAN 127.0.0.1), which a client must trust to
+verify it.
 
 Run by ``benchmarks.common.StandinProcess``; not meant to be started by hand.
 """
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from standin import analysis, listener
+from standin import analysis, listener, schedule
 from standin.loss import LossModel
 from standin.voice import OGG_HEADER_MAGICS, RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
@@ -171,15 +174,21 @@ class Controller:
         return await asyncio.to_thread(_listen_under_loss, packets, models, seeds, source, ffmpeg)
 
     async def op_timing(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
-        """Inter-arrival statistics over the guilds' packets that arrived in [since, until]."""
+        """Inter-arrival statistics over the guilds' packets that arrived in [since, until], and
+        their lateness against each guild's own schedule (``schedule``)."""
         diffs: list[np.ndarray] = []
         missing = packets = 0
+        per_guild: list[schedule.GuildSchedule] = []
         for guild_id in guild_ids:
-            chosen = [p for p in self.voice.audio(guild_id).packets if since <= p.arrival <= until]
+            received = self.voice.audio(guild_id).packets
+            chosen = [p for p in received if since <= p.arrival <= until]
             packets += len(chosen)
             missing += analysis.sequence_gaps(chosen)
             if len(chosen) > 1:
                 diffs.append(analysis.inter_arrival_times(chosen))
+            # every packet: those just outside the window tell which ones crossed its edges
+            per_guild.append(schedule.guild_schedule([p.arrival for p in received],
+                                                     [p.sequence for p in received], since, until))
         all_diffs = np.concatenate(diffs) if diffs else np.zeros(0)
         if len(all_diffs) == 0:
             return {"packets": packets, "intervals": 0}
@@ -198,6 +207,8 @@ class Controller:
             # how many guilds each one hit: one moment hitting every guild is a stall of the
             # whole machine (or of this receiver), not of one guild's stream
             "late_moments": late_moments,
+            # lateness against each guild's own 20 ms schedule (standin/schedule.py)
+            "schedule": schedule.pooled_schedule(per_guild),
         }
 
     def _late_moments(self, guild_ids: list[int], since: float, until: float) -> list[list[float]]:
@@ -282,10 +293,15 @@ async def main() -> None:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    # the same routes over https, with the voice server's certificate (its own CA)
+    https_site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=voice.server_ssl_context())
+    await https_site.start()
+    https_port = https_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     out = sys.stdout
     out.write(json.dumps({"endpoint": voice.endpoint, "ca_file": voice.ca_file,
                           "media_base": f"http://127.0.0.1:{port}",
+                          "media_base_https": f"https://127.0.0.1:{https_port}",
                           "udp_receive_buffer": udp_buffer,
                           "arrival_clock": "kernel receive timestamps (SO_TIMESTAMPNS)"
                           if kernel_clock else "when the stand-in read the datagram"}) + "\n")

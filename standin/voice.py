@@ -567,10 +567,16 @@ class VoiceServer(dave_protocol.DaveServerMixin):
             raise RuntimeError("VoiceServer.start() has not run yet")
         return f"{self.host}:{self._ws_port}"
 
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+    def server_ssl_context(self) -> ssl.SSLContext:
+        """A server context with this server's certificate (clients trust it through ``ca_file``):
+        for the voice websocket, and any other stand-in site that should speak TLS."""
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(self.ca_file, self._key_file)
+        return ssl_context
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ssl_context = self.server_ssl_context()
         app = web.Application()
         app.router.add_get("/", self._handle_websocket)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

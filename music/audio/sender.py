@@ -92,6 +92,9 @@ class SenderStats:
     late_ticks: int = 0  # ticks that started more than half a frame after their slot
     skipped_slots: int = 0  # slots dropped because a tick came more than a frame late
     max_tick_ms: float = 0.0  # the longest tick (reading and sending for every guild)
+    #: packets a guild held back to the next frame because its previous one went out less than
+    #: half a frame before (a tick ran late past it): that guild's stream moves a frame later
+    held_back: int = 0
 
 
 class Playback:
@@ -496,6 +499,7 @@ class SharedSender:
                     # the previous tick ran late past this guild (something held the GIL
                     # mid-tick): its packet waits for the next tick rather than go out twice
                     # in a row
+                    self._stats.held_back += 1
                     continue
                 if playback.ending:
                     player = installed_player(client)

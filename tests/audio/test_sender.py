@@ -147,6 +147,22 @@ async def test_a_late_tick_skips_ahead_instead_of_bursting(sender: SharedSender)
         assert abs(statistics.median(gaps) - FRAME) < 0.002
 
 
+async def test_a_tick_late_by_less_than_a_frame_holds_packets_back_and_counts_them(
+        sender: SharedSender) -> None:
+    loop = asyncio.get_running_loop()
+    stalling, steady = SpeakingVoiceClient(loop), SpeakingVoiceClient(loop)
+    # a 15 ms read: both guilds' packets of that tick go out ~15 ms late, so the next tick, 5 ms
+    # later, would send them back to back: they wait a frame (the benchmark's schedule analysis
+    # sees their streams move a frame later), and the stats say how often
+    sender.play(stalling, CountingSource("s", stall_at=20, stall_seconds=0.015))
+    sender.play(steady, CountingSource("t"))
+    await asyncio.sleep(1.0)
+    assert sender.stats.held_back >= 1
+    for client, name in ((stalling, "s"), (steady, "t")):
+        gaps = intervals(client.audio_times(name))
+        assert min(gaps) >= 0.010, f"back to back after the late tick: {min(gaps) * 1000:.2f} ms"
+
+
 async def test_many_guilds_send_in_four_phases_and_few_in_one_tick() -> None:
     """From `phased_from` playbacks on, each frame has 4 sub-ticks and each guild sends in its
     own one (5 ms apart); back under `unphased_below`, every guild sends in one tick again.
