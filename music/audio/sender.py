@@ -13,7 +13,9 @@ differently:
 
 * a tick that comes late never makes up for it with frames sent back to back (discord.py #9120):
   consecutive ticks start at least half a frame apart, and a tick more than a frame late skips
-  the missed slots; the silence frames are paced too (``AudioPlayer`` sends its 5 at once);
+  the missed slots; the silence frames are paced too (``AudioPlayer`` sends its 5 at once); a
+  guild whose packet a late tick held back sends it once half a frame has passed, not a frame
+  later, so its stream stays on its 20 ms grid;
 * with many guilds (``PHASED_FROM``) each frame is split in ``PHASES`` sub-ticks and each
   guild sends in its own one, so a packet waits behind a quarter of the guilds, not all of them;
 * a guild whose voice client is not connected is skipped, not waited on (one reconnecting guild
@@ -92,8 +94,8 @@ class SenderStats:
     late_ticks: int = 0  # ticks that started more than half a frame after their slot
     skipped_slots: int = 0  # slots dropped because a tick came more than a frame late
     max_tick_ms: float = 0.0  # the longest tick (reading and sending for every guild)
-    #: packets a guild held back to the next frame because its previous one went out less than
-    #: half a frame before (a tick ran late past it): that guild's stream moves a frame later
+    #: packets a guild held back because its previous one went out less than half a frame
+    #: before (a tick ran late past it); each goes once half a frame has passed
     held_back: int = 0
 
 
@@ -120,6 +122,8 @@ class Playback:
         self.offline_since: float | None = None
         self.last_sent = float("-inf")  # clock time of its last packet (the sender's clock)
         self.phase = 0  # which sub-tick of each frame sends its packet (SharedSender phases)
+        # its packet waits because the previous one went out less than half a frame ago
+        self.held_back = False
         self._done = threading.Event()  # after() and cleanup() have run
 
     def send(self, data: bytes, *, encode: bool = False) -> None:
@@ -459,12 +463,30 @@ class SharedSender:
             wake_at = max(start + slot * sub, tick_started + spacing)
             self._sleep_until(wake_at, finished)
 
+    def _send_held_back(self, wake_at: float, finished: queue.SimpleQueue[Playback | None]) -> None:
+        """Send the packets a late tick held back as soon as half a frame has passed since each
+        guild's previous packet, instead of a frame later: waiting a whole frame would move
+        that guild's stream 20 ms later for good (a listener hears a gap, the schedule a
+        shift), while half a frame later it is back on its 20 ms grid with the next slot. Not
+        when the next tick is as near: they go with it."""
+        held = [p for p in self._playbacks if p.held_back and not p.ending and not p.paused]
+        if not held:
+            return
+        ready_at = max(p.last_sent for p in held) + self.min_tick_interval
+        if ready_at > wake_at - self.min_tick_interval / 2:
+            return
+        while (delay := ready_at - self._clock()) > 0:
+            time.sleep(delay)
+        if not self._closing:
+            self._retire(self._send_tick(tuple(held), self._clock()), finished)
+
     def _sleep_until(self, wake_at: float, finished: queue.SimpleQueue[Playback | None]) -> None:
         """Sleep until the next slot. ``play`` and ``close`` cut the sleep short: a playback that
         has not sent yet gets its first packet at once when the next slot is at least half a
         frame away (so its second packet never follows closer than that), which saves a track
         start the wait for the shared clock (10 ms on average, up to a frame)."""
         clock = self._clock
+        self._send_held_back(wake_at, finished)
         while (delay := wake_at - clock()) > 0:
             if not self._wake.wait(delay):
                 return
@@ -497,10 +519,13 @@ class SharedSender:
             try:
                 if clock() - playback.last_sent < min_interval:
                     # the previous tick ran late past this guild (something held the GIL
-                    # mid-tick): its packet waits for the next tick rather than go out twice
-                    # in a row
-                    self._stats.held_back += 1
+                    # mid-tick): its packet waits rather than go out right behind the last
+                    # one, and goes as soon as half a frame has passed (_send_held_back)
+                    if not playback.held_back:
+                        playback.held_back = True
+                        self._stats.held_back += 1
                     continue
+                playback.held_back = False
                 if playback.ending:
                     player = installed_player(client)
                     if player is not None and player is not playback:
