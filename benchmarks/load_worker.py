@@ -61,6 +61,11 @@ class GcPauses:
         self.max_ms[generation] = max(self.max_ms[generation],
                                       1000 * (time.perf_counter() - self._started))
 
+    def take_max(self) -> list[float]:
+        """The longest pass of each generation since the previous call."""
+        longest, self.max_ms = self.max_ms, [0.0, 0.0, 0.0]
+        return longest
+
 
 def count_open_files() -> int | None:
     """File descriptors the process holds (Linux), read once after the window."""

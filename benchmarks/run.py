@@ -4,7 +4,7 @@ in the same run.
     python -m benchmarks.run [--quick] [--only NAME ...]
 
 NAME is one of: gap, first_packet, first_packet_red, first_play, resources, stall, concurrency, resolution,
-persistence, media_cost, filter_cost, dave, fec_loss.
+persistence, media_cost, filter_cost, dave, fec_loss, soak.
 See benchmarks/README.md.
 """
 
@@ -37,6 +37,7 @@ from . import (
     first_play,
     gap,
     resources,
+    soak,
     stall,
 )
 from . import dave as dave_cost
@@ -83,6 +84,7 @@ BENCHMARKS = {
     "filter_cost": filter_cost_rows,
     "dave": dave_cost.run,
     "fec_loss": fec_loss.run,
+    "soak": soak.run,
 }
 ENGINE_GUILD_ID = 1001
 

@@ -33,6 +33,8 @@ from standin import analysis, listener, schedule
 from standin.loss import LossModel
 from standin.voice import OGG_HEADER_MAGICS, RTP_HEADER_SIZE, ReceivedPacket, VoiceServer
 
+from . import soak_receiver
+
 # Discord clients decode this 3-byte Opus frame as 20 ms of silence (discord.opus.OPUS_SILENCE).
 OPUS_SILENCE = b"\xf8\xff\xfe"
 LATE_SECONDS = 0.040
@@ -210,6 +212,18 @@ class Controller:
             # lateness against each guild's own 20 ms schedule (standin/schedule.py)
             "schedule": schedule.pooled_schedule(per_guild),
         }
+
+    async def op_soak_window(self, guild_ids: list[int], since: float, until: float) -> dict[str, Any]:
+        """The soak's figures over [since, until) (benchmarks/soak_receiver.py); the packets
+        that arrived before ``until`` are then dropped: 100 guilds for 30 minutes would keep
+        9 M packets in this process."""
+        chosen: dict[int, list[ReceivedPacket]] = {}
+        for guild_id in guild_ids:
+            packets = self.voice.audio(guild_id).packets
+            chosen[guild_id] = [p for p in packets if since <= p.arrival < until]
+            # no await between reading and replacing: no datagram is handled in between
+            packets[:] = [p for p in packets if p.arrival >= until]
+        return soak_receiver.window_summary(chosen, since, until)
 
     def _late_moments(self, guild_ids: list[int], since: float, until: float) -> list[list[float]]:
         late: list[tuple[float, int]] = []

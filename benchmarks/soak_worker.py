@@ -1,0 +1,278 @@
+"""The soak's bot: N guilds playing ours for many minutes, a new track every 10 s, in a fresh
+process (so its memory, threads and descriptors are the engine's and nothing else's).
+
+Each guild plays one ``ChainSource`` for the whole run, as the cog's player does; tracks are
+WebM/Opus files of ``track_seconds`` copied in process through the network guard. When a track
+starts, the next one is opened and made ready (``set_next``), as the cog's prefetch does for a
+track shorter than its 30-s window, so every change happens inside ``read()`` without a gap.
+Guilds start ``track_seconds / N`` apart, so their changes are spread over the 10 s instead of
+all falling in the same tick (a real bot's guilds do not change tracks in step).
+
+Reads one JSON object on stdin (see ``benchmarks.soak``); writes one JSON line per sample
+(``{"sample": ...}``) every ``sample_seconds`` while playing, then ``{"done": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import json
+import logging
+import os
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from music.audio.source import ChainClosed, ChainSource
+from music.netguard import NetworkGuard
+from music.policy import NetworkPolicy
+
+from .botside import (
+    TokenVoiceServer,
+    close_harnesses,
+    connect_harnesses,
+    open_stream,
+    ours_sender,
+    play_ours,
+)
+from .common import pss_bytes
+from .load_worker import DroppedPackets, GcPauses
+
+#: the lines of code whose allocations grew most between the first minute's end and the run's
+TRACEMALLOC_TOP = 12
+
+
+@dataclass
+class Counters:
+    """What every guild's playback did, summed (read by the sampler)."""
+
+    track_starts: int = 0
+    track_errors: int = 0
+    exhausted: int = 0
+    open_failures: int = 0
+    restarts: int = 0  # a new ChainSource after one stopped
+    errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
+
+
+class GuildEvents:
+    """A ChainSource's event callback: hands (kind, track id, error) to the guild's task.
+
+    Unlike botside.ChainEvents it keeps no history: a list of every event would itself grow
+    for the whole soak."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, str | None, str | None]] = asyncio.Queue()
+
+    def __call__(self, kind: str, track_id: str | None, error: str | None) -> None:
+        # discord.py's audio thread: only call_soon_threadsafe touches the loop
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, track_id, error))
+
+
+class Guild:
+    """One guild's playback for the whole run: a chain, the next track opened as one starts."""
+
+    def __init__(self, harness: Any, config: dict[str, Any], proxy: str | None,
+                 counters: Counters) -> None:
+        self.vc = harness.voice_client
+        self.urls: list[str] = config["urls"]
+        self.ffmpeg: str = config["ffmpeg"]
+        self.proxy = proxy
+        self.counters = counters
+        self.chain: ChainSource | None = None
+        # frame counters of the chains that stopped (a restart), so stats() covers the run
+        self.retired: collections.Counter[str] = collections.Counter()
+        self.track = 0
+
+    def url(self, track: int) -> str:
+        return self.urls[track % len(self.urls)]
+
+    async def open(self, track: int) -> Any:
+        return await open_stream(self.ffmpeg, self.url(track), passthrough=True, timeout=30,
+                                 proxy=self.proxy)
+
+    async def start_chain(self) -> GuildEvents:
+        events = GuildEvents()
+        chain = ChainSource(events)
+        chain.play_now(await self.open(self.track), str(self.track))
+        play_ours(self.vc, chain)
+        if self.chain is not None:
+            self.retired.update(chain_stats(self.chain))
+        self.chain = chain
+        return events
+
+    async def run(self, start_delay: float, until: float) -> None:
+        await asyncio.sleep(start_delay)
+        events = await self.start_chain()
+        while time.monotonic() < until:
+            try:
+                kind, track_id, error = await asyncio.wait_for(events.queue.get(),
+                                                               until - time.monotonic())
+            except asyncio.TimeoutError:
+                return
+            if kind == "track_start":
+                self.counters.track_starts += 1
+                await self.prepare_next(int(track_id or 0))
+            elif kind == "track_error":
+                self.counters.track_errors += 1
+                self.counters.errors.append(f"track_error: {error}")
+            elif kind == "exhausted":
+                # nothing was ready in time: start again on a new chain, as the player would
+                self.counters.exhausted += 1
+                self.counters.restarts += 1
+                self.track += 1
+                events = await self.start_chain()
+
+    async def prepare_next(self, playing: int) -> None:
+        self.track = playing + 1
+        try:
+            stream = await self.open(self.track)
+        except Exception as exc:  # counted; the chain idles, then a restart
+            self.counters.open_failures += 1
+            self.counters.errors.append(f"open: {type(exc).__name__}: {exc}")
+            return
+        try:
+            assert self.chain is not None
+            self.chain.set_next(stream, str(self.track))
+        except ChainClosed:
+            await asyncio.to_thread(stream.close)
+
+    def stats(self) -> collections.Counter[str]:
+        if self.chain is None:
+            return self.retired.copy()
+        return self.retired + chain_stats(self.chain)
+
+
+def chain_stats(chain: ChainSource) -> collections.Counter[str]:
+    stats = chain.stats
+    return collections.Counter(underruns=stats.underruns, silence=stats.frames_silence,
+                               gapless=stats.gapless_switches, sent=stats.frames_sent)
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_processes() -> int:
+    """Processes whose parent is this one (ffmpeg children: none expected for passthrough)."""
+    me = os.getpid()
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: the fields follow the last ')'
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            count += 1
+    return count
+
+
+def sample(started: float, guilds: list[Guild], counters: Counters, dropped: DroppedPackets,
+           gc_pauses: GcPauses) -> dict[str, Any]:
+    totals = collections.Counter[str]()
+    for guild in guilds:
+        totals.update(guild.stats())
+    sender = ours_sender().stats
+    return {
+        "t": time.monotonic(),
+        "elapsed": time.monotonic() - started,
+        "rss": rss_bytes(),
+        "pss": pss_bytes(os.getpid()) or 0,
+        "threads": len(os.listdir("/proc/self/task")),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "children": child_processes(),
+        "cpu": time.process_time(),  # every thread's, ended ones included
+        "traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+        "track_starts": counters.track_starts,
+        "track_errors": counters.track_errors,
+        "exhausted": counters.exhausted,
+        "open_failures": counters.open_failures,
+        "sender_drops": dropped.count,
+        "sender_late_ticks": sender.late_ticks,
+        "sender_skipped_slots": sender.skipped_slots,
+        # garbage-collection passes since the run began, and the longest of each generation
+        # since the previous sample (a pass holds the GIL: the sender waits)
+        "gc_counts": list(gc_pauses.counts),
+        "gc_max_ms": gc_pauses.take_max(),
+        **{key: totals.get(key, 0) for key in ("underruns", "silence", "gapless", "sent")},
+    }
+
+
+def emit(kind: str, payload: Any) -> None:
+    sys.stdout.write(json.dumps({kind: payload}) + "\n")
+    sys.stdout.flush()
+
+
+def top_growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[str]:
+    stats = last.compare_to(first, "lineno")
+    return [f"{s.size_diff / 1024:+.0f} KiB ({s.count_diff:+d} blocks) {s.traceback[0].filename}:"
+            f"{s.traceback[0].lineno}" for s in stats[:TRACEMALLOC_TOP]]
+
+
+async def soak(config: dict[str, Any]) -> dict[str, Any]:
+    if config.get("tracemalloc"):
+        tracemalloc.start()
+    dropped = DroppedPackets()
+    voice_log = logging.getLogger("discord.voice_client")
+    voice_log.setLevel(logging.DEBUG)
+    voice_log.propagate = False
+    voice_log.addHandler(dropped)
+    server = TokenVoiceServer(config["endpoint"], config["ca_file"],
+                              {g["guild_id"]: g["token"] for g in config["guilds"]})
+    harnesses = await connect_harnesses(server, [(g["guild_id"], g["session_id"])
+                                                 for g in config["guilds"]])
+    guard = NetworkGuard(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
+    proxy = await guard.start()
+    counters = Counters()
+    guilds = [Guild(h, config, proxy, counters) for h in harnesses]
+    track_seconds = config["track_seconds"]
+    started = time.monotonic()
+    until = started + config["seconds"]
+    emit("started", {"t": started})
+    tasks = [asyncio.create_task(guild.run(index * track_seconds / len(guilds), until))
+             for index, guild in enumerate(guilds)]
+    gc_pauses = GcPauses()
+    gc.callbacks.append(gc_pauses)
+    gc_pauses.active = True
+    first_snapshot: tracemalloc.Snapshot | None = None
+    tick = 0
+    while True:
+        tick += 1
+        due = started + tick * config["sample_seconds"]
+        if due > until + 0.001:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        emit("sample", sample(started, guilds, counters, dropped, gc_pauses))
+        if tracemalloc.is_tracing() and first_snapshot is None and due - started >= 60:
+            first_snapshot = tracemalloc.take_snapshot()
+    growth = (top_growth(first_snapshot, tracemalloc.take_snapshot())
+              if first_snapshot is not None else [])
+    await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
+    for harness in harnesses:
+        harness.voice_client.stop()
+    await asyncio.sleep(0.3)
+    sender_closed = await asyncio.to_thread(ours_sender().close, 5.0)
+    await close_harnesses(harnesses)
+    await guard.close()
+    return {"tracemalloc_top_growth": growth, "task_failures": failures[:3],
+            "errors": list(counters.errors), "sender_closed": sender_closed}
+
+
+def main() -> None:
+    config = json.loads(sys.stdin.read())
+    emit("done", asyncio.run(soak(config)))
+
+
+if __name__ == "__main__":
+    main()
