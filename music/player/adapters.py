@@ -4,7 +4,9 @@ and the lookup service. Plugged into PlayerManager by the cog; the tests use fak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,7 +133,7 @@ class PipelineAudio:
             in_process=True,
         )
         try:
-            await asyncio.to_thread(_start_and_wait, stream, OPEN_TIMEOUT)
+            await _in_own_thread(_start_and_wait, stream, OPEN_TIMEOUT)
         except BaseException:
             asyncio.ensure_future(asyncio.to_thread(stream.close))
             raise
@@ -206,6 +208,36 @@ def wants_passthrough(track: Track, volume: int, filters: FilterChain | None = N
         and (track.acodec or "").lower() == "opus"
         and (track.container or "").lower() in OPUS_CONTAINERS
     )
+
+
+async def _in_own_thread(work: Callable[..., None], *args: Any) -> None:
+    """Run `work` (which waits, up to OPEN_TIMEOUT) on a thread of its own, not the loop's
+    default executor: the network guard resolves host names there (loop.getaddrinfo), and
+    a few opens waiting on the executor's few workers (6 on 2 cores) would wait for their
+    own connections' lookups, queued behind them, until they all time out (measured: 8 opens
+    at once, 6 failed after 15 s). The thread ends when the wait does."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work(*args)
+        except BaseException as exc:  # handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (unload, shutdown)
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="music-open", daemon=True).start()
+    await done
 
 
 def _start_and_wait(stream: TrackStream, timeout: float) -> None:
