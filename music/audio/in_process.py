@@ -80,6 +80,17 @@ def ogg_from(packets: Iterable[bytes], start: float, pre_skip: int) -> Iterator[
     yield from iterator
 
 
+def close_demuxer(packets: Iterable[bytes] | None) -> None:
+    """End a demuxer's parse where it stopped (see WebmOpusReader.close), on the thread that
+    iterated it, so nothing of it waits for the garbage collector."""
+    close = getattr(packets, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.debug("closing a demuxer failed", exc_info=True)
+
+
 def close_quietly(raw: MediaInput) -> None:
     try:
         raw.close()

@@ -24,7 +24,9 @@ string, not only for files a muxer wrote (issue 13; the figures are in docs/FAUL
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Protocol
 
 OPUS_MAX_FRAME_BYTES = 1275  # RFC 6716 section 3.4, R2
 OPUS_MAX_BYTES_PER_FRAME = OPUS_MAX_FRAME_BYTES + 2  # with code 3's count and length bytes
@@ -109,6 +111,26 @@ class WorkMeter:
             raise MediaLimitError(
                 f"the audio is damaged or hostile: {self.steps:,} {self.what} that hold no "
                 f"audio in its first {_size(bytes_read)}, more work than any real file needs")
+
+
+class Progressing(Protocol):
+    bytes_read: int
+    packets_out: int
+
+
+def progress_of(reader: Progressing) -> Callable[[], tuple[int, int]]:
+    """A WorkMeter's ``progress`` for ``reader`` (its bytes read, packets yielded), holding the
+    reader weakly: the meter lives on the reader, and a closure over the reader itself would
+    make every reader a reference cycle (with its input's buffers, locks and connection), freed
+    only by a full garbage collection: about 20 objects per track that piled up in the soak
+    (benchmarks/soak.py) and make the rare full collection longer, a pause of the audio."""
+    ref = weakref.ref(reader)
+
+    def progress() -> tuple[int, int]:
+        alive = ref()
+        return (alive.bytes_read, alive.packets_out) if alive is not None else (0, 0)
+
+    return progress
 
 
 def _size(count: int) -> str:

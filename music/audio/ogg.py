@@ -20,6 +20,7 @@ from .limits import (
     WorkMeter,
     check_opus_packet,
     packet_too_long,
+    progress_of,
 )
 
 log = logging.getLogger("red.music.audio.ogg")
@@ -102,8 +103,7 @@ class OggOpusReader:
         self._drop_preroll = drop_preroll
         self._buf = bytearray()
         self._eof = False
-        self._meter = WorkMeter("Ogg pages, resync attempts and empty packets",
-                                lambda: (self.bytes_read, self.packets_out))
+        self._meter = WorkMeter("Ogg pages, resync attempts and empty packets", progress_of(self))
         # The logical stream played (its serial number), None until one is picked.
         self._serial: int | None = None
         self._bos_seen = False  # from the first BOS page on, streams are picked at theirs only

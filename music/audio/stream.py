@@ -25,7 +25,14 @@ from ..netguard import ffmpeg_env
 from .fetch import HttpMediaReader, MediaFetchError
 from .ffmpeg import build_args
 from .ffmpeg_process import STDERR_TAIL_LINES, FfmpegProcess, stderr_error_text
-from .in_process import MediaInput, close_quietly, input_error_text, open_demuxer, open_input
+from .in_process import (
+    MediaInput,
+    close_demuxer,
+    close_quietly,
+    input_error_text,
+    open_demuxer,
+    open_input,
+)
 from .limits import MediaLimitError
 from .ogg import OggOpusReader, opus_frame_duration_ms
 from .pipe_input import SNIFF_BYTES, FfmpegInput, ffmpeg_input, read_head
@@ -295,6 +302,7 @@ class TrackStream:
                 return None
             self._input = raw
         keep_open = False
+        packets: Iterable[bytes] | None = None
         try:
             head = read_head(raw, SNIFF_BYTES)
             opened = open_demuxer(raw, head, self.start_position)
@@ -334,6 +342,7 @@ class TrackStream:
         finally:
             with self._lock:
                 self._input = None
+            close_demuxer(packets)
             if not keep_open:
                 close_quietly(raw)
         return None

@@ -65,7 +65,13 @@ from .ebml import (
     timecode_scale,
     uint,
 )
-from .limits import OPUS_MAX_BYTES_PER_FRAME, MediaLimitError, WorkMeter, check_opus_packet
+from .limits import (
+    OPUS_MAX_BYTES_PER_FRAME,
+    MediaLimitError,
+    WorkMeter,
+    check_opus_packet,
+    progress_of,
+)
 from .webm_seek import MAX_CUES, StartAtPosition
 
 __all__ = ["EBML_MAGIC", "MAX_BUFFERED_ELEMENT", "MAX_CUES", "NotOpusAudio", "WebmError",
@@ -159,11 +165,18 @@ class WebmOpusReader(StartAtPosition):
         self.blocks_skipped = 0
         #: audio packets yielded so far
         self.packets_out = 0
-        self._meter = WorkMeter("EBML elements, skipped blocks and empty frames",
-                                lambda: (self.bytes_read, self.packets_out))
+        self._meter = WorkMeter("EBML elements, skipped blocks and empty frames", progress_of(self))
 
     def __iter__(self) -> Iterator[bytes]:
         return self.packets()
+
+    def close(self) -> None:
+        """Stop the parse. A parse left suspended (a track stopped before its end) is a
+        generator whose frame refers to this reader, which refers to it: a reference cycle
+        that only a full garbage collection would free."""
+        iterator, self._iterator = self._iterator, None
+        if iterator is not None:
+            iterator.close()  # type: ignore[attr-defined]
 
     def packets(self) -> Iterator[bytes]:
         # one parse per reader: a second call continues where the first one is, instead of
