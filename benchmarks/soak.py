@@ -281,6 +281,13 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
                  f"(generations 0, 1, 2), the longest {', '.join(fmt(m) for m in gc_max)} ms")
     if done.get("errors") or done.get("task_failures"):
         notes.append(f"errors: {'; '.join(done['errors'] + done['task_failures'])}")
+    if done.get("cyclic_garbage") is not None:
+        cycles = done["cyclic_garbage"]
+        notes.append(
+            f"left for the garbage collector (only reference cycles kept them) from minute 1 to "
+            f"the end: {cycles['objects']} objects, {per_thousand(cycles['objects'], changes_after)} "
+            f"per 1,000 track changes; most: "
+            + (", ".join(f"{kind} {count}" for kind, count in cycles["most"]) or "none"))
     if done.get("tracemalloc_top_growth"):
         notes.append("tracemalloc, where the Python heap grew from minute 1 to the end (by line): "
                      + "; ".join(done["tracemalloc_top_growth"]))

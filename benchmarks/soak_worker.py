@@ -219,6 +219,19 @@ def top_growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[
             f"{s.traceback[0].lineno}" for s in stats[:TRACEMALLOC_TOP]]
 
 
+def cyclic_garbage() -> dict[str, Any]:
+    """What a full collection finds now: objects only reference cycles kept (freed only by the
+    collector, so they pile up between its rare full passes), by type, the most common first."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        found = gc.collect()
+        kinds = collections.Counter(type(o).__qualname__ for o in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    return {"objects": found, "most": kinds.most_common(8)}
+
+
 async def soak(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("tracemalloc"):
         tracemalloc.start()
@@ -254,9 +267,13 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         emit("sample", sample(started, guilds, counters, dropped, gc_pauses))
         if tracemalloc.is_tracing() and first_snapshot is None and due - started >= 60:
+            gc_pauses.active = False  # this pass is the measurement's, not the bot's
+            gc.collect()  # from here on, what a collection finds was made while soaking
+            gc_pauses.active = True
             first_snapshot = tracemalloc.take_snapshot()
     growth = (top_growth(first_snapshot, tracemalloc.take_snapshot())
               if first_snapshot is not None else [])
+    cycles = cyclic_garbage() if first_snapshot is not None else None
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
     for harness in harnesses:
@@ -265,7 +282,8 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     sender_closed = await asyncio.to_thread(ours_sender().close, 5.0)
     await close_harnesses(harnesses)
     await guard.close()
-    return {"tracemalloc_top_growth": growth, "task_failures": failures[:3],
+    return {"tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
+            "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
 
 
