@@ -7,7 +7,9 @@ many guilds hit in one moment is a stall of the sending thread (or of the whole 
 guild is one stream's hiccup. A **catch-up** is an interval under 10 ms: frames sent back to back
 to make up for lost time, what the shared sender must never do (discord.py #9120).
 
-Nothing here imports discord.py or the cog: the stand-in process loads it.
+Each guild's lateness against its own 20 ms schedule (``standin.schedule``, re-anchored after a
+dropped frame) is given too. Nothing here imports discord.py or the cog: the stand-in process
+loads it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from standin.schedule import guild_schedule, pooled_schedule
 
 LATE_SECONDS = 0.040
 CATCH_UP_SECONDS = 0.010
@@ -55,6 +59,7 @@ def window_summary(packets: Mapping[int, Sequence[Arrival]], since: float, until
                    ) -> dict[str, Any]:
     """Figures for the packets of each guild that arrived in [since, until)."""
     intervals: list[np.ndarray] = []
+    schedules = []
     guild_p99: list[float] = []
     late: list[tuple[float, int]] = []
     received = lost = 0
@@ -63,8 +68,9 @@ def window_summary(packets: Mapping[int, Sequence[Arrival]], since: float, until
         if len(chosen) < 2:
             continue
         arrivals = np.fromiter((p.arrival for p in chosen), dtype=np.float64, count=len(chosen))
-        steps = sequence_steps(np.fromiter((p.sequence for p in chosen), dtype=np.int64,
-                                           count=len(chosen)))
+        sequences = np.fromiter((p.sequence for p in chosen), dtype=np.int64, count=len(chosen))
+        schedules.append(guild_schedule(arrivals, sequences, since, until))
+        steps = sequence_steps(sequences)
         lost += int(np.sum(np.where((steps > 1) & (steps < 32768), steps - 1, 0)))
         gaps = np.diff(arrivals)
         intervals.append(gaps)
@@ -72,6 +78,9 @@ def window_summary(packets: Mapping[int, Sequence[Arrival]], since: float, until
         late += [(float(t), guild) for t in arrivals[1:][gaps > LATE_SECONDS]]
     pooled = np.concatenate(intervals) if intervals else np.zeros(0)
     moments = late_moments(late)
+    # against each guild's own 20 ms schedule, re-anchored after a dropped frame (see
+    # standin/schedule.py): late and early packets that intervals alone would pair up
+    schedule = pooled_schedule(schedules)
     return {
         "seconds": until - since,
         "guilds": len(packets),
@@ -85,6 +94,11 @@ def window_summary(packets: Mapping[int, Sequence[Arrival]], since: float, until
         "late_packets": len(late),
         "catch_up_intervals": int(np.sum(pooled < CATCH_UP_SECONDS)),
         "late_moments": len(moments),
+        "schedule_p99_ms": schedule.get("reanchored_p99_ms"),
+        "schedule_max_ms": schedule.get("reanchored_max_ms"),
+        "schedule_late_40": schedule.get("reanchored_late_40", 0),
+        "schedule_early_10": schedule.get("reanchored_early_10", 0),
+        "frames_later": schedule.get("frames_later", 0),
         "most_guilds_hit": max((hit for _, hit in moments), default=0),
         # when they came (seconds into the window) and how many guilds each hit, the first 60
         "moments": [[round(t - since, 2), hit] for t, hit in moments[:60]],

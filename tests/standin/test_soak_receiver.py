@@ -25,6 +25,7 @@ def test_steady_guilds_have_nothing_late():
     assert summary["sequence_gaps"] == 0  # the second guild's sequence wraps around 65535
     assert summary["late_packets"] == summary["late_moments"] == summary["catch_up_intervals"] == 0
     assert abs(summary["p99_ms"] - 20.0) < 0.01
+    assert summary["schedule_max_ms"] < 0.01
 
 
 def test_a_stall_of_every_guild_is_one_moment_hitting_all():
@@ -48,6 +49,9 @@ def test_catch_up_is_counted():
     summary = window_summary({7: packets}, 0.0, 1.0)
     assert summary["late_packets"] == 1
     assert summary["catch_up_intervals"] == 1  # the 4th packet after the stall came 0 ms after
+    # against the guild's own schedule: the three packets 50 ms late, none early
+    assert summary["schedule_late_40"] == 3
+    assert summary["schedule_early_10"] == 0
 
 
 def test_moments_split_when_late_packets_are_apart():
