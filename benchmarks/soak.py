@@ -293,6 +293,10 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
             f"the end: {cycles['objects']} objects, {per_thousand(cycles['objects'], changes_after)} "
             f"per 1,000 track changes; most: "
             + (", ".join(f"{kind} {count}" for kind, count in cycles["most"]) or "none"))
+    if done.get("object_growth"):
+        notes.append("live objects that grew most in number from minute 1 to the end (types the "
+                     "collector tracks): " + ", ".join(f"{kind} +{count}" for kind, count
+                                                       in done["object_growth"]))
     if done.get("tracemalloc_top_growth"):
         notes.append("tracemalloc, where the Python heap grew from minute 1 to the end (by line): "
                      + "; ".join(done["tracemalloc_top_growth"]))

@@ -219,6 +219,11 @@ def top_growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> list[
             f"{s.traceback[0].lineno}" for s in stats[:TRACEMALLOC_TOP]]
 
 
+def live_objects() -> collections.Counter[str]:
+    """The objects the collector tracks (containers: instances, dicts, lists...), by type."""
+    return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
 def cyclic_garbage() -> dict[str, Any]:
     """What a full collection finds now: objects only reference cycles kept (freed only by the
     collector, so they pile up between its rare full passes), by type, the most common first."""
@@ -258,6 +263,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     gc.callbacks.append(gc_pauses)
     gc_pauses.active = True
     first_snapshot: tracemalloc.Snapshot | None = None
+    first_objects: collections.Counter[str] = collections.Counter()
     tick = 0
     while True:
         tick += 1
@@ -269,11 +275,14 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
         if tracemalloc.is_tracing() and first_snapshot is None and due - started >= 60:
             gc_pauses.active = False  # this pass is the measurement's, not the bot's
             gc.collect()  # from here on, what a collection finds was made while soaking
+            first_objects = live_objects()
             gc_pauses.active = True
             first_snapshot = tracemalloc.take_snapshot()
     growth = (top_growth(first_snapshot, tracemalloc.take_snapshot())
               if first_snapshot is not None else [])
     cycles = cyclic_garbage() if first_snapshot is not None else None
+    object_growth = ((live_objects() - first_objects).most_common(8)
+                     if first_snapshot is not None else [])
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
     for harness in harnesses:
@@ -283,6 +292,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     await close_harnesses(harnesses)
     await guard.close()
     return {"tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
+            "object_growth": object_growth,
             "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
 
