@@ -20,7 +20,9 @@ import gc
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -189,6 +191,7 @@ def sample(started: float, guilds: list[Guild], counters: Counters, dropped: Dro
         "rss": rss_bytes(),
         "pss": pss_bytes(os.getpid()) or 0,
         "threads": len(os.listdir("/proc/self/task")),
+        "thread_kinds": thread_kinds(),
         "fds": len(os.listdir("/proc/self/fd")),
         "children": child_processes(),
         "cpu": time.process_time(),  # every thread's, ended ones included
@@ -206,6 +209,13 @@ def sample(started: float, guilds: list[Guild], counters: Counters, dropped: Dro
         "gc_max_ms": gc_pauses.take_max(),
         **{key: totals.get(key, 0) for key in ("underruns", "silence", "gapless", "sent")},
     }
+
+
+def thread_kinds() -> dict[str, int]:
+    """Python's threads by name without numbers ("music-reader:input", "asyncio_", ...), to
+    tell a pool that grows to its size from threads that pile up."""
+    names = (re.sub(r"0x[0-9a-f]+|[0-9]+", "", t.name).rstrip("-_ (:)") for t in threading.enumerate())
+    return dict(collections.Counter(names))
 
 
 def emit(kind: str, payload: Any) -> None:
