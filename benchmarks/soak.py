@@ -275,7 +275,9 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
         f"{'met' if rss_growth <= RSS_GROWTH_LIMIT_MB else 'MISSED'} ({rss_growth:+.1f} MB: "
         f"{rss['first'] / MB:.1f} at minute 1, {rss['last'] / MB:.1f} at the end, max "
         f"{rss['max'] / MB:.1f}; trend {slope:+.2f} MB per minute, "
-        f"{per_thousand(rss_growth, changes_after)} MB per 1,000 track changes)",
+        f"{per_thousand(rss_growth, changes_after)} MB per 1,000 track changes"
+        + ("; tracemalloc was on: its own tables are in RSS" if chosen["tracemalloc"] else "")
+        + ")",
         f"threads: {'met' if threads['halves'] <= COUNT_TOLERANCE else 'MISSED'} (no growth): "
         f"{threads['first']} at minute 1, {threads['last']} at the end, max {threads['max']}; "
         f"file descriptors: {'met' if fds['halves'] <= COUNT_TOLERANCE else 'MISSED'}: {fds['first']}, "
