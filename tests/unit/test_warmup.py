@@ -222,9 +222,12 @@ def test_the_cogs_warm_up_freezes_what_exists_so_full_collections_stay_short() -
 async def test_the_warm_up_leaves_the_garbage_collector_alone_unless_asked(
     service: ResolveService,
 ) -> None:
+    # an earlier test in this process may have loaded the cog, which freezes: compare, not 0
+    frozen_before = gc.get_freeze_count()
+    gc.collect()  # so that nothing the collector still holds moves during the warm-up
     report = await service.warm_up()
     assert report is not None and report.done
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == frozen_before
 
 
 async def test_after_the_warm_up_the_resolver_is_warm_and_the_first_lookup_reuses_its_instance(
