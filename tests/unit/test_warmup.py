@@ -227,7 +227,7 @@ async def test_the_warm_up_leaves_the_garbage_collector_alone_unless_asked(
     gc.collect()  # so that nothing the collector still holds moves during the warm-up
     report = await service.warm_up()
     assert report is not None and report.done
-    assert gc.get_freeze_count() == frozen_before
+    assert gc.get_freeze_count() <= frozen_before  # frozen objects may still be freed
 
 
 async def test_after_the_warm_up_the_resolver_is_warm_and_the_first_lookup_reuses_its_instance(
