@@ -9,19 +9,17 @@ that receiving, decrypting and decoding packets costs the bot nothing and cannot
 from __future__ import annotations
 
 import asyncio
-import atexit
 import json
-import os
-import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from standin.run_red import install_trust_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FRAME_SECONDS = 0.020
@@ -283,19 +281,7 @@ def trust_standin_ca(ca_file: str) -> str:
     the system CAs, the way a bot owner trusts a private CA: SSL_CERT_FILE, which
     ``ssl.create_default_context()`` (the cog's media fetcher, music.audio.fetch) honours. Call
     before the first https fetch: the fetcher builds its context once. Returns the bundle."""
-    parts: list[str] = []
-    defaults = ssl.get_default_verify_paths()
-    for candidate in (os.environ.get("SSL_CERT_FILE"), defaults.cafile, defaults.openssl_cafile):
-        if candidate and Path(candidate).is_file():
-            parts.append(Path(candidate).read_text(encoding="utf-8", errors="replace"))
-            break
-    parts.append(Path(ca_file).read_text(encoding="utf-8"))
-    fd, bundle = tempfile.mkstemp(prefix="bench-ca-", suffix=".pem")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(parts))
-    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
-    os.environ["SSL_CERT_FILE"] = bundle
-    return bundle
+    return install_trust_bundle(ca_file)
 
 
 class RemoteVoiceServer:

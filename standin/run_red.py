@@ -28,8 +28,9 @@ import tempfile
 from pathlib import Path
 
 
-def _install_trust_bundle(extra_ca: str) -> str:
-    """Write system CAs + `extra_ca` to a temp file and point SSL_CERT_FILE at it."""
+def install_trust_bundle(extra_ca: str) -> str:
+    """Write system CAs + `extra_ca` to a temp file and point SSL_CERT_FILE at it (also used by
+    the benchmarks, whose media fetcher must trust the stand-in's certificate)."""
     parts: list[str] = []
     defaults = ssl.get_default_verify_paths()
     for candidate in (os.environ.get("SSL_CERT_FILE"), defaults.cafile, defaults.openssl_cafile):
@@ -63,7 +64,7 @@ def main() -> None:
                  "e.g. http://127.0.0.1:PORT/api/v10")
     ca = os.environ.get("STANDIN_CA")
     if ca:
-        _install_trust_bundle(ca)  # before aiohttp is imported: it builds its SSL context then
+        install_trust_bundle(ca)  # before aiohttp is imported: it builds its SSL context then
 
     import discord.http
 
