@@ -179,14 +179,13 @@ class _TaggingDave:
 def packet_path_problem(voice_client_cls: type | None = None) -> str | None:
     """None when :class:`PacketWriter` builds exactly what ``voice_client_cls`` (default
     ``discord.VoiceClient``) builds, with and without DAVE, over a sequence wrap; else why not."""
-    if _gil_holding_encrypt() is None:
+    encrypt = _gil_holding_encrypt()
+    if encrypt is None:
         return "PyNaCl's libsodium is not reachable"
     if voice_client_cls is None:
         import discord
 
         voice_client_cls = discord.VoiceClient
-    encrypt = _gil_holding_encrypt()
-    assert encrypt is not None
     try:
         for dave in (None, _TaggingDave()):
             theirs, ours = _bare_client(voice_client_cls, dave), _bare_client(voice_client_cls, dave)
