@@ -21,7 +21,9 @@ discord.py's ``send_audio_packet`` instead of the sender's own packet step (same
 like), and the per-packet steps profiled (read, build, send: the wrapping costs ~1 us a call,
 so that row's totals are higher than the plain row's). Last, 60 guilds transcoding MP3 (an ffmpeg
 per guild decoding and encoding Opus), all three methods: inter-arrival p99 and memory per stream
-(the bot's share plus its ffmpeg child's PSS), against the targets 25 ms and 4 MB.
+(the bot's share plus its ffmpeg child's PSS), against the targets 25 ms and 4 MB. Ours starts its
+ffmpeg children at a lower CPU priority (music.audio.ffmpeg_process.lower_priority); the baselines'
+run at the bot's, as discord.py starts them.
 """
 
 from __future__ import annotations

@@ -238,3 +238,40 @@ def test_end_process_of_an_exited_process_returns_its_code():
     proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     proc.wait(10)
     assert end_process(proc) == 3
+
+
+# -- the playback ffmpeg's priority --------------------------------------------------------------
+
+
+def _thread_niceness(pid: int) -> dict[int, int]:
+    """Niceness of every thread of ``pid`` (Linux /proc: field 19 of each task's stat)."""
+    niceness = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        niceness[int(task.name)] = int(fields[16])  # fields after "(comm)" start at field 3
+    return niceness
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_playback_ffmpeg_and_all_its_threads_run_at_a_lower_priority(media_dir: Path):
+    """The sender's 20 ms deadlines beat ffmpeg's read-ahead on a busy machine: every thread
+    ffmpeg starts (it starts several to transcode) inherits the lowered priority."""
+    import collections
+    import os
+
+    from music.audio.ffmpeg_process import FFMPEG_NICENESS_INCREMENT, FfmpegProcess
+    from music.netguard import ffmpeg_env
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    args = build_args(FFMPEG, str(media_dir / "long.mp3"), passthrough=False, volume=50)
+    process = FfmpegProcess(args, ffmpeg_env(), collections.deque(maxlen=20))
+    try:
+        assert process.stdout is not None
+        process.stdout.read(4096)  # it is transcoding: its threads exist by now
+        niceness = _thread_niceness(process.pid)
+        assert len(niceness) > 1
+        assert set(niceness.values()) == {min(19, ours + FFMPEG_NICENESS_INCREMENT)}
+        assert os.getpriority(os.PRIO_PROCESS, 0) == ours  # the bot's own priority is unchanged
+    finally:
+        process.end(timeout=2.0)
+        process.close_stdout()
