@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .common import fmt, print_table, verdict, wins_line
+from .common import fmt, print_table, verdict, wait_for_quiet_machine, wins_line
 from .load import run_worker
 from .resources import MEDIA_MP3, MEDIA_WEBM
 
@@ -56,6 +56,8 @@ TRANSCODE_GUILDS = 60
 TRANSCODE_GUILDS_QUICK = 10
 TARGET_TRANSCODE_P99_MS = 25.0
 TARGET_TRANSCODE_MB = 4.0
+#: a point starts once the cores were this idle (benchmarks.common.wait_for_quiet_machine)
+QUIET_IDLE_SHARE = 0.85
 
 
 def _per_packet_us(result: dict[str, Any], kind: str) -> float:
@@ -140,9 +142,12 @@ async def run(bench: Any, quick: bool) -> str:
     profiled: dict[str, Any] | None = None
     #: guild count -> method label -> result, for the "where a baseline wins" lines
     compared: dict[int, dict[str, dict[str, Any]]] = {}
+    #: before each point: how long it waited for the cores to be idle, and how idle they were
+    quiet: list[dict[str, float]] = []
 
     async def point(method: str, guilds: int, mode: str = "copy", **options: Any) -> dict[str, Any] | None:
         media = MEDIA_WEBM if mode == "copy" else MEDIA_MP3
+        quiet.append(await wait_for_quiet_machine(QUIET_IDLE_SHARE))
         try:
             return await run_worker(bench, method=method, mode=mode, url=bench.url(media),
                                     guilds=guilds, warmup=warmup, seconds=seconds,
@@ -245,6 +250,13 @@ async def run(bench: Any, quick: bool) -> str:
             f"{TARGET_TRANSCODE_MB:g} MB per stream (bot + its ffmpeg): "
             f"{verdict(memory, TARGET_TRANSCODE_MB)} ({fmt(memory, 2)} MB, of which ffmpeg "
             f"{fmt(ours.get('ffmpeg_pss_mb_per_stream') or 0.0, 2)} MB PSS); baselines: {others}")
+    if quiet:
+        loud = sum(1 for q in quiet if q["idle_share"] < QUIET_IDLE_SHARE)
+        notes.append(
+            f"each point started once the cores were at least {100 * QUIET_IDLE_SHARE:.0f} % idle "
+            f"over 0.5 s (the previous point's processes wound down): waited "
+            f"{fmt(min(q['waited_s'] for q in quiet), 1)}-{fmt(max(q['waited_s'] for q in quiet), 1)} s; "
+            + (f"{loud} point(s) started after 30 s without it" if loud else "every point got it"))
     notes += [f"failure: {f}" for f in failures]
     return print_table(
         "9. Capacity: guilds copying WebM/Opus in one bot process (and transcoding MP3)",

@@ -176,6 +176,33 @@ class CpuWindow:
         return 1000.0 * self.used / (streams * self.seconds)
 
 
+def machine_idle_share(seconds: float) -> float:
+    """The share of all cores' time spent idle (idle + iowait) over the next ``seconds``
+    (/proc/stat)."""
+    def totals() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields[:8])
+    idle_before, all_before = totals()
+    time.sleep(seconds)
+    idle_after, all_after = totals()
+    return (idle_after - idle_before) / max(1, all_after - all_before)
+
+
+async def wait_for_quiet_machine(min_idle: float = 0.85, window: float = 0.5,
+                                 timeout: float = 30.0) -> dict[str, float]:
+    """Wait until the cores were at least ``min_idle`` idle over one ``window``, at most
+    ``timeout`` seconds: a point must not start while the previous one's processes (a
+    baseline's 150 ffmpeg children, say) still wind down. Returns how long it waited and the
+    idle share it ended on, for the row to report."""
+    started = time.monotonic()
+    idle = 0.0
+    while time.monotonic() - started < timeout:
+        idle = await asyncio.to_thread(machine_idle_share, window)
+        if idle >= min_idle:
+            break
+    return {"waited_s": time.monotonic() - started, "idle_share": idle}
+
+
 # -- the out-of-process stand-in ----------------------------------------------------------------
 
 
