@@ -9,7 +9,6 @@ failure or a gap there. The load-time check must notice when discord.py builds p
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -18,21 +17,7 @@ import pytest
 from music.audio.voice_packets import FAST_MODE, PacketWriter, packet_path_problem, packet_writer
 from standin.voice import VoiceServer
 from standin.voice_harness import VoiceHarness
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[VoiceServer]:
-    voice = VoiceServer(dave=True)
-    await voice.start()
-    yield voice
-    await voice.stop()
-
-
-@pytest.fixture
-async def harness(server: VoiceServer) -> AsyncIterator[VoiceHarness]:
-    h = VoiceHarness(server)
-    yield h
-    await h.close()
+from tests.support.voice_call import harness_fixture, server_fixture  # noqa: F401
 
 
 def test_the_installed_discord_py_builds_the_same_packets() -> None:

@@ -5,12 +5,9 @@ the Welcome, end-to-end encrypts every frame, and the listener decrypts them bef
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import davey
-import discord
-import imageio_ffmpeg
 import pytest
 
 from standin import analysis
@@ -26,9 +23,15 @@ from standin.dave import (
 from standin.voice import VoiceServer
 from standin.voice_harness import VoiceHarness
 from tests.support.media import generate_tone
+from tests.support.voice_call import (  # noqa: F401  (the server, harness and tone_2s fixtures)
+    CONNECT_TIMEOUT,
+    harness_fixture,
+    play_to_end,
+    server_fixture,
+    start_playing,
+    tone_2s_fixture,
+)
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-CONNECT_TIMEOUT = 4.0
 BOT_USER_ID = 4242
 CHANNEL_ID = 777
 
@@ -82,34 +85,6 @@ def test_the_benchmark_hook_encrypts_each_frame_as_discord_py_does() -> None:
     assert is_dave_frame(frame) and encryptor.listener.decrypt(frame) == opus
     assert encrypt_frame(None, opus) is opus
     assert encryptor.session.get_encryption_stats().successes == 1
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[VoiceServer]:
-    voice = VoiceServer(dave=True)
-    await voice.start()
-    yield voice
-    await voice.stop()
-
-
-@pytest.fixture
-async def harness(server: VoiceServer) -> AsyncIterator[VoiceHarness]:
-    h = VoiceHarness(server)
-    yield h
-    await h.close()
-
-
-@pytest.fixture(scope="module")
-def tone_2s(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_tone(tmp_path_factory.mktemp("dave") / "a440.ogg", 440.0, 2.0)
-
-
-async def play_to_end(vc: discord.VoiceClient, path: Path) -> None:
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[Exception | None] = loop.create_future()
-    vc.play(discord.FFmpegOpusAudio(str(path), executable=FFMPEG),
-            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
-    assert await asyncio.wait_for(finished, 15) is None
 
 
 async def test_discord_py_joins_the_dave_group_and_every_frame_is_end_to_end_encrypted(
@@ -203,11 +178,7 @@ async def test_a_member_joining_mid_track_moves_the_bot_to_a_new_epoch_without_l
     vc = await harness.connect(timeout=CONNECT_TIMEOUT)
     await server.wait_for_event(harness.guild_id, "dave_ready", timeout=5)
     first_code = vc.voice_privacy_code
-    tone = generate_tone(tmp_path / "a660.ogg", 660.0, 3.0)
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[Exception | None] = loop.create_future()
-    vc.play(discord.FFmpegOpusAudio(str(tone), executable=FFMPEG),
-            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
+    finished = start_playing(vc, generate_tone(tmp_path / "a660.ogg", 660.0, 3.0))
     audio = server.audio(harness.guild_id)
     await audio.wait_for_packets(50, timeout=5)
 

@@ -5,41 +5,22 @@ heard at the right pitch and length, and each fault gets discord.py's documented
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import discord
-import imageio_ffmpeg
-import pytest
 
 from standin import analysis
 from standin.voice import VoiceServer
 from standin.voice_harness import VoiceHarness
 from tests.support.media import generate_tone
-
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-# discord.py's connect timeout; also how long it waits for a VOICE_SERVER_UPDATE after a 4014
-CONNECT_TIMEOUT = 4.0
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[VoiceServer]:
-    voice = VoiceServer()
-    await voice.start()
-    yield voice
-    await voice.stop()
-
-
-@pytest.fixture
-async def harness(server: VoiceServer) -> AsyncIterator[VoiceHarness]:
-    h = VoiceHarness(server)
-    yield h
-    await h.close()
-
-
-@pytest.fixture(scope="module")
-def tone_2s(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_tone(tmp_path_factory.mktemp("dpy") / "a440.ogg", 440.0, 2.0)
+from tests.support.voice_call import (  # noqa: F401  (the server, harness and tone_2s fixtures)
+    CONNECT_TIMEOUT,
+    harness_fixture,
+    play_to_end,
+    server_fixture,
+    start_playing,
+    tone_2s_fixture,
+)
 
 
 async def connect_ready(server: VoiceServer, harness: VoiceHarness) -> discord.VoiceClient:
@@ -49,15 +30,6 @@ async def connect_ready(server: VoiceServer, harness: VoiceHarness) -> discord.V
     vc = await harness.connect(timeout=CONNECT_TIMEOUT)
     await server.wait_for_event(harness.guild_id, "dave_ready", timeout=5)
     return vc
-
-
-async def play_to_end(vc: discord.VoiceClient, path: Path) -> None:
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[Exception | None] = loop.create_future()
-    # `after` runs in the player thread: hand the result to the loop thread-safely
-    vc.play(discord.FFmpegOpusAudio(str(path), executable=FFMPEG),
-            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
-    assert await asyncio.wait_for(finished, 15) is None
 
 
 async def test_discord_py_plays_a_two_second_tone_that_the_server_hears(
@@ -173,11 +145,7 @@ async def test_udp_blackhole_means_nothing_is_heard_until_it_is_lifted(
     vc = await connect_ready(server, harness)
     audio = server.audio(harness.guild_id)
     server.set_udp_blackhole(harness.guild_id, True)
-    long_tone = generate_tone(tmp_path / "long.ogg", 660.0, 3.0)
-    loop = asyncio.get_running_loop()
-    finished = loop.create_future()
-    vc.play(discord.FFmpegOpusAudio(str(long_tone), executable=FFMPEG),
-            after=lambda error: loop.call_soon_threadsafe(finished.set_result, error))
+    finished = start_playing(vc, generate_tone(tmp_path / "long.ogg", 660.0, 3.0))
     await asyncio.sleep(1.0)
     assert audio.packets == []
     assert audio.blackholed >= 40  # ~50 packets a second were sent and dropped
