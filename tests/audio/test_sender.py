@@ -132,15 +132,23 @@ async def test_one_thread_paces_every_guild_without_drift_or_short_intervals(sen
     assert all(c.speaking == [SpeakingState.voice] for c in clients)
 
 
-async def test_a_late_tick_skips_ahead_instead_of_bursting(sender: SharedSender) -> None:
+async def play_beside_a_stall(sender: SharedSender, *, stall_seconds: float,
+                              listen_for: float) -> list[tuple[SpeakingVoiceClient, str]]:
+    """Two guilds for `listen_for` seconds: "s", whose 20th read takes `stall_seconds` (so the
+    whole tick is late), and "t", steady. Returns each one's client and packet name."""
     loop = asyncio.get_running_loop()
     stalling, steady = SpeakingVoiceClient(loop), SpeakingVoiceClient(loop)
-    # a read that takes 70 ms (which a real source never does) makes the whole tick late
-    sender.play(stalling, CountingSource("s", stall_at=20, stall_seconds=0.07))
+    sender.play(stalling, CountingSource("s", stall_at=20, stall_seconds=stall_seconds))
     sender.play(steady, CountingSource("t"))
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(listen_for)
+    return [(stalling, "s"), (steady, "t")]
+
+
+async def test_a_late_tick_skips_ahead_instead_of_bursting(sender: SharedSender) -> None:
+    # a read that takes 70 ms (which a real source never does) makes the whole tick late
+    guilds = await play_beside_a_stall(sender, stall_seconds=0.07, listen_for=1.5)
     assert sender.stats.skipped_slots >= 2
-    for client, name in ((stalling, "s"), (steady, "t")):
+    for client, name in guilds:
         gaps = intervals(client.audio_times(name))
         assert min(gaps) >= 0.010, f"burst after the stall: {min(gaps) * 1000:.2f} ms"
         assert max(gaps) >= 0.06  # the stall is really there
@@ -149,17 +157,13 @@ async def test_a_late_tick_skips_ahead_instead_of_bursting(sender: SharedSender)
 
 async def test_a_tick_late_by_less_than_a_frame_holds_packets_back_half_a_frame_not_a_whole_one(
         sender: SharedSender) -> None:
-    loop = asyncio.get_running_loop()
-    stalling, steady = SpeakingVoiceClient(loop), SpeakingVoiceClient(loop)
     # a 15 ms read: both guilds' packets of that tick go out ~15 ms late, so the next tick, 5 ms
     # later, would send them back to back: they wait until half a frame has passed, then go,
     # and the guild is back on its 20 ms grid without losing a slot (waiting a whole frame
     # would move its stream 20 ms later for good); the stats say how often
-    sender.play(stalling, CountingSource("s", stall_at=20, stall_seconds=0.015))
-    sender.play(steady, CountingSource("t"))
-    await asyncio.sleep(1.0)
+    guilds = await play_beside_a_stall(sender, stall_seconds=0.015, listen_for=1.0)
     assert sender.stats.held_back >= 1
-    for client, name in ((stalling, "s"), (steady, "t")):
+    for client, name in guilds:
         times = client.audio_times(name)
         gaps = intervals(times)
         assert min(gaps) >= 0.010, f"back to back after the late tick: {min(gaps) * 1000:.2f} ms"
