@@ -251,7 +251,7 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
         runs = pacing.get(mode, [])
 
         def pick(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return median([float(r[key]) for r in runs if key in r])
+            return median([float(r[key]) for r in runs if r.get(key) is not None])
 
         rows.append([label[mode], str(len(runs)), fmt(pick("busy_ms"), 0), fmt(pick("wakeups"), 0),
                      fmt(pick("late_median"), 2), fmt(pick("late_p90"), 2), fmt(pick("late_p99"), 2),
@@ -275,8 +275,9 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
          "full GCs: Python's generation-2 collections in that time (the allocations of compiling "
          "~1,900 patterns trigger about one); a collection holds the GIL throughout, so no pacing "
          "can cut it. The warm-up row freezes what exists first, as the cog does (gc.freeze, "
-         "music.resolve.warmup): its collection walks only the warm-up's own ~23,000 objects; the "
-         "cold row's walks everything.",
+         "music.resolve.warmup), and again just before a full collection would start, so none runs "
+         "in it; the cold row's walks everything. Timed (longest ms) in the cold row only: a gc "
+         "callback gives C calls that allocate a bytecode boundary, which would flatter the others.",
          "warm-up steps (median ms): " + ", ".join(f"{k} {fmt(v, 0)}" for k, v in steps.items()),
          "next lookup = the same direct-link lookup after the warm-up, through the service (cold, it "
          "is the busy time of the 'cold' row)."])

@@ -39,7 +39,6 @@ from music.resolve.warmup import (
     WarmUpReport,
     compile_patterns,
     direct_link_result,
-    unsliced,
     warm_up_sync,
 )
 from music.resolve.ytdl import PER_LOOKUP_OPTIONS, PolicedYoutubeDL, lookup_options
@@ -116,17 +115,19 @@ class Resolver:
         """Idle yt-dlp instances are closed now, busy ones when their lookup ends."""
         self._instances.close()
 
-    def warm_up_sync(self, should_stop: Callable[[], bool]) -> WarmUpReport:
+    def warm_up_sync(
+        self, should_stop: Callable[[], bool], freeze_as_it_goes: bool = False
+    ) -> WarmUpReport:
         """Pay yt-dlp's first-use costs in this thread, as a lookup here would (music.resolve.
         warmup): its instance, every extractor's URL pattern, the generic extractor's module,
         the shared SSL context, the date formats, the processing of a result; and finding
         ffmpeg for the direct-link probe. Blocking, paced so that the event loop keeps
-        the GIL; stops as soon as `should_stop()` is true. Never raises."""
+        the GIL; stops as soon as `should_stop()` is true. Never raises. `freeze_as_it_goes`:
+        see warmup.Pacer (only when the process froze before, as the cog's first load does)."""
         ydl: list[PolicedYoutubeDL] = []
 
         def build_instance(pacer: Pacer) -> None:
-            with unsliced():
-                ydl.append(self._instances.for_this_thread(self._options(flat=True), self.policy()))
+            ydl.append(self._instances.for_this_thread(self._options(flat=True), self.policy()))
 
         def compile_extractor_patterns(pacer: Pacer) -> None:
             registered = ytdl_compat.registered_extractors(ydl[0])
@@ -141,27 +142,23 @@ class Resolver:
             # what the first extract_info of a direct link pays once: the generic extractor's
             # module (it imports YouTube's), the request handlers and their SSL context, the
             # Last-Modified date's formats, the processing of the result
-            with unsliced():
-                ydl[0].get_info_extractor("Generic")
+            ydl[0].get_info_extractor("Generic")
             pacer.pause()
-            with unsliced():
-                ytdl_compat.warm_request_handlers(ydl[0])
+            ytdl_compat.warm_request_handlers(ydl[0])
             pacer.pause()
-            with unsliced():
-                timestamp = unified_timestamp(HTTP_DATE)
+            timestamp = unified_timestamp(HTTP_DATE)
             pacer.pause()
             # processing a made-up direct-link result compiles the regexes of format sorting and
             # URL sanitizing (the patterns above pushed them out of Python's cache); under a
             # policy that refuses every address, though nothing here fetches anything
-            with unsliced(), self._lookup(self._options(flat=True), _REFUSE_ALL) as ready:
+            with self._lookup(self._options(flat=True), _REFUSE_ALL) as ready:
                 ready.process_ie_result(direct_link_result(WARM_URL, timestamp), download=False)
 
         def find_ffmpeg(pacer: Pacer) -> None:
             # a direct link's probe asks imageio-ffmpeg for its binary: the first time it
             # imports the package and runs `ffmpeg -version` to check it (~40-100 ms)
             if self.probe_direct_media:
-                with unsliced():
-                    default_ffmpeg()
+                default_ffmpeg()
 
         report = warm_up_sync(
             [
@@ -171,6 +168,7 @@ class Resolver:
                 ("ffmpeg", find_ffmpeg),
             ],
             should_stop,
+            freeze_as_it_goes=freeze_as_it_goes,
         )
         self.warm_up_report = report
         return report

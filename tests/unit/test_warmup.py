@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import marshal
 import subprocess
 import sys
 import textwrap
@@ -177,7 +178,9 @@ FROZEN_PROCESS = textwrap.dedent('''
         resolver = Resolver(lambda: NetworkPolicy(allow=["127.0.0.0/8"]))
         service = ResolveService(resolver)
         garbage_before = gc.collect()  # nothing yet: what the freeze would keep forever
+        full_before = gc.get_stats()[2]["collections"]
         report = await service.warm_up(freeze=True)  # as the cog does
+        full_during = gc.get_stats()[2]["collections"] - full_before
         frozen, walked = gc.get_freeze_count(), len(gc.get_objects())
         instance = next(iter(resolver._instances._all))
         instance_walked = any(o is instance for o in gc.get_objects())
@@ -191,7 +194,8 @@ FROZEN_PROCESS = textwrap.dedent('''
         print(json.dumps({"state": report.state, "frozen": frozen, "walked": walked,
                           "instance_walked": instance_walked, "again": again,
                           "frozen_again": frozen_again, "frozen_ms": frozen_ms,
-                          "unfrozen_ms": unfrozen_ms, "garbage_before": garbage_before}))
+                          "unfrozen_ms": unfrozen_ms, "garbage_before": garbage_before,
+                          "full_during": full_during, "freezes": report.freezes}))
 
     asyncio.run(main())
 ''')
@@ -214,6 +218,9 @@ def test_the_cogs_warm_up_freezes_what_exists_so_full_collections_stay_short() -
     # garbage by then, would never be freed); frozen objects freed since only lower the count
     assert figures["again"] is False and figures["frozen_again"] <= figures["frozen"]
     assert figures["frozen_ms"] < figures["unfrozen_ms"] / 3, figures
+    # the warm-up's own allocations started one full collection (~5 ms, walking all it had built,
+    # holding the GIL): now it freezes just before, and none runs during the warm-up
+    assert figures["freezes"] >= 1 and figures["full_during"] == 0, figures
 
 
 # ---- in this process ------------------------------------------------------------------------
@@ -226,7 +233,7 @@ async def test_the_warm_up_leaves_the_garbage_collector_alone_unless_asked(
     frozen_before = gc.get_freeze_count()
     gc.collect()  # so that nothing the collector still holds moves during the warm-up
     report = await service.warm_up()
-    assert report is not None and report.done
+    assert report is not None and report.done and report.freezes == 0
     assert gc.get_freeze_count() <= frozen_before  # frozen objects may still be freed
 
 
@@ -301,6 +308,81 @@ async def test_a_failing_warm_up_is_logged_and_lookups_still_work(
     assert "Warming up yt-dlp failed" in caplog.text
     result = await service.resolve(media_server.url("a440.webm"), guild_id=1, requester_id=1)
     assert result.tracks[0].title == "a440"
+
+
+# ---- pacing the GIL -------------------------------------------------------------------------
+
+
+def test_the_whole_warm_up_runs_with_a_short_switch_interval_and_a_collection_break() -> None:
+    """A waiting thread reads the switch interval when it starts waiting: a short one around
+    a few steps only left the loop ~5 ms late whenever it began waiting just before one."""
+    seen: list[tuple[float, bool]] = []
+
+    def step(pacer: Pacer) -> None:
+        seen.append((sys.getswitchinterval(), warmup._a_bytecode_boundary in gc.callbacks))
+
+    def failing(pacer: Pacer) -> None:
+        step(pacer)
+        raise RuntimeError("yt-dlp changed")
+
+    before = sys.getswitchinterval()
+    report = warmup.warm_up_sync([("a", step), ("b", step), ("c", failing)], lambda: False)
+    assert report.state == "failed"
+    assert seen == [(warmup.SHORT_SWITCH_INTERVAL, True)] * 3
+    assert sys.getswitchinterval() == before
+    assert warmup._a_bytecode_boundary not in gc.callbacks
+
+
+def test_collection_breaks_put_bytecode_boundaries_inside_a_long_c_call() -> None:
+    """Unmarshalling a module's bytecode is one C call (yt-dlp's extractor list: 1 MB, ~3-4 ms
+    holding the GIL); inside collection_breaks its allocations' young collections run Python
+    code, where a waiting thread gets the GIL."""
+    assert gc.isenabled()
+    source = "\n".join(f"def f{i}(a, b=({i}, 'x')):\n    return (a, b, [{i}])" for i in range(3000))
+    blob = marshal.dumps(compile(source, "<many functions>", "exec"))
+    calls: list[str] = []
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is warmup._a_bytecode_boundary.__code__:
+            calls.append(event)
+
+    sys.setprofile(profile)
+    try:
+        marshal.loads(blob)
+        without = len(calls)
+        with warmup.collection_breaks():
+            marshal.loads(blob)
+    finally:
+        sys.setprofile(None)
+    assert without == 0 and len(calls) >= 5, calls
+
+
+def test_the_pacer_freezes_just_before_a_full_collection_only_when_asked() -> None:
+    # an earlier test may have loaded the cog (which freezes): compare, never assume a fresh gc
+    threshold = gc.get_threshold()[2]
+    gc.collect()  # the counts start at 0
+    asked = Pacer(lambda: False, freeze_as_it_goes=True)
+    not_asked = Pacer(lambda: False)
+    asked.pause()
+    assert asked.freezes == 0  # far from a full collection: nothing frozen
+    for _ in range(threshold - warmup.FULL_COLLECTION_MARGIN):
+        gc.collect(1)  # each young collection brings the full one nearer, as allocations do
+    frozen_before = gc.get_freeze_count()
+    not_asked.pause()
+    assert not_asked.freezes == 0 and gc.get_freeze_count() <= frozen_before
+    asked.pause()
+    assert asked.freezes == 1 and gc.get_freeze_count() > frozen_before
+    assert gc.get_count()[2] == 0  # the full collection is as far away as it can be
+
+
+def test_nothing_is_frozen_while_the_collector_is_disabled() -> None:
+    for _ in range(gc.get_threshold()[2]):
+        gc.collect(1)
+    gc.disable()
+    try:
+        assert not warmup.freeze_before_a_full_collection()
+    finally:
+        gc.enable()
 
 
 # ---- the JavaScript runtime -----------------------------------------------------------------
