@@ -268,8 +268,8 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
          "full GCs (longest ms)", "next lookup ms"], rows,
         ["target: wake-ups under 2 ms late during the warm-up: " + "; ".join(
             f"{k} {verdict(v, 2.0)} ({fmt(v, 2)} ms)" for k, v in late.items())
-         + " (the noise floor's row is what the machine alone gives; the max includes the one full "
-         "garbage collection, see below)",
+         + " (the noise floor's row is what the machine alone gives; on a busy machine the loop "
+         "also waits for a core while the warm-up's thread holds one)",
          "a task sleeps 1 ms again and again and records how late it wakes; medians over the fresh "
          "processes of each one's figures; the modes interleaved (benchmarks/warmup_pacing.py).",
          "full GCs: Python's generation-2 collections in that time (the allocations of compiling "
