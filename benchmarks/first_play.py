@@ -243,6 +243,21 @@ def _share(ours: float, baseline: float) -> str:
     return f"{ours / baseline:.2f}" if baseline and baseline == baseline and ours == ours else "-"
 
 
+def _without_run_queue(pacing: dict[str, list[dict[str, Any]]]) -> str:
+    """The note on lateness minus the loop thread's run-queue wait (the machine's noise out)."""
+    parts = []
+    for mode in ("warm-up", "idle"):
+        runs = [r for r in pacing.get(mode, []) if "late_but_run_queue_p99" in r]
+        if runs:
+            parts.append(f"{mode}: p90 {fmt(median([r['late_but_run_queue_p90'] for r in runs]), 2)}, "
+                         f"p99 {fmt(median([r['late_but_run_queue_p99'] for r in runs]), 2)}, "
+                         f"max {fmt(median([r['late_but_run_queue_max'] for r in runs]), 2)}")
+    if not parts:
+        return "lateness minus the loop thread's run-queue wait: not measured (Linux only)."
+    return ("lateness minus the loop thread's wait for a CPU in it (/proc schedstat: the GIL's and "
+            "our code's share, most of a busy machine's noise out), medians, ms: " + "; ".join(parts) + ".")
+
+
 def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
     label = {"idle": "nothing running (noise floor)", "warm-up": "ours: the warm-up (paced)",
              "cold": "a cold first lookup, no warm-up (unpaced)"}
@@ -272,6 +287,7 @@ def _pacing_table(pacing: dict[str, list[dict[str, Any]]]) -> str:
          "also waits for a core while the warm-up's thread holds one)",
          "a task sleeps 1 ms again and again and records how late it wakes; medians over the fresh "
          "processes of each one's figures; the modes interleaved (benchmarks/warmup_pacing.py).",
+         _without_run_queue(pacing),
          "full GCs: Python's generation-2 collections in that time (the allocations of compiling "
          "~1,900 patterns trigger about one); a collection holds the GIL throughout, so no pacing "
          "can cut it. The warm-up row freezes what exists first, as the cog does (gc.freeze, "
