@@ -21,6 +21,7 @@ from typing import Any
 from music.audio.source import ChainSource
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
+from music.resolve.warmup import freeze_long_lived
 from music.voiceclient import lift_select_limit
 
 from .botside import (
@@ -137,19 +138,31 @@ class DroppedPackets(logging.Handler):
             self.count += 1
 
 
-async def measure(config: dict[str, Any]) -> dict[str, Any]:
-    use_packet_path(config.get("packet_path", "writer"))
-    # as the cog does at load: discord.py's voice readers past descriptor 1,024 (~500 guilds);
-    # the baselines too, so that they can connect as many
+def set_up_like_the_cog(*, freeze: bool = True) -> DroppedPackets:
+    """What the cog does to the process at load, with the cog's own functions, before any voice
+    client connects (rows 4, 9 and the soak): discord.py's voice readers past descriptor 1,024
+    (~500 guilds; the baselines get it too, so that they can connect as many), and with
+    `freeze` what exists now frozen out of the garbage collector's full passes (without it a
+    full pass over the imports held the GIL up to ~90 ms in the soak: every guild late at once;
+    the baselines run without it, as a bot without this cog does). Returns the counter of
+    discord.py's dropped packets, installed on its voice logger."""
     lift_select_limit()
-    profile = StepProfile()
-    if config.get("step_profile"):
-        profile.install()
+    if freeze:
+        freeze_long_lived()
     dropped = DroppedPackets()
     voice_log = logging.getLogger("discord.voice_client")
     voice_log.setLevel(logging.DEBUG)
     voice_log.propagate = False
     voice_log.addHandler(dropped)
+    return dropped
+
+
+async def measure(config: dict[str, Any]) -> dict[str, Any]:
+    use_packet_path(config.get("packet_path", "writer"))
+    profile = StepProfile()
+    if config.get("step_profile"):
+        profile.install()
+    dropped = set_up_like_the_cog(freeze=config["method"] == "ours")
     guilds = [(g["guild_id"], g["session_id"]) for g in config["guilds"]]
     server = TokenVoiceServer(config["endpoint"], config["ca_file"],
                               {g["guild_id"]: g["token"] for g in config["guilds"]})
@@ -274,6 +287,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         # packets a guild held back a frame (its previous packet went out < 10 ms before)
         "sender_held_back": sender_stats.held_back if ours else None,
         "gc_counts": gc_pauses.counts,
+        "gc_frozen": gc.get_freeze_count(),  # objects frozen at set-up (ours only)
         "threads": threads,
         "open_files": open_files,
         "step_profile": profile.result(),

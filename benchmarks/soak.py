@@ -299,7 +299,9 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
     notes += late_moment_notes(windows, guilds)
     gc_max = [max(s["gc_max_ms"][g] for s in samples) for g in range(3)]
     notes.append(f"garbage collection in the bot: {', '.join(map(str, last['gc_counts']))} passes "
-                 f"(generations 0, 1, 2), the longest {', '.join(fmt(m) for m in gc_max)} ms")
+                 f"(generations 0, 1, 2), the longest {', '.join(fmt(m) for m in gc_max)} ms; "
+                 f"{done.get('gc_frozen', 0):,} objects frozen at set-up as the cog's load does "
+                 "(gc.freeze(), music/resolve/warmup.py freeze_long_lived)")
     if done.get("errors") or done.get("task_failures"):
         notes.append(f"errors: {'; '.join(done['errors'] + done['task_failures'])}")
     if done.get("cyclic_garbage") is not None:

@@ -18,7 +18,6 @@ import asyncio
 import collections
 import gc
 import json
-import logging
 import os
 import re
 import sys
@@ -42,7 +41,7 @@ from .botside import (
     play_ours,
 )
 from .common import pss_bytes
-from .load_worker import DroppedPackets, GcPauses
+from .load_worker import DroppedPackets, GcPauses, set_up_like_the_cog
 
 #: the lines of code whose allocations grew most between the first minute's end and the run's
 TRACEMALLOC_TOP = 12
@@ -253,11 +252,8 @@ def cyclic_garbage() -> dict[str, Any]:
 async def soak(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("tracemalloc"):
         tracemalloc.start()
-    dropped = DroppedPackets()
-    voice_log = logging.getLogger("discord.voice_client")
-    voice_log.setLevel(logging.DEBUG)
-    voice_log.propagate = False
-    voice_log.addHandler(dropped)
+    dropped = set_up_like_the_cog()
+    frozen = gc.get_freeze_count()  # objects the set-up froze, as the cog's load does
     server = TokenVoiceServer(config["endpoint"], config["ca_file"],
                               {g["guild_id"]: g["token"] for g in config["guilds"]})
     harnesses = await connect_harnesses(server, [(g["guild_id"], g["session_id"])
@@ -304,7 +300,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     sender_closed = await asyncio.to_thread(ours_sender().close, 5.0)
     await close_harnesses(harnesses)
     await guard.close()
-    return {"tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
+    return {"gc_frozen": frozen, "tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
             "object_growth": object_growth,
             "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
