@@ -34,8 +34,9 @@ TRACK_SECONDS = 10.0
 SAMPLE_SECONDS = 10.0
 TRACK_TONES = (("soak_a.webm", 440.0), ("soak_b.webm", 660.0))
 RSS_GROWTH_LIMIT_MB = 10.0
-#: threads or descriptors the floor may rise by without calling it growth: the loop's default
-#: executor starts its workers on demand, up to min(32, cores + 4) (see 'thread kinds')
+#: descriptors the floor may rise by without calling it growth (sockets of connections that
+#: happen to be open at the sample). Threads get none: the one pool that grows on demand, the
+#: loop's default executor, is counted apart and checked against its own max_workers.
 COUNT_TOLERANCE = 2
 #: guild ids apart from the load workers' (benchmarks.load counts up from FIRST_LOAD_GUILD_ID)
 FIRST_SOAK_GUILD_ID = FIRST_LOAD_GUILD_ID + 5_000_000
@@ -182,7 +183,8 @@ def period_rows(samples: list[dict[str, Any]], windows: list[dict[str, Any]], gu
             fmt(cpu / seconds, 2), fmt(1000 * cpu / (guilds * seconds), 2),
             str(changes), str(not_gapless), str(max(0, silent)),
             str(counter_delta(before, last, "underruns")), str(errors),
-            f"{received}/{expected}", str(sum(w["sequence_gaps"] for w in chosen)),
+            f"{received}/{expected}",
+            f"{sum(w['sequence_gaps'] for w in chosen)} ({receiver_drops(chosen)})",
             fmt(max(w["p99_ms"] or 0 for w in chosen), 2),
             fmt(max(w["worst_guild_p99_ms"] or 0 for w in chosen), 2),
             fmt(max(w["max_ms"] or 0 for w in chosen)),
@@ -198,6 +200,13 @@ def period_rows(samples: list[dict[str, Any]], windows: list[dict[str, Any]], gu
     return rows
 
 
+def receiver_drops(windows: list[dict[str, Any]]) -> str:
+    """Datagrams the stand-in's kernel dropped (its socket's receive buffer was full), over the
+    windows: lost at the receiver, not by the bot; "-" when not counted."""
+    counts = [w.get("receiver_drops") for w in windows]
+    return "-" if any(c is None for c in counts) else str(sum(counts))
+
+
 def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f}".removesuffix(".0")
 
@@ -205,7 +214,7 @@ def minutes(seconds: float) -> str:
 HEADER = ["minutes", "RSS MB", "PSS MB", "traced MB", "threads (max)", "fds (max)",
           "child processes (max)", "bot CPU cores", "CPU ms per stream-second", "track changes",
           "changes not gapless", "silence frames at changes", "underrun frames", "errors",
-          "packets recv/expected", "RTP seq gaps", "interval p99 ms", "worst guild p99 ms",
+          "packets recv/expected", "RTP seq gaps (receiver drops)", "interval p99 ms", "worst guild p99 ms",
           "max interval ms", "packets > 40 ms late", "own schedule p99 / max ms",
           "own schedule > 40 ms late / > 10 ms early", "late moments (most guilds hit)",
           "catch-up intervals < 10 ms", "sender skipped slots"]
@@ -250,6 +259,22 @@ def growth_after_first_minute(samples: list[dict[str, Any]], key: str) -> dict[s
             "halves": min(values[half:]) - min(values[:half] or values[:1])}
 
 
+def thread_verdict(samples: list[dict[str, Any]], threads: dict[str, float]) -> str:
+    """No thread growth: the threads outside the loop's default executor keep their floor (the
+    least count over the second half after minute 1 is not above the first half's), and the
+    executor, which starts workers on demand and keeps them, stays within its max_workers."""
+    outside = growth_after_first_minute(
+        [{**s, "outside": s["threads"] - s.get("executor_threads", 0)} for s in samples], "outside")
+    workers = [s.get("executor_threads", 0) for s in samples]
+    limit = samples[-1].get("executor_max_workers") or 0
+    met = outside["halves"] <= 0 and max(workers) <= limit
+    return (f"threads: {'met' if met else 'MISSED'} (no growth): {threads['first']} at minute 1, "
+            f"{threads['last']} at the end, max {threads['max']}; outside the loop's default "
+            f"executor {outside['first']} -> {outside['last']}, floor growth "
+            f"{outside['halves']:+d} (none allowed); the executor's workers (started on demand, "
+            f"kept) {workers[0]} at the start, {max(workers)} at most, its max_workers {limit}")
+
+
 def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[dict[str, Any]],
            done: dict[str, Any], took: float) -> None:
     guilds = chosen["guilds"]
@@ -278,13 +303,12 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
         f"{per_thousand(rss_growth, changes_after)} MB per 1,000 track changes"
         + ("; tracemalloc was on: its own tables are in RSS" if chosen["tracemalloc"] else "")
         + ")",
-        f"threads: {'met' if threads['halves'] <= COUNT_TOLERANCE else 'MISSED'} (no growth): "
-        f"{threads['first']} at minute 1, {threads['last']} at the end, max {threads['max']}; "
-        f"file descriptors: {'met' if fds['halves'] <= COUNT_TOLERANCE else 'MISSED'}: {fds['first']}, "
-        f"{fds['last']}, max {fds['max']} (growth = the least count over the second half of the "
-        f"run after minute 1 minus the least over its first half, up to {COUNT_TOLERANCE} "
-        f"allowed: {threads['halves']:+d} threads, {fds['halves']:+d} descriptors); Python "
-        f"threads by kind at minute 1 -> the end: {thread_kind_changes(samples)}",
+        thread_verdict(samples, threads)
+        + f"; file descriptors: {'met' if fds['halves'] <= COUNT_TOLERANCE else 'MISSED'}: "
+        f"{fds['first']}, {fds['last']}, max {fds['max']} (growth = the least count over the "
+        f"second half of the run after minute 1 minus the least over its first half: "
+        f"{fds['halves']:+d} descriptors, up to {COUNT_TOLERANCE} allowed); Python threads by "
+        f"kind at minute 1 -> the end: {thread_kind_changes(samples)}",
         f"late-packet bursts: {'met' if moments == 0 and catch_ups == 0 else 'MISSED'}: "
         f"{moments} late moment(s), {catch_ups} catch-up interval(s) "
         f"({sum(w['late_packets'] for w in windows)} packets > 40 ms late in all)",
@@ -297,6 +321,12 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
         f"{max(s['children'] for s in samples)} (passthrough needs none)",
     ]
     notes += late_moment_notes(windows, guilds)
+    gaps, dropped_here = sum(w["sequence_gaps"] for w in windows), receiver_drops(windows)
+    notes.append(
+        f"RTP sequence gaps: {gaps}; datagrams the receiver's kernel dropped (the stand-in's socket "
+        f"buffer was full, SO_RXQ_OVFL): {dropped_here}"
+        + (f"; so {max(0, gaps - int(dropped_here))} gap(s) left the bot's side (not sent)"
+           if dropped_here != "-" else ""))
     gc_max = [max(s["gc_max_ms"][g] for s in samples) for g in range(3)]
     notes.append(f"garbage collection in the bot: {', '.join(map(str, last['gc_counts']))} passes "
                  f"(generations 0, 1, 2), the longest {', '.join(fmt(m) for m in gc_max)} ms; "

@@ -191,6 +191,7 @@ def sample(started: float, guilds: list[Guild], counters: Counters, dropped: Dro
         "pss": pss_bytes(os.getpid()) or 0,
         "threads": len(os.listdir("/proc/self/task")),
         "thread_kinds": thread_kinds(),
+        **default_executor_threads(),
         "fds": len(os.listdir("/proc/self/fd")),
         "children": child_processes(),
         "cpu": time.process_time(),  # every thread's, ended ones included
@@ -215,6 +216,18 @@ def thread_kinds() -> dict[str, int]:
     tell a pool that grows to its size from threads that pile up."""
     names = (re.sub(r"0x[0-9a-f]+|[0-9]+", "", t.name).rstrip("-_ (:)") for t in threading.enumerate())
     return dict(collections.Counter(names))
+
+
+def default_executor_threads() -> dict[str, int]:
+    """The event loop's default executor (asyncio.to_thread, run_in_executor): its worker
+    threads now and the most it may start. It starts a worker whenever a job finds none idle and
+    keeps it for good, so its count rises in steps to max_workers at the busiest moment so far:
+    bounded growth, not a leak. Private attributes, read with fallbacks: 0 threads (none yet)
+    and the documented default size, min(32, cores + 4)."""
+    executor = getattr(asyncio.get_running_loop(), "_default_executor", None)
+    return {"executor_threads": len(getattr(executor, "_threads", ())),
+            "executor_max_workers": getattr(executor, "_max_workers", None)
+            or min(32, (os.cpu_count() or 1) + 4)}
 
 
 def emit(kind: str, payload: Any) -> None:
