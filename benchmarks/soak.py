@@ -259,6 +259,23 @@ def growth_after_first_minute(samples: list[dict[str, Any]], key: str) -> dict[s
             "halves": min(values[half:]) - min(values[:half] or values[:1])}
 
 
+def memory_split_note(after: list[dict[str, Any]]) -> str:
+    """Where RSS growth after minute 1 sits: the C heap in use, the C heap kept free in
+    malloc's arenas (fragmentation: nothing holds it), and the Python heap when traced."""
+    first, last = after[0], after[-1]
+
+    def change(key: str) -> str:
+        if first.get(key) is None or last.get(key) is None:
+            return f"{key.replace('_', ' ')}: not measured"
+        return (f"{key.replace('_', ' ')} {first[key] / MB:.1f} -> {last[key] / MB:.1f} MB "
+                f"({(last[key] - first[key]) / MB:+.2f})")
+
+    return ("memory from minute 1 to the end: RSS "
+            f"{first['rss'] / MB:.1f} -> {last['rss'] / MB:.1f} MB ({(last['rss'] - first['rss']) / MB:+.2f}); "
+            + "; ".join(change(k) for k in ("malloc_in_use", "malloc_free", "traced"))
+            + " (C heap from glibc's mallinfo2: 'free' is kept in its arenas, held by nothing)")
+
+
 def thread_verdict(samples: list[dict[str, Any]], threads: dict[str, float]) -> str:
     """No thread growth: the threads outside the loop's default executor keep their floor (the
     least count over the second half after minute 1 is not above the first half's), and the
@@ -321,6 +338,7 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
         f"{max(s['children'] for s in samples)} (passthrough needs none)",
     ]
     notes += late_moment_notes(windows, guilds)
+    notes.append(memory_split_note(after or samples))
     gaps, dropped_here = sum(w["sequence_gaps"] for w in windows), receiver_drops(windows)
     notes.append(
         f"RTP sequence gaps: {gaps}; datagrams the receiver's kernel dropped (the stand-in's socket "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import gc
 import json
 import os
@@ -26,7 +27,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 from music.audio.source import ChainClosed, ChainSource
 from music.netguard import NetworkGuard
@@ -161,6 +162,38 @@ def rss_bytes() -> int:
     return 0
 
 
+class MallInfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (2.33+): every field a size_t."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> Callable[[], MallInfo2] | None:
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None  # not glibc, or older than 2.33
+    function.restype = MallInfo2
+    function.argtypes = []
+    return cast("Callable[[], MallInfo2]", function)
+
+
+MALLINFO2 = _mallinfo2()
+
+
+def native_heap() -> dict[str, int | None]:
+    """The C heap (malloc: native code, Python's objects over 512 bytes, buffers), apart from
+    Python's small-object arenas: bytes in use, and bytes free but kept inside malloc's arenas.
+    RSS rising with "in use" flat and "free" rising is the allocator's fragmentation across
+    threads' arenas, not memory anything holds; "in use" rising is something holding more."""
+    if MALLINFO2 is None:
+        return {"malloc_in_use": None, "malloc_free": None}
+    info = MALLINFO2()
+    return {"malloc_in_use": info.uordblks + info.hblkhd, "malloc_free": info.fordblks}
+
+
 def child_processes() -> int:
     """Processes whose parent is this one (ffmpeg children: none expected for passthrough)."""
     me = os.getpid()
@@ -196,6 +229,7 @@ def sample(started: float, guilds: list[Guild], counters: Counters, dropped: Dro
         "children": child_processes(),
         "cpu": time.process_time(),  # every thread's, ended ones included
         "traced": tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None,
+        **native_heap(),
         "track_starts": counters.track_starts,
         "track_errors": counters.track_errors,
         "exhausted": counters.exhausted,
