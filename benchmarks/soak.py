@@ -272,8 +272,10 @@ def memory_split_note(after: list[dict[str, Any]]) -> str:
 
     return ("memory from minute 1 to the end: RSS "
             f"{first['rss'] / MB:.1f} -> {last['rss'] / MB:.1f} MB ({(last['rss'] - first['rss']) / MB:+.2f}); "
-            + "; ".join(change(k) for k in ("malloc_in_use", "malloc_free", "traced"))
-            + " (C heap from glibc's mallinfo2: 'free' is kept in its arenas, held by nothing)")
+            + "; ".join(change(k) for k in ("rss_anon", "rss_file", "malloc_in_use", "malloc_free",
+                                           "traced"))
+            + " (RSS anon / file from /proc/self/status; the C heap from glibc's mallinfo2, where 'free' is "
+              "kept in its arenas, held by nothing)")
 
 
 def thread_verdict(samples: list[dict[str, Any]], threads: dict[str, float]) -> str:

@@ -155,11 +155,16 @@ def chain_stats(chain: ChainSource) -> collections.Counter[str]:
                                gapless=stats.gapless_switches, sent=stats.frames_sent)
 
 
-def rss_bytes() -> int:
+def resident_bytes() -> dict[str, int]:
+    """RSS, and its parts: anonymous (heaps, stacks, Python's arenas) and file-backed (code and
+    data of the interpreter and libraries, paged in as paths run the first time)."""
+    fields = {"VmRSS:": "rss", "RssAnon:": "rss_anon", "RssFile:": "rss_file"}
+    found = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        key = fields.get(line.split(maxsplit=1)[0] if line else "")
+        if key is not None:
+            found[key] = int(line.split()[1]) * 1024
+    return {key: found.get(key, 0) for key in fields.values()}
 
 
 class MallInfo2(ctypes.Structure):
@@ -220,7 +225,7 @@ def sample(started: float, guilds: list[Guild], counters: Counters, dropped: Dro
     return {
         "t": time.monotonic(),
         "elapsed": time.monotonic() - started,
-        "rss": rss_bytes(),
+        **resident_bytes(),
         "pss": pss_bytes(os.getpid()) or 0,
         "threads": len(os.listdir("/proc/self/task")),
         "thread_kinds": thread_kinds(),
