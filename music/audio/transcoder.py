@@ -14,13 +14,15 @@ output is the same Ogg/Opus with 20 ms pages, so TrackStream's OggOpusReader rea
 unchanged. A :class:`TranscodeJob` offers what TrackStream uses of an FfmpegProcess.
 
 Not available (then callers keep using ffmpeg children): without PyAV, without its libopus
-encoder, or on a platform without ``socket.send_fds`` (Windows).
+encoder (the worker says so: the bot process never imports PyAV, ~10 MB it need not map), or on
+a platform without ``socket.send_fds`` (Windows).
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import importlib.util
 import itertools
 import json
 import logging
@@ -60,29 +62,45 @@ _ERROR_SENTENCES = {
 }
 
 
-@functools.lru_cache(maxsize=1)
+#: set once a worker said its PyAV cannot encode Opus: no worker is started after that
+_refusal: str | None = None
+
+
 def unavailable_reason() -> str | None:
-    """Why the shared transcoder cannot run here (None when it can). Imports PyAV once."""
+    """Why the shared transcoder cannot run here (None when it can, as far as the bot can tell
+    without importing PyAV: the worker checks its libopus encoder and says so)."""
+    if _refusal is not None:
+        return _refusal
+    return _static_reason()
+
+
+@functools.lru_cache(maxsize=1)
+def _static_reason() -> str | None:
     if not hasattr(socket, "send_fds") or not hasattr(socket, "recv_fds"):
         return "this platform cannot pass pipes to another process (no socket.send_fds)"
-    try:
-        import av
-    except Exception as exc:  # not installed, or a wheel that does not load here
-        return f"PyAV (av) cannot be imported: {exc}"
-    try:
-        av.codec.Codec("libopus", "w")
-    except Exception:
-        return "PyAV has no libopus encoder"
+    if _av_path() is None:
+        return "PyAV (the av package) is not installed"
     return None
 
 
-def _av_path() -> str:
-    """The directory PyAV is imported from, for the worker's PYTHONPATH: Red installs a cog's
-    requirements into a folder it adds to sys.path at run time, which a fresh interpreter
-    would not search."""
-    import av
+@functools.lru_cache(maxsize=1)
+def _av_path() -> str | None:
+    """The directory PyAV would be imported from, for the worker's PYTHONPATH (Red installs a
+    cog's requirements into a folder it adds to sys.path at run time, which a fresh interpreter
+    would not search). Found without importing it: the bot never maps PyAV's libraries."""
+    try:
+        spec = importlib.util.find_spec("av")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(next(iter(spec.submodule_search_locations))).resolve().parent)
 
-    return str(Path(av.__file__).resolve().parent.parent)
+
+def _refuse(reason: str) -> None:
+    global _refusal
+    _refusal = reason
+    _log_unavailable(reason)
 
 
 class TranscodeJob:
@@ -195,7 +213,7 @@ class _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = ffmpeg_env()
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_av_path(), env.get("PYTHONPATH", "")) if p)
+            p for p in (_av_path() or "", env.get("PYTHONPATH", "")) if p)
         try:
             self.proc = subprocess.Popen(
                 [python, str(script), str(theirs.fileno())],
@@ -263,6 +281,9 @@ class _Worker:
             self._stopped()
 
     def _on_report(self, report: dict[str, Any]) -> None:
+        if report.get("event") == "unavailable":
+            _refuse(str(report.get("reason"))[:200])
+            return  # the worker exits: its jobs fail with "stopped", the next ones use ffmpeg
         with self._lock:
             job = self.jobs.pop(int(report["id"]), None)
         if job is not None:
@@ -371,6 +392,9 @@ class SharedTranscoder:
         with self._lock:
             if self._closed:
                 raise OSError("the shared transcoder is closed")
+            reason = unavailable_reason()
+            if reason is not None:
+                raise OSError(f"the shared transcoder is off: {reason}")
             if self._worker is None or not self._worker.alive:
                 self._worker = _Worker(self.python, self.script)
                 log.info("transcoder worker started (pid %s)", self._worker.proc.pid)

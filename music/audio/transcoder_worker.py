@@ -11,7 +11,8 @@ music.audio.transcoder (the bot side) starts it and talks to it over a Unix sock
   of the output pipe (Ogg/Opus with one 20 ms packet per page, as ``ffmpeg -f ogg
   -page_duration 20000`` writes); ``{"op": "cancel", "id"}``.
 - worker -> bot: ``{"id", "event": "end", "error": null | {"kind", "detail"}}`` once per job,
-  after its output was closed.
+  after its output was closed; ``{"event": "unavailable", "reason"}`` instead of any work when
+  this PyAV has no libopus encoder (the bot imports no PyAV itself: ~10 MB it need not map).
 
 The worker decodes hostile input, so it is a process of its own: a crafted file that crashes
 libavcodec ends this process (the bot sees the socket close and every open job fails), never
@@ -295,9 +296,23 @@ class Worker:
         job.thread.start()
 
 
+def unavailable_reason() -> str | None:
+    """Why this PyAV cannot do the work (None when it can)."""
+    try:
+        av.codec.Codec("libopus", "w")
+    except Exception:
+        return "PyAV has no libopus encoder"
+    return None
+
+
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
     try:
+        reason = unavailable_reason()
+        if reason is not None:
+            # the bot stops using the shared transcoder (its streams use ffmpeg children)
+            control.sendall((json.dumps({"event": "unavailable", "reason": reason}) + "\n").encode())
+            return 1
         Worker(control).run()
     finally:
         control.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -225,3 +227,22 @@ def test_close_leaves_no_process_behind(media_dir):
     assert job.wait_exit(closing=False) == 1 and job.error == "The transcoder stopped."
     with pytest.raises(OSError):
         shared.start_job(open(media_dir / "a660.mp3", "rb"))
+
+
+def test_the_bot_process_never_imports_pyav(media_dir):
+    """PyAV maps ~10 MB of libraries into whoever imports it: only the worker does."""
+    script = (
+        "import sys\n"
+        "from music.audio.transcoder import SharedTranscoder\n"
+        "from music.audio.ogg import OggOpusReader\n"
+        "assert SharedTranscoder.available()\n"
+        "shared = SharedTranscoder()\n"
+        f"job = shared.start_job(open({str(media_dir / 'a660.mp3')!r}, 'rb'))\n"
+        "assert len(list(OggOpusReader(job.stdout))) > 100\n"
+        "assert job.wait_exit(closing=False) == 0, job.error\n"
+        "shared.close()\n"
+        "assert 'av' not in sys.modules, 'the bot imported PyAV'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
