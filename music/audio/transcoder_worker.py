@@ -126,6 +126,8 @@ class Job:
             if not self.cancelled.is_set():
                 error = {"kind": "internal", "detail": f"{type(exc).__name__}: {exc}"[:300]}
         finally:
+            if self.cancelled.is_set():
+                error = None  # whatever broke after a cancel was the cancel's doing
             for pipe in (self._input, self._output):
                 try:
                     pipe.close()

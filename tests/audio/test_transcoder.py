@@ -3,8 +3,10 @@ a real worker process; what comes out is decoded and measured."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -201,6 +203,41 @@ def test_cancel_ends_a_job_mid_stream(transcoder, media_dir):
     assert not job.feeder.running
 
 
+@pytest.fixture
+def stalling_server():
+    """An http server that answers with headers and then sends nothing (a server that stalls)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _addr = listener.accept()
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: audio/mpeg\r\n"
+                             b"Content-Length: 1000000\r\n\r\n")
+                held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/stall.mp3"
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def test_cancel_ends_a_job_waiting_for_its_first_bytes(transcoder, stalling_server):
+    job = transcoder.start_job(RemoteSource(stalling_server, headers=None, proxy=None))
+    time.sleep(0.3)
+    assert not job.ended  # the worker waits in its demuxer, the feeder on the network
+    began = time.monotonic()
+    job.end(timeout=2.0)  # closes the input: the feeder ends it, the worker sees its end
+    assert job.ended and job.error is None
+    assert time.monotonic() - began < 1.0
+    assert packets_of(job) == []
+    assert not job.feeder.running
+    job.close_stdout()
+
+
 def test_end_from_another_thread_while_nobody_reads(transcoder, media_dir):
     job = transcoder.start_job(open(media_dir / "long.mp3", "rb"))
     assert len(packets_of(job, 25)) == 25
@@ -216,9 +253,12 @@ def test_end_from_another_thread_while_nobody_reads(transcoder, media_dir):
 
 def test_close_leaves_no_process_behind(media_dir):
     shared = SharedTranscoder()
+    shared.warm_up()
+    pid = shared.worker_pid
+    assert pid is not None
     job = shared.start_job(open(media_dir / "long.mp3", "rb"))
+    assert job.pid == pid
     assert len(packets_of(job, 10)) == 10
-    pid = job.pid
     began = time.monotonic()
     shared.close()
     assert time.monotonic() - began < 3.0
