@@ -122,6 +122,8 @@ def test_twenty_jobs_share_one_worker_at_well_under_4_mb_each(transcoder, media_
     assert len(packets_of(first, 50)) == 50  # 1 s: it runs (and PyAV is loaded)
     pid = first.pid
     alone = pss_mb(pid)
+    threads_alone = len(os.listdir(f"/proc/{pid}/task"))
+    fds_alone = len(os.listdir(f"/proc/{pid}/fd"))
     jobs = [transcoder.start_job(open(media_dir / "long.mp3", "rb")) for _ in range(19)]
     for job in jobs:
         assert len(packets_of(job, 50)) == 50
@@ -138,8 +140,11 @@ def test_twenty_jobs_share_one_worker_at_well_under_4_mb_each(transcoder, media_
     assert per_job < 2.0, f"{per_job:.2f} MB per job"
     for job in [first, *jobs]:
         job.end_while_draining()
-        assert job.wait_exit(closing=True) in (0, None, 1)
+        assert job.wait_exit(closing=True) == 0
         assert job.error is None
+    # every job's thread and pipes are gone with it
+    wait_until(lambda: len(os.listdir(f"/proc/{pid}/task")) <= threads_alone - 1)
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= fds_alone - 2
 
 
 def test_garbage_gives_a_clear_error_and_the_other_jobs_go_on(transcoder, media_dir, tmp_path):
