@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +36,21 @@ def media_server(media_dir: Path) -> Iterator[MediaServer]:
     server = MediaServer(media_dir).start()
     yield server
     server.stop()
+
+
+#: descriptors held open by ``high_descriptors``: past select()'s limit of 1,024
+HIGH_DESCRIPTOR = 1100
+
+
+@pytest.fixture
+def high_descriptors() -> Iterator[None]:
+    """Hold descriptors up to HIGH_DESCRIPTOR open, so the next ones (sockets, pipes) are
+    numbered above 1,024, as in a bot with hundreds of voice connections."""
+    held: list[int] = []
+    probe = os.open(os.devnull, os.O_RDONLY)
+    held.append(probe)
+    while held[-1] < HIGH_DESCRIPTOR:
+        held.append(os.dup(probe))
+    yield
+    for fd in held:
+        os.close(fd)

@@ -182,9 +182,12 @@ class TranscodeJob:
             return
         deadline = time.monotonic() + timeout
         try:
+            # poll(), not select(): select() refuses a descriptor numbered 1,024 or more, which
+            # a bot with hundreds of voice connections has (music.voiceclient.lift_select_limit)
+            poller = select.poll()
+            poller.register(stdout, select.POLLIN)
             while (left := deadline - time.monotonic()) > 0:
-                ready, _w, _x = select.select([stdout], [], [], left)
-                if ready and not stdout.read(65536):
+                if poller.poll(left * 1000) and not stdout.read(65536):
                     break
         except (OSError, ValueError):
             pass

@@ -208,6 +208,22 @@ def test_cancel_ends_a_job_mid_stream(transcoder, media_dir):
     assert not job.feeder.running
 
 
+def test_cancel_drains_a_job_whose_pipe_is_numbered_past_1024(transcoder, media_dir,
+                                                             high_descriptors):
+    """A bot with hundreds of voice connections gets descriptors numbered 1,024 and up, which
+    select() refuses: ending a job from its reader must still drain the pipe the worker is
+    blocked writing into, not wait for the exit timeout."""
+    job = transcoder.start_job(open(media_dir / "long.mp3", "rb"))
+    assert job.stdout is not None and job.stdout.fileno() >= 1024
+    assert len(packets_of(job, 25)) == 25
+    time.sleep(0.5)  # the worker runs ahead until the pipe is full and its write blocks
+    began = time.monotonic()
+    job.end_while_draining()
+    assert job.wait_exit(closing=True) == 0
+    assert time.monotonic() - began < 1.0
+    assert job.error is None
+
+
 @pytest.fixture
 def stalling_server():
     """An http server that answers with headers and then sends nothing (a server that stalls)."""

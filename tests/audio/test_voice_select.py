@@ -8,7 +8,6 @@ voice connection's socket gets a high number, as in such a bot.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import sys
@@ -19,21 +18,6 @@ import pytest
 from music.voiceclient import VOICE_STATE_MODULE, lift_select_limit, restore_select_limit
 from standin.voice import VoiceServer
 from standin.voice_harness import VoiceHarness
-
-HIGH = 1100
-
-
-@pytest.fixture
-def high_descriptors() -> Iterator[None]:
-    """Hold descriptors up to HIGH open, so the next sockets are numbered above 1,024."""
-    held: list[int] = []
-    probe = os.open(os.devnull, os.O_RDONLY)
-    held.append(probe)
-    while held[-1] < HIGH:
-        held.append(os.dup(probe))
-    yield
-    for fd in held:
-        os.close(fd)
 
 
 @pytest.fixture
