@@ -15,7 +15,7 @@ from typing import IO
 
 from ..i18n import _, deferred
 from .ffmpeg import end_process
-from .pipe_input import PipeFeeder, Readable
+from .pipe_input import FedByPipe, PipeFeeder, Readable
 
 #: How many stderr lines of ffmpeg are kept for error messages.
 STDERR_TAIL_LINES = 20
@@ -46,7 +46,7 @@ def lower_priority(pid: int) -> None:
         log.debug("could not lower ffmpeg %s's priority: %s", pid, exc)
 
 
-class FfmpegProcess:
+class FfmpegProcess(FedByPipe):
     """An ffmpeg child with stdout piped (unbuffered) and stderr drained into ``stderr_tail``;
     with ``feed``, a PipeFeeder writes that input into its stdin (``feeder``).
 
@@ -102,16 +102,6 @@ class FfmpegProcess:
             stderr.close()
 
     # -- ending -----------------------------------------------------------------------------------
-
-    @property
-    def feed_error(self) -> str | None:
-        """Why the input fed to ffmpeg failed (a sentence), if it did."""
-        return self.feeder.error if self.feeder is not None else None
-
-    def stop_feeding(self) -> None:
-        """Stop the feeder (it ends its input, waking a read blocked on the network)."""
-        if self.feeder is not None:
-            self.feeder.stop()
 
     def end(self, timeout: float = 2.0) -> int | None:
         """Terminate, then kill; reap. For any thread but the one reading stdout (see

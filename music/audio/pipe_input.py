@@ -385,3 +385,20 @@ def _close_quietly(thing: object) -> None:
         thing.close()  # type: ignore[attr-defined]
     except Exception:
         log.debug("closing %r failed", thing, exc_info=True)
+
+
+class FedByPipe:
+    """What a consumer of a PipeFeeder's input offers about it (an ffmpeg child, a shared
+    transcoder's job); ``feeder`` is None when nothing is fed (a local file ffmpeg opens)."""
+
+    feeder: PipeFeeder | None
+
+    @property
+    def feed_error(self) -> str | None:
+        """Why the fed input failed (a sentence), if it did."""
+        return self.feeder.error if self.feeder is not None else None
+
+    def stop_feeding(self) -> None:
+        """Stop the feeder (it ends its input, waking a read blocked on the network)."""
+        if self.feeder is not None:
+            self.feeder.stop()

@@ -40,7 +40,7 @@ from ..i18n import _, deferred
 from ..netguard import ffmpeg_env
 from .ffmpeg import FORMAT_WHITELIST, end_process
 from .ffmpeg_process import EXIT_WAIT_SECONDS, NOT_MEDIA_SENTENCE, lower_priority
-from .pipe_input import PipeFeeder, Readable
+from .pipe_input import FedByPipe, PipeFeeder, Readable
 
 log = logging.getLogger("red.music.audio.transcoder")
 
@@ -103,7 +103,7 @@ def _refuse(reason: str) -> None:
     _log_unavailable(reason)
 
 
-class TranscodeJob:
+class TranscodeJob(FedByPipe):
     """One stream in the shared worker: :attr:`stdout` is its Ogg/Opus output, :attr:`feeder`
     writes its input. Mirrors what TrackStream uses of music.audio.ffmpeg_process.FfmpegProcess:
     ``stdout``, ``pid``, ``feeder``, ``feed_error``, ``stop_feeding``, ``end``,
@@ -143,15 +143,6 @@ class TranscodeJob:
         if error is not None and self.stderr_tail is not None:
             self.stderr_tail.append(error)
         self._ended.set()
-
-    @property
-    def feed_error(self) -> str | None:
-        """Why the input fed to the worker failed (a sentence), if it did."""
-        return self.feeder.error if self.feeder is not None else None
-
-    def stop_feeding(self) -> None:
-        if self.feeder is not None:
-            self.feeder.stop()
 
     def cancel(self) -> None:
         """Ask the worker to end the job (it closes the output) and stop feeding it."""
