@@ -17,7 +17,7 @@ from music.player import PlayerState
 from music.player.events import Reschedule
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
-from tests.support.processes import ffmpeg_children
+from tests.support.processes import described, ffmpeg_children
 from tests.support.redlevel import World, load_cog, new_red
 
 SECOND = 48000
@@ -468,7 +468,8 @@ async def test_music_stats_shows_a_webm_copied_in_process_with_no_ffmpeg(red: Re
     await cog.play(ctx, query=media_server.url("a440.webm"))
     player = cog.manager.players[world.guild.id]
     await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 0.3)
-    assert ffmpeg_children(zombies=False) == []  # the copy runs in the bot's reader thread
+    running = ffmpeg_children(zombies=False)
+    assert running == [], described(running)  # the copy runs in the bot's reader thread
     await cog.music_group.get_command("stats")(ctx)
     line = ctx.last
     assert "copy (in process, webm)" in line and line.rstrip("`\n ").endswith("ffmpeg -")

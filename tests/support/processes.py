@@ -28,3 +28,23 @@ def ffmpeg_children(*, zombies: bool = True) -> list[int]:
         if zombies or state != "Z":
             found.append(int(pid))
     return found
+
+
+def described(pids: list[int]) -> str:
+    """Each pid with its state, age and command line: what a failed "no ffmpeg here" assertion
+    needs to tell a leftover child of an earlier test from one this test started."""
+    lines: list[str] = []
+    ticks = os.sysconf("SC_CLK_TCK")
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            lines.append(f"{pid}: gone")
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # field 22 of stat (starttime) is the 20th after the state
+        age = uptime - int(fields[19]) / ticks
+        lines.append(f"{pid}: state {fields[0]}, started {age:.1f} s ago: {cmdline.strip()}")
+    return "; ".join(lines)
