@@ -17,6 +17,7 @@ from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 from redbot.core.i18n import cog_i18n, set_contextual_locales_from_guild
 
+from .audio.transcoder import close_shared_transcoder, warm_up_shared_transcoder
 from .commands import (
     ContentCommands,
     FilterCommands,
@@ -105,6 +106,10 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
         self.tasks["warm-up"] = asyncio.create_task(
             self.service.warm_up(freeze=True), name="music-warm-up"
         )
+        # the shared transcoder's worker loads PyAV now (a process spawn: in a thread), not
+        # during the first transcoding play
+        self.tasks["transcoder-warm-up"] = asyncio.create_task(
+            asyncio.to_thread(warm_up_shared_transcoder), name="music-transcoder-warm-up")
         self.manager = PlayerManager(
             voice=DiscordVoice(self.bot),
             audio=PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy),
@@ -156,6 +161,8 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
             for gid, snap in snapshots.items():
                 self.store.mark_dirty(gid, functools.partial(_same, snap))
             await manager.shutdown()
+        # after the players (their streams end first): socket closed, SIGTERM, SIGKILL
+        await asyncio.to_thread(close_shared_transcoder)
         if self.service is not None:
             await self.service.close()  # fails pending jobs with a sentence, saves the cache
         if self.resolver is not None:

@@ -50,6 +50,9 @@ TRANSCODE_BITRATE_BPS = 128_000
 #: Seconds close() waits for the worker to exit by itself once the socket is closed, before
 #: SIGTERM (and as long again before SIGKILL).
 CLOSE_WAIT_SECONDS = 2.0
+#: Seconds a job waits for a new worker to say it is ready (it loads PyAV: ~0.15 s, more on a
+#: busy machine) before that stream uses an ffmpeg child instead
+READY_WAIT_SECONDS = 10.0
 
 STOPPED_SENTENCE = deferred._("The transcoder stopped.")
 _ERROR_SENTENCES = {
@@ -230,6 +233,11 @@ class _Worker:
         self.control = ours
         self.jobs: dict[int, TranscodeJob] = {}
         self.alive = True
+        #: the worker said it is ready (it imported PyAV and has libopus)
+        self.ready = False
+        #: set once it is ready or has stopped
+        self.settled = threading.Event()
+        self.closing = False
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_reports,
@@ -250,6 +258,14 @@ class _Worker:
                     self.control.sendall(data[sent:])
             else:
                 self.control.sendall(data)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Return once the worker is ready; raise OSError when it stopped before (or is not
+        ready within ``timeout``): the caller uses an ffmpeg child."""
+        if not self.settled.wait(timeout):
+            raise OSError(f"the transcoder worker was not ready within {timeout:g} s")
+        if not self.ready:
+            raise OSError("the transcoder worker stopped before it was ready")
 
     def submit(self, job: TranscodeJob, message: dict[str, Any], fds: list[int]) -> None:
         with self._lock:
@@ -283,6 +299,12 @@ class _Worker:
         if report.get("event") == "unavailable":
             _refuse(str(report.get("reason"))[:200])
             return  # the worker exits: its jobs fail with "stopped", the next ones use ffmpeg
+        if report.get("event") == "ready":
+            self.ready = True
+            self.settled.set()
+            return
+        if "id" not in report:
+            return
         with self._lock:
             job = self.jobs.pop(int(report["id"]), None)
         if job is not None:
@@ -298,7 +320,12 @@ class _Worker:
             log.warning("transcoder %s stopped with %d streams open", self.proc.pid, len(orphans))
         for job in orphans:
             job._finish(None if job.cancelled else _(STOPPED_SENTENCE))
-        end_process(self.proc, CLOSE_WAIT_SECONDS)  # reap it (and end one that lingers)
+        returncode = end_process(self.proc, CLOSE_WAIT_SECONDS)  # reap it (and end one that lingers)
+        if not self.ready and not self.closing and _refusal is None:
+            # it could not even start (a PyAV that fails to import, a broken interpreter):
+            # starting another for every stream would fail the same way
+            _refuse(f"the transcoder worker exited with code {returncode} before it was ready")
+        self.settled.set()
 
     def _log_stderr(self) -> None:
         stderr = self.proc.stderr
@@ -316,6 +343,7 @@ class _Worker:
     def shutdown(self, timeout: float) -> None:
         """Close the socket (the worker exits when it reads its end), then SIGTERM, then
         SIGKILL, as music.audio.ffmpeg.end_process does; wait for the reader."""
+        self.closing = True
         try:
             self.control.shutdown(socket.SHUT_RDWR)  # wakes our reader too
         except OSError:
@@ -350,6 +378,10 @@ class SharedTranscoder:
         return reason is None
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def worker_pid(self) -> int | None:
         worker = self._worker
         return worker.proc.pid if worker is not None and worker.alive else None
@@ -357,8 +389,9 @@ class SharedTranscoder:
     def warm_up(self) -> None:
         """Start the worker now (cog load), so the first transcoding stream does not wait for
         the interpreter and PyAV to load (~145 ms to its first packet cold, ~3 ms warm).
-        Raises OSError like :meth:`start_job`."""
-        self._running_worker()
+        Blocking (up to READY_WAIT_SECONDS): call it in a thread. Raises OSError like
+        :meth:`start_job`."""
+        self._running_worker().wait_ready(READY_WAIT_SECONDS)
 
     def start_job(self, feed: Readable, *, start: float = 0.0, filters: str | None = None,
                   bitrate: int = TRANSCODE_BITRATE_BPS, input_format: str | None = None,
@@ -372,6 +405,7 @@ class SharedTranscoder:
                    "format_whitelist": FORMAT_WHITELIST}
         for attempt in (1, 2):
             worker = self._running_worker()
+            worker.wait_ready(READY_WAIT_SECONDS)
             input_read, input_write = os.pipe()
             output_read, output_write = os.pipe()
             stdout = os.fdopen(output_read, "rb", buffering=0)
@@ -413,6 +447,46 @@ class SharedTranscoder:
             worker, self._worker = self._worker, None
         if worker is not None:
             worker.shutdown(timeout)
+
+
+_shared: SharedTranscoder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_transcoder() -> SharedTranscoder | None:
+    """The process's one shared transcoder (started on first use), or None when it cannot run
+    here (the reason is logged once): then transcoding runs one ffmpeg child per stream."""
+    global _shared
+    if not SharedTranscoder.available():
+        return None
+    with _shared_lock:
+        if _shared is None or _shared.closed:
+            _shared = SharedTranscoder()
+        return _shared
+
+
+def warm_up_shared_transcoder() -> None:
+    """Start the process's shared transcoder now (cog load, in a thread: it blocks until the
+    worker has loaded PyAV), so the first transcoding stream does not wait for it. A worker
+    that cannot start is logged: streams then run ffmpeg children."""
+    transcoder = shared_transcoder()
+    if transcoder is None:
+        return
+    try:
+        transcoder.warm_up()
+    except OSError as exc:
+        log.warning("The shared transcoder did not start (%s): transcoding runs one ffmpeg "
+                    "per stream until it does.", exc)
+
+
+def close_shared_transcoder(timeout: float = CLOSE_WAIT_SECONDS) -> None:
+    """End the process's shared transcoder (cog unload; blocking, call it in a thread): socket
+    closed, then SIGTERM, then SIGKILL. A later :func:`shared_transcoder` starts a new one."""
+    global _shared
+    with _shared_lock:
+        shared, _shared = _shared, None
+    if shared is not None:
+        shared.close(timeout)
 
 
 def _error_sentence(error: dict[str, str] | None) -> str | None:

@@ -10,7 +10,8 @@ music.audio.transcoder (the bot side) starts it and talks to it over a Unix sock
   read end of the input pipe (the bot's PipeFeeder writes the media into it) and the write end
   of the output pipe (Ogg/Opus with one 20 ms packet per page, as ``ffmpeg -f ogg
   -page_duration 20000`` writes); ``{"op": "cancel", "id"}``.
-- worker -> bot: ``{"id", "event": "end", "error": null | {"kind", "detail"}}`` once per job,
+- worker -> bot: ``{"event": "ready"}`` once PyAV is loaded (before any job is sent);
+  ``{"id", "event": "end", "error": null | {"kind", "detail"}}`` once per job,
   after its output was closed; ``{"event": "unavailable", "reason"}`` instead of any work when
   this PyAV has no libopus encoder (the bot imports no PyAV itself: ~10 MB it need not map).
 
@@ -351,6 +352,7 @@ def main(argv: list[str]) -> int:
             # the bot stops using the shared transcoder (its streams use ffmpeg children)
             control.sendall((json.dumps({"event": "unavailable", "reason": reason}) + "\n").encode())
             return 1
+        control.sendall(b'{"event": "ready"}\n')  # the bot waits for it before its first job
         Worker(control).run()
     finally:
         control.close()

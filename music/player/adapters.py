@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..audio.ffmpeg import find_ffmpeg
 from ..audio.sender import SharedSender
 from ..audio.source import ChainSource, TrackStream
+from ..audio.transcoder import shared_transcoder
 from ..engine.filters import FilterChain
 from ..engine.track import Track
 from ..i18n import _
@@ -131,6 +132,9 @@ class PipelineAudio:
             proxy=self._proxy(),
             # a copy from the start demuxes WebM/Ogg in this process: no ffmpeg child
             in_process=True,
+            # transcoding runs in the one shared worker, not an ffmpeg child per stream (None
+            # where it cannot run: then ffmpeg children)
+            transcoder=shared_transcoder(),
         )
         try:
             await _in_own_thread(_start_and_wait, stream, OPEN_TIMEOUT)
