@@ -17,7 +17,7 @@ from music.player import PlayerState
 from music.player.events import Reschedule
 from tests.support.audio_analysis import decode_opus_packets, dominant_frequency
 from tests.support.fakevoice import FakeContext, FakeGuild, member_in
-from tests.support.processes import described, ffmpeg_children
+from tests.support.processes import described, ffmpeg_children, transcoder_workers
 from tests.support.redlevel import World, load_cog, new_red
 
 SECOND = 48000
@@ -166,9 +166,12 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     await cog.play(ctx, query=media_server.url("long.mp3"))
     player = cog.manager.players[world.guild.id]
     await wait_for(lambda: player.state is PlayerState.PLAYING and player.position > 2.2, timeout=10)
-    # the next track is opened ahead (gapless), and its 30 s ffmpeg is still running
+    # the next track is opened ahead (gapless): its 30 s MP3 is transcoded by the shared
+    # worker (still running), with no ffmpeg child (the WebM is copied in process)
     assert player.source.next_track_id == player.queue.upcoming[0].id
-    assert ffmpeg_children(zombies=False), "the prefetched track has a live ffmpeg child"
+    assert len(transcoder_workers(zombies=False)) == 1
+    running = ffmpeg_children(zombies=False)
+    assert running == [], described(running)
     queued_ids = [player.queue.current.id] + [t.id for t in player.queue.upcoming]
     old_vc = world.guild.voice_client
 
@@ -176,6 +179,7 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     assert not old_vc.connected and world.guild.voice_client is None
     assert all(t.done() for t in cog.tasks.values())
     await wait_for(lambda: not ffmpeg_children(zombies=False), timeout=5)
+    await wait_for(lambda: not transcoder_workers(), timeout=5)  # ended and reaped: no orphan
     await wait_for(lambda: not music_threads(), timeout=5)
     saved = (await cog.store.saved_states())[world.guild.id]
     assert 2.0 < saved["position"] < 4.0
@@ -192,6 +196,7 @@ async def test_unload_leaves_nothing_running_and_reload_resumes_near_the_positio
     assert abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 700) < 10 or abs(dominant_frequency(pcm[: int(0.4 * SECOND)]) - 900) < 10
     await red.remove_cog("Music")
     await wait_for(lambda: not ffmpeg_children(zombies=False), timeout=5)
+    await wait_for(lambda: not transcoder_workers(), timeout=5)
 
 
 async def test_the_queue_comes_back_in_a_new_red_on_the_same_data_dir(red: Red, media_server) -> None:
@@ -454,9 +459,9 @@ async def test_music_stats_shows_frames_mode_and_ffmpeg_of_a_playing_guild(red: 
     await cog.music_group.get_command("stats")(ctx)
     line = ctx.last
     sent = int(line.split("sent ")[1].split()[0])
-    assert sent >= 20 and "transcode" in line  # MP3 can't be copied
+    assert sent >= 20 and "transcode (shared)" in line  # MP3 can't be copied: the shared worker
     pid = int(line.split("ffmpeg ")[1].split()[0])
-    assert pid == player.source.current_stream.pid
+    assert pid == player.source.current_stream.pid == transcoder_workers(zombies=False)[0]
     await red.remove_cog("Music")
 
 

@@ -1,4 +1,5 @@
-"""The ffmpeg processes this test process started, read from /proc (Linux)."""
+"""The ffmpeg processes (and shared transcoder workers) this test process started, read from
+/proc (Linux)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ from pathlib import Path
 def ffmpeg_children(*, zombies: bool = True) -> list[int]:
     """Pids of this process's ffmpeg children (of any of its threads); with `zombies=False`
     only the ones still running (an exited, unreaped child is state Z)."""
+    return _children_running(b"ffmpeg", "ffmpeg", zombies=zombies)
+
+
+def transcoder_workers(*, zombies: bool = True) -> list[int]:
+    """Pids of this process's shared transcoder workers (music/audio/transcoder_worker.py)."""
+    return _children_running(b"transcoder_worker.py", "python", zombies=zombies)
+
+
+def _children_running(in_cmdline: bytes, in_command: str, *, zombies: bool) -> list[int]:
     children: list[str] = []
     for task in os.listdir("/proc/self/task"):
         try:
@@ -23,8 +33,8 @@ def ffmpeg_children(*, zombies: bool = True) -> list[int]:
         except OSError:  # reaped meanwhile
             continue
         command, state = stat.rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()[0]
-        if b"ffmpeg" not in cmdline and "ffmpeg" not in command:  # a zombie has no cmdline
-            continue
+        if in_cmdline not in cmdline and (cmdline or in_command not in command):
+            continue  # a zombie has no cmdline: judged by its command name
         if zombies or state != "Z":
             found.append(int(pid))
     return found
