@@ -22,6 +22,7 @@ import discord
 
 from music.audio.sender import AfterCallback, SharedSender
 from music.audio.source import ChainSource, TrackStream
+from music.audio.transcoder import shared_transcoder, warm_up_shared_transcoder
 from standin.voice import client_ssl_context
 from standin.voice_harness import VoiceHarness
 
@@ -124,7 +125,12 @@ async def open_stream(ffmpeg: str, url: str, *, passthrough: bool, timeout: floa
                       in_process: bool = True, proxy: str | None = None) -> TrackStream:
     """A started TrackStream with its first packet buffered, as the cog's ``_open_stream``
     (which copies WebM/Ogg Opus in process); ``proxy``: the network guard's, as the cog's."""
-    stream = TrackStream(ffmpeg, url, passthrough=passthrough, in_process=in_process, proxy=proxy)
+    transcoder = shared_transcoder()  # transcoding in the shared worker, as the cog's streams
+    if transcoder is not None and transcoder.worker_pid is None:
+        # started before any stream, as the cog does at load (not on the first play)
+        await asyncio.to_thread(warm_up_shared_transcoder)
+    stream = TrackStream(ffmpeg, url, passthrough=passthrough, in_process=in_process, proxy=proxy,
+                         transcoder=transcoder)
     await asyncio.to_thread(_start_and_wait, stream, timeout)
     return stream
 

@@ -19,16 +19,22 @@ per frame in the bot) fall far behind there already on 2 cores, and at 300 FFmpe
 guilds did not start at all (a trial run: 0 of 300 playing, load average 30). Then one point twice more at 150 guilds: ours with every packet through
 discord.py's ``send_audio_packet`` instead of the sender's own packet step (same run, like for
 like), and the per-packet steps profiled (read, build, send: the wrapping costs ~1 us a call,
-so that row's totals are higher than the plain row's). Last, 60 guilds transcoding MP3 (an ffmpeg
-per guild decoding and encoding Opus), all three methods: inter-arrival p99 and memory per stream
-(the bot's share plus its ffmpeg child's PSS), against the targets 25 ms and 4 MB. Ours starts its
-ffmpeg children at a lower CPU priority (music.audio.ffmpeg_process.lower_priority); the baselines'
-run at the bot's, as discord.py starts them.
+so that row's totals are higher than the plain row's). Last, 60 guilds transcoding MP3, all three
+methods: the baselines run an ffmpeg per guild, ours one shared transcoder worker for all of them
+(music.audio.transcoder, as the cog does); inter-arrival p99 and memory per stream (the bot's share
+plus the PSS of its ffmpeg children or of its shared worker, divided by the guilds), against the
+targets 25 ms and 4 MB, and the helper processes' CPU per stream-second. Ours starts its worker
+(and any ffmpeg child) at a lower CPU priority (music.audio.ffmpeg_process.lower_priority); the
+baselines' run at the bot's, as discord.py starts them.
+
+``MUSIC_BENCH_CAPACITY_TRANSCODE_ONLY=1`` runs only the transcoding points (a check that they
+work, e.g. with --quick: 10 guilds).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from .common import fmt, print_table, verdict, wait_for_quiet_machine, wins_line
@@ -132,7 +138,8 @@ def _steps_line(result: dict[str, Any]) -> str:
 
 
 async def run(bench: Any, quick: bool) -> str:
-    counts = COUNTS_QUICK if quick else COUNTS
+    transcode_only = os.environ.get("MUSIC_BENCH_CAPACITY_TRANSCODE_ONLY") == "1"
+    counts = [] if transcode_only else COUNTS_QUICK if quick else COUNTS
     baseline_max = BASELINE_MAX_QUICK if quick else BASELINE_MAX
     warmup, seconds = (1.5, 4.0) if quick else (2.0, 8.0)
     rows: list[list[str]] = []
@@ -174,15 +181,16 @@ async def run(bench: Any, quick: bool) -> str:
                 at_target = result
             if method == "ours" and guilds == PROFILE_GUILDS:
                 by_path["writer"] = result
-    profile_guilds = min(PROFILE_GUILDS, counts[-1])
-    discord_path = await point("ours", profile_guilds, packet_path="discord")
-    if discord_path is not None:
-        by_path["discord"] = discord_path
-        rows.append(_row("ours, packets through discord.py's send_audio_packet", profile_guilds,
-                         discord_path))
-    profiled = await point("ours", profile_guilds, step_profile=True)
-    if profiled is not None:
-        rows.append(_row("ours, per-packet steps profiled", profile_guilds, profiled))
+    profile_guilds = min(PROFILE_GUILDS, counts[-1]) if counts else 0
+    if profile_guilds:
+        discord_path = await point("ours", profile_guilds, packet_path="discord")
+        if discord_path is not None:
+            by_path["discord"] = discord_path
+            rows.append(_row("ours, packets through discord.py's send_audio_packet",
+                             profile_guilds, discord_path))
+        profiled = await point("ours", profile_guilds, step_profile=True)
+        if profiled is not None:
+            rows.append(_row("ours, per-packet steps profiled", profile_guilds, profiled))
 
     transcode_guilds = TRANSCODE_GUILDS_QUICK if quick else TRANSCODE_GUILDS
     transcoding: dict[str, dict[str, Any]] = {}
@@ -200,8 +208,10 @@ async def run(bench: Any, quick: bool) -> str:
         "over its packets in the window); early: packets more than 10 ms before their slot.",
         "CPU by thread, ms per stream-second: the sender / the track readers / the event loop "
         "(guard relay, voice websockets) / the rest.",
-        "memory: (bot PSS while playing - PSS connected and idle) / guilds, plus ffmpeg children's "
-        "PSS per stream for the baselines; threads / open files of the bot process while playing.",
+        "memory: (bot PSS while playing - PSS connected and idle) / guilds, plus the PSS of the "
+        "bot's helper processes per stream: the baselines' ffmpeg children, ours' shared "
+        "transcoder worker (all of it, its fixed part included); threads / open files of the bot "
+        "process while playing.",
     ]
     for guilds, results in compared.items():
         if len(results) < 2:
@@ -241,15 +251,19 @@ async def run(bench: Any, quick: bool) -> str:
         p99 = ours["timing"].get("p99_ms", float("nan"))
         memory = _memory_per_stream(ours)
         others = "; ".join(
-            f"{METHODS[m]}: {fmt(r['timing'].get('p99_ms'), 2)} ms, {fmt(_memory_per_stream(r), 2)} MB"
+            f"{METHODS[m]}: {fmt(r['timing'].get('p99_ms'), 2)} ms, {fmt(_memory_per_stream(r), 2)} MB, "
+            f"ffmpeg children {fmt(r.get('ffmpeg_cpu_ms_per_stream_second'), 2)} ms CPU per stream-second"
             for m, r in transcoding.items() if m != "ours")
         notes.append(
             f"targets, {transcode_guilds} guilds transcoding MP3 (ours, each side its own encoder "
             f"settings): inter-arrival p99 <= {TARGET_TRANSCODE_P99_MS:g} ms: "
             f"{verdict(p99, TARGET_TRANSCODE_P99_MS)} ({fmt(p99, 2)} ms); memory <= "
-            f"{TARGET_TRANSCODE_MB:g} MB per stream (bot + its ffmpeg): "
-            f"{verdict(memory, TARGET_TRANSCODE_MB)} ({fmt(memory, 2)} MB, of which ffmpeg "
-            f"{fmt(ours.get('ffmpeg_pss_mb_per_stream') or 0.0, 2)} MB PSS); baselines: {others}")
+            f"{TARGET_TRANSCODE_MB:g} MB per stream (bot + its shared transcoder worker or "
+            f"ffmpeg children): {verdict(memory, TARGET_TRANSCODE_MB)} ({fmt(memory, 2)} MB, of "
+            f"which the worker/ffmpeg {fmt(ours.get('ffmpeg_pss_mb_per_stream') or 0.0, 2)} MB PSS; "
+            f"{ours.get('shared_transcoder_streams', 0)}/{transcode_guilds} streams in the shared "
+            f"worker, its CPU {fmt(ours.get('ffmpeg_cpu_ms_per_stream_second'), 2)} ms per "
+            f"stream-second); baselines: {others}")
     if quiet:
         loud = sum(1 for q in quiet if q["idle_share"] < QUIET_IDLE_SHARE)
         notes.append(

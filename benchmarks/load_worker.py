@@ -197,6 +197,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
     chain_events: list[ChainEvents] = []
     opened_at = time.monotonic()
     ffmpeg_pids: list[int] = []
+    shared_streams = 0
     if ours:
         ours_sender(config.get("sender_phases"))  # created here, with the setting compared
         streams = await asyncio.gather(*(open_stream(ffmpeg, url, passthrough=copy, timeout=30,
@@ -209,8 +210,12 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
             chain.play_now(stream, "load")
             play_ours(harness.voice_client, chain)
             chains.append(chain)
-            if stream.pid is not None:  # None: copied in process, no ffmpeg
+            # None: copied in process, no ffmpeg. A transcoding stream's pid is the shared
+            # transcoder's worker, counted once (CPU and PSS) and shared out over the streams
+            # like the ffmpeg children it replaces
+            if stream.pid is not None and stream.pid not in ffmpeg_pids:
                 ffmpeg_pids.append(stream.pid)
+            shared_streams += stream.in_shared_transcoder
     elif method == "pcm":
         for harness in harnesses:
             source = pcm_baseline_source(ffmpeg, url, ca_file=config["ca_file"])
@@ -303,6 +308,8 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         # over every stream, not every ffmpeg: a stream copied in process has none
         "ffmpeg_cpu_ms_per_stream_second": ffmpeg_cpu.ms_per_stream_second(streams_n),
         "ffmpeg_counted": ffmpeg_cpu.counted,
+        # streams transcoded by the shared transcoder's worker (it is among the "ffmpeg" pids)
+        "shared_transcoder_streams": shared_streams,
         "ffmpeg_cpu_share": ffmpeg_cpu.used / ffmpeg_cpu.seconds if ffmpeg_cpu.seconds else None,
         "bot_pss_idle_mb": idle_pss / 2**20,
         "bot_pss_delta_mb_per_stream": (playing_pss - idle_pss) / 2**20 / streams_n,
