@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import sys
@@ -346,8 +347,18 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def quiet_libav() -> None:
+    """libav's own log lines (a warning per odd MP3 header) would reach the bot's log, one
+    warning each: a job's failure reaches the bot in its report instead."""
+    try:
+        av.logging.set_level(None)  # PyAV 14+: libav logs nothing (its default there)
+    except TypeError:  # older PyAV routes libav's log through Python's logging
+        logging.getLogger("libav").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
+    quiet_libav()
     try:
         reason = unavailable_reason()
         if reason is not None:
