@@ -17,7 +17,7 @@ from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 from redbot.core.i18n import cog_i18n, set_contextual_locales_from_guild
 
-from .audio.transcoder import close_shared_transcoder, warm_up_shared_transcoder
+from .audio.transcoder import close_shared_transcoder, shared_transcoder, warm_up_transcoder
 from .commands import (
     ContentCommands,
     FilterCommands,
@@ -107,9 +107,14 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
             self.service.warm_up(freeze=True), name="music-warm-up"
         )
         # the shared transcoder's worker loads PyAV now (a process spawn: in a thread), not
-        # during the first transcoding play
-        self.tasks["transcoder-warm-up"] = asyncio.create_task(
-            asyncio.to_thread(warm_up_shared_transcoder), name="music-transcoder-warm-up")
+        # during the first transcoding play. The instance is taken before the load goes on
+        # (finding PyAV reads the disk: in a thread): a warm-up thread that runs late, after
+        # cog_unload closed it, then finds it closed instead of starting a worker that nothing
+        # would end.
+        transcoder = await asyncio.to_thread(shared_transcoder)
+        if transcoder is not None:
+            self.tasks["transcoder-warm-up"] = asyncio.create_task(
+                asyncio.to_thread(warm_up_transcoder, transcoder), name="music-transcoder-warm-up")
         self.manager = PlayerManager(
             voice=DiscordVoice(self.bot),
             audio=PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy),

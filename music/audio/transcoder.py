@@ -465,18 +465,26 @@ def shared_transcoder() -> SharedTranscoder | None:
         return _shared
 
 
-def warm_up_shared_transcoder() -> None:
-    """Start the process's shared transcoder now (cog load, in a thread: it blocks until the
-    worker has loaded PyAV), so the first transcoding stream does not wait for it. A worker
-    that cannot start is logged: streams then run ffmpeg children."""
-    transcoder = shared_transcoder()
-    if transcoder is None:
-        return
+def warm_up_transcoder(transcoder: SharedTranscoder) -> None:
+    """Start ``transcoder``'s worker now (cog load, in a thread: it blocks until the worker has
+    loaded PyAV), so the first transcoding stream does not wait for it. A worker that cannot
+    start is logged: streams then run ffmpeg children. Closed meanwhile (the cog unloaded
+    first): nothing."""
     try:
         transcoder.warm_up()
     except OSError as exc:
+        if transcoder.closed:
+            log.debug("the shared transcoder was closed before its warm-up ended: %s", exc)
+            return
         log.warning("The shared transcoder did not start (%s): transcoding runs one ffmpeg "
                     "per stream until it does.", exc)
+
+
+def warm_up_shared_transcoder() -> None:
+    """:func:`warm_up_transcoder` of the process's shared transcoder, if it can run here."""
+    transcoder = shared_transcoder()
+    if transcoder is not None:
+        warm_up_transcoder(transcoder)
 
 
 def close_shared_transcoder(timeout: float = CLOSE_WAIT_SECONDS) -> None:

@@ -99,7 +99,8 @@ class QueueCommands(MusicMixin):
     async def music_stats(self, ctx: commands.GuildContext) -> None:
         """Per-player audio figures: frames sent, silence sent (nulled), underruns (deficit),
         gapless track changes, how the audio is made (copied in process, copied by ffmpeg or
-        transcoded), prebuffer depth and the ffmpeg pid."""
+        transcoded), prebuffer depth and the pid of the process making it (its ffmpeg, or the shared
+        transcoder that many streams use)."""
         assert self.manager is not None
         rows = []
         for guild_id, player in sorted(self.manager.players.items()):
@@ -115,7 +116,7 @@ class QueueCommands(MusicMixin):
             rows.append(
                 _("{guild_id}  {state:<10}  sent {frames_sent}  nulled {frames_silence}"
                 "  deficit {underruns}  gapless {gapless_switches}  {mode}"
-                "  buffer {depth}  ffmpeg {pid}").format(guild_id=guild_id, state=player.state.value, frames_sent=stats.frames_sent, frames_silence=stats.frames_silence, underruns=stats.underruns, gapless_switches=stats.gapless_switches, mode=mode, depth=depth, pid=pid or '-')
+                "  buffer {depth}  process {pid}").format(guild_id=guild_id, state=player.state.value, frames_sent=stats.frames_sent, frames_silence=stats.frames_silence, underruns=stats.underruns, gapless_switches=stats.gapless_switches, mode=mode, depth=depth, pid=pid or '-')
             )
         if not rows:
             await self.say(ctx, _("No players."))

@@ -19,7 +19,7 @@ from music.engine.filters import FilterChain
 from tests.audio.test_in_process import odd_files  # noqa: F401 -- a fixture
 from tests.audio.test_source import drain, frequency_of, process_is_gone
 from tests.support.media import FFMPEG
-from tests.support.processes import ffmpeg_children
+from tests.support.processes import ffmpeg_children, transcoder_workers
 
 pytestmark = pytest.mark.skipif(not SharedTranscoder.available(),
                                 reason="no PyAV with libopus, or no socket.send_fds")
@@ -157,3 +157,16 @@ def test_the_process_wide_transcoder_is_one_and_closes_without_an_orphan():
     assert again is not None and again is not shared  # a reload gets a fresh one
     transcoder_module.close_shared_transcoder()
     assert again.worker_pid is None
+
+
+def test_a_warm_up_that_runs_after_the_unload_starts_no_worker(caplog):
+    # cog_load takes the instance, then warms it up in a thread; cog_unload may close it
+    # before that thread runs: the late warm-up must not start a worker nothing would end
+    shared = shared_transcoder()
+    assert shared is not None
+    transcoder_module.close_shared_transcoder()
+    with caplog.at_level("DEBUG", logger="red.music.audio.transcoder"):
+        transcoder_module.warm_up_transcoder(shared)
+    assert shared.worker_pid is None and transcoder_workers() == []
+    assert not [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" or "worker started" in r.getMessage()]
