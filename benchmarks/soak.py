@@ -43,6 +43,23 @@ FIRST_SOAK_GUILD_ID = FIRST_LOAD_GUILD_ID + 5_000_000
 MB = 2**20
 
 
+def census_notes(census: dict[str, Any]) -> list[str]:
+    """The bot's gc census (soak_worker.census) at minute 1 and at the end, as report lines."""
+    def listed(pairs: list[list[Any]], sign: str = "") -> str:
+        return ", ".join(f"{name} {sign}{count:,}" for name, count in pairs) or "none"
+
+    lines = []
+    for moment, label in (("minute_1", "minute 1"), ("end", "the end")):
+        c = census[moment]
+        lines.append(
+            f"gc census at {label}: a full collection walks {c['walked']:,} objects "
+            f"({c['frozen']:,} frozen, not walked) and took {c['collect_ms']:.1f} ms; by module: "
+            f"{listed(c['modules'])}; by type: {listed(c['types'])}")
+    lines.append(f"gc census, grew from minute 1 to the end: by module: "
+                 f"{listed(census['modules_grew'], '+')}; by type: {listed(census['types_grew'], '+')}")
+    return lines
+
+
 def settings(quick: bool) -> dict[str, Any]:
     env = os.environ.get
     tracemalloc = env("MUSIC_SOAK_TRACEMALLOC")
@@ -365,6 +382,8 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
         notes.append("live objects that grew most in number from minute 1 to the end (types the "
                      "collector tracks): " + ", ".join(f"{kind} +{count}" for kind, count
                                                        in done["object_growth"]))
+    if done.get("gc_census"):
+        notes += census_notes(done["gc_census"])
     if done.get("tracemalloc_top_growth"):
         notes.append("tracemalloc, where the Python heap grew from minute 1 to the end (by line): "
                      + "; ".join(done["tracemalloc_top_growth"]))

@@ -288,6 +288,46 @@ def live_objects() -> collections.Counter[str]:
                                if type(o) is not tuple)
 
 
+#: how many types (and modules of types) a census lists
+CENSUS_TOP = 10
+
+
+def census() -> dict[str, Any]:
+    """What a full (generation-2) collection walks now: every object the collector tracks and
+    has not frozen (generations 0-2), by type and by the module that defines the type, and how
+    long one full collection takes (it runs first, timed: it holds the GIL that long, and the
+    garbage it frees is not counted). The caller keeps the bot's gc callbacks quiet meanwhile."""
+    started = time.perf_counter()
+    gc.collect(2)
+    collect_ms = 1000 * (time.perf_counter() - started)
+    by_type: collections.Counter[str] = collections.Counter()
+    by_module: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        kind = type(obj)
+        module = getattr(kind, "__module__", None) or "?"
+        by_type[f"{module}.{kind.__qualname__}"] += 1
+        by_module[module.split(".", 1)[0]] += 1
+    return {"walked": sum(by_type.values()), "frozen": gc.get_freeze_count(),
+            "collect_ms": collect_ms, "by_type": dict(by_type), "by_module": dict(by_module)}
+
+
+def census_summary(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """The two censuses, cut to their top types and modules and what grew most between them."""
+    def top(counts: dict[str, int]) -> list[tuple[str, int]]:
+        return collections.Counter(counts).most_common(CENSUS_TOP)
+
+    def grew(key: str) -> list[tuple[str, int]]:
+        change = collections.Counter(last[key])
+        change.subtract(first[key])
+        return [(name, n) for name, n in change.most_common(CENSUS_TOP) if n > 0]
+
+    return {
+        moment: {"walked": c["walked"], "frozen": c["frozen"], "collect_ms": c["collect_ms"],
+                 "types": top(c["by_type"]), "modules": top(c["by_module"])}
+        for moment, c in (("minute_1", first), ("end", last))
+    } | {"types_grew": grew("by_type"), "modules_grew": grew("by_module")}
+
+
 def cyclic_garbage() -> dict[str, Any]:
     """What a full collection finds now: objects only reference cycles kept (freed only by the
     collector, so they pile up between its rare full passes), by type, the most common first."""
@@ -325,6 +365,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     gc_pauses.active = True
     first_snapshot: tracemalloc.Snapshot | None = None
     first_objects: collections.Counter[str] = collections.Counter()
+    first_census: dict[str, Any] | None = None
     tick = 0
     while True:
         tick += 1
@@ -333,17 +374,22 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
             break
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         emit("sample", sample(started, guilds, counters, dropped, gc_pauses))
-        if tracemalloc.is_tracing() and first_snapshot is None and due - started >= 60:
+        if first_census is None and due - started >= 60:
             gc_pauses.active = False  # this pass is the measurement's, not the bot's
-            gc.collect()  # from here on, what a collection finds was made while soaking
-            first_objects = live_objects()
+            # its collection also means: from here on, what a collection finds was made while
+            # soaking
+            first_census = census()
+            if tracemalloc.is_tracing():
+                first_objects = live_objects()
+                first_snapshot = tracemalloc.take_snapshot()
             gc_pauses.active = True
-            first_snapshot = tracemalloc.take_snapshot()
     growth = (top_growth(first_snapshot, tracemalloc.take_snapshot())
               if first_snapshot is not None else [])
     cycles = cyclic_garbage() if first_snapshot is not None else None
     object_growth = ((live_objects() - first_objects).most_common(8)
                      if first_snapshot is not None else [])
+    gc_pauses.active = False
+    gc_census = census_summary(first_census, census()) if first_census is not None else None
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
     for harness in harnesses:
@@ -353,7 +399,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     await close_harnesses(harnesses)
     await guard.close()
     return {"gc_frozen": frozen, "tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
-            "object_growth": object_growth,
+            "object_growth": object_growth, "gc_census": gc_census,
             "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
 
