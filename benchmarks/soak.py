@@ -57,6 +57,11 @@ def census_notes(census: dict[str, Any]) -> list[str]:
             f"{listed(c['modules'])}; by type: {listed(c['types'])}")
     lines.append(f"gc census, grew from minute 1 to the end: by module: "
                  f"{listed(census['modules_grew'], '+')}; by type: {listed(census['types_grew'], '+')}")
+    if census.get("frozen_garbage"):
+        kept = census["frozen_garbage"]
+        lines.append(f"gc census, cyclic garbage among the frozen objects at the end (kept by the "
+                     f"freezes, freed only by unfreezing): {kept['objects']:,} objects; most: "
+                     f"{listed(kept['most'])}")
     return lines
 
 
@@ -67,6 +72,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "guilds": int(env("MUSIC_SOAK_GUILDS") or (20 if quick else 100)),
         "minutes": float(env("MUSIC_SOAK_MINUTES") or (2 if quick else 30)),
         "tracemalloc": quick if tracemalloc is None else tracemalloc == "1",
+        # the cog's music.gc_policy.FullCollectionGuard; MUSIC_SOAK_GC_GUARD=0 runs without it
+        "gc_guard": env("MUSIC_SOAK_GC_GUARD", "1") != "0",
     }
 
 
@@ -86,7 +93,8 @@ async def run(bench: Any, quick: bool) -> None:
     config = {"urls": urls, "ffmpeg": bench.ffmpeg, "endpoint": bench.standin.endpoint,
               "ca_file": bench.standin.ca_file, "guilds": sessions,
               "seconds": chosen["minutes"] * 60, "track_seconds": TRACK_SECONDS,
-              "sample_seconds": SAMPLE_SECONDS, "tracemalloc": chosen["tracemalloc"]}
+              "sample_seconds": SAMPLE_SECONDS, "tracemalloc": chosen["tracemalloc"],
+              "gc_guard": chosen["gc_guard"]}
     began = time.monotonic()
     try:
         samples, windows, done = await drive_worker(bench, config, ids)
@@ -368,7 +376,13 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
     notes.append(f"garbage collection in the bot: {', '.join(map(str, last['gc_counts']))} passes "
                  f"(generations 0, 1, 2), the longest {', '.join(fmt(m) for m in gc_max)} ms; "
                  f"{done.get('gc_frozen', 0):,} objects frozen at set-up as the cog's load does "
-                 "(gc.freeze(), music/resolve/warmup.py freeze_long_lived)")
+                 "(gc.freeze(), music/resolve/warmup.py freeze_long_lived); "
+                 + (f"the cog's full-collection guard (music/gc_policy.py) froze "
+                    f"{done['gc_guard']['freezes']} time(s) instead of a full collection, "
+                    f"{done['gc_guard']['cleanups']} clean-up(s), over its budget: "
+                    f"{'yes' if done['gc_guard']['over_budget'] else 'no'}"
+                    if done.get("gc_guard") else "without the cog's full-collection guard "
+                    "(MUSIC_SOAK_GC_GUARD=0)"))
     if done.get("errors") or done.get("task_failures"):
         notes.append(f"errors: {'; '.join(done['errors'] + done['task_failures'])}")
     if done.get("cyclic_garbage") is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, cast
 
 from music.audio.source import ChainClosed, ChainSource
+from music.gc_policy import FullCollectionGuard
 from music.netguard import NetworkGuard
 from music.policy import NetworkPolicy
 
@@ -341,11 +342,25 @@ def cyclic_garbage() -> dict[str, Any]:
     return {"objects": found, "most": kinds.most_common(8)}
 
 
+def frozen_garbage() -> dict[str, Any]:
+    """Cyclic garbage among the frozen objects (never freed while frozen): everything unfrozen
+    and collected, what it found by type. The load's own freeze holds a few hundred; the rest is
+    what the full-collection guard's freezes kept (music/gc_policy.py's price). Run last."""
+    gc.unfreeze()
+    found = cyclic_garbage()
+    gc.freeze()
+    return found
+
+
 async def soak(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("tracemalloc"):
         tracemalloc.start()
     dropped = set_up_like_the_cog()
     frozen = gc.get_freeze_count()  # objects the set-up froze, as the cog's load does
+    stop_guard = asyncio.Event()
+    gc_guard = FullCollectionGuard(lambda: ours_sender().active > 0)
+    guard_task = (asyncio.create_task(gc_guard.run(stop_guard))  # as the cog's load starts it
+                  if config.get("gc_guard", True) else None)
     server = TokenVoiceServer(config["endpoint"], config["ca_file"],
                               {g["guild_id"]: g["token"] for g in config["guilds"]})
     harnesses = await connect_harnesses(server, [(g["guild_id"], g["session_id"])
@@ -388,8 +403,13 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     cycles = cyclic_garbage() if first_snapshot is not None else None
     object_growth = ((live_objects() - first_objects).most_common(8)
                      if first_snapshot is not None else [])
+    stop_guard.set()
+    if guard_task is not None:
+        await guard_task
     gc_pauses.active = False
     gc_census = census_summary(first_census, census()) if first_census is not None else None
+    if gc_census is not None:
+        gc_census["frozen_garbage"] = frozen_garbage()
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
     for harness in harnesses:
@@ -400,6 +420,9 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     await guard.close()
     return {"gc_frozen": frozen, "tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
             "object_growth": object_growth, "gc_census": gc_census,
+            "gc_guard": (None if guard_task is None else
+                         {"freezes": gc_guard.freezes, "cleanups": gc_guard.cleanups,
+                          "over_budget": gc_guard.over_budget}),
             "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
 

@@ -35,6 +35,7 @@ from .commands.slash import PLAY_THIS
 from .control import ControlError, MusicControl, forget_requester, wait_until_ready
 from .control.filters import server_chain
 from .engine.queue import QueueModel
+from .gc_policy import FullCollectionGuard
 from .i18n import _
 from .netguard import NetworkGuard
 from .player import GuildPlayer, PlayerManager
@@ -115,9 +116,10 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
         if transcoder is not None:
             self.tasks["transcoder-warm-up"] = asyncio.create_task(
                 asyncio.to_thread(warm_up_transcoder, transcoder), name="music-transcoder-warm-up")
+        audio = PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy)
         self.manager = PlayerManager(
             voice=DiscordVoice(self.bot),
-            audio=PipelineAudio(lambda: self.store.globals.ffmpeg_path, lambda: proxy),
+            audio=audio,
             tracks=ServiceTracks(self.service, self.store),
             settings=self.store.guild,
             save=lambda player: self.store.mark_dirty(player.guild_id, player.capture),
@@ -133,6 +135,9 @@ class Music(SlashCommands, PlaybackCommands, QueueCommands, QueueToolCommands, S
         self._start("monitor", self._monitor_loop)
         self._start("flusher", lambda: self.store.flush_loop(self.shutdown_event))
         self._start("nowplaying", self.live_refresh_loop)  # the live "Now playing" messages
+        # no full garbage collection (a GIL pause for every guild's audio) while audio plays
+        gc_guard = FullCollectionGuard(lambda: audio.sender.active > 0)
+        self._start("gc-guard", lambda: gc_guard.run(self.shutdown_event))
         self.start_buttons()
         self.tasks["init"] = asyncio.create_task(self._initialize(), name="music-init")
         self.rpc = MusicRPC(self)

@@ -1,0 +1,113 @@
+"""No full garbage collection while audio plays: the young survivors are frozen instead.
+
+A full (generation-2) collection walks every object the collector tracks and has not frozen,
+holding the GIL all along, so the audio sender (one Python thread for every guild) sends nothing
+meanwhile: every guild's packets are late at once. The cog freezes what exists at load
+(music.resolve.warmup.freeze_long_lived); what comes after is walked: each voice connection's
+discord.py objects (its websocket, TLS, keep-alive and socket-reader threads), each playing
+track's stream, buffers and reader thread, Red's and discord.py's caches. In the soak, ~480
+objects per playing guild: a full collection took ~5 ms at 40 guilds and up to 39 ms at 100,
+and one came every ~10 minutes (the young collections' survivors add up to a quarter of the
+oldest generation). At 600 guilds it would be ~150 ms.
+
+While anything plays, `FullCollectionGuard.check` (called about once a second) watches the
+collector's counts: when the next generation-1 collection would become a full one, it collects
+the young generations (a few ms at most: only what was made recently) and freezes what survived,
+as the warm-up does (freeze_before_a_full_collection), which resets the counts: no full
+collection runs. The price: a frozen object that later becomes cyclic garbage (a reference cycle
+nothing else points to) is never freed by the collector (plain garbage still goes, by reference
+counting). Two things bound that:
+
+* when nothing has played for IDLE_SECONDS, a clean-up: unfreeze everything, one full collection
+  (~65-140 ms with Red loaded, harmless with no audio playing; commands wait that long once),
+  and freeze what is left, all of it live. So a bot that goes quiet now and then loses nothing;
+* a bot that never goes quiet freezes until the objects frozen since the last clean-up reach
+  FREEZE_BUDGET, then lets full collections run again as without this guard (over what is not
+  frozen): at most FREEZE_BUDGET objects can be kept that the collector would have freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable
+
+from .resolve.warmup import freeze_before_a_full_collection
+
+log = logging.getLogger("red.music.gc_policy")
+
+#: how often the guard looks at the collector's counts (a generation-1 collection takes ten
+#: young ones, ~700 allocations each: at the soak's 100 guilds one every ~30 s)
+CHECK_INTERVAL = 1.0
+#: nothing played for this long: the clean-up may run (a pause between two plays is shorter)
+IDLE_SECONDS = 30.0
+#: the most objects frozen since the last clean-up (the load's freeze not counted) before the
+#: guard stops freezing; ~100-300 bytes each: a bound of ~10-30 MB on what it could keep alive
+#: that a full collection would have freed. The soak's 100 guilds freeze ~50,000 live ones.
+FREEZE_BUDGET = 150_000
+
+
+class FullCollectionGuard:
+    """`playing()`: whether any audio is on the clock now (the sender's playbacks)."""
+
+    def __init__(self, playing: Callable[[], bool], *, idle_seconds: float = IDLE_SECONDS,
+                 budget: int = FREEZE_BUDGET) -> None:
+        self._playing = playing
+        self._idle_seconds = idle_seconds
+        self._budget = budget
+        self._last_played = time.monotonic()
+        self._frozen_after_cleanup = gc.get_freeze_count()
+        self.freezes = 0  # since the process (or this guard) began
+        self.cleanups = 0
+        self.dirty = False  # froze since the last clean-up
+        self.over_budget = False
+
+    def check(self) -> str | None:
+        """One look: "froze", "cleaned", "over budget" (the first time only) or None."""
+        if not gc.isenabled() or gc.get_freeze_count() == 0:
+            return None  # the collector is off, or nothing froze at load: not the cog's set-up
+        now = time.monotonic()
+        if self._playing():
+            self._last_played = now
+            return self._freeze_if_due()
+        if self.dirty and now - self._last_played >= self._idle_seconds:
+            self._clean_up()
+            return "cleaned"
+        return None
+
+    def _freeze_if_due(self) -> str | None:
+        if self.over_budget:
+            return None
+        if gc.get_freeze_count() - self._frozen_after_cleanup >= self._budget:
+            self.over_budget = True
+            log.info("Full garbage collections run again while audio plays: %d objects frozen "
+                     "since the last quiet moment", self._budget)
+            return "over budget"
+        if not freeze_before_a_full_collection():
+            return None
+        self.freezes += 1
+        self.dirty = True
+        return "froze"
+
+    def _clean_up(self) -> None:
+        """Nothing plays: what the freezes kept that is garbage now is freed, the rest frozen."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        freed = gc.collect()
+        gc.freeze()
+        self._frozen_after_cleanup = gc.get_freeze_count()
+        self.cleanups += 1
+        self.dirty = self.over_budget = False
+        log.debug("Garbage clean-up while nothing plays: %d objects freed in %.0f ms",
+                  freed, 1000 * (time.perf_counter() - started))
+
+    async def run(self, stopped: asyncio.Event) -> None:
+        """Check every CHECK_INTERVAL until `stopped` is set."""
+        while not stopped.is_set():
+            self.check()
+            try:
+                await asyncio.wait_for(stopped.wait(), CHECK_INTERVAL)
+            except asyncio.TimeoutError:
+                pass
