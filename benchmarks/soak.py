@@ -57,6 +57,13 @@ def census_notes(census: dict[str, Any]) -> list[str]:
             f"{listed(c['modules'])}; by type: {listed(c['types'])}")
     lines.append(f"gc census, grew from minute 1 to the end: by module: "
                  f"{listed(census['modules_grew'], '+')}; by type: {listed(census['types_grew'], '+')}")
+    first, last = census["minute_1"]["memory"], census["end"]["memory"]
+    lines.append("anonymous memory at minute 1 -> the end (MB; /proc/self/smaps): " + ", ".join(
+        f"{name.replace('_', ' ')} {first[name] / MB:.2f} -> {last[name] / MB:.2f} "
+        f"({(last[name] - first[name]) / MB:+.2f})"
+        for name in ("rss_anon", "stacks", "brk_heap", "other_anon", "pymalloc_arenas"))
+        + f"; thread stacks mapped {first['stack_count']} -> {last['stack_count']} (glibc keeps "
+        "some of ended threads'); Python's object arenas are part of 'other anon'")
     if census.get("frozen_garbage"):
         kept = census["frozen_garbage"]
         lines.append(f"gc census, cyclic garbage among the frozen objects at the end (kept by the "

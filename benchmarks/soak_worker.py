@@ -293,6 +293,58 @@ def live_objects() -> collections.Counter[str]:
 CENSUS_TOP = 10
 
 
+def anonymous_memory() -> dict[str, int]:
+    """Where the anonymous RSS is, from /proc/self/smaps: thread stacks (a writable mapping
+    just above a one-page guard: glibc's pthread stacks, kept in its cache after a thread ends),
+    the brk heap (malloc's main arena), and the rest (other threads' malloc arenas, malloc's
+    large blocks, Python's 1 MiB object arenas: mmap'd side by side, the kernel merges them);
+    and Python's own count of its object arenas (sys._debugmallocstats)."""
+    parts = {"stacks": 0, "stack_count": 0, "brk_heap": 0, "other_anon": 0}
+    previous_guard = False
+    size = 0
+    kind = ""
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5:  # a mapping's first line
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            perms, path = head[1], head[5] if len(head) > 5 else ""
+            size = end - start
+            if path == "[heap]":
+                kind = "brk_heap"
+            elif path or not perms.startswith("rw"):
+                kind = ""
+            elif previous_guard:
+                kind = "stacks"
+            else:
+                kind = "other_anon"
+            previous_guard = perms == "---p" and not path and size == 4096
+            if kind == "stacks":
+                parts["stack_count"] += 1
+        elif head[0] == "Rss:" and kind:
+            parts[kind] += int(head[1]) * 1024
+    parts["pymalloc_arenas"] = pymalloc_arenas() * 2**20
+    return parts
+
+
+def pymalloc_arenas() -> int:
+    """Python's small-object arenas allocated now (1 MiB each in 3.10+): its debug statistics,
+    which go to the C stderr, read back from a temporary file."""
+    import tempfile
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    found = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
+    return int(found.group(1).replace(",", "")) if found else 0
+
+
 def census() -> dict[str, Any]:
     """What a full (generation-2) collection walks now: every object the collector tracks and
     has not frozen (generations 0-2), by type and by the module that defines the type, and how
@@ -309,7 +361,8 @@ def census() -> dict[str, Any]:
         by_type[f"{module}.{kind.__qualname__}"] += 1
         by_module[module.split(".", 1)[0]] += 1
     return {"walked": sum(by_type.values()), "frozen": gc.get_freeze_count(),
-            "collect_ms": collect_ms, "by_type": dict(by_type), "by_module": dict(by_module)}
+            "collect_ms": collect_ms, "by_type": dict(by_type), "by_module": dict(by_module),
+            "memory": {**anonymous_memory(), **resident_bytes()}}
 
 
 def census_summary(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +377,7 @@ def census_summary(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any
 
     return {
         moment: {"walked": c["walked"], "frozen": c["frozen"], "collect_ms": c["collect_ms"],
+                 "memory": c["memory"],
                  "types": top(c["by_type"]), "modules": top(c["by_module"])}
         for moment, c in (("minute_1", first), ("end", last))
     } | {"types_grew": grew("by_type"), "modules_grew": grew("by_module")}
