@@ -81,6 +81,9 @@ def settings(quick: bool) -> dict[str, Any]:
         "tracemalloc": quick if tracemalloc is None else tracemalloc == "1",
         # the cog's music.gc_policy.FullCollectionGuard; MUSIC_SOAK_GC_GUARD=0 runs without it
         "gc_guard": env("MUSIC_SOAK_GC_GUARD", "1") != "0",
+        # the collector's third threshold in the bot (Python's default 10): 1 brings the full
+        # collections of a 30-minute run (one per ~10 minutes at 100 guilds) into a short one
+        "gc_threshold2": int(env("MUSIC_SOAK_GC_THRESHOLD2") or 0) or None,
     }
 
 
@@ -101,7 +104,7 @@ async def run(bench: Any, quick: bool) -> None:
               "ca_file": bench.standin.ca_file, "guilds": sessions,
               "seconds": chosen["minutes"] * 60, "track_seconds": TRACK_SECONDS,
               "sample_seconds": SAMPLE_SECONDS, "tracemalloc": chosen["tracemalloc"],
-              "gc_guard": chosen["gc_guard"]}
+              "gc_guard": chosen["gc_guard"], "gc_threshold2": chosen["gc_threshold2"]}
     began = time.monotonic()
     try:
         samples, windows, done = await drive_worker(bench, config, ids)
@@ -389,7 +392,10 @@ def report(chosen: dict[str, Any], samples: list[dict[str, Any]], windows: list[
                     f"{done['gc_guard']['cleanups']} clean-up(s), over its budget: "
                     f"{'yes' if done['gc_guard']['over_budget'] else 'no'}"
                     if done.get("gc_guard") else "without the cog's full-collection guard "
-                    "(MUSIC_SOAK_GC_GUARD=0)"))
+                    "(MUSIC_SOAK_GC_GUARD=0)")
+                 + (f"; the collector's thresholds set to {done['gc_thresholds']} "
+                    "(MUSIC_SOAK_GC_THRESHOLD2: more full collections than Python's default)"
+                    if chosen["gc_threshold2"] else ""))
     if done.get("errors") or done.get("task_failures"):
         notes.append(f"errors: {'; '.join(done['errors'] + done['task_failures'])}")
     if done.get("cyclic_garbage") is not None:

@@ -411,6 +411,8 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
         tracemalloc.start()
     dropped = set_up_like_the_cog()
     frozen = gc.get_freeze_count()  # objects the set-up froze, as the cog's load does
+    if config.get("gc_threshold2"):
+        gc.set_threshold(*gc.get_threshold()[:2], config["gc_threshold2"])
     stop_guard = asyncio.Event()
     gc_guard = FullCollectionGuard(lambda: ours_sender().active > 0)
     guard_task = (asyncio.create_task(gc_guard.run(stop_guard))  # as the cog's load starts it
@@ -474,6 +476,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     await guard.close()
     return {"gc_frozen": frozen, "tracemalloc_top_growth": growth, "cyclic_garbage": cycles,
             "object_growth": object_growth, "gc_census": gc_census,
+            "gc_thresholds": list(gc.get_threshold()),
             "gc_guard": (None if guard_task is None else
                          {"freezes": gc_guard.freezes, "cleanups": gc_guard.cleanups,
                           "over_budget": gc_guard.over_budget}),
