@@ -13,7 +13,7 @@ oldest generation). At 600 guilds it would be ~150 ms.
 While anything plays, `FullCollectionGuard.check` (called about once a second) watches the
 collector's counts: when the next generation-1 collection would become a full one, it collects
 the young generations (a few ms at most: only what was made recently) and freezes what survived,
-as the warm-up does (freeze_before_a_full_collection), which resets the counts: no full
+as the warm-up does (warmup.freeze_before_a_full_collection), which resets the counts: no full
 collection runs. The price: a frozen object that later becomes cyclic garbage (a reference cycle
 nothing else points to) is never freed by the collector (plain garbage still goes, by reference
 counting). Two things bound that:
@@ -34,8 +34,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from .resolve.warmup import freeze_before_a_full_collection
-
 log = logging.getLogger("red.music.gc_policy")
 
 #: how often the guard looks at the collector's counts (a generation-1 collection takes ten
@@ -47,6 +45,13 @@ IDLE_SECONDS = 30.0
 #: guard stops freezing; ~100-300 bytes each: a bound of ~10-30 MB on what it could keep alive
 #: that a full collection would have freed. The soak's 100 guilds freeze ~50,000 live ones.
 FREEZE_BUDGET = 150_000
+
+
+def full_collection_near() -> bool:
+    """The next generation-1 collection may be a full one: as many generation-1 collections
+    since the last full one (or freeze) as the collector's third threshold allows, minus one,
+    and at least one (with a threshold of 1, not every check)."""
+    return gc.get_count()[2] >= max(1, gc.get_threshold()[2] - 1)
 
 
 class FullCollectionGuard:
@@ -85,8 +90,10 @@ class FullCollectionGuard:
             log.info("Full garbage collections run again while audio plays: %d objects frozen "
                      "since the last quiet moment", self._budget)
             return "over budget"
-        if not freeze_before_a_full_collection():
+        if not full_collection_near():
             return None
+        gc.collect(1)  # the young generations: what they hold that is garbage is freed
+        gc.freeze()  # the rest, frozen; this also resets the counts
         self.freezes += 1
         self.dirty = True
         return "froze"
