@@ -63,7 +63,10 @@ def census_notes(census: dict[str, Any]) -> list[str]:
         f"({(last[name] - first[name]) / MB:+.2f})"
         for name in ("rss_anon", "stacks", "brk_heap", "other_anon", "pymalloc_arenas"))
         + f"; thread stacks mapped {first['stack_count']} -> {last['stack_count']} (glibc keeps "
-        "some of ended threads'); Python's object arenas are part of 'other anon'")
+        "some of ended threads'); Python's object arenas are part of 'other anon'"
+        + (f"; rss anon after malloc_trim(0) at the end: {last['rss_anon_trimmed'] / MB:.2f} "
+           f"({(last['rss_anon_trimmed'] - first['rss_anon']) / MB:+.2f} from minute 1)"
+           if last.get("rss_anon_trimmed") else ""))
     if census.get("frozen_garbage"):
         kept = census["frozen_garbage"]
         lines.append(f"gc census, cyclic garbage among the frozen objects at the end (kept by the "

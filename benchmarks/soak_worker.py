@@ -396,6 +396,18 @@ def cyclic_garbage() -> dict[str, Any]:
     return {"objects": found, "most": kinds.most_common(8)}
 
 
+def trimmed_anon() -> int | None:
+    """RSS anon after glibc's malloc_trim(0) (free pages of every malloc arena given back): how
+    much of the anonymous memory was malloc's free-but-kept. None if not glibc. Run last."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return resident_bytes()["rss_anon"]
+
+
 def frozen_garbage() -> dict[str, Any]:
     """Cyclic garbage among the frozen objects (never freed while frozen): everything unfrozen
     and collected, what it found by type. The load's own freeze holds a few hundred; the rest is
@@ -466,6 +478,7 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
     gc_census = census_summary(first_census, census()) if first_census is not None else None
     if gc_census is not None:
         gc_census["frozen_garbage"] = frozen_garbage()
+        gc_census["end"]["memory"]["rss_anon_trimmed"] = trimmed_anon()
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [repr(t.exception()) for t in tasks if not t.cancelled() and t.exception()]
     for harness in harnesses:

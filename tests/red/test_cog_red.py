@@ -48,7 +48,7 @@ async def test_load_registers_commands_and_opens_the_gate(red: Red) -> None:
         command = red.get_command(name)
         assert command is not None, name
         assert command.help, f"{name} has no help text"
-    assert {"advancer", "monitor", "flusher", "warm-up"} <= set(cog.tasks)
+    assert {"advancer", "monitor", "flusher", "warm-up", "gc-guard"} <= set(cog.tasks)
     assert all(not t.done() for name, t in cog.tasks.items() if name not in ("init", "warm-up"))
     await red.remove_cog("Music")
 
