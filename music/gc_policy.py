@@ -6,9 +6,10 @@ meanwhile: every guild's packets are late at once. The cog freezes what exists a
 (music.resolve.warmup.freeze_long_lived); what comes after is walked: each voice connection's
 discord.py objects (its websocket, TLS, keep-alive and socket-reader threads), each playing
 track's stream, buffers and reader thread, Red's and discord.py's caches. In the soak, ~480
-objects per playing guild: a full collection took ~5 ms at 40 guilds and up to 39 ms at 100,
-and one came every ~10 minutes (the young collections' survivors add up to a quarter of the
-oldest generation). At 600 guilds it would be ~150 ms.
+objects per playing guild (threading's locks, conditions and events, deques, bound methods:
+about half the voice connection's, half the tracks' in flight): a full collection took ~5 ms
+at 40 guilds and up to 39 ms at 100, and one came every ~10 minutes (the young collections'
+survivors add up to a quarter of the oldest generation). At 600 guilds it would be ~150 ms.
 
 While anything plays, `FullCollectionGuard.check` (called about once a second) watches the
 collector's counts: when the next generation-1 collection would become a full one, it collects
@@ -43,7 +44,8 @@ CHECK_INTERVAL = 1.0
 IDLE_SECONDS = 30.0
 #: the most objects frozen since the last clean-up (the load's freeze not counted) before the
 #: guard stops freezing; ~100-300 bytes each: a bound of ~10-30 MB on what it could keep alive
-#: that a full collection would have freed. The soak's 100 guilds freeze ~50,000 live ones.
+#: that a full collection would have freed. The soak froze ~240 live objects per guild (its
+#: voice connection's, mostly): 150,000 leaves room for 600 guilds' connections.
 FREEZE_BUDGET = 150_000
 
 
