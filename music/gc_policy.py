@@ -42,11 +42,12 @@ log = logging.getLogger("red.music.gc_policy")
 CHECK_INTERVAL = 1.0
 #: nothing played for this long: the clean-up may run (a pause between two plays is shorter)
 IDLE_SECONDS = 30.0
-#: the most objects frozen since the last clean-up (the load's freeze not counted) before the
-#: guard stops freezing; ~100-300 bytes each: a bound of ~10-30 MB on what it could keep alive
-#: that a full collection would have freed. The soak froze ~240 live objects per guild (its
-#: voice connection's, mostly): 150,000 leaves room for 600 guilds' connections.
-FREEZE_BUDGET = 150_000
+#: the most objects the guard's freezes may hold (the frozen count since just before its first
+#: freeze after the last clean-up) before it stops freezing. The soak froze ~240 live objects
+#: per guild (its voice connection's, mostly; they stay live): 300,000 leaves room for 600
+#: guilds' and more. What it bounds is the worst case, all of it cyclic garbage, ~100-300 bytes
+#: an object: 30-90 MB; the soak's freezes kept 10 garbage objects in 3 freezes.
+FREEZE_BUDGET = 300_000
 
 
 def full_collection_near() -> bool:
@@ -65,7 +66,9 @@ class FullCollectionGuard:
         self._idle_seconds = idle_seconds
         self._budget = budget
         self._last_played = time.monotonic()
-        self._frozen_after_cleanup = gc.get_freeze_count()
+        # the frozen count just before this guard's first freeze since the last clean-up (the
+        # load's and the warm-up's freezes, made after this guard starts, are not its own)
+        self._frozen_before: int | None = None
         self.freezes = 0  # since the process (or this guard) began
         self.cleanups = 0
         self.dirty = False  # froze since the last clean-up
@@ -87,13 +90,16 @@ class FullCollectionGuard:
     def _freeze_if_due(self) -> str | None:
         if self.over_budget:
             return None
-        if gc.get_freeze_count() - self._frozen_after_cleanup >= self._budget:
+        if (self._frozen_before is not None
+                and gc.get_freeze_count() - self._frozen_before >= self._budget):
             self.over_budget = True
             log.info("Full garbage collections run again while audio plays: %d objects frozen "
                      "since the last quiet moment", self._budget)
             return "over budget"
         if not full_collection_near():
             return None
+        if self._frozen_before is None:
+            self._frozen_before = gc.get_freeze_count()
         gc.collect(1)  # the young generations: what they hold that is garbage is freed
         gc.freeze()  # the rest, frozen; this also resets the counts
         self.freezes += 1
@@ -106,7 +112,7 @@ class FullCollectionGuard:
         gc.unfreeze()
         freed = gc.collect()
         gc.freeze()
-        self._frozen_after_cleanup = gc.get_freeze_count()
+        self._frozen_before = None
         self.cleanups += 1
         self.dirty = self.over_budget = False
         log.debug("Garbage clean-up while nothing plays: %d objects freed in %.0f ms",

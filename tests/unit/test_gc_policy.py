@@ -131,3 +131,20 @@ def test_nothing_happens_unless_the_load_froze() -> None:
         print(json.dumps({"outcomes": sorted(map(str, outcomes)), "frozen": gc.get_freeze_count()}))
     ''')
     assert figures == {"outcomes": ["None"], "frozen": 0}
+
+
+def test_the_budget_counts_only_the_guards_own_freezes() -> None:
+    # the cog starts the guard before its warm-up freezes what the load made (Red, yt-dlp):
+    # that freeze is not the guard's and must not use up its budget
+    figures = run_case('''
+        guard = FullCollectionGuard(lambda: playing[0], budget=200_000)
+        loaded = [[Node() for i in range(1000)] for step in range(150)]
+        gc.collect()
+        gc.freeze()  # 150,000 objects frozen after the guard started
+        kept, outcomes = [], []
+        for step in range(150):  # 150,000 more: with the load's, over the budget
+            kept.append([Node() for i in range(1000)])
+            outcomes.append(guard.check())
+        print(json.dumps({"over": guard.over_budget, "froze": outcomes.count("froze")}))
+    ''')
+    assert figures["over"] is False and figures["froze"] >= 1, figures
