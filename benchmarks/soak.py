@@ -65,7 +65,8 @@ def census_notes(census: dict[str, Any]) -> list[str]:
         + f"; thread stacks mapped {first['stack_count']} -> {last['stack_count']} (glibc keeps "
         "some of ended threads'); Python's object arenas are part of 'other anon'"
         + (f"; rss anon after malloc_trim(0) at the end: {last['rss_anon_trimmed'] / MB:.2f} "
-           f"({(last['rss_anon_trimmed'] - first['rss_anon']) / MB:+.2f} from minute 1)"
+           f"({(last['rss_anon_trimmed'] - first['rss_anon']) / MB:+.2f} from minute 1; by then "
+           "the guilds had stopped opening tracks, so fewer streams were live: not like for like)"
            if last.get("rss_anon_trimmed") else ""))
     if census.get("frozen_garbage"):
         kept = census["frozen_garbage"]
