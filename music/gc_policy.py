@@ -11,7 +11,7 @@ about half the voice connection's, half the tracks' in flight): a full collectio
 at 40 guilds and up to 39 ms at 100, and one came every ~10 minutes (the young collections'
 survivors add up to a quarter of the oldest generation). At 600 guilds it would be ~150 ms.
 
-While anything plays, `FullCollectionGuard.check` (called about once a second) watches the
+While anything plays, `FullCollectionGuard.check` (called four times a second) watches the
 collector's counts: when the next generation-1 collection would become a full one, it collects
 the young generations (a few ms at most: only what was made recently) and freezes what survived,
 as the warm-up does (warmup.freeze_before_a_full_collection), which resets the counts: no full
@@ -37,9 +37,11 @@ from collections.abc import Callable
 
 log = logging.getLogger("red.music.gc_policy")
 
-#: how often the guard looks at the collector's counts (a generation-1 collection takes ten
-#: young ones, ~700 allocations each: at the soak's 100 guilds one every ~30 s)
-CHECK_INTERVAL = 1.0
+#: how often the guard looks at the collector's counts. It must look between the generation-1
+#: collection that makes a full one near and the one that would start it: ten young ones,
+#: ~7,000 allocations, apart. In the soak's 100 guilds that is ~30 s; a big bot's gateway
+#: traffic allocates far faster, and a look costs microseconds.
+CHECK_INTERVAL = 0.25
 #: nothing played for this long: the clean-up may run (a pause between two plays is shorter)
 IDLE_SECONDS = 30.0
 #: the most objects the guard's freezes may hold (the frozen count since just before its first
