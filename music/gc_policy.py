@@ -73,7 +73,10 @@ class FullCollectionGuard:
         self._frozen_before: int | None = None
         self.freezes = 0  # since the process (or this guard) began
         self.cleanups = 0
-        self.dirty = False  # froze since the last clean-up
+        # froze since the last clean-up. True at first: after a `[p]reload` the cog's earlier
+        # copy may have frozen objects that are cyclic garbage now, and only a clean-up frees
+        # them (one full collection at the first quiet moment, also after a fresh start)
+        self.dirty = True
         self.over_budget = False
 
     def check(self) -> str | None:

@@ -93,6 +93,28 @@ def test_cyclic_garbage_the_freezes_kept_is_freed_once_nothing_plays() -> None:
     assert figures["again"] is None  # nothing frozen since: no second clean-up
 
 
+def test_a_new_guard_frees_what_the_previous_copy_froze_at_its_first_quiet_moment() -> None:
+    # a `[p]reload`: the old copy's guard froze a cycle that dies with that copy; the new
+    # copy's guard has frozen nothing itself, and must still free it once quiet
+    figures = run_case('''
+        old_guard = FullCollectionGuard(lambda: playing[0])
+        doomed = cycle()
+        alive = weakref.ref(doomed)
+        while old_guard.check() != "froze":
+            junk = [[] for _ in range(1000)]
+        del doomed, old_guard  # the unload
+        playing[0] = False
+        new_guard = FullCollectionGuard(lambda: playing[0], idle_seconds=0.0)
+        still_there = alive() is not None
+        outcome = new_guard.check()
+        print(json.dumps({"still_there": still_there, "outcome": outcome,
+                          "freed": alive() is None, "again": new_guard.check()}))
+    ''')
+    assert figures["still_there"] is True  # frozen: no collection had freed it
+    assert figures["outcome"] == "cleaned" and figures["freed"] is True, figures
+    assert figures["again"] is None  # one clean-up, not one at every look
+
+
 def test_a_short_pause_between_plays_is_not_quiet_enough_for_the_clean_up() -> None:
     figures = run_case('''
         guard = FullCollectionGuard(lambda: playing[0])  # the default idle time
