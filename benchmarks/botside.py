@@ -201,13 +201,23 @@ def pcm_play_options(encoder: str | None) -> dict[str, Any]:
 
 def use_encoder_for_ours(encoder: str | None) -> None:
     """Make the cog's transcodes use `encoder`'s loss settings in this process (benchmark only:
-    music.audio.stream calls build_args for every ffmpeg it starts)."""
+    music.audio.stream calls build_args for every ffmpeg it starts, and the shared transcoder's
+    start_job for every job of its worker)."""
     if encoder is None:
         return
     import music.audio.stream as stream_module
+    from music.audio.transcoder import SharedTranscoder
 
     settings = ENCODER_SETTINGS[encoder]
     build = stream_module.build_args
+    start_job = SharedTranscoder.start_job
+
+    def start_job_with_settings(self: SharedTranscoder, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("fec", settings["fec"])
+        kwargs.setdefault("packet_loss", settings["packet_loss"])
+        return start_job(self, *args, **kwargs)
+
+    SharedTranscoder.start_job = start_job_with_settings  # type: ignore[method-assign]
 
     def build_args(*args: Any, **kwargs: Any) -> list[str]:
         built = build(*args, **kwargs)
@@ -225,13 +235,15 @@ def encoder_for_ours(encoder: str) -> Iterator[None]:
     """``use_encoder_for_ours`` for the transcodes started inside the block only, for a row that
     compares the settings in one process (the rows after it get the cog's own again)."""
     import music.audio.stream as stream_module
+    from music.audio.transcoder import SharedTranscoder
 
-    original = stream_module.build_args
+    original, original_start_job = stream_module.build_args, SharedTranscoder.start_job
     use_encoder_for_ours(encoder)
     try:
         yield
     finally:
         stream_module.build_args = original  # type: ignore[assignment]
+        SharedTranscoder.start_job = original_start_job  # type: ignore[method-assign]
 
 
 def pcm_baseline_source(ffmpeg: str, url: str, *,

@@ -395,14 +395,18 @@ class SharedTranscoder:
 
     def start_job(self, feed: Readable, *, start: float = 0.0, filters: str | None = None,
                   bitrate: int = TRANSCODE_BITRATE_BPS, input_format: str | None = None,
-                  stderr_tail: collections.deque[str] | None = None) -> TranscodeJob:
+                  stderr_tail: collections.deque[str] | None = None, fec: bool = False,
+                  packet_loss: int = 0) -> TranscodeJob:
         """Transcode ``feed`` (read by a PipeFeeder on its own thread) from ``start`` seconds,
-        through ``filters`` (music.audio.filters.filter_graph's string). Raises OSError when
-        the worker cannot be started (then use an ffmpeg child)."""
+        through ``filters`` (music.audio.filters.filter_graph's string). ``fec`` and
+        ``packet_loss`` (percent): libopus's loss settings, off and 0 as for the ffmpeg
+        children (music.audio.ffmpeg.build_args). Raises OSError when the worker cannot be
+        started (then use an ffmpeg child)."""
         job_id = next(self._ids)
         message = {"op": "job", "id": job_id, "start": max(0.0, float(start)),
                    "filters": filters, "bitrate": int(bitrate), "format": input_format,
-                   "format_whitelist": FORMAT_WHITELIST}
+                   "format_whitelist": FORMAT_WHITELIST, "fec": bool(fec),
+                   "packet_loss": min(100, max(0, int(packet_loss)))}
         for attempt in (1, 2):
             worker = self._running_worker()
             worker.wait_ready(READY_WAIT_SECONDS)

@@ -107,6 +107,8 @@ class Job:
         self.start = max(0.0, float(spec.get("start") or 0.0))
         self.filters = parse_filters(spec.get("filters"))
         self.bitrate = int(spec.get("bitrate") or 128000)
+        self.opus_options = dict(OPUS_OPTIONS, fec="1" if spec.get("fec") is True else "0",
+                                 packet_loss=str(min(100, max(0, int(spec.get("packet_loss") or 0)))))
         self.input_format = spec.get("format") or None
         self.format_whitelist = str(spec.get("format_whitelist") or "")
         self._input = os.fdopen(input_fd, "rb", buffering=0)
@@ -184,7 +186,7 @@ class Job:
         codec.bit_rate = self.bitrate
         codec.layout = "stereo"
         codec.format = "flt"
-        codec.options = dict(OPUS_OPTIONS)
+        codec.options = dict(self.opus_options)
         resampler = av.AudioResampler(format="flt", layout="stereo", rate=SAMPLE_RATE,
                                       frame_size=FRAME_SAMPLES)
         graph = None

@@ -117,6 +117,20 @@ def test_a_start_position_skips_that_much(transcoder, media_dir):
     assert frequency_at(packets, 1.2, 0.6) == pytest.approx(900, abs=6)
 
 
+def test_the_loss_settings_reach_libopus(transcoder, media_dir):
+    # what the benchmarks' like-for-like rows set for both sides (FEC on, 15 % expected loss):
+    # libopus encodes differently when it expects losses, and the same settings encode the
+    # same bytes, so a job that ignored them would give the plain job's packets
+    def encoded(**loss) -> list[bytes]:
+        return played(transcoder.start_job(open(media_dir / "a660.mp3", "rb"), **loss))
+
+    plain = encoded()
+    assert encoded(fec=False, packet_loss=0) == plain
+    lossy = encoded(fec=True, packet_loss=15)
+    assert lossy == encoded(fec=True, packet_loss=15)
+    assert lossy != plain and len(lossy) == len(plain)
+
+
 def test_twenty_jobs_share_one_worker_at_well_under_4_mb_each(transcoder, media_dir):
     first = transcoder.start_job(open(media_dir / "long.mp3", "rb"))
     assert len(packets_of(first, 50)) == 50  # 1 s: it runs (and PyAV is loaded)
