@@ -11,7 +11,8 @@ the seconds of audio handed out (packets x 20 ms: a nightcore stream gives fewer
 same file). The consumer loop's own CPU is not counted (its thread's time is taken out).
 Passthrough is what the cog does for Opus at 100 % with no filter (no ffmpeg at all); every
 other row transcodes (libopus 128 kb/s, as the cog does). The least of 3 runs per mode (1 with
---quick), interleaved mode by mode.
+--quick), interleaved mode by mode. The transcodes run in ffmpeg children (no shared transcoder
+is given): the cog's path where that worker can't run; capacity.py measures the worker.
 """
 
 from __future__ import annotations
