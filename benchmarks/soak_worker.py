@@ -492,7 +492,8 @@ async def soak(config: dict[str, Any]) -> dict[str, Any]:
             "gc_thresholds": list(gc.get_threshold()),
             "gc_guard": (None if guard_task is None else
                          {"freezes": gc_guard.freezes, "cleanups": gc_guard.cleanups,
-                          "over_budget": gc_guard.over_budget}),
+                          "over_budget": gc_guard.over_budget,
+                          "frozen_by_guard": gc_guard.frozen_by_guard}),
             "task_failures": failures[:3],
             "errors": list(counters.errors), "sender_closed": sender_closed}
 

@@ -170,3 +170,34 @@ def test_the_budget_counts_only_the_guards_own_freezes() -> None:
         print(json.dumps({"over": guard.over_budget, "froze": outcomes.count("froze")}))
     ''')
     assert figures["over"] is False and figures["froze"] >= 1, figures
+
+
+def test_a_look_does_not_count_the_frozen_objects() -> None:
+    # gc.get_freeze_count() walks every frozen object with the GIL held (~5 ms for what a Red
+    # process freezes at load); asked at every look, four times a second, it delayed the soak's
+    # sender again and again. The guard asks once, and counts what it freezes as it freezes it.
+    figures = run_case('''
+        calls = [0]
+        count_frozen = gc.get_freeze_count
+
+        def counted() -> int:
+            calls[0] += 1
+            return count_frozen()
+
+        gc.get_freeze_count = counted
+        guard = FullCollectionGuard(lambda: playing[0], budget=10**7)
+        kept = []
+        for step in range(300):
+            kept.append([Node() for i in range(1000)])
+            guard.check()
+        gc.get_freeze_count = count_frozen
+        print(json.dumps({"calls": calls[0], "freezes": guard.freezes,
+                          "counted": guard.frozen_by_guard, "made": 300 * 1001,
+                          "not_frozen_yet": len(gc.get_objects())}))
+    ''')
+    assert figures["freezes"] >= 2, figures  # it froze, more than once
+    assert figures["calls"] <= 1, figures
+    # what it froze plus what it has not frozen yet is what was made since the load (the
+    # Nodes, their lists), give or take the interpreter's own few
+    total = figures["counted"] + figures["not_frozen_yet"]
+    assert figures["made"] <= total <= figures["made"] + 2_000, figures
