@@ -25,16 +25,6 @@ pytestmark = pytest.mark.skipif(not SharedTranscoder.available(),
                                 reason="no PyAV with libopus, or no socket.send_fds")
 
 
-@pytest.fixture
-def transcoder():
-    shared = SharedTranscoder()
-    yield shared
-    pid = shared.worker_pid
-    shared.close()
-    if pid is not None:
-        assert process_is_gone(pid)
-
-
 def transcoding(source: str, transcoder: SharedTranscoder | None, **kwargs) -> TrackStream:
     return TrackStream(FFMPEG, source, passthrough=False, transcoder=transcoder, **kwargs)
 

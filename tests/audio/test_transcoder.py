@@ -28,16 +28,6 @@ pytestmark = pytest.mark.skipif(not SharedTranscoder.available(),
 SECONDS_PER_PACKET = 0.02
 
 
-@pytest.fixture
-def transcoder():
-    shared = SharedTranscoder()
-    yield shared
-    pid = shared.worker_pid
-    shared.close()
-    if pid is not None:
-        assert process_is_gone(pid)
-
-
 def process_is_gone(pid: int) -> bool:
     """Exited and reaped: no /proc entry (a zombie would still have one)."""
     return not Path(f"/proc/{pid}").exists()
