@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import threading
-from typing import IO
+from typing import IO, Callable
 
 from ..i18n import _, deferred
 from .ffmpeg import end_process
@@ -30,6 +30,21 @@ FFMPEG_NICENESS_INCREMENT = 10
 _WINDOWS_PRIORITY_FLAGS = getattr(subprocess, "BELOW_NORMAL_PRIORITY_CLASS", 0)
 
 log = logging.getLogger("red.music.audio.ffmpeg_process")
+
+
+def drain_stderr_lines(stderr: IO[bytes], handle_line: Callable[[str], object]) -> None:
+    """Read a child's stderr to its end (a child whose stderr pipe is full blocks), passing each
+    non-blank line to ``handle_line`` without its line end (indentation kept: a traceback's lines
+    need it); close it. For a thread of its own."""
+    try:
+        for raw in iter(stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                handle_line(line)
+    except (OSError, ValueError):
+        pass  # closed under us: the child is being ended
+    finally:
+        stderr.close()
 
 
 def lower_priority(pid: int) -> None:
@@ -75,8 +90,10 @@ class FfmpegProcess(FedByPipe):
             self.feeder = PipeFeeder(feed, stdin, name=f"music-ffmpeg-feed:{self.proc.pid}")
             self.feeder.start()
         # stderr must be drained or ffmpeg blocks once the pipe is full; keep only the tail.
+        assert self.proc.stderr is not None
         self._drain = threading.Thread(
-            target=self._drain_stderr, name=f"music-ffmpeg-stderr:{self.proc.pid}", daemon=True
+            target=drain_stderr_lines, args=(self.proc.stderr, self._keep_stderr_line),
+            name=f"music-ffmpeg-stderr:{self.proc.pid}", daemon=True,
         )
         self._drain.start()
 
@@ -84,22 +101,13 @@ class FfmpegProcess(FedByPipe):
     def pid(self) -> int:
         return self.proc.pid
 
+    def _keep_stderr_line(self, line: str) -> None:
+        # unindented: the tail ends up in error sentences, where ffmpeg's indentation is noise
+        self.stderr_tail.append(line.lstrip())
+
     @property
     def stdout(self) -> IO[bytes] | None:
         return self.proc.stdout
-
-    def _drain_stderr(self) -> None:
-        stderr = self.proc.stderr
-        assert stderr is not None
-        try:
-            for raw in iter(stderr.readline, b""):
-                line = raw.decode("utf-8", "replace").strip()
-                if line:
-                    self.stderr_tail.append(line)
-        except (OSError, ValueError):
-            pass
-        finally:
-            stderr.close()
 
     # -- ending -----------------------------------------------------------------------------------
 

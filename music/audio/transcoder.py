@@ -39,7 +39,12 @@ from typing import IO, Any
 from ..i18n import _, deferred
 from ..netguard import ffmpeg_env
 from .ffmpeg import FORMAT_WHITELIST, end_process
-from .ffmpeg_process import EXIT_WAIT_SECONDS, NOT_MEDIA_SENTENCE, lower_priority
+from .ffmpeg_process import (
+    EXIT_WAIT_SECONDS,
+    NOT_MEDIA_SENTENCE,
+    drain_stderr_lines,
+    lower_priority,
+)
 from .pipe_input import FedByPipe, PipeFeeder, Readable
 
 log = logging.getLogger("red.music.audio.transcoder")
@@ -243,7 +248,9 @@ class _Worker:
         self._reader = threading.Thread(target=self._read_reports,
                                         name=f"music-transcoder:{self.proc.pid}", daemon=True)
         self._reader.start()
-        self._stderr = threading.Thread(target=self._log_stderr,
+        assert self.proc.stderr is not None
+        self._stderr = threading.Thread(target=drain_stderr_lines,
+                                        args=(self.proc.stderr, self._log_stderr_line),
                                         name=f"music-transcoder-stderr:{self.proc.pid}",
                                         daemon=True)
         self._stderr.start()
@@ -327,18 +334,8 @@ class _Worker:
             _refuse(f"the transcoder worker exited with code {returncode} before it was ready")
         self.settled.set()
 
-    def _log_stderr(self) -> None:
-        stderr = self.proc.stderr
-        assert stderr is not None
-        try:
-            for raw in iter(stderr.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line:
-                    log.warning("transcoder %s: %s", self.proc.pid, line[:500])
-        except (OSError, ValueError):
-            pass
-        finally:
-            stderr.close()
+    def _log_stderr_line(self, line: str) -> None:
+        log.warning("transcoder %s: %s", self.proc.pid, line[:500])
 
     def shutdown(self, timeout: float) -> None:
         """Close the socket (the worker exits when it reads its end), then SIGTERM, then

@@ -22,6 +22,7 @@ from music.audio.ffmpeg import (
     parse_probe_output,
     probe_audio,
 )
+from music.audio.ffmpeg_process import drain_stderr_lines
 from tests.support.media import FFMPEG, MediaServer
 
 URL = "https://media.example/watch?v=abc&x=1"
@@ -275,3 +276,18 @@ def test_a_playback_ffmpeg_and_all_its_threads_run_at_a_lower_priority(media_dir
     finally:
         process.end(timeout=2.0)
         process.close_stdout()
+
+
+def test_stderr_is_drained_line_by_line_keeping_indentation_and_skipping_blank_lines():
+    """The one loop that drains a child's stderr (ffmpeg's tail, the transcoder worker's log)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; sys.stderr.buffer.write(b'first\\n\\n   \\n  Stream #0: indented\\r\\nbad \\xff byte\\nlast')"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    assert child.stderr is not None
+    lines: list[str] = []
+    drain_stderr_lines(child.stderr, lines.append)
+    child.wait(5)
+    assert lines == ["first", "  Stream #0: indented", "bad \ufffd byte", "last"]
+    assert child.stderr.closed

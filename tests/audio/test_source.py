@@ -18,7 +18,7 @@ from music.audio.ogg import opus_frame_duration_ms
 from music.audio.source import SILENCE_FRAME, ChainClosed, ChainSource, TrackStream
 from tests.support.audio_analysis import SAMPLE_RATE, decode_opus_packets, dominant_frequency, rms
 from tests.support.media import FFMPEG
-from tests.support.processes import ffmpeg_children
+from tests.support.processes import ffmpeg_children, process_is_gone
 
 FRAMES_PER_SECOND = 50
 
@@ -42,11 +42,6 @@ def frequency_of(packets: list[bytes], skip_seconds: float = 0.1, seconds: float
     assert bad == 0
     begin = int(skip_seconds * SAMPLE_RATE)
     return dominant_frequency(pcm[begin : begin + int(seconds * SAMPLE_RATE)])
-
-
-def process_is_gone(pid: int) -> bool:
-    """Exited and reaped: no /proc entry (a zombie would still have one)."""
-    return not Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture(autouse=True)

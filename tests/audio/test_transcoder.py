@@ -21,16 +21,12 @@ from music.audio.pipe_input import RemoteSource
 from music.audio.transcoder import SharedTranscoder, TranscodeJob
 from music.engine.filters import FilterChain
 from tests.support.audio_analysis import SAMPLE_RATE, decode_opus_packets, dominant_frequency, rms
+from tests.support.processes import process_is_gone
 
 pytestmark = pytest.mark.skipif(not SharedTranscoder.available(),
                                 reason="no PyAV with libopus, or no socket.send_fds")
 
 SECONDS_PER_PACKET = 0.02
-
-
-def process_is_gone(pid: int) -> bool:
-    """Exited and reaped: no /proc entry (a zombie would still have one)."""
-    return not Path(f"/proc/{pid}").exists()
 
 
 def packets_of(job: TranscodeJob, limit: int | None = None) -> list[bytes]:

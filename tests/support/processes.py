@@ -13,6 +13,11 @@ def ffmpeg_children(*, zombies: bool = True) -> list[int]:
     return _children_running(b"ffmpeg", "ffmpeg", zombies=zombies)
 
 
+def process_is_gone(pid: int) -> bool:
+    """Exited and reaped: no /proc entry (a zombie would still have one)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 def transcoder_workers(*, zombies: bool = True) -> list[int]:
     """Pids of this process's shared transcoder workers (music/audio/transcoder_worker.py)."""
     return _children_running(b"transcoder_worker.py", "python", zombies=zombies)
