@@ -13,13 +13,14 @@ measured play is the first of its kind, in Red processes started for it:
 
 Every play is ``[p]play <url>`` (ours) or ``[p]bplay <url>`` (the usual pattern,
 ``benchmarks/baseline_cog``: yt-dlp ``extract_info`` in an executor, ``channel.connect()``,
-``vc.play(FFmpegOpusAudio(url))``) of an uncached WebM/Opus URL (a fresh query string on the
+``vc.play(FFmpegOpusAudio(url))``), or ``[p]bplaypcm <url>`` (discord.py's own example
+pattern in the same cog: ``FFmpegPCMAudio`` in a ``PCMVolumeTransformer``) of an uncached WebM/Opus URL (a fresh query string on the
 local media server), with the bot not in voice: it must join. Clock: from the stand-in writing
 the MESSAGE_CREATE to the bot's websocket to the first packet that decodes to sound at the
 stand-in's receiver (as row 2b). Each process loads only the cog measured (``--no-cogs
 --load-cogs``), so one cog's yt-dlp use never warms the other's; the music cog's processes load
 the baseline cog too, for its probes only (no yt-dlp instance: ``MUSIC_BENCH_PROBES_ONLY``).
-Methods alternate within each round; medians over the rounds' fresh processes.
+The methods' order rotates from round to round; medians over the rounds' fresh processes.
 
 A second table runs ``benchmarks/warmup_pacing.py`` in fresh processes: how late the event
 loop's 1 ms sleeps wake up during the warm-up, during a cold first lookup without one (what the
@@ -47,9 +48,12 @@ from .first_packet_red import PHASES, RedWorld, TrialError
 
 TARGET_RATIO = 0.3  # ours / the usual pattern, cold first play with a join
 MEDIA = "tone_a.webm"
-METHODS = ["ours", "baseline"]
-COG = {"ours": "music", "baseline": "baseline_cog"}
-LABEL = {"ours": "ours (music cog)", "baseline": "baseline FFmpegOpusAudio cog"}
+METHODS = ["ours", "baseline", "pcm"]
+#: the baselines, each compared with ours; "baseline" (FFmpegOpusAudio) is the issue's yardstick
+BASELINES = ["baseline", "pcm"]
+COG = {"ours": "music", "baseline": "baseline_cog", "pcm": "baseline_cog"}
+LABEL = {"ours": "ours (music cog)", "baseline": "baseline FFmpegOpusAudio cog",
+         "pcm": "baseline FFmpegPCMAudio + PCMVolumeTransformer cog"}
 CASES = [("start", "cold"), ("start", "warm"), ("reload", "cold"), ("reload", "warm")]
 EXTRA_PHASES = ["warm-up started", "warm-up ended"]
 PACING_MODES = ["idle", "warm-up", "cold"]
@@ -143,7 +147,8 @@ async def run(bench: Any, quick: bool) -> str:
             try:
                 await world.start()  # installs the music cog through Downloader, adds the baseline's path
                 for round_no in range(rounds):
-                    order = METHODS if round_no % 2 == 0 else METHODS[::-1]
+                    # each method goes first in some round: the order rotates
+                    order = METHODS[round_no % len(METHODS):] + METHODS[:round_no % len(METHODS)]
                     for method in order:
                         try:
                             await _one_round(world, method, round_no, results, starts)
@@ -201,13 +206,15 @@ def _report(results: dict[tuple[str, str, str], list[dict[str, float]]], starts:
     yardstick = median(sound("start", "cold", "baseline"))
     rows, phase_rows, notes = [], [], []
     for situation, warmth in CASES:
-        same_case = median(sound(situation, warmth, "baseline"))
+        same_case = {b: median(sound(situation, warmth, b)) for b in BASELINES}
         for method in METHODS:
             got = results.get((situation, warmth, method), [])
             values = sound(situation, warmth, method)
-            ratios = ["", ""]
+            ratios = ["", "", ""]
             if method == "ours":
-                ratios = [_share(median(values), same_case), _share(median(values), yardstick)]
+                ratios = [_share(median(values), same_case["baseline"]),
+                          _share(median(values), same_case["pcm"]),
+                          _share(median(values), yardstick)]
             rows.append([f"first play after {situation}", warmth, LABEL[method], str(len(got)),
                          fmt(median(values)), fmt(min(values, default=float("nan"))),
                          fmt(max(values, default=float("nan"))), *ratios])
@@ -219,17 +226,30 @@ def _report(results: dict[tuple[str, str, str], list[dict[str, float]]], starts:
         share = median(sound(situation, "cold", "ours")) / yardstick if yardstick else float("nan")
         notes.append(f"target: cold first play after a {situation}, with a join, ours <= {TARGET_RATIO} x the "
                      f"usual pattern's cold first play after a start: {verdict(share, TARGET_RATIO)} ({share:.2f})")
+    pcm_cold = median(sound("start", "cold", "pcm"))
+    for situation in ("start", "reload"):
+        share = median(sound(situation, "cold", "ours")) / pcm_cold if pcm_cold else float("nan")
+        notes.append(f"the same against discord.py's example pattern (FFmpegPCMAudio + PCMVolumeTransformer) "
+                     f"cold after a start, {situation}: ours {share:.2f} x")
+    for situation, warmth in CASES:
+        ours = median(sound(situation, warmth, "ours"))
+        winners = [f"{LABEL[b]} ({median(sound(situation, warmth, b)):.1f} against ours {ours:.1f})"
+                   for b in BASELINES if median(sound(situation, warmth, b)) < ours]
+        notes.append(f"first play after {situation}, {warmth}: "
+                     + ("the baseline wins: " + ", ".join(winners) if winners
+                        else "no baseline beats ours in this run"))
     notes.append(f"{rounds} rounds; per round and method two fresh Red processes (start: cold then warm "
-                 "play, then reload and a warm play; and reload at once, then the cold play), methods "
-                 "alternating; every play a WebM/Opus URL never looked up, the bot out of voice (must join).")
+                 "play, then reload and a warm play; and reload at once, then the cold play), the methods' "
+                 "order rotating from round to round; every play a WebM/Opus URL never looked up, the bot out of voice (must join).")
     notes.append("Red start to 'Pong.' (s, median): " + ", ".join(
         f"{m} {fmt(median(v))}" for m, v in starts.items()) + "; the first play is said right after.")
     notes += [f"failure: {f}" for f in failures]
     notes.append(f"the benchmark took {total_seconds:.0f} s")
     text = print_table(
         "2c. First play after a start or a reload, cold and warm, through a real Red (ms to first sound)",
-        ["situation", "process", "method", "n", "median", "min", "max", "ours / baseline, same case",
-         "ours / baseline's cold first play after a start"], rows, notes)
+        ["situation", "process", "method", "n", "median", "min", "max",
+         "ours / FFmpegOpusAudio, same case", "ours / PCM example, same case",
+         "ours / FFmpegOpusAudio's cold first play after a start"], rows, notes)
     text += print_table(
         "2c (phases). Median ms after the play message was delivered",
         ["situation", "process", "method", *PHASES, *EXTRA_PHASES, "warm-up state"], phase_rows,
