@@ -204,17 +204,22 @@ def _report(results: dict[tuple[str, str, str], list[dict[str, float]]], starts:
 
     # the issue's yardstick: the usual pattern's first play in a fresh process
     yardstick = median(sound("start", "cold", "baseline"))
-    rows, phase_rows, notes = [], [], []
+    rows, phase_rows, notes, case_verdicts = [], [], [], []
     for situation, warmth in CASES:
         same_case = {b: median(sound(situation, warmth, b)) for b in BASELINES}
+        ours = median(sound(situation, warmth, "ours"))
+        winners = [f"{LABEL[b]} ({same_case[b]:.1f} against ours {ours:.1f})"
+                   for b in BASELINES if same_case[b] < ours]
+        case_verdicts.append(f"first play after {situation}, {warmth}: "
+                             + ("the baseline wins: " + ", ".join(winners) if winners
+                                else "no baseline beats ours in this run"))
         for method in METHODS:
             got = results.get((situation, warmth, method), [])
             values = sound(situation, warmth, method)
             ratios = ["", "", ""]
             if method == "ours":
-                ratios = [_share(median(values), same_case["baseline"]),
-                          _share(median(values), same_case["pcm"]),
-                          _share(median(values), yardstick)]
+                ratios = [_share(ours, same_case["baseline"]), _share(ours, same_case["pcm"]),
+                          _share(ours, yardstick)]
             rows.append([f"first play after {situation}", warmth, LABEL[method], str(len(got)),
                          fmt(median(values)), fmt(min(values, default=float("nan"))),
                          fmt(max(values, default=float("nan"))), *ratios])
@@ -231,13 +236,7 @@ def _report(results: dict[tuple[str, str, str], list[dict[str, float]]], starts:
         share = median(sound(situation, "cold", "ours")) / pcm_cold if pcm_cold else float("nan")
         notes.append(f"the same against discord.py's example pattern (FFmpegPCMAudio + PCMVolumeTransformer) "
                      f"cold after a start, {situation}: ours {share:.2f} x")
-    for situation, warmth in CASES:
-        ours = median(sound(situation, warmth, "ours"))
-        winners = [f"{LABEL[b]} ({median(sound(situation, warmth, b)):.1f} against ours {ours:.1f})"
-                   for b in BASELINES if median(sound(situation, warmth, b)) < ours]
-        notes.append(f"first play after {situation}, {warmth}: "
-                     + ("the baseline wins: " + ", ".join(winners) if winners
-                        else "no baseline beats ours in this run"))
+    notes += case_verdicts
     notes.append(f"{rounds} rounds; per round and method two fresh Red processes (start: cold then warm "
                  "play, then reload and a warm play; and reload at once, then the cold play), the methods' "
                  "order rotating from round to round; every play a WebM/Opus URL never looked up, the bot out of voice (must join).")

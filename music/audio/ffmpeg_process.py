@@ -101,13 +101,13 @@ class FfmpegProcess(FedByPipe):
     def pid(self) -> int:
         return self.proc.pid
 
-    def _keep_stderr_line(self, line: str) -> None:
-        # unindented: the tail ends up in error sentences, where ffmpeg's indentation is noise
-        self.stderr_tail.append(line.lstrip())
-
     @property
     def stdout(self) -> IO[bytes] | None:
         return self.proc.stdout
+
+    def _keep_stderr_line(self, line: str) -> None:
+        # unindented: the tail ends up in error sentences, where ffmpeg's indentation is noise
+        self.stderr_tail.append(line.lstrip())
 
     # -- ending -----------------------------------------------------------------------------------
 

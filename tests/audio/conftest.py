@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from music.audio.transcoder import SharedTranscoder
-from tests.audio.test_source import process_is_gone
+from tests.support.processes import process_is_gone
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def class_source(module: object, name: str) -> str:
     """The text of class ``name`` in ``module``'s file, from its line to the next top-level
     statement. Not inspect.getsource(cls): on Python 3.11 that parses the module with ast, which
     raises "AST constructor recursion depth mismatch" when another thread is parsing too (a
-    CPython bug, fixed in 3.12; seen once in CI-like runs)."""
+    CPython 3.11 bug; seen once in a clean-clone CI run)."""
     text = Path(inspect.getsourcefile(module)).read_text(encoding="utf-8")  # type: ignore[arg-type]
     start = text.index(f"\nclass {name}")
     end = re.search(r"\n(?=\S)", text[start + 1:])
